@@ -1,0 +1,56 @@
+"""Configuration of the embedded local backend.
+
+Built once by `mam_mcp.config.Settings.local_config()` (or directly in tests) and passed
+down; nothing in `mam_mcp.local` reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["LocalConfig", "DEFAULT_HTTP_PORT", "DEFAULT_SMTP_PORT", "DEFAULT_DOMAIN"]
+
+DEFAULT_HTTP_PORT = 8725  # 8025 is Mailpit's
+DEFAULT_SMTP_PORT = 2525
+DEFAULT_DOMAIN = "mam.localhost"
+
+
+class LocalConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    http_port: int = Field(DEFAULT_HTTP_PORT, ge=0, le=65535)  # 0 = ephemeral (tests)
+    smtp_port: int = Field(DEFAULT_SMTP_PORT, ge=0, le=65535)
+    domain: str = DEFAULT_DOMAIN  # addresses of local inboxes: <username>@<domain>
+    relay_url: str | None = Field(default=None, repr=False)  # smtp+starttls://user:pass@host:587; has a password
+    max_message_bytes: int = 25 * 1024 * 1024
+    idle_timeout_seconds: float = 1800.0  # the daemon stops after this long with no client
+    ws_ping_interval_seconds: float = 30.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 10.0  # backoff: base * 3**attempt, capped
+    webhook_max_attempts: int = 8
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mail.db"
+
+    @property
+    def key_path(self) -> Path:
+        """The tenant (tk_) key minted on first start, mode 0600."""
+        return self.data_dir / "api_key"
+
+    @property
+    def state_path(self) -> Path:
+        """JSON written by a running daemon: pid, version, ports."""
+        return self.data_dir / "daemon.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "daemon.lock"
+
+    @property
+    def http_base_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
