@@ -1,0 +1,76 @@
+"""Thin async client of the MyAgentMail /v1 contract (hosted API or the embedded local backend).
+
+    client = MamClient(base_url="https://myagentmail.com", api_key="tk_...")
+    inbox = await client.inboxes.create(username="scout")
+    await client.messages.send(inbox.id, to=["you@example.com"], subject="hi", plain_body="hello")
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import httpx2
+
+from mam_mcp.client._http import DEFAULT_TIMEOUT, HttpCore, RawResponse
+from mam_mcp.client.email import (
+    Attachments,
+    Domains,
+    Drafts,
+    Inboxes,
+    Lists,
+    Messages,
+    MetricsApi,
+    Threads,
+    VerifyApi,
+    Webhooks,
+    Workspaces,
+)
+from mam_mcp.client.errors import MamError
+
+__all__ = ["MamClient", "MamError", "RawResponse"]
+
+
+class MamClient:
+    """One HTTP client, resource namespaces on top. The transport is injectable (tests)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.http = HttpCore(base_url=base_url, api_key=api_key, transport=transport, timeout=timeout)
+        self.inboxes = Inboxes(self.http)
+        self.messages = Messages(self.http)
+        self.attachments = Attachments(self.http)
+        self.threads = Threads(self.http)
+        self.drafts = Drafts(self.http)
+        self.lists = Lists(self.http)
+        self.domains = Domains(self.http)
+        self.workspaces = Workspaces(self.http)
+        self.webhooks = Webhooks(self.http)
+        self.metrics = MetricsApi(self.http)
+        self.verify = VerifyApi(self.http)
+        self._linkedin: object | None = None
+
+    @property
+    def linkedin(self):  # type: ignore[no-untyped-def]
+        """LinkedIn namespaces (hosted API only); imported on first use."""
+        if self._linkedin is None:
+            from mam_mcp.client.linkedin import LinkedIn
+
+            self._linkedin = LinkedIn(self.http)
+        return self._linkedin
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> MamClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

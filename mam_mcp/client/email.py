@@ -1,0 +1,425 @@
+"""Resource namespaces for the email half of /v1: `client.inboxes.create(...)`, `client.messages.send(...)`.
+
+Arguments are snake_case Python; bodies go out camelCase as the reference documents them.
+Each method is one HTTP call; no method retries a send (see _http).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from mam_mcp.client._http import HttpCore, RawResponse
+from mam_mcp.client.models import (
+    AddressList,
+    Attachment,
+    AttachmentList,
+    Domain,
+    Draft,
+    DraftList,
+    Inbox,
+    InboxKey,
+    InboxList,
+    ListEntry,
+    Message,
+    MessageList,
+    Metrics,
+    SendResult,
+    Thread,
+    ThreadList,
+    VerifyEmailResult,
+    Webhook,
+    Workspace,
+    WorkspaceKey,
+)
+
+__all__ = [
+    "Inboxes",
+    "Messages",
+    "Attachments",
+    "Threads",
+    "Drafts",
+    "Lists",
+    "Domains",
+    "Workspaces",
+    "Webhooks",
+    "MetricsApi",
+    "VerifyApi",
+]
+
+
+def _seg(value: str) -> str:
+    """One path segment, escaped so an id can never change the path."""
+    return quote(str(value), safe="")
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    """A JSON body with unset (None) fields left out."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class _Namespace:
+    def __init__(self, http: HttpCore) -> None:
+        self._http = http
+
+
+class Inboxes(_Namespace):
+    async def create(
+        self,
+        *,
+        username: str | None = None,
+        display_name: str | None = None,
+        domain: str | None = None,
+        workspace_id: str | None = None,
+        reveal: bool = False,
+    ) -> Inbox:
+        data = await self._http.request(
+            "POST",
+            "/inboxes",
+            params={"reveal": True} if reveal else None,
+            json=_body(username=username, displayName=display_name, domain=domain, workspaceId=workspace_id),
+        )
+        return Inbox.model_validate(data)
+
+    async def list(self, *, workspace: str | None = None) -> InboxList:
+        return InboxList.model_validate(await self._http.request("GET", "/inboxes", params={"workspace": workspace}))
+
+    async def get(self, inbox_id: str) -> Inbox:
+        return Inbox.model_validate(await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}"))
+
+    async def update(
+        self, inbox_id: str, *, display_name: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> Inbox:
+        data = await self._http.request(
+            "PATCH", f"/inboxes/{_seg(inbox_id)}", json=_body(displayName=display_name, metadata=metadata)
+        )
+        return Inbox.model_validate(data)
+
+    async def delete(self, inbox_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}")
+
+    async def add_address(self, inbox_id: str, *, email: str, primary: bool | None = None) -> Inbox:
+        data = await self._http.request(
+            "POST", f"/inboxes/{_seg(inbox_id)}/addresses", json=_body(email=email, primary=primary)
+        )
+        return Inbox.model_validate(data)
+
+    async def remove_address(self, inbox_id: str, address: str) -> Inbox:
+        data = await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}/addresses/{_seg(address)}")
+        return Inbox.model_validate(data)
+
+    async def create_key(self, inbox_id: str, *, name: str | None = None) -> InboxKey:
+        data = await self._http.request("POST", f"/inboxes/{_seg(inbox_id)}/keys", json=_body(name=name))
+        return InboxKey.model_validate(data)
+
+
+class Messages(_Namespace):
+    async def send(
+        self,
+        inbox_id: str,
+        *,
+        to: list[str],
+        subject: str,
+        plain_body: str | None = None,
+        html_body: str | None = None,
+        cc: list[str] | None = None,
+        bcc: list[str] | None = None,
+        verified: bool | None = None,
+    ) -> SendResult:
+        body = _body(
+            to=to, cc=cc or None, bcc=bcc or None, subject=subject, plainBody=plain_body, htmlBody=html_body,
+            verified=verified,
+        )
+        data = await self._http.request("POST", f"/inboxes/{_seg(inbox_id)}/send", json=body, send=True)
+        return SendResult.model_validate(data)
+
+    async def reply(
+        self,
+        inbox_id: str,
+        message_id: str,
+        *,
+        plain_body: str | None = None,
+        html_body: str | None = None,
+        cc: list[str] | None = None,
+        bcc: list[str] | None = None,
+        reply_all: bool = False,
+    ) -> SendResult:
+        route = "reply-all" if reply_all else "reply"
+        body = _body(plainBody=plain_body, htmlBody=html_body, cc=cc or None, bcc=bcc or None)
+        data = await self._http.request(
+            "POST", f"/inboxes/{_seg(inbox_id)}/{route}/{_seg(message_id)}", json=body, send=True
+        )
+        return SendResult.model_validate(data)
+
+    async def forward(
+        self,
+        inbox_id: str,
+        message_id: str,
+        *,
+        to: list[str],
+        plain_body: str | None = None,
+        html_body: str | None = None,
+        cc: list[str] | None = None,
+        bcc: list[str] | None = None,
+        verified: bool | None = None,
+    ) -> SendResult:
+        body = _body(
+            to=to, cc=cc or None, bcc=bcc or None, plainBody=plain_body, htmlBody=html_body, verified=verified
+        )
+        data = await self._http.request(
+            "POST", f"/inboxes/{_seg(inbox_id)}/forward/{_seg(message_id)}", json=body, send=True
+        )
+        return SendResult.model_validate(data)
+
+    async def list(
+        self,
+        inbox_id: str,
+        *,
+        direction: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        extra_filters: dict[str, Any] | None = None,
+    ) -> MessageList:
+        """List messages. `extra_filters` (unread, from, subject, q, after) are local-backend extensions."""
+        params: dict[str, Any] = {"direction": direction, "limit": limit, "offset": offset}
+        params.update(extra_filters or {})
+        data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/messages", params=params)
+        return MessageList.model_validate(data)
+
+    async def get(self, inbox_id: str, message_id: str) -> Message:
+        data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}")
+        return Message.model_validate(data)
+
+    async def mark(self, inbox_id: str, message_id: str, *, is_read: bool) -> Message:
+        data = await self._http.request(
+            "PATCH", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}", json={"isRead": is_read}
+        )
+        return Message.model_validate(data)
+
+    async def delete(self, inbox_id: str, message_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}")
+
+    async def raw(self, inbox_id: str, message_id: str) -> RawResponse:
+        return await self._http.request(
+            "GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}/raw", expect="bytes"
+        )
+
+
+class Attachments(_Namespace):
+    async def list(self, inbox_id: str, message_id: str) -> list[Attachment]:
+        data = await self._http.request(
+            "GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}/attachments"
+        )
+        return AttachmentList.model_validate(data).attachments
+
+    async def download(self, inbox_id: str, message_id: str, attachment_id: str) -> RawResponse:
+        return await self._http.request(
+            "GET",
+            f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}/attachments/{_seg(attachment_id)}",
+            expect="bytes",
+        )
+
+
+class Threads(_Namespace):
+    async def list(self, inbox_id: str, *, limit: int | None = None, offset: int | None = None) -> ThreadList:
+        data = await self._http.request(
+            "GET", f"/inboxes/{_seg(inbox_id)}/threads", params={"limit": limit, "offset": offset}
+        )
+        return ThreadList.model_validate(data)
+
+    async def get(self, inbox_id: str, thread_id: str) -> Thread:
+        return Thread.model_validate(
+            await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/threads/{_seg(thread_id)}")
+        )
+
+
+class Drafts(_Namespace):
+    async def create(
+        self,
+        inbox_id: str,
+        *,
+        to: list[str] | None = None,
+        cc: list[str] | None = None,
+        bcc: list[str] | None = None,
+        subject: str | None = None,
+        plain_body: str | None = None,
+        html_body: str | None = None,
+        reply_to_message_id: str | None = None,
+    ) -> Draft:
+        body = _body(
+            to=to, cc=cc, bcc=bcc, subject=subject, plainBody=plain_body, htmlBody=html_body,
+            replyToMessageId=reply_to_message_id,
+        )
+        return Draft.model_validate(await self._http.request("POST", f"/inboxes/{_seg(inbox_id)}/drafts", json=body))
+
+    async def list(self, inbox_id: str) -> DraftList:
+        return DraftList.model_validate(await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/drafts"))
+
+    async def get(self, inbox_id: str, draft_id: str) -> Draft:
+        return Draft.model_validate(
+            await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}")
+        )
+
+    async def update(self, inbox_id: str, draft_id: str, **changes: Any) -> Draft:
+        """Merge-patch: pass only the fields to change (to, cc, bcc, subject, plain_body, html_body)."""
+        names = {"plain_body": "plainBody", "html_body": "htmlBody", "reply_to_message_id": "replyToMessageId"}
+        body = {names.get(k, k): v for k, v in changes.items() if v is not None}
+        return Draft.model_validate(
+            await self._http.request("PATCH", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}", json=body)
+        )
+
+    async def delete(self, inbox_id: str, draft_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}")
+
+    async def send(self, inbox_id: str, draft_id: str) -> SendResult:
+        data = await self._http.request(
+            "POST", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send", send=True
+        )
+        return SendResult.model_validate(data)
+
+
+class Lists(_Namespace):
+    async def list(self, inbox_id: str) -> list[AddressList]:
+        data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/lists")
+        return [AddressList.model_validate(item) for item in data.get("lists", [])]
+
+    async def create(self, inbox_id: str, *, name: str, description: str | None = None) -> AddressList:
+        data = await self._http.request(
+            "POST", f"/inboxes/{_seg(inbox_id)}/lists", json=_body(name=name, description=description)
+        )
+        return AddressList.model_validate(data)
+
+    async def get(self, inbox_id: str, list_id: str) -> AddressList:
+        return AddressList.model_validate(
+            await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/lists/{_seg(list_id)}")
+        )
+
+    async def delete(self, inbox_id: str, list_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}/lists/{_seg(list_id)}")
+
+    async def add_entry(
+        self,
+        inbox_id: str,
+        list_id: str,
+        *,
+        email: str,
+        display_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ListEntry:
+        data = await self._http.request(
+            "POST",
+            f"/inboxes/{_seg(inbox_id)}/lists/{_seg(list_id)}/entries",
+            json=_body(email=email, displayName=display_name, metadata=metadata),
+        )
+        return ListEntry.model_validate(data)
+
+    async def remove_entry(self, inbox_id: str, list_id: str, entry_id: str) -> dict[str, Any]:
+        return await self._http.request(
+            "DELETE", f"/inboxes/{_seg(inbox_id)}/lists/{_seg(list_id)}/entries/{_seg(entry_id)}"
+        )
+
+
+def _domain(data: Any) -> Domain:
+    return Domain.model_validate(data.get("domain", data) if isinstance(data.get("domain"), dict) else data)
+
+
+class Domains(_Namespace):
+    async def create(self, *, domain: str, workspace_id: str | None = None) -> Domain:
+        return _domain(await self._http.request("POST", "/domains", json=_body(domain=domain, workspaceId=workspace_id)))
+
+    async def list(self) -> list[Domain]:
+        data = await self._http.request("GET", "/domains")
+        return [Domain.model_validate(d) for d in data.get("domains", [])]
+
+    async def get(self, domain: str) -> Domain:
+        return _domain(await self._http.request("GET", f"/domains/{_seg(domain)}"))
+
+    async def verify(self, domain: str) -> Domain:
+        return _domain(await self._http.request("GET", f"/domains/{_seg(domain)}/verify"))
+
+    async def zone_file(self, domain: str) -> str:
+        raw: RawResponse = await self._http.request("GET", f"/domains/{_seg(domain)}/zone-file", expect="bytes")
+        return raw.content.decode("utf-8", errors="replace")
+
+    async def delete(self, domain: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/domains/{_seg(domain)}")
+
+
+class Workspaces(_Namespace):
+    async def create(self, *, name: str) -> Workspace:
+        return Workspace.model_validate(await self._http.request("POST", "/workspaces", json={"name": name}))
+
+    async def list(self) -> list[Workspace]:
+        data = await self._http.request("GET", "/workspaces")
+        return [Workspace.model_validate(w) for w in data.get("workspaces", [])]
+
+    async def get(self, workspace_id: str) -> Workspace:
+        return Workspace.model_validate(await self._http.request("GET", f"/workspaces/{_seg(workspace_id)}"))
+
+    async def delete(self, workspace_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/workspaces/{_seg(workspace_id)}")
+
+    async def create_key(self, workspace_id: str, *, name: str | None = None) -> WorkspaceKey:
+        data = await self._http.request("POST", f"/workspaces/{_seg(workspace_id)}/keys", json=_body(name=name))
+        return WorkspaceKey.model_validate(data)
+
+    async def list_keys(self, workspace_id: str) -> list[WorkspaceKey]:
+        data = await self._http.request("GET", f"/workspaces/{_seg(workspace_id)}/keys")
+        return [WorkspaceKey.model_validate(k) for k in data.get("keys", [])]
+
+    async def revoke_key(self, workspace_id: str, key_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/workspaces/{_seg(workspace_id)}/keys/{_seg(key_id)}")
+
+
+class Webhooks(_Namespace):
+    async def create(
+        self,
+        *,
+        url: str,
+        events: list[str],
+        inbox_id: str | None = None,
+        workspace_id: str | None = None,
+    ) -> Webhook:
+        body = _body(url=url, events=events, inboxId=inbox_id, workspaceId=workspace_id)
+        return Webhook.model_validate(await self._http.request("POST", "/webhooks", json=body))
+
+    async def list(self) -> list[Webhook]:
+        data = await self._http.request("GET", "/webhooks")
+        return [Webhook.model_validate(w) for w in data.get("webhooks", [])]
+
+    async def get(self, webhook_id: str) -> Webhook:
+        return Webhook.model_validate(await self._http.request("GET", f"/webhooks/{_seg(webhook_id)}"))
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        events: list[str] | None = None,
+        is_active: bool | None = None,
+    ) -> Webhook:
+        body = _body(url=url, events=events, isActive=is_active)
+        return Webhook.model_validate(await self._http.request("PATCH", f"/webhooks/{_seg(webhook_id)}", json=body))
+
+    async def delete(self, webhook_id: str) -> dict[str, Any]:
+        return await self._http.request("DELETE", f"/webhooks/{_seg(webhook_id)}")
+
+
+class MetricsApi(_Namespace):
+    async def get(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        workspace: str | None = None,
+        inbox: str | None = None,
+    ) -> Metrics:
+        params = {"from": since, "to": until, "workspace": workspace, "inbox": inbox}
+        return Metrics.model_validate(await self._http.request("GET", "/metrics", params=params))
+
+
+class VerifyApi(_Namespace):
+    async def email(self, email: str) -> VerifyEmailResult:
+        return VerifyEmailResult.model_validate(
+            await self._http.request("POST", "/verify-email", json={"email": email})
+        )

@@ -1,0 +1,187 @@
+"""Settings: built once (CLI flags > environment > credentials file > local default) and passed down.
+
+No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from mam_mcp.local.config import DEFAULT_DOMAIN, DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConfig
+
+__all__ = ["Settings", "DEFAULT_BASE_URL", "config_dir", "credentials_path", "default_data_dir", "read_credentials"]
+
+DEFAULT_BASE_URL = "https://myagentmail.com"
+Mode = Literal["hosted", "local"]
+
+
+def config_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Where the credentials file lives (shared with the vendor's CLI)."""
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform == "win32":
+        return Path(env.get("APPDATA") or home / "AppData" / "Roaming") / "myagentmail"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "myagentmail"
+    return Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "myagentmail"
+
+
+def credentials_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    return config_dir(env, platform) / "credentials"
+
+
+def default_data_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Where the local backend keeps its SQLite database, key and logs."""
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform == "win32":
+        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "mam-mcp"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "mam-mcp"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "mam-mcp"
+
+
+def read_credentials(path: Path) -> dict[str, Any]:
+    """The credentials JSON, or {} when missing or unreadable (never raises)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(part.strip() for part in value.split(",") if part.strip())
+    return items or None
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Settings(BaseModel):
+    """Everything mam-mcp needs to know, resolved once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    mode_reason: str = ""  # why this mode was chosen (shown by doctor and the server log)
+    api_key: SecretStr | None = None
+    base_url: str = DEFAULT_BASE_URL
+    toolsets: tuple[str, ...] | None = None  # None = the default toolsets
+    tools: tuple[str, ...] | None = None  # exact tool names; overrides toolsets
+    exclude_tools: tuple[str, ...] = ()
+    read_only: bool = False
+    config_dir: Path
+    data_dir: Path
+    local_http_port: int = DEFAULT_HTTP_PORT
+    local_smtp_port: int = DEFAULT_SMTP_PORT
+    local_domain: str = DEFAULT_DOMAIN
+    relay_url: SecretStr | None = None
+    log_level: str = "WARNING"
+    auth_token: SecretStr | None = None  # bearer token for the HTTP transports
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.config_dir / "credentials"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where secrets the API returns once are written (mode 0600), never into tool output."""
+        return self.config_dir / "secrets"
+
+    def local_config(self, **overrides: Any) -> LocalConfig:
+        values: dict[str, Any] = {
+            "data_dir": self.data_dir,
+            "http_port": self.local_http_port,
+            "smtp_port": self.local_smtp_port,
+            "domain": self.local_domain,
+            "relay_url": self.relay_url.get_secret_value() if self.relay_url else None,
+        }
+        values.update(overrides)
+        return LocalConfig(**values)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        platform: str | None = None,
+    ) -> Settings:
+        """Resolve settings. `overrides` are CLI flags (None values are ignored)."""
+        env = dict(os.environ if env is None else env)
+        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+        cfg_dir = Path(flags.get("config_dir") or env.get("MAM_MCP_CONFIG_DIR") or config_dir(env, platform))
+        creds = read_credentials(cfg_dir / "credentials")
+
+        key, key_source = None, ""
+        for source, value in (
+            ("--api-key", flags.get("api_key")),
+            ("MYAGENTMAIL_API_KEY", env.get("MYAGENTMAIL_API_KEY")),
+            ("MYAGENTMAIL_KEY", env.get("MYAGENTMAIL_KEY")),
+            ("credentials file", creds.get("apiKey") or creds.get("api_key")),
+        ):
+            if value:
+                key, key_source = str(value).strip(), source
+                break
+        base_url = (
+            flags.get("base_url") or env.get("MYAGENTMAIL_BASE_URL") or creds.get("baseUrl") or DEFAULT_BASE_URL
+        )
+
+        requested = flags.get("mode") or env.get("MAM_MCP_MODE")
+        if requested and requested not in ("hosted", "local"):
+            raise ValueError(f"mode must be 'hosted' or 'local', not {requested!r}")
+        if requested:
+            mode, reason = requested, f"mode {requested} requested"
+        elif key:
+            mode, reason = "hosted", f"API key from {key_source}"
+        else:
+            mode, reason = "local", "no API key configured: using the embedded local backend"
+        if mode == "hosted" and not key:
+            raise ValueError("hosted mode needs an API key: run `mam-mcp login` or set MYAGENTMAIL_API_KEY")
+
+        toolsets = flags.get("toolsets")
+        toolsets = _split(toolsets) if isinstance(toolsets, str) else toolsets
+        if toolsets is None:
+            toolsets = _split(env.get("MAM_MCP_TOOLSETS"))
+        tools = flags.get("tools")
+        tools = _split(tools) if isinstance(tools, str) else tools
+        if tools is None:
+            tools = _split(env.get("MAM_MCP_TOOLS"))
+        exclude = flags.get("exclude_tools")
+        exclude = _split(exclude) if isinstance(exclude, str) else exclude
+        if exclude is None:
+            exclude = _split(env.get("MAM_MCP_EXCLUDE_TOOLS"))
+        read_only = bool(flags.get("read_only")) or _truthy(env.get("MAM_MCP_READ_ONLY"))
+
+        relay = flags.get("relay_url") or env.get("MAM_SMTP_RELAY_URL")
+        return cls(
+            mode=mode,
+            mode_reason=reason,
+            api_key=SecretStr(key) if key else None,
+            base_url=str(base_url),
+            toolsets=tuple(toolsets) if toolsets else None,
+            tools=tuple(tools) if tools else None,
+            exclude_tools=tuple(exclude or ()),
+            read_only=read_only,
+            config_dir=cfg_dir,
+            data_dir=Path(flags.get("data_dir") or env.get("MAM_LOCAL_DATA_DIR") or default_data_dir(env, platform)),
+            local_http_port=int(flags.get("http_port") or env.get("MAM_LOCAL_HTTP_PORT") or DEFAULT_HTTP_PORT),
+            local_smtp_port=int(flags.get("smtp_port") or env.get("MAM_LOCAL_SMTP_PORT") or DEFAULT_SMTP_PORT),
+            local_domain=str(flags.get("domain") or env.get("MAM_LOCAL_DOMAIN") or DEFAULT_DOMAIN),
+            relay_url=SecretStr(relay) if relay else None,
+            log_level=str(flags.get("log_level") or env.get("MAM_MCP_LOG_LEVEL") or "WARNING").upper(),
+            auth_token=SecretStr(token) if (token := flags.get("auth_token") or env.get("MAM_MCP_AUTH_TOKEN")) else None,
+        )
