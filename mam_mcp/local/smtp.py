@@ -1,0 +1,221 @@
+"""SMTP ingress of the local backend (aiosmtpd, RFC 5321), served on the caller's event loop.
+
+Only speaks SMTP: recipients are checked with `is_local_recipient`, the message bytes are handed
+to `ingest` and 250 is said only after `ingest` returned (the message is durable by then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+__all__ = ["IngestCallable", "LocalRecipientCheck", "SmtpIngress"]
+
+logger = logging.getLogger(__name__)
+
+IngestCallable = Callable[[bytes, str, list[str]], Awaitable[object]]
+LocalRecipientCheck = Callable[[str], bool | Awaitable[bool]]
+
+# Long lines beyond RFC 5321's 1000 octets are common in app-generated HTML mail; a local dev
+# server should take them rather than bounce a signup mail (Mailpit does the same).
+LINE_LENGTH_LIMIT = 1_000_000
+STOP_GRACE_SECONDS = 5.0
+
+
+class _IngressHandler:
+    """aiosmtpd handler: one RCPT check and one DATA hand-off per message."""
+
+    def __init__(self, ingest: IngestCallable, is_local_recipient: LocalRecipientCheck) -> None:
+        self._ingest = ingest
+        self._is_local_recipient = is_local_recipient
+        self.in_flight: set[asyncio.Task[object]] = set()
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        try:
+            verdict = self._is_local_recipient(address)
+            known = await verdict if inspect.isawaitable(verdict) else verdict
+        except Exception:
+            logger.exception("smtp: recipient check failed (peer %s)", _peer(session))
+            return "451 4.3.0 Temporary failure checking recipient, try again later"
+        if not known:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        raw = envelope.original_content if envelope.original_content is not None else b""
+        mail_from = envelope.mail_from or ""
+        rcpt_tos = list(envelope.rcpt_tos)
+        # Shielded: a client hanging up mid-ingest must not cancel a store transaction half-way.
+        task: asyncio.Task[object] = asyncio.ensure_future(self._ingest(raw, mail_from, rcpt_tos))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Temporary failure: the sender keeps the message and retries; never a 250 we can't honour.
+            logger.exception(
+                "smtp: ingest failed (peer %s, %d bytes, %d rcpts)", _peer(session), len(raw), len(rcpt_tos)
+            )
+            return "451 4.3.0 Temporary failure storing message, try again later"
+        ids = _message_ids(result)
+        logger.info(
+            "smtp: accepted %d bytes for %d rcpts from %s%s",
+            len(raw),
+            len(rcpt_tos),
+            _peer(session),
+            f" as {','.join(ids)}" if ids else "",
+        )
+        return "250 2.0.0 OK: queued" + (f" as {ids[0]}" if len(ids) == 1 else "")
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default echoes the exception text to the client; we log it and say little.
+        logger.error("smtp: session error %s", type(error).__name__, exc_info=error)
+        return "451 4.3.0 Temporary server error, try again later"
+
+
+class _IngressSMTP(SMTP):
+    """aiosmtpd's protocol, registered with its listener so `stop()` can close open sessions."""
+
+    line_length_limit = LINE_LENGTH_LIMIT
+
+    def __init__(self, handler: _IngressHandler, *, sessions: set[_IngressSMTP], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sessions.discard(self)
+        super().connection_lost(exc)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class SmtpIngress:
+    """The loopback SMTP listener that stores mail for local inboxes.
+
+    `start()`/`stop()` run on the caller's event loop (the store and event hub live there), not in
+    aiosmtpd's threaded Controller. `port=0` binds an ephemeral port; read `.port` after `start()`.
+    """
+
+    def __init__(
+        self,
+        *,
+        ingest: IngestCallable,
+        is_local_recipient: LocalRecipientCheck,
+        host: str = "127.0.0.1",
+        port: int = 2525,
+        max_message_bytes: int = 25 * 1024 * 1024,
+        hostname: str = "localhost",
+        timeout_seconds: float = 300.0,
+    ) -> None:
+        self._handler = _IngressHandler(ingest, is_local_recipient)
+        self._host = host
+        self._requested_port = port
+        self._max_message_bytes = max_message_bytes
+        self._hostname = hostname  # given, not socket.getfqdn(): that can block for seconds on DNS
+        self._timeout_seconds = timeout_seconds
+        self._server: asyncio.AbstractServer | None = None
+        self._sessions: set[_IngressSMTP] = set()
+        self.port: int = port
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def is_serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("SmtpIngress already started")
+        if not _is_loopback(self._host):
+            logger.warning("smtp: listening on non-loopback address %s; anyone who can reach it can deliver mail", self._host)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._new_session, host=self._host, port=self._requested_port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        logger.info("smtp: listening on %s:%d", self._host, self.port)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for session in list(self._sessions):
+            session.abort()  # a client idling in a session must not hold the shutdown
+        if self._handler.in_flight:
+            # Let accepted DATA finish storing before the caller closes the store.
+            await asyncio.wait(list(self._handler.in_flight), timeout=STOP_GRACE_SECONDS)
+        try:
+            await asyncio.wait_for(server.wait_closed(), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            logger.warning("smtp: listener did not close within %.0f s", STOP_GRACE_SECONDS)
+        logger.info("smtp: stopped")
+
+    async def __aenter__(self) -> SmtpIngress:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _new_session(self) -> _IngressSMTP:
+        return _IngressSMTP(
+            self._handler,
+            sessions=self._sessions,
+            data_size_limit=self._max_message_bytes,  # advertised as SIZE, enforced with 552
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self._hostname,
+            ident="mam-mcp local ESMTP",
+            timeout=self._timeout_seconds,
+            loop=asyncio.get_running_loop(),
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return f"{peer[0]}:{peer[1]}" if len(peer) > 1 else str(peer[0])
+    return str(peer)
+
+
+def _message_ids(result: object) -> list[str]:
+    """Ids for the log line, whatever `ingest` returned (ids, events or objects with an `id`)."""
+    items = result if isinstance(result, list | tuple) else [result]
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            ids.append(item)
+            continue
+        message = getattr(item, "message", None)
+        candidate = message.get("message_id") if isinstance(message, dict) else getattr(item, "id", None)
+        if isinstance(candidate, str):
+            ids.append(candidate)
+    return ids
