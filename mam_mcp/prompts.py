@@ -7,6 +7,7 @@ DESIGN §4; tests check that every rendered prompt names the right ones.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from mcp.server import MCPServer
@@ -130,7 +131,7 @@ async def linkedin_intent_outreach(
     )
 
 
-_PROMPTS = (
+_PROMPTS: tuple[tuple[Callable[..., Awaitable[UserMessage]], str], ...] = (
     (verify_signup, "Verify a signup by email"),
     (triage_inbox, "Triage an inbox"),
     (draft_reply_for_approval, "Draft a reply for approval"),

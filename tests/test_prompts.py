@@ -179,7 +179,10 @@ def test_skill_has_frontmatter_with_name_and_description() -> None:
     assert match, "SKILL.md must start with YAML frontmatter"
     fields = dict(line.split(":", 1) for line in match.group(1).splitlines() if ":" in line)
     assert fields["name"].strip() == "myagentmail"
-    assert len(fields["description"].strip()) > 80
+    description = fields["description"].strip()
+    assert len(description) > 80
+    # A plain YAML scalar: these would end it early or start a comment.
+    assert ": " not in description and " #" not in description
     assert len(text.splitlines()) <= 260
 
 
