@@ -1,0 +1,406 @@
+"""Parse inbound and build outbound RFC 5322 messages (stdlib `email`).
+
+Parsing uses the `compat32` policy (2-3x faster here than `policy.default`, same text on
+common mail) with explicit header decoding, and never raises: whatever can be read is
+returned and the caller keeps the raw source. Building uses `EmailMessage` with the SMTP
+policy. Header injection (CR/LF in subject, addresses, display names) is refused with
+`HeaderInjectionError` before anything is built.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.utils
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+
+__all__ = [
+    "HeaderInjectionError",
+    "OutboundAttachment",
+    "ParsedAttachment",
+    "ParsedMessage",
+    "build_outbound",
+    "check_header_safe",
+    "decode_header_value",
+    "forward_quote",
+    "new_message_id",
+    "normalize_subject",
+    "parse_message",
+    "reply_subject",
+]
+
+MAX_DEPTH = 20  # deeper multiparts are kept only in the raw source
+MAX_PARTS = 500
+MAX_HEADER_CHARS = 16_384  # per decoded header value
+MAX_STORED_HEADERS = 200
+_MSGID_RE = re.compile(r"<[^<>\s]+>")
+_SUBJECT_PREFIX_RE = re.compile(
+    r"^\s*(?:(?:re|fw|fwd|aw|sv|vs|wg|antw|ref|tr|rv|odp|r)\s*(?:\[\d+\])?\s*[:：]\s*)+",
+    re.IGNORECASE,
+)
+_LIST_TAG_RE = re.compile(r"^\s*\[[^\]]{1,40}\]\s*")
+
+
+class HeaderInjectionError(ValueError):
+    """A header field contains CR or LF (or NUL); `field` names which one."""
+
+    def __init__(self, field_name: str) -> None:
+        super().__init__(f"{field_name} must not contain line breaks")
+        self.field = field_name
+
+
+@dataclass(slots=True)
+class ParsedAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+
+
+@dataclass(slots=True)
+class ParsedMessage:
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    from_name: str | None = None
+    from_address: str | None = None
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    subject: str = ""
+    date: str | None = None  # ISO-8601 UTC when the Date header parses
+    plain_body: str | None = None
+    html_body: str | None = None
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    defects: int = 0
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    """Declared charset, then UTF-8, then UTF-8 with replacement if nearly clean, else latin-1."""
+    if charset:
+        try:
+            return data.decode(charset.strip().strip('"').lower() or "utf-8")
+        except (LookupError, UnicodeDecodeError, ValueError):
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", errors="replace")
+    if text.count("\ufffd") * 100 <= max(len(text), 1):
+        return text
+    return data.decode("latin-1")  # every byte maps; legacy 8-bit mail stays readable
+
+
+def _as_text(value: object) -> str:
+    """A compat32 header value (str with surrogate escapes, or Header) as plain text."""
+    if isinstance(value, email.header.Header):
+        try:
+            return str(value)
+        except (LookupError, UnicodeError):
+            return value.encode()
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):  # raw 8-bit bytes in a header
+        return _decode_bytes(text.encode("utf-8", "surrogateescape"), None)
+    return text
+
+
+def decode_header_value(value: object) -> str:
+    """Decode RFC 2047 words (any charset, broken ones included) and unfold; never raises."""
+    text = _as_text(value)[: MAX_HEADER_CHARS * 4]
+    try:
+        chunks = email.header.decode_header(text)
+    except Exception:  # noqa: BLE001 - malformed encoded words: keep the text as is
+        chunks = [(text, None)]
+    out: list[str] = []
+    for chunk, charset in chunks:
+        out.append(_decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
+    joined = "".join(out) if len(chunks) > 1 else (out[0] if out else "")
+    joined = re.sub(r"\r?\n[ \t]*", " ", joined).replace("\r", " ").replace("\x00", "")
+    return joined.strip()[:MAX_HEADER_CHARS]
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    values = msg.get_all(name) or []
+    try:
+        raw = [_as_text(v) for v in values]
+        pairs = email.utils.getaddresses(raw)
+    except Exception:  # noqa: BLE001
+        return []
+    out: list[tuple[str, str]] = []
+    for display, addr in pairs[:1000]:
+        addr = addr.strip()
+        if not addr or "@" not in addr:
+            continue
+        out.append((decode_header_value(display) if display else "", addr))
+    return out
+
+
+def _message_ids(value: object) -> list[str]:
+    return _MSGID_RE.findall(_as_text(value))[:200] if value is not None else []
+
+
+def _date_iso(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(_as_text(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError):
+        return None
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001 - broken RFC 2231 parameters
+        name = None
+    if name is None:
+        try:
+            name = part.get_param("name")  # old mailers put it only on Content-Type
+            if isinstance(name, tuple):
+                name = email.utils.collapse_rfc2231_value(name, errors="replace")
+        except Exception:  # noqa: BLE001
+            name = None
+    if not name:
+        return None
+    decoded = decode_header_value(name)  # some mailers RFC 2047-encode the filename
+    return decoded.replace("/", "_").replace("\\", "_")[:255] or None
+
+
+def _payload_bytes(part: Message) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    return b""
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse raw RFC 5322 bytes into what the store keeps. Never raises."""
+    result = ParsedMessage()
+    try:
+        msg = email.message_from_bytes(raw, policy=email_policy.compat32)
+    except Exception:  # noqa: BLE001 - unparseable: keep the raw text as the body
+        result.plain_body = _decode_bytes(raw[:1_000_000], None)
+        result.defects = 1
+        return result
+    try:
+        _read_headers(msg, result)
+    except Exception:  # noqa: BLE001
+        result.defects += 1
+    try:
+        _walk(msg, result, depth=0, budget=[MAX_PARTS])
+    except Exception:  # noqa: BLE001 - keep whatever was read before the failure
+        result.defects += 1
+    return result
+
+
+def _read_headers(msg: Message, result: ParsedMessage) -> None:
+    result.subject = decode_header_value(msg.get("Subject", ""))
+    ids = _message_ids(msg.get("Message-ID"))
+    result.message_id = ids[0] if ids else None
+    irt = _message_ids(msg.get("In-Reply-To"))
+    result.in_reply_to = irt[0] if irt else None
+    result.references = _message_ids(msg.get("References"))
+    sender = _addresses(msg, "From")
+    if sender:
+        result.from_name, result.from_address = sender[0][0] or None, sender[0][1]
+    result.to = [addr for _, addr in _addresses(msg, "To")]
+    result.cc = [addr for _, addr in _addresses(msg, "Cc")]
+    result.date = _date_iso(msg.get("Date"))
+    result.defects += len(getattr(msg, "defects", []) or [])
+    for name, value in msg.items()[:MAX_STORED_HEADERS]:
+        result.headers.append((str(name)[:200], decode_header_value(value)))
+
+
+def _walk(part: Message, result: ParsedMessage, *, depth: int, budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        result.defects += 1
+        return
+    ctype = (part.get_content_type() or "text/plain").lower()
+    if part.is_multipart():
+        children = part.get_payload()
+        if not isinstance(children, list):
+            return
+        if ctype == "message/rfc822":
+            _add_attachment(part, result, ctype, data=_embedded_bytes(children), filename=_filename(part))
+            return
+        for child in children:
+            if isinstance(child, Message):
+                _walk(child, result, depth=depth + 1, budget=budget)
+        return
+    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    filename = _filename(part)
+    is_body_text = ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename
+    if is_body_text:
+        text = _decode_bytes(_payload_bytes(part), part.get_content_charset())
+        if ctype == "text/plain" and result.plain_body is None:
+            result.plain_body = text
+            return
+        if ctype == "text/html" and result.html_body is None:
+            result.html_body = text
+            return
+    _add_attachment(part, result, ctype, data=_payload_bytes(part), filename=filename)
+
+
+def _embedded_bytes(children: list[object]) -> bytes:
+    try:
+        inner = children[0]
+        return inner.as_bytes() if isinstance(inner, Message) else b""
+    except Exception:  # noqa: BLE001
+        return b""
+
+
+def _add_attachment(
+    part: Message, result: ParsedMessage, ctype: str, *, data: bytes, filename: str | None = None
+) -> None:
+    ext = {"message/rfc822": ".eml", "text/plain": ".txt", "text/html": ".html"}.get(ctype, ".bin")
+    cid = part.get("Content-ID")
+    result.attachments.append(
+        ParsedAttachment(
+            filename=filename or f"attachment-{len(result.attachments) + 1}{ext}",
+            content_type=ctype,
+            data=data,
+            content_id=_as_text(cid).strip()[:250] if cid else None,
+        )
+    )
+
+
+# ---------------------------------------------------------------- subjects and threading
+
+
+def normalize_subject(subject: str | None) -> str:
+    """Subject without Re:/Fwd:/AW:/SV: prefixes and list tags, lower-cased: the thread key."""
+    text = (subject or "").strip()
+    for _ in range(10):  # bounded: prefixes and tags may interleave ("Re: [list] Re: x")
+        stripped = _LIST_TAG_RE.sub("", _SUBJECT_PREFIX_RE.sub("", text))
+        if stripped == text:
+            break
+        text = stripped
+    return " ".join(text.split()).lower()
+
+
+def reply_subject(subject: str | None) -> str:
+    text = (subject or "").strip()
+    return text if re.match(r"^\s*re\s*:", text, re.IGNORECASE) else f"Re: {text}".strip()
+
+
+def forward_subject(subject: str | None) -> str:
+    text = (subject or "").strip()
+    return text if re.match(r"^\s*fwd?\s*:", text, re.IGNORECASE) else f"Fwd: {text}".strip()
+
+
+# ---------------------------------------------------------------- building
+
+
+@dataclass(slots=True)
+class OutboundAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def check_header_safe(field_name: str, value: str | None) -> None:
+    """Refuse CR, LF and NUL in a value that goes into a header."""
+    if value and any(ch in value for ch in ("\r", "\n", "\x00")):
+        raise HeaderInjectionError(field_name)
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def forward_quote(
+    *, from_header: str, date: str | None, subject: str | None, to: Sequence[str], body: str | None
+) -> str:
+    """The quoted original under a forward, as mail clients write it."""
+    lines = [
+        "---------- Forwarded message ----------",
+        f"From: {from_header}",
+        f"Date: {date or ''}",
+        f"Subject: {subject or ''}",
+        f"To: {', '.join(to)}",
+        "",
+        body or "",
+    ]
+    return "\n".join(lines)
+
+
+def _address(display_name: str | None, addr: str) -> Address:
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=display_name or "", username=local, domain=domain)
+
+
+def build_outbound(
+    *,
+    from_address: str,
+    from_name: str | None,
+    to: Sequence[str],
+    cc: Sequence[str] = (),
+    subject: str,
+    plain_body: str | None,
+    html_body: str | None,
+    message_id: str,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    attachments: Sequence[OutboundAttachment] = (),
+) -> bytes:
+    """The wire bytes of an outbound message (Bcc never appears in headers)."""
+    check_header_safe("subject", subject)
+    check_header_safe("fromName", from_name)
+    for name, values in (("to", to), ("cc", cc), ("from", [from_address])):
+        for value in values:
+            check_header_safe(name, value)
+    msg = EmailMessage(policy=email_policy.SMTP)
+    msg["From"] = _address(from_name, from_address)
+    msg["To"] = [_address(None, a) for a in to]
+    if cc:
+        msg["Cc"] = [_address(None, a) for a in cc]
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = " ".join(references)
+    msg["MIME-Version"] = "1.0"
+    if plain_body is not None and html_body is not None:
+        msg.set_content(plain_body)
+        msg.add_alternative(html_body, subtype="html")
+    elif html_body is not None:
+        msg.set_content(html_body, subtype="html")
+    else:
+        msg.set_content(plain_body or "")
+    for att in attachments:
+        maintype, _, subtype = (att.content_type or "application/octet-stream").partition("/")
+        if maintype in ("multipart", "message") or not subtype:  # those need a Message, not bytes
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
+    return msg.as_bytes(policy=email_policy.SMTP)
