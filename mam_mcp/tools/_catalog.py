@@ -1,0 +1,163 @@
+"""The tool catalogue: toolsets, tool specs, annotation presets, and selection.
+
+A toolset module declares `toolset = Toolset(...)` and decorates its tool functions with
+`@toolset.tool(...)`. Tool functions take the `Runtime` first (bound at server build time),
+then their typed arguments, and return a `CallToolResult` built with `tools._results`.
+Selection (`--toolsets`, `all`, `--tools`, `--exclude-tools`, `--read-only`) happens here,
+identically for every transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_types import ToolAnnotations
+
+__all__ = [
+    "READ",
+    "WRITE",
+    "UPDATE",
+    "DELETE",
+    "SEND",
+    "LOCAL_READ",
+    "Toolset",
+    "ToolSpec",
+    "TOOLSET_MODULES",
+    "load_toolsets",
+    "select_tools",
+    "SelectionError",
+]
+
+# Annotation presets: every tool sets all four hints explicitly (hosts act on them).
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# Creates something new; repeating it creates another.
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+# Changes state in place; repeating it is harmless.
+UPDATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+# Sends email or spends quota: cannot be taken back; hosts ask the human first.
+SEND = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+# Reads that never leave this machine's data (e.g. a waiting read): still open world via the API.
+LOCAL_READ = READ
+
+# Toolset name -> module; modules are imported only when the server is built.
+TOOLSET_MODULES: dict[str, str] = {
+    "email": "mam_mcp.tools.email",
+    "drafts": "mam_mcp.tools.drafts",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    toolset: str
+    fn: Callable[..., Any]
+    annotations: ToolAnnotations
+    output_schema: dict[str, Any] | None = None
+    hosted_only: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.annotations.read_only_hint)
+
+
+@dataclass
+class Toolset:
+    name: str
+    description: str
+    default: bool = False
+    hosted_only: bool = False  # e.g. LinkedIn: the local backend has no LinkedIn
+    specs: list[ToolSpec] = field(default_factory=list)
+
+    def tool(
+        self,
+        *,
+        title: str,
+        annotations: ToolAnnotations,
+        output_schema: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a tool; its docstring is the model-facing description."""
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            doc = " ".join((fn.__doc__ or "").split())
+            if not doc:
+                raise ValueError(f"tool {fn.__name__} needs a docstring (its description)")
+            self.specs.append(
+                ToolSpec(
+                    name=name or fn.__name__,
+                    title=title,
+                    description=doc,
+                    toolset=self.name,
+                    fn=fn,
+                    annotations=annotations,
+                    output_schema=output_schema,
+                    hosted_only=self.hosted_only,
+                )
+            )
+            return fn
+
+        return decorator
+
+
+class SelectionError(ValueError):
+    """An unknown toolset or tool name in the selection."""
+
+
+def load_toolsets(names: Iterable[str] | None = None) -> list[Toolset]:
+    """Import toolset modules (all, or the named ones) and return their Toolset objects."""
+    wanted = list(TOOLSET_MODULES) if names is None else list(names)
+    result = []
+    for name in wanted:
+        module = importlib.import_module(TOOLSET_MODULES[name])
+        result.append(module.toolset)
+    return result
+
+
+def select_tools(
+    *,
+    mode: str,
+    toolsets: Sequence[str] | None = None,
+    tools: Sequence[str] | None = None,
+    exclude_tools: Sequence[str] = (),
+    read_only: bool = False,
+) -> tuple[list[ToolSpec], list[str]]:
+    """Pick the tools to register. Returns (specs, notes) — notes say what was left out and why."""
+    notes: list[str] = []
+    all_sets = load_toolsets()
+    by_set = {ts.name: ts for ts in all_sets}
+    by_tool = {spec.name: spec for ts in all_sets for spec in ts.specs}
+
+    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in by_set]
+    if unknown_sets:
+        raise SelectionError(f"unknown toolset(s): {', '.join(unknown_sets)}; known: all, {', '.join(by_set)}")
+    unknown_tools = [n for n in [*(tools or ()), *exclude_tools] if n not in by_tool]
+    if unknown_tools:
+        raise SelectionError(f"unknown tool(s): {', '.join(unknown_tools)}; run `mam-mcp tools` for the list")
+
+    if tools:
+        chosen = [by_tool[n] for n in dict.fromkeys(tools)]
+    else:
+        if not toolsets:
+            names = [ts.name for ts in all_sets if ts.default]
+        elif "all" in toolsets:
+            names = list(by_set)
+        else:
+            names = list(dict.fromkeys(toolsets))
+        chosen = [spec for n in names for spec in by_set[n].specs]
+
+    excluded = set(exclude_tools)
+    chosen = [s for s in chosen if s.name not in excluded]
+    if mode != "hosted":
+        dropped = sorted({s.toolset for s in chosen if s.hosted_only})
+        if dropped:
+            notes.append(f"toolsets {', '.join(dropped)} need the hosted API (set an API key); not registered")
+        chosen = [s for s in chosen if not s.hosted_only]
+    if read_only:
+        chosen = [s for s in chosen if s.read_only]
+    return chosen, notes

@@ -1,0 +1,172 @@
+"""Shared argument types and message presentation for the tools.
+
+Argument aliases are defined once here (DESIGN §4: shared shapes, short descriptions, none
+on self-evident arguments). Presentation turns API messages into the summaries and bodies
+agents read, with mail content marked untrusted.
+"""
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from mam_mcp.client.models import Message
+
+__all__ = [
+    "InboxId",
+    "MessageId",
+    "ThreadId",
+    "DraftId",
+    "Limit",
+    "Offset",
+    "EmailAddress",
+    "Recipients",
+    "OptionalRecipients",
+    "Subject",
+    "Body",
+    "HtmlBody",
+    "Verified",
+    "MaxChars",
+    "summarize",
+    "page_info",
+    "body_text",
+    "strip_quoted",
+    "has_crlf",
+]
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
+_EMAIL_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9.-]{1,252}\.?[A-Za-z0-9-]{0,63}$")
+
+
+def has_crlf(value: str) -> bool:
+    return "\r" in value or "\n" in value
+
+
+def _single_line(value: str) -> str:
+    if has_crlf(value):
+        raise ValueError("must be a single line (no CR/LF): line breaks in a header could inject headers")
+    return value
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if has_crlf(value) or not _EMAIL_RE.match(value) or ".." in value:
+        raise ValueError("not a valid email address (use the bare address, e.g. jane@example.com)")
+    return value
+
+
+InboxId = Annotated[str, Field(pattern=_ID_PATTERN, description="Inbox id (from list_inboxes).")]
+MessageId = Annotated[str, Field(pattern=_ID_PATTERN)]
+ThreadId = Annotated[str, Field(pattern=_ID_PATTERN)]
+DraftId = Annotated[str, Field(pattern=_ID_PATTERN)]
+Limit = Annotated[int, Field(ge=1, le=100)]
+Offset = Annotated[int, Field(ge=0, le=100_000)]
+EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+Recipients = Annotated[list[EmailAddress], Field(min_length=1, max_length=50)]
+OptionalRecipients = Annotated[list[EmailAddress], Field(max_length=50)]
+Subject = Annotated[str, Field(max_length=998), AfterValidator(_single_line)]
+Body = Annotated[str, Field(max_length=200_000, description="Plain-text body. Short and conversational works best.")]
+HtmlBody = Annotated[str, Field(max_length=500_000, description="Optional HTML body; plain text is preferred.")]
+Verified = Annotated[
+    bool,
+    Field(
+        description="Set true only if you validated the recipient out-of-band; sends to addresses that "
+        "never wrote to this inbox are otherwise rejected."
+    ),
+]
+MaxChars = Annotated[int, Field(ge=200, le=100_000, description="Cap on body characters returned.")]
+
+PREVIEW_CHARS = 160
+
+
+def _one_line(text: str | None, limit: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def html_to_text(html: str) -> str:
+    from inscriptis import get_text  # lazy: not needed on the start-up path
+
+    return get_text(html)
+
+
+_REPLY_HEADER = re.compile(
+    r"^\s*(On\s.{0,200}\swrote:|Am\s.{0,200}\sschrieb\s?.{0,80}:|Le\s.{0,200}\sa\sécrit\s?:|El\s.{0,200}\sescribió:"
+    r"|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded message\s*-{2,}|_{10,}\s*$)",
+    re.IGNORECASE,
+)
+_OUTLOOK_HEADER = re.compile(r"^\s*From:\s.+", re.IGNORECASE)
+
+
+def strip_quoted(text: str) -> tuple[str, bool]:
+    """Cut quoted reply history (`> ...`, "On ... wrote:", Outlook headers). Returns (text, stripped)."""
+    lines = text.splitlines()
+    cut = len(lines)
+    for index, line in enumerate(lines):
+        joined = line if not line.rstrip().endswith(",") else line + " " + (lines[index + 1] if index + 1 < len(lines) else "")
+        if _REPLY_HEADER.match(line) or _REPLY_HEADER.match(joined):
+            cut = index
+            break
+        if _OUTLOOK_HEADER.match(line) and any(
+            re.match(r"^\s*(Sent|Date):\s", nxt, re.IGNORECASE) for nxt in lines[index + 1 : index + 3]
+        ):
+            cut = index
+            break
+        if line.startswith(">") and all(not ln.strip() or ln.startswith(">") for ln in lines[index:]):
+            cut = index
+            break
+    kept = "\n".join(lines[:cut]).rstrip()
+    if not kept and cut < len(lines):
+        return text.strip(), False  # nothing but quote: keep it all rather than return nothing
+    return kept, cut < len(lines)
+
+
+def body_text(message: Message, *, max_chars: int, strip_quotes: bool = True) -> dict[str, Any]:
+    """The readable body of a message: plain text (or HTML converted), quotes stripped, capped."""
+    text = message.plain_body or ""
+    source = "plain"
+    if not text.strip() and message.html_body:
+        text, source = html_to_text(message.html_body), "html"
+    quoted_stripped = False
+    if strip_quotes and text:
+        text, quoted_stripped = strip_quoted(text)
+    truncated = len(text) > max_chars
+    if truncated:
+        text = text[:max_chars]
+    return {
+        "text": text,
+        "source": source,
+        "quoted_history_stripped": quoted_stripped,
+        "truncated": truncated,
+        "total_chars": len(message.plain_body or message.html_body or ""),
+    }
+
+
+def summarize(message: Message) -> dict[str, Any]:
+    """The list-view summary of a message (DESIGN §4 output conventions)."""
+    preview_source = message.plain_body or ""
+    if not preview_source.strip() and message.html_body:
+        preview_source = html_to_text(message.html_body)
+    has_attachments = bool(message.has_attachments) or bool(message.attachments)
+    return {
+        "id": message.id,
+        "thread_id": message.thread_id,
+        "direction": message.direction,
+        "from": message.from_address,
+        "from_name": message.from_name,
+        "to": message.to_addresses,
+        "subject": message.subject,
+        "date": message.date,
+        "read": message.is_read,
+        "has_attachments": has_attachments,
+        "preview": _one_line(preview_source, PREVIEW_CHARS),
+        **({"status": message.status} if message.status else {}),
+    }
+
+
+def page_info(count: int, limit: int, offset: int) -> dict[str, Any]:
+    """`limit`/`offset` paging: `next_offset` when a full page came back (more may exist)."""
+    info: dict[str, Any] = {"limit": limit, "offset": offset, "count": count}
+    if count >= limit:
+        info["next_offset"] = offset + limit
+    return info

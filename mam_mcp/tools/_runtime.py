@@ -1,0 +1,71 @@
+"""Per-server runtime the tools share: settings, the lazily created API client, process state.
+
+The client is created on the first tool call, not at start-up: in local mode that is when
+the backend daemon is started if it is not running (DESIGN §5: not before the handshake).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+
+from mam_mcp.client import MamClient
+from mam_mcp.config import Settings
+
+__all__ = ["Runtime", "ClientFactory", "default_client_factory", "write_secret_file"]
+
+ClientFactory = Callable[[Settings], Awaitable[MamClient]]
+
+
+async def default_client_factory(settings: Settings) -> MamClient:
+    if settings.mode == "hosted":
+        assert settings.api_key is not None  # Settings.load guarantees it
+        return MamClient(base_url=settings.base_url, api_key=settings.api_key.get_secret_value())
+    from mam_mcp.local.launcher import ensure_daemon
+
+    handle = await ensure_daemon(settings.local_config())
+    return MamClient(base_url=handle.base_url, api_key=handle.api_key)
+
+
+def write_secret_file(directory: Path, label: str, value: str) -> Path:
+    """Write a once-returned secret to a new file with mode 0600 and return its path.
+
+    Secrets never go into tool output (under stdio there is no terminal, and the
+    transcript is logged); the tool result gives the path instead.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in label)[:80] or "secret"
+    path = directory / f"{safe}-{secrets.token_hex(3)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return path
+
+
+class Runtime:
+    def __init__(self, settings: Settings, client_factory: ClientFactory | None = None) -> None:
+        self.settings = settings
+        self._factory = client_factory or default_client_factory
+        self._client: MamClient | None = None
+        self._lock = anyio.Lock()
+        # wait_for_email: messages already returned by this process are not returned again.
+        self.returned_message_ids: set[str] = set()
+
+    async def client(self) -> MamClient:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await self._factory(self.settings)
+        return self._client
+
+    def save_secret(self, label: str, value: str) -> Path:
+        return write_secret_file(self.settings.secrets_dir, label, value)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

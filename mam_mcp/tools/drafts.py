@@ -1,0 +1,134 @@
+"""The drafts toolset (default): compose across turns, let a human approve, then send."""
+
+from typing import Annotated, Any
+
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from mam_mcp.client.models import Draft
+from mam_mcp.tools._catalog import DELETE, READ, SEND, UPDATE, WRITE, Toolset
+from mam_mcp.tools._common import (
+    Body,
+    DraftId,
+    HtmlBody,
+    InboxId,
+    MessageId,
+    OptionalRecipients,
+    Subject,
+    Verified,
+)
+from mam_mcp.tools._results import ok
+from mam_mcp.tools._runtime import Runtime
+
+toolset = Toolset("drafts", "Drafts for human approval before sending.", default=True)
+
+
+def _draft_data(draft: Draft) -> dict[str, Any]:
+    return {
+        "id": draft.id,
+        "inbox_id": draft.inbox_id,
+        "to": draft.to,
+        "cc": draft.cc,
+        "bcc": draft.bcc,
+        "subject": draft.subject,
+        "body": draft.plain_body,
+        "html_body": draft.html_body,
+        "reply_to_message_id": draft.reply_to_message_id,
+        "updated_at": draft.updated_at or draft.created_at,
+    }
+
+
+def _draft_text(verb: str, draft: Draft) -> str:
+    to = ", ".join(draft.to) or "(no recipients yet)"
+    kind = f"reply to {draft.reply_to_message_id}" if draft.reply_to_message_id else "new message"
+    return f"{verb} draft {draft.id} ({kind}) to {to}, subject: {draft.subject or '(none)'}. Nothing was sent."
+
+
+@toolset.tool(title="Create draft", annotations=WRITE)
+async def create_draft(
+    rt: Runtime,
+    inbox_id: InboxId,
+    to: OptionalRecipients | None = None,
+    subject: Subject | None = None,
+    body: Body | None = None,
+    html_body: HtmlBody | None = None,
+    cc: OptionalRecipients | None = None,
+    bcc: OptionalRecipients | None = None,
+    reply_to_message_id: Annotated[
+        str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$", description="Make it an in-thread reply to this message.")
+    ] = None,
+    verified: Verified = False,
+) -> CallToolResult:
+    """Save an email as a draft for a human to review; nothing is sent. Use this instead of sending when approval is wanted."""
+    client = await rt.client()
+    draft = await client.drafts.create(
+        inbox_id, to=to, cc=cc, bcc=bcc, subject=subject, plain_body=body, html_body=html_body,
+        reply_to_message_id=reply_to_message_id,
+    )
+    data = {**_draft_data(draft), "verified": verified}
+    text = _draft_text("Created", draft)
+    if verified:
+        text += " It will be sent with verified=true when send_draft is called."
+    return ok(text, data)
+
+
+@toolset.tool(title="Update draft", annotations=UPDATE)
+async def update_draft(
+    rt: Runtime,
+    inbox_id: InboxId,
+    draft_id: DraftId,
+    to: OptionalRecipients | None = None,
+    subject: Subject | None = None,
+    body: Body | None = None,
+    html_body: HtmlBody | None = None,
+    cc: OptionalRecipients | None = None,
+    bcc: OptionalRecipients | None = None,
+) -> CallToolResult:
+    """Change fields of a draft; only the fields given are changed."""
+    client = await rt.client()
+    draft = await client.drafts.update(
+        inbox_id, draft_id, to=to, cc=cc, bcc=bcc, subject=subject, plain_body=body, html_body=html_body
+    )
+    return ok(_draft_text("Updated", draft), _draft_data(draft))
+
+
+@toolset.tool(title="List drafts", annotations=READ)
+async def list_drafts(rt: Runtime, inbox_id: InboxId) -> CallToolResult:
+    """List the drafts waiting in an inbox."""
+    client = await rt.client()
+    drafts = (await client.drafts.list(inbox_id)).drafts
+    items = [_draft_data(d) for d in drafts]
+    lines = [f"- {d['id']} to {', '.join(d['to']) or '?'}: {d['subject'] or '(no subject)'}" for d in items]
+    text = f"{len(items)} draft(s)" + (":\n" + "\n".join(lines) if lines else ".")
+    return ok(text, {"drafts": items})
+
+
+@toolset.tool(title="Send draft", annotations=SEND)
+async def send_draft(rt: Runtime, inbox_id: InboxId, draft_id: DraftId) -> CallToolResult:
+    """Send a draft (after human approval) and delete it. Replies stay in their thread. Cannot be undone."""
+    client = await rt.client()
+    result = await client.drafts.send(inbox_id, draft_id)
+    status = result.status or "sent"
+    if status == "captured":
+        text = (
+            f"NOT SENT to the outside world: the local backend captured draft {draft_id} as message {result.id} "
+            "(no SMTP relay configured). The draft was removed."
+        )
+    else:
+        text = f"Sent draft {draft_id} (status {status}) as message {result.id} in thread {result.thread_id}; the draft was removed."
+    return ok(
+        text,
+        {"id": result.id, "thread_id": result.thread_id, "status": result.status, "draft_id": result.draft_id or draft_id,
+         "sent": status != "captured"},
+    )
+
+
+@toolset.tool(title="Delete draft", annotations=DELETE)
+async def delete_draft(rt: Runtime, inbox_id: InboxId, draft_id: DraftId) -> CallToolResult:
+    """Discard a draft without sending it."""
+    client = await rt.client()
+    await client.drafts.delete(inbox_id, draft_id)
+    return ok(f"Deleted draft {draft_id}; nothing was sent.", {"id": draft_id, "deleted": True})
+
+
+__all__ = ["toolset", "MessageId"]
