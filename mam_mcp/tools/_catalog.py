@@ -43,10 +43,11 @@ SEND = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_h
 # Reads that never leave this machine's data (e.g. a waiting read): still open world via the API.
 LOCAL_READ = READ
 
-# Toolset name -> module; modules are imported only when the server is built.
-TOOLSET_MODULES: dict[str, str] = {
-    "email": "mam_mcp.tools.email",
-    "drafts": "mam_mcp.tools.drafts",
+# Toolset name -> modules; imported only when the server is built. The first module defines
+# `toolset`; later ones add tools to it (e.g. wait_for_email lives in its own module).
+TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
+    "email": ("mam_mcp.tools.email",),
+    "drafts": ("mam_mcp.tools.drafts",),
 }
 
 
@@ -114,7 +115,10 @@ def load_toolsets(names: Iterable[str] | None = None) -> list[Toolset]:
     wanted = list(TOOLSET_MODULES) if names is None else list(names)
     result = []
     for name in wanted:
-        module = importlib.import_module(TOOLSET_MODULES[name])
+        first, *more = TOOLSET_MODULES[name]
+        module = importlib.import_module(first)
+        for extra in more:
+            importlib.import_module(extra)
         result.append(module.toolset)
     return result
 

@@ -1,0 +1,72 @@
+"""The `mam-mcp` command: argparse, one module per subcommand under mam_mcp.commands.
+
+Each command module has `add_arguments(parser)` and `run(args, settings) -> int`, and imports
+anything heavy inside `run`, so `mam-mcp serve` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mam_mcp import __version__
+
+__all__ = ["main", "COMMANDS", "build_parser"]
+
+# name -> (module, one-line help). `serve` is the default when no command is given.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("mam_mcp.commands.serve", "run the MCP server (stdio by default)"),
+    "tools": ("mam_mcp.commands.tools", "print the tool catalogue"),
+    "local": ("mam_mcp.commands.local", "run the embedded local mail backend in the foreground"),
+}
+
+_GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mam-mcp",
+        description="MCP server that gives AI agents real email inboxes. With no API key it runs an embedded "
+        "local mail backend; with one it uses the MyAgentMail API.",
+    )
+    parser.add_argument("--version", action="version", version=f"mam-mcp {__version__}")
+    parser.add_argument("--mode", choices=["hosted", "local"], help="force a mode (default: hosted if an API key is set)")
+    parser.add_argument("--api-key", dest="api_key", help=argparse.SUPPRESS)  # prefer env or `mam-mcp login`
+    parser.add_argument("--base-url", dest="base_url", help="hosted API base URL (MYAGENTMAIL_BASE_URL)")
+    parser.add_argument("--data-dir", dest="data_dir", help="local backend data dir (MAM_LOCAL_DATA_DIR)")
+    parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mam_mcp.config import Settings
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:  # bare `mam-mcp` is `mam-mcp serve` (what hosts run)
+        args = parser.parse_args([*args_list, "serve"])
+    overrides = {name: getattr(args, name, None) for name in _GLOBAL_FLAGS}
+    for name in ("toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url"):
+        if getattr(args, name, None) not in (None, False):
+            overrides[name] = getattr(args, name)
+    try:
+        settings = Settings.load(overrides=overrides)
+    except ValueError as error:
+        print(f"mam-mcp: {error}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
