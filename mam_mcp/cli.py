@@ -66,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mam-mcp tools | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
