@@ -1,0 +1,392 @@
+"""One-time codes and verification links found in an email (for `wait_for_email`).
+
+Pure functions, no I/O. `extract_code` finds the code a sign-up or login form asks for;
+`extract_links` ranks the links an agent should open (verify / confirm / magic login) first.
+`html_to_text` turns an HTML body into readable text (inscriptis, imported lazily).
+
+How a code is found: numbers that are something else (dates, times, years, phone numbers,
+prices, addresses, labelled order / invoice / ticket numbers, URLs, e-mail addresses, hex
+colours) are blanked out first; the remaining candidates must stand near a code keyword
+("code", "verification", "OTP", "PIN", ...) or alone on their own line in a mail that
+mentions one. The subject wins over the body, and a nearer keyword wins over a farther one.
+"""
+
+from __future__ import annotations
+
+import html as html_entities
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+__all__ = ["extract_code", "extract_links", "html_to_text"]
+
+
+# --- HTML to text ----------------------------------------------------------------------------
+
+
+def html_to_text(html: str) -> str:
+    """Readable text of an HTML body: no markup, styles or scripts; tables as spaced rows."""
+    if not html or not html.strip():
+        return ""
+    # Lazy: inscriptis (and lxml) cost import time that plain-text mail never needs.
+    from inscriptis import get_text
+    from inscriptis.model.config import ParserConfig
+
+    text = get_text(html, ParserConfig(display_links=False, display_images=False))
+    text = text.replace("\u00a0", " ").replace("\u200b", "").replace("\u200c", "")
+    lines = [line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# --- one-time codes --------------------------------------------------------------------------
+
+_MONTH = (
+    r"(?:jan(?:uary|uar|vier|v)?|feb(?:ruary|ruar|rero)?|f[ée]v(?:rier)?|mar(?:ch|s|zo)?|m[äa]rz|"
+    r"apr(?:il)?|avr(?:il)?|abr(?:il)?|ma[iy]o?|jun(?:e|i|io)?|juin|jul(?:y|i|io)?|juil(?:let)?|"
+    r"aug(?:ust)?|ao[uû]t|ago(?:sto)?|sep(?:t|tember|tembre|tiembre)?|oct(?:ober|obre|ubre)?|"
+    r"okt(?:ober)?|nov(?:ember|embre|iembre)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember)?|"
+    r"dic(?:iembre)?|ene(?:ro)?|sept)\.?"
+)
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|"
+    "NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
+)
+_CURRENCY = r"(?:[$€£¥₹]|USD|EUR|GBP|CHF|JPY|CAD|AUD|INR|SEK|NOK|DKK|PLN|euros?|dollars?|Euro)"
+_AMOUNT = r"(?:\d{1,3}(?:[ \u00a0.,']\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)"
+_UNIT = (
+    r"(?:%|percent|minutes?|mins?|hours?|hrs?|days?|seconds?|secs?|weeks?|months?|years?|"
+    r"minuten|stunden|tagen?|sekunden|heures?|jours?|secondes?|minutos?|horas?|d[ií]as?|segundos?|"
+    r"kb|mb|gb|px|pts?|points?|miles?|km|users?|members?|people|items?|orders?)"
+)
+# Things a code is never part of; each match is blanked before candidates are looked for.
+_DECOYS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"(?:https?://|www\.)\S+",
+        r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+        r"#[\w-]+",  # hex colours, issue / order numbers, hashtags
+        r"(?:©|\(c\)|copyright)\s*\d{4}(?:\s*[-–]\s*\d{4})?",
+        # dates: ISO, numeric, and with month names (en/de/fr/es)
+        r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b",
+        r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b",
+        rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b",
+        rf"\b\d{{1,2}}(?:st|nd|rd|th)?\.?\s+(?:de\s+|of\s+)?{_MONTH}\s*,?\s+(?:de\s+)?\d{{4}}\b",
+        rf"\b{_MONTH}\s+\d{{4}}\b",
+        # times
+        r"\b\d{1,2}[:h]\d{2}(?::\d{2})?(?:\s*(?:am|pm|a\.m\.|p\.m\.|uhr))?",
+        r"\b\d{1,2}\s*(?:am|pm)\b",
+        # phone numbers: international, (area) local, dashed / dotted NANP, labelled
+        r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}",
+        r"\(\d{2,5}\)\s?\d{3,4}[\s.-]?\d{3,4}",
+        r"\b\d{3}[.-]\d{3}[.-]\d{4}\b",
+        r"\b(?:tel|phone|call(?:\s+us)?|fax|mobile|hotline|telefon|t[ée]l[ée]phone|t[ée]l|tel[ée]fono|"
+        r"llámanos|whatsapp)\b\.?:?\s*(?:at\s+|on\s+|unter\s+|au\s+|al\s+)?\+?\d[\d\s()./-]{5,}\d",
+        # prices
+        rf"{_CURRENCY}\s?{_AMOUNT}",
+        rf"{_AMOUNT}\s?{_CURRENCY}(?!\w)",
+        # quantities with a unit, IP addresses
+        rf"\b\d+(?:[.,]\d+)?\s*{_UNIT}(?!\w)",
+        r"\b\d{1,3}(?:\.\d{1,3}){3}\b",
+        # US "CA 94105"
+        rf"(?-i:\b(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?\b)",
+        # labelled numbers: order / invoice / ticket / tracking / account ... and their translations
+        r"\b(?:order|invoice|ticket|tracking|shipment|parcel|package|reference|ref|case|account|acct|"
+        r"customer|member(?:ship)?|booking|reservation|transaction|receipt|request|session|client|"
+        r"item|sku|serial|model|flight|room|seat|card|iban|vat|tax|policy|claim|total|amount|subtotal|"
+        r"issue|pull\s+request|pr|build|version|release|ip|id|"
+        r"\w*bestell\w*|rechnung\w*|auftrag\w*|kunden\w*|sendung\w*|vorgang\w*|konto\w*|betrag|"
+        r"commande|facture|dossier|colis|montant|pedido|factura|cuenta|env[ií]o|referencia|importe|"
+        r"(?:zip|postal|post|promo|discount|coupon|voucher|gift|referral|error|status|country|area)"
+        r"\s*code|postcode|zipcode|plz|gutscheincode|rabattcode|code\s+(?:promo|postal)|"
+        r"c[oó]digo\s+(?:promocional|postal|de\s+descuento))"
+        r"(?:\s*(?:no\.?|nr\.?|number|nummer|num[ée]ro|n[úu]mero|id|n°|num\.?))?"
+        r"(?:\s+(?:ending\s+in|ending|endet\s+auf|se\s+terminant\s+par|terminada\s+en))?"
+        r"\s*[:.]?\s*(?:is\s+|ist\s+|est\s+|es\s+)?[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*",
+    )
+)
+# Street addresses: the whole line is blanked, and a following "10115 Berlin" line too.
+_ADDRESS_LINE = re.compile(
+    r"\b\d{1,5}[a-z]?\s+(?:[\w.'-]+\s+){0,3}(?:street|st\.|avenue|ave\.?|road|rd\.|boulevard|blvd\.?|"
+    r"lane|drive|way|place|plaza|parkway)\b|\b(?:suite|ste\.|floor|p\.?\s?o\.?\s+box)\s+\d"
+    r"|\w*(?:straße|strasse|str\.|weg|platz|allee|gasse|damm|ring)\s+\d"
+    r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|bd|place|allée|chemin|quai)\b"
+    r"|\b(?:calle|c/|avenida|avda\.?|paseo|plaza)\s+[\w ]+,?\s*\d",
+    re.IGNORECASE,
+)
+_POSTCODE_CITY_LINE = re.compile(r"^\s*(?:[A-Z]{1,2}-)?\d{4,5}\s+\w", re.MULTILINE)
+
+_KEYWORD = re.compile(
+    r"\w*code\b|c[óo]digo|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|\botp\b|passcode|\bpin\b|"
+    r"\btan\b|token|2fa|two[- ]factor|zwei[- ]faktor|mot\s+de\s+passe|contrase[ñn]a|clave",
+    re.IGNORECASE,
+)
+_NO_WORD_BEFORE = r"(?<![\w.,/:#+$€£@-])(?<!\d )(?<!\d\u00a0)"
+_NO_WORD_AFTER = r"(?![\w/@]|[.,:-]\w|[ \u00a0]\d)"
+_DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d{4,8})" + _NO_WORD_AFTER)
+# 483 921 / 483-921 / 4839 2156: the group separator is dropped (forms take digits only)
+_GROUPED = re.compile(_NO_WORD_BEFORE + r"(\d{3}[ \u00a0-]\d{3}|\d{4}[ \u00a0-]\d{4})" + _NO_WORD_AFTER)
+# 6 1 0 7 3 2: one digit per inline element, spaced apart by HTML-to-text conversion
+_SPACED_DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d(?: \d){3,7})" + _NO_WORD_AFTER)
+_ALNUM = re.compile(
+    r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})(?![\w/@]|[-.]\w)"
+)
+
+_WINDOW = {"digits": 80, "alnum": 40, "year": 12}  # max chars between keyword and candidate
+_ALNUM_PENALTY = 15  # a digit code at the same distance is the likelier answer
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    value: str
+    start: int
+    end: int
+    kind: str  # digits | alnum | year
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+
+
+def _mask_decoys(text: str) -> str:
+    for pattern in _DECOYS:
+        for match in reversed(list(pattern.finditer(text))):
+            text = _blank(text, match.start(), match.end())
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if _ADDRESS_LINE.search(line):
+            lines[i] = " " * len(line)
+            if i + 1 < len(lines) and _POSTCODE_CITY_LINE.match(lines[i + 1]):
+                lines[i + 1] = " " * len(lines[i + 1])
+    return "\n".join(lines)
+
+
+def _is_alnum_code(token: str) -> bool:
+    chars = token.replace("-", "")
+    digits = sum(c.isdigit() for c in chars)
+    return 4 <= len(chars) <= 10 and digits >= 2 and digits < len(chars)
+
+
+def _candidates(masked: str) -> list[_Candidate]:
+    found: list[_Candidate] = []
+    taken: list[tuple[int, int]] = []
+    for match in [*_SPACED_DIGITS.finditer(masked), *_GROUPED.finditer(masked)]:
+        found.append(_Candidate(re.sub(r"\D", "", match.group(1)), match.start(1), match.end(1), "digits"))
+        taken.append(match.span(1))
+    for match in _DIGITS.finditer(masked):
+        if any(s <= match.start(1) < e for s, e in taken):
+            continue
+        value = match.group(1)
+        kind = "year" if len(value) == 4 and 1900 <= int(value) <= 2099 else "digits"
+        found.append(_Candidate(value, match.start(1), match.end(1), kind))
+        taken.append(match.span(1))
+    for match in _ALNUM.finditer(masked):
+        if _is_alnum_code(match.group(1)) and not any(s <= match.start(1) < e for s, e in taken):
+            found.append(_Candidate(match.group(1), match.start(1), match.end(1), "alnum"))
+    return found
+
+
+def _alone_on_line(masked: str, cand: _Candidate) -> bool:
+    line_start = masked.rfind("\n", 0, cand.start) + 1
+    line_end = masked.find("\n", cand.end)
+    line = masked[line_start : line_end if line_end >= 0 else len(masked)]
+    return line.strip(" \t:.*\"'()[]»«") == masked[cand.start : cand.end]
+
+
+def _keyword_distance(keywords: list[tuple[int, int]], cand: _Candidate) -> int | None:
+    distances = [
+        cand.start - end if end <= cand.start else start - cand.end
+        for start, end in keywords
+        if end <= cand.start or start >= cand.end
+    ]
+    return min(distances) if distances else None
+
+
+def _best_code(text: str, message_has_keyword: bool) -> tuple[int, int, str] | None:
+    """(score, position, code) of the likeliest code in one text, or None."""
+    masked = _mask_decoys(text)
+    keywords = [m.span() for m in _KEYWORD.finditer(masked)]
+    best: tuple[int, int, str] | None = None
+    for cand in _candidates(masked):
+        distance = _keyword_distance(keywords, cand)
+        window = _WINDOW[cand.kind]
+        if distance is not None and distance <= window:
+            score = distance
+        elif cand.kind != "year" and message_has_keyword and _alone_on_line(masked, cand):
+            score = window + 1
+        else:
+            continue
+        if cand.kind == "alnum":
+            score += _ALNUM_PENALTY
+        ranked = (score, cand.start, cand.value)
+        if best is None or ranked < best:
+            best = ranked
+    return best
+
+
+def _mentions_code(text: str) -> bool:
+    return bool(_KEYWORD.search(_mask_decoys(text)))
+
+
+def extract_code(subject: str | None, text: str | None, html: str | None = None) -> str | None:
+    """The one-time code of a verification / login mail, or None.
+
+    Digit codes have 4-8 digits; grouped digits (`483 921`, `483-921`) come back as digits
+    only (`483921`) because that is what code fields accept. Alphanumeric codes (`K7X-92Q`,
+    `AB12CD`: upper case, at least two digits) come back as written, dash included, and
+    only next to a code keyword. The subject is preferred, then the text part, then HTML.
+    """
+    bodies = [body for body in (text or "", html_to_text(html) if html else "") if body.strip()]
+    message_has_keyword = any(_mentions_code(part) for part in [subject or "", *bodies])
+    if not message_has_keyword:
+        return None
+    for part in [subject or "", *bodies]:
+        best = _best_code(part, message_has_keyword)
+        if best is not None:
+            return best[2]
+    return None
+
+
+# --- links -----------------------------------------------------------------------------------
+
+_STRONG_LINK_WORDS = re.compile(
+    r"verif|confirm|activat|activer|activar|aktivier|magic|validat|valider|reset|"
+    r"email[-_]?confirmation|bestätig|best%c3%a4tig|vérifi|v%c3%a9rifi|restablec|réinitialis|zurücksetz|"
+    r"passwor[dt]|mot-de-passe",
+    re.IGNORECASE,
+)
+_WEAK_LINK_WORDS = re.compile(
+    r"log[-_ ]?in|sign[-_ ]?in|auth|token|otp|session|anmelden|connexion|se connecter|iniciar",
+    re.IGNORECASE,
+)
+_DROPPED_LINK_WORDS = re.compile(
+    r"unsubscribe|opt[-_ ]?out|email[-_ ]?preferences|/preferences|manage[-_ ]?(?:subscription|"
+    r"notifications|preferences)|list-manage|abbestell|abmelden|d[ée]sinscri|d[ée]sabonn|"
+    r"darse\s+de\s+baja|/baja|privacy|datenschutz|confidentialit|privacidad|cookie",
+    re.IGNORECASE,
+)
+_DEMOTED_LINK_WORDS = re.compile(
+    r"view\s+(?:it\s+)?in\s+(?:your\s+)?browser|web[-_ ]?version|/help|/support|/terms|/legal|"
+    r"impressum|mentions-legales|contact|wasn'?t\s+you|not\s+you|did(?:n'?t|\s+not)\s+request|"
+    r"secure\s+your\s+account|report\s+(?:this|it)|nicht\s+sie|pas\s+vous|no\s+fuiste",
+    re.IGNORECASE,
+)
+_TRACKING_PIXEL = re.compile(
+    r"/pixel|pixel\.(?:gif|png)|beacon|/track/open|/wf/open|/open\.(?:gif|png|php|aspx)", re.IGNORECASE
+)
+_IMAGE_PATH = re.compile(r"\.(?:png|jpe?g|gif|webp|svg|ico|bmp)$", re.IGNORECASE)
+_SOCIAL_HOSTS = frozenset(
+    "facebook.com fb.com twitter.com x.com t.co instagram.com linkedin.com youtube.com youtu.be "
+    "tiktok.com pinterest.com reddit.com threads.net mastodon.social wa.me t.me discord.gg "
+    "discord.com".split()
+)
+_TEXT_URL = re.compile(r"https?://[^\s<>\"'\[\]{}|\\^`]+", re.IGNORECASE)
+_URL_TAIL = ".,;:!?'\")]>}*"
+
+
+@dataclass(frozen=True)
+class _Link:
+    url: str
+    anchor: str  # the link's text, or the words before a URL on its line in plain text
+    nearby: str = ""  # text just before the link (the sentence that introduces a button)
+
+
+class _AnchorCollector(HTMLParser):
+    """Collects `<a href>` targets with their anchor text, and bare URLs in text nodes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[_Link] = []
+        self._open: list[tuple[str, list[str], str]] = []
+        self._recent_text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("a", "area"):
+            href = dict(attrs).get("href")
+            if href:
+                self._open.append((html_entities.unescape(href).strip(), [], self._recent_text))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("a", "area") and self._open:
+            href, texts, nearby = self._open.pop()
+            self.links.append(_Link(href, " ".join(" ".join(texts).split()), nearby))
+
+    def handle_data(self, data: str) -> None:
+        for _, texts, _ in self._open:
+            texts.append(data)
+        if not self._open:
+            for match in _TEXT_URL.finditer(data):
+                self.links.append(_Link(match.group(0), data[: match.start()][-80:], self._recent_text))
+        self._recent_text = " ".join((self._recent_text + " " + data).split())[-120:]
+
+
+def _links_in_html(html: str) -> list[_Link]:
+    collector = _AnchorCollector()
+    collector.feed(html)
+    collector.close()
+    return collector.links
+
+
+def _links_in_text(text: str) -> list[_Link]:
+    links = []
+    for match in _TEXT_URL.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        above = text[max(0, line_start - 120) : line_start]
+        links.append(_Link(match.group(0), text[line_start : match.start()], above))
+    return links
+
+
+def _clean_url(url: str) -> str:
+    url = url.strip()
+    while url and url[-1] in _URL_TAIL:
+        if url[-1] == ")" and url.count("(") >= url.count(")"):
+            break
+        url = url[:-1]
+    return url
+
+
+def _is_dropped(link: _Link) -> bool:
+    parts = urlsplit(link.url)
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return True
+    if host in _SOCIAL_HOSTS or _IMAGE_PATH.search(parts.path):
+        return True
+    if _TRACKING_PIXEL.search(f"{parts.path}?{parts.query}"):
+        return True
+    return bool(_DROPPED_LINK_WORDS.search(link.url) or _DROPPED_LINK_WORDS.search(link.anchor))
+
+
+def _link_score(link: _Link) -> int:
+    url = link.url.split("://", 1)[-1]
+    score = 0
+    score += 4 if _STRONG_LINK_WORDS.search(url) else 0
+    score += 3 if _STRONG_LINK_WORDS.search(link.anchor) else 0
+    score += 1 if _STRONG_LINK_WORDS.search(link.nearby) else 0
+    score += 2 if _WEAK_LINK_WORDS.search(url) else 0
+    score += 1 if _WEAK_LINK_WORDS.search(link.anchor) else 0
+    if any(_DEMOTED_LINK_WORDS.search(part) for part in (link.url, link.anchor, link.nearby[-60:])):
+        score -= 8
+    return score
+
+
+def extract_links(text: str | None, html: str | None = None, *, limit: int = 5) -> list[str]:
+    """Up to `limit` distinct http(s) links, verification-like first (verify, confirm,
+    activate, magic, login, reset, ...), then the rest in document order.
+
+    Links come from HTML `href`s (entities such as `&amp;` decoded) and from URLs in the
+    text. Unsubscribe, privacy, social-network, image, tracking-pixel and non-http links
+    (mailto:, tel:) are dropped.
+    """
+    if limit <= 0:
+        return []
+    found = [*(_links_in_html(html) if html else []), *(_links_in_text(text) if text else [])]
+    ranked: dict[str, tuple[int, int]] = {}
+    for order, link in enumerate(found):
+        link = _Link(_clean_url(link.url), link.anchor, link.nearby)
+        if not link.url or _is_dropped(link):
+            continue
+        rank = (-_link_score(link), order)
+        if link.url not in ranked or rank < ranked[link.url]:
+            ranked[link.url] = rank
+    return sorted(ranked, key=lambda url: ranked[url])[:limit]

@@ -1,0 +1,264 @@
+"""One-time code and verification-link extraction: a corpus of realistic mails, then one test per rule."""
+
+from __future__ import annotations
+
+import json
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from mam_mcp.extract import extract_code, extract_links, html_to_text
+
+CORPUS = Path(__file__).parent / "data" / "verification_emails"
+EXPECTED: dict[str, dict[str, object]] = json.loads((CORPUS / "expected.json").read_text("utf-8"))
+
+
+def _parts(path: Path) -> tuple[str | None, str | None, str | None]:
+    """(subject, text, html) as wait_for_email gets them from a stored message."""
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    assert isinstance(message, EmailMessage)
+    text_part = message.get_body(preferencelist=("plain",))
+    html_part = message.get_body(preferencelist=("html",))
+    return (
+        message["subject"],
+        text_part.get_content() if text_part is not None else None,
+        html_part.get_content() if html_part is not None else None,
+    )
+
+
+def test_corpus_is_large_and_every_mail_has_an_answer() -> None:
+    mails = sorted(p.name for p in CORPUS.glob("*.eml"))
+    assert len(mails) >= 35
+    assert mails == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_code(name: str) -> None:
+    subject, text, html = _parts(CORPUS / name)
+    assert extract_code(subject, text, html) == EXPECTED[name]["code"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_first_link(name: str) -> None:
+    _, text, html = _parts(CORPUS / name)
+    assert extract_links(text, html)[:1] == EXPECTED[name]["links"]
+
+
+# --- codes: what counts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("Your verification code is 4821.", "4821"),
+        ("Your verification code is 12345678.", "12345678"),
+        ("Your OTP: 483 921", "483921"),
+        ("Your OTP: 483-921", "483921"),
+        ("Security code 4839 2156", "48392156"),
+        ("Use passcode K7X-92Q to continue", "K7X-92Q"),
+        ("Your PIN: AB12CD", "AB12CD"),
+        ("Dein Einmalpasswort: 551209", "551209"),
+        ("Votre code : 384712", "384712"),
+        ("Tu código es 920431", "920431"),
+    ],
+)
+def test_code_shapes_next_to_a_keyword_are_found(body: str, code: str) -> None:
+    assert extract_code(None, body) == code
+
+
+def test_code_in_the_subject_wins_over_one_in_the_body() -> None:
+    assert extract_code("Your code is 111222", "Backup verification code: 333444") == "111222"
+
+
+def test_subject_without_a_code_falls_back_to_the_body() -> None:
+    assert extract_code("Verify your email", "Your code: 905116") == "905116"
+
+
+def test_nearer_keyword_wins_between_two_numbers() -> None:
+    body = "We added 2500 bonus points to your wallet 7781.\n\nEnter verification code 640192 now."
+    assert extract_code(None, body) == "640192"
+
+
+def test_code_alone_on_its_line_is_found_far_from_the_keyword() -> None:
+    filler = "We need to check that this address is really yours before you continue. " * 2
+    assert extract_code("Confirm your email", f"Verify your address.\n{filler}\n\n  905116  \n") == "905116"
+
+
+def test_html_body_is_used_when_there_is_no_text_part() -> None:
+    html = "<p>Your code is <b style='color:#D93025'>204618</b></p>"
+    assert extract_code(None, None, html) == "204618"
+
+
+def test_html_is_used_when_the_text_part_is_a_stub() -> None:
+    assert extract_code(None, "View this mail in HTML.", "<p>Your passcode: 572048</p>") == "572048"
+
+
+def test_code_split_over_inline_spans_is_joined() -> None:
+    assert extract_code(None, None, "<p>Code:</p><p><span>6</span><span>1</span><span>0</span><span>7</span></p>") == "6107"
+
+
+def test_mail_without_a_code_keyword_yields_nothing() -> None:
+    assert extract_code("Welcome!", "Thanks for joining. Your member number is 558812. See you 2026.") is None
+
+
+def test_empty_input_yields_nothing() -> None:
+    assert extract_code(None, None, None) is None
+    assert extract_code("", "", "") is None
+
+
+# --- codes: decoys ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "decoy",
+    [
+        "2026-11-25",
+        "25/11/2026",
+        "25.11.2026",
+        "Nov 25, 2026",
+        "25 November 2026",
+        "25 de noviembre de 2026",
+        "in 2026",
+        "at 10:45",
+        "+1 (555) 123-4567",
+        "555-123-4567",
+        "(555) 010-2233",
+        "+49 30 1234567",
+        "$1,234.56",
+        "1234 EUR",
+        "1 234,56 €",
+        "order #58213",
+        "order number 58213",
+        "invoice no. 2026118",
+        "ticket 48213",
+        "tracking number 1Z999AA10123456784",
+        "Springfield, IL 62704",
+        "Musterstraße 12, 10115 Berlin",
+        "colour #4285F4",
+        "https://example.com/verify/839201?code=449120",
+        "sam.4821@example.com",
+        "card ending in 4821",
+        "promo code SAVE2026",
+        "zip code 94105",
+        "IP 198.51.100.23",
+        "expires in 1440 minutes",
+        "© 2026 Acme",
+    ],
+)
+def test_decoy_number_near_a_keyword_is_not_a_code(decoy: str) -> None:
+    assert extract_code(None, f"Your verification code email. Details: {decoy}.") is None
+
+
+def test_year_is_a_code_only_right_next_to_the_keyword() -> None:
+    assert extract_code(None, "Your code: 1987") == "1987"
+    assert extract_code(None, "Your code is ready. Thanks for being with us since 1987.") is None
+
+
+def test_decoys_around_the_code_do_not_win() -> None:
+    body = (
+        "Order #58213 placed on 2026-11-25 at 10:45 for $1,234.56.\n"
+        "Call +1 (555) 123-4567 with questions.\n"
+        "Your verification code is 739104.\n"
+        "Acme Inc, 500 Howard Street, San Francisco, CA 94105"
+    )
+    assert extract_code("Acme order 58213", body) == "739104"
+
+
+def test_lowercase_words_with_digits_are_not_alphanumeric_codes() -> None:
+    assert extract_code(None, "Your verification is for user abc123def on host web01.") is None
+
+
+# --- html_to_text ----------------------------------------------------------------------------
+
+
+def test_html_to_text_drops_markup_styles_and_scripts() -> None:
+    html = (
+        "<html><head><style>p{color:#FF5733}</style><script>var x=1</script></head>"
+        "<body><p>Hello&nbsp;<b>Sam</b> &amp; team</p><table><tr><td>Code</td><td>482913</td></tr></table></body></html>"
+    )
+    text = html_to_text(html)
+    assert "Hello Sam & team" in text
+    assert "482913" in text
+    assert "FF5733" not in text and "var x" not in text and "<" not in text
+
+
+def test_html_to_text_of_empty_html_is_empty() -> None:
+    assert html_to_text("") == ""
+    assert html_to_text("   ") == ""
+
+
+# --- links -----------------------------------------------------------------------------------
+
+
+def test_verification_link_ranks_before_earlier_ordinary_links() -> None:
+    html = (
+        '<a href="https://acme.example/">Acme</a> <a href="https://acme.example/blog">Blog</a>'
+        '<a href="https://acme.example/confirm?t=1">Confirm email</a>'
+    )
+    assert extract_links(None, html) == [
+        "https://acme.example/confirm?t=1",
+        "https://acme.example/",
+        "https://acme.example/blog",
+    ]
+
+
+def test_html_entities_in_hrefs_are_decoded() -> None:
+    assert extract_links(None, '<a href="https://a.example/verify?x=1&amp;y=2">Verify</a>') == [
+        "https://a.example/verify?x=1&y=2"
+    ]
+
+
+def test_anchor_text_ranks_a_tracked_link() -> None:
+    html = (
+        '<a href="https://click.a.example/c?u=111">Our blog</a>'
+        '<a href="https://click.a.example/c?u=222">Activate your account</a>'
+    )
+    assert extract_links(None, html)[0] == "https://click.a.example/c?u=222"
+
+
+def test_strong_verification_words_beat_a_login_link() -> None:
+    text = "Log in: https://a.example/login\nVerify your email: https://a.example/verify/abc\n"
+    assert extract_links(text) == ["https://a.example/verify/abc", "https://a.example/login"]
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<a href="https://a.example/unsubscribe?u=1">Unsubscribe</a>',
+        '<a href="https://click.a.example/c?u=9">Unsubscribe</a>',
+        '<a href="https://a.example/privacy">Privacy</a>',
+        '<a href="mailto:help@a.example">Mail us</a>',
+        '<a href="tel:+15551234567">Call</a>',
+        '<a href="https://twitter.com/acme">Twitter</a>',
+        '<a href="https://www.facebook.com/acme">Facebook</a>',
+        '<a href="https://cdn.a.example/logo.png">logo</a>',
+        '<a href="https://t.a.example/track/open?id=1">.</a>',
+        '<img src="https://a.example/verify/pixel.gif">',
+    ],
+)
+def test_unwanted_links_are_dropped(html: str) -> None:
+    assert extract_links(None, html) == []
+
+
+def test_links_are_deduplicated_across_text_and_html() -> None:
+    text = "Verify: https://a.example/verify?x=1&y=2."
+    html = '<a href="https://a.example/verify?x=1&amp;y=2">Verify</a>'
+    assert extract_links(text, html) == ["https://a.example/verify?x=1&y=2"]
+
+
+def test_trailing_punctuation_is_not_part_of_a_text_link() -> None:
+    assert extract_links("Open (https://a.example/magic/abc), then come back.") == ["https://a.example/magic/abc"]
+
+
+def test_at_most_limit_links_are_returned() -> None:
+    text = "\n".join(f"https://a.example/page/{i}" for i in range(10))
+    assert extract_links(text, limit=3) == [f"https://a.example/page/{i}" for i in range(3)]
+    assert len(extract_links(text)) == 5
+    assert extract_links(text, limit=0) == []
+
+
+def test_no_input_gives_no_links() -> None:
+    assert extract_links(None, None) == []
