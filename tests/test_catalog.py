@@ -1,0 +1,97 @@
+"""Catalogue-wide checks (DESIGN §7) and the checked-in tools/list snapshot.
+
+Update the snapshot deliberately with: MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_catalog.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from mam_mcp.server import build_server
+from mam_mcp.tools._catalog import SEND, SelectionError, load_toolsets, select_tools
+from tests.conftest import make_settings
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+STABLE_DEFAULT_EMAIL = {
+    "list_inboxes", "create_inbox", "send_email", "reply_to_email", "forward_email", "list_messages",
+    "get_message", "list_threads", "get_thread", "get_attachment", "mark_message",
+}
+STABLE_DRAFTS = {"create_draft", "update_draft", "list_drafts", "send_draft", "delete_draft"}
+SENDING_TOOLS = {"send_email", "reply_to_email", "forward_email", "send_draft"}
+
+
+async def _list_tools(tmp_path: Path, **overrides: object) -> list[dict]:
+    server = build_server(make_settings(tmp_path, **overrides))
+    async with Client(server) as client:
+        tools = (await client.list_tools()).tools
+    return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
+
+
+async def test_snapshot_of_all_tools_matches(tmp_path: Path) -> None:
+    tools = await _list_tools(tmp_path, toolsets="all")
+    current = json.dumps(sorted(tools, key=lambda t: t["name"]), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("MAM_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(current, encoding="utf-8")
+    assert SNAPSHOT.exists(), "no snapshot yet: run MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_catalog.py"
+    assert current == SNAPSHOT.read_text(encoding="utf-8"), (
+        "tools/list changed: if deliberate, run MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_catalog.py and commit the snapshot"
+    )
+
+
+async def test_every_tool_has_toolset_title_description_and_all_four_hints(tmp_path: Path) -> None:
+    specs = [spec for ts in load_toolsets() for spec in ts.specs]
+    assert len({s.name for s in specs}) == len(specs), "tool names must be unique"
+    for spec in specs:
+        assert spec.toolset and spec.title and spec.description, spec.name
+        a = spec.annotations
+        for hint in (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint):
+            assert hint is not None, f"{spec.name}: every hint is set explicitly"
+        assert len(spec.description) <= 300, f"{spec.name}: descriptions are for the model, keep them short"
+    for tool in await _list_tools(tmp_path, toolsets="all"):
+        schema = tool["inputSchema"]
+        assert "anyOf" not in schema and "oneOf" not in schema, tool["name"]
+        assert schema.get("type") == "object"
+        assert "title" not in schema and all("title" not in p for p in schema.get("properties", {}).values())
+
+
+async def test_default_toolsets_are_email_and_drafts_with_stable_names(tmp_path: Path) -> None:
+    names = {t["name"] for t in await _list_tools(tmp_path)}
+    assert STABLE_DEFAULT_EMAIL | STABLE_DRAFTS <= names
+
+
+async def test_sends_are_destructive_and_not_idempotent(tmp_path: Path) -> None:
+    for tool in await _list_tools(tmp_path, toolsets="all"):
+        if tool["name"] in SENDING_TOOLS:
+            assert tool["annotations"] == SEND.model_dump(by_alias=True, exclude_none=True)
+
+
+async def test_read_only_keeps_only_read_only_tools(tmp_path: Path) -> None:
+    tools = await _list_tools(tmp_path, toolsets="all", read_only=True)
+    assert tools, "read-only mode still offers the read tools"
+    assert all(t["annotations"]["readOnlyHint"] is True for t in tools)
+    names = {t["name"] for t in tools}
+    assert not names & SENDING_TOOLS
+    assert {"list_messages", "get_message", "list_inboxes"} <= names
+
+
+async def test_tools_and_exclude_tools_select_exactly(tmp_path: Path) -> None:
+    names = [t["name"] for t in await _list_tools(tmp_path, tools="list_inboxes,get_message,send_email", exclude_tools="send_email")]
+    assert sorted(names) == ["get_message", "list_inboxes"]
+
+
+def test_unknown_names_are_refused_with_the_known_ones() -> None:
+    with pytest.raises(SelectionError, match="unknown toolset"):
+        select_tools(mode="hosted", toolsets=["emails"])
+    with pytest.raises(SelectionError, match="unknown tool"):
+        select_tools(mode="hosted", tools=["send_mail"])
+
+
+async def test_send_tools_take_verified_where_the_reference_requires_it(tmp_path: Path) -> None:
+    by_name = {t["name"]: t for t in await _list_tools(tmp_path)}
+    for name in ("send_email", "forward_email", "create_draft"):
+        assert by_name[name]["inputSchema"]["properties"]["verified"]["type"] == "boolean"
