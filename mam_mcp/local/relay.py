@@ -126,13 +126,17 @@ class SmtpRelay:
         )
         try:
             async with client:
-                errors, _ = await client.sendmail(mail_from, rcpts, raw, mail_options=self._mail_options(client, mail_from, rcpts, raw))
+                errors, _ = await client.sendmail(
+                    mail_from, rcpts, raw, mail_options=self._mail_options(client, mail_from, rcpts, raw)
+                )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = {r.recipient: f"{r.code} {r.message}" for r in exc.recipients}
             permanent = all(r.code >= 500 for r in exc.recipients)
             raise self._rejected(permanent, f"all {len(rcpts)} recipients refused", refused=refused) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise self._rejected(exc.code >= 500, f"relay answered {exc.code} {exc.message}", code=exc.code) from None
+            raise self._rejected(
+                exc.code >= 500, f"relay answered {exc.code} {exc.message}", code=exc.code
+            ) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Connection trouble, TLS failures and timeouts are worth another try later.
             raise self._rejected(False, f"relay unreachable: {type(exc).__name__}: {exc}") from None
@@ -141,7 +145,10 @@ class SmtpRelay:
             accepted = tuple(r for r in rcpts if r not in errors)
             permanent = all(response.code >= 500 for response in errors.values())
             raise self._rejected(
-                permanent, f"{len(errors)} of {len(rcpts)} recipients refused", accepted=accepted, refused=refused
+                permanent,
+                f"{len(errors)} of {len(rcpts)} recipients refused",
+                accepted=accepted,
+                refused=refused,
             )
         logger.info("relay: sent %d bytes to %d rcpts via %s", len(raw), len(rcpts), self.endpoint)
 
@@ -156,7 +163,12 @@ class SmtpRelay:
     ) -> RelayRejected:
         message = self._redact(message)
         refused = {address: self._redact(text) for address, text in (refused or {}).items()}
-        logger.warning("relay: %s rejection via %s: %s", "permanent" if permanent else "temporary", self.endpoint, message)
+        logger.warning(
+            "relay: %s rejection via %s: %s",
+            "permanent" if permanent else "temporary",
+            self.endpoint,
+            message,
+        )
         return RelayRejected(permanent, message, code=code, accepted=accepted, refused=refused)
 
     def _redact(self, text: str) -> str:

@@ -11,7 +11,7 @@ import inspect
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -36,7 +36,7 @@ class _IngressHandler:
         self._is_local_recipient = is_local_recipient
         self.in_flight: set[asyncio.Task[object]] = set()
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         try:
@@ -51,7 +51,7 @@ class _IngressHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content if envelope.original_content is not None else b""
         mail_from = envelope.mail_from or ""
         rcpt_tos = list(envelope.rcpt_tos)
@@ -103,7 +103,7 @@ class _IngressSMTP(SMTP):
         super().connection_lost(exc)
 
     def abort(self) -> None:
-        if self.transport is not None:
+        if isinstance(self.transport, asyncio.Transport):
             self.transport.abort()
 
 
@@ -147,7 +147,10 @@ class SmtpIngress:
         if self._server is not None:
             raise RuntimeError("SmtpIngress already started")
         if not _is_loopback(self._host):
-            logger.warning("smtp: listening on non-loopback address %s; anyone who can reach it can deliver mail", self._host)
+            logger.warning(
+                "smtp: listening on non-loopback address %s; anyone who can reach it can deliver mail",
+                self._host,
+            )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_session, host=self._host, port=self._requested_port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -169,7 +172,7 @@ class SmtpIngress:
             logger.warning("smtp: listener did not close within %.0f s", STOP_GRACE_SECONDS)
         logger.info("smtp: stopped")
 
-    async def __aenter__(self) -> SmtpIngress:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

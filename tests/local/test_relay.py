@@ -40,7 +40,7 @@ class RelayHandler:
     data_answer: str | None = None
     authenticated_as: list[bytes] = field(default_factory=list)
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if address in self.rcpt_answers:
@@ -48,7 +48,7 @@ class RelayHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_answer is not None:
             return self.data_answer
         self.received.append(envelope)
@@ -94,7 +94,9 @@ async def serve(
     loop = asyncio.get_running_loop()
 
     def factory() -> SMTP:
-        return SMTP(handler, hostname="relay.test", authenticator=handler.authenticate, loop=loop, **smtp_kwargs)
+        return SMTP(
+            handler, hostname="relay.test", authenticator=handler.authenticate, loop=loop, **smtp_kwargs
+        )
 
     server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ssl)
     return server, server.sockets[0].getsockname()[1]
@@ -207,7 +209,11 @@ def test_repr_and_parse_errors_hide_the_password() -> None:
     relay = SmtpRelay(f"smtp+starttls://{USER_IN_URL}:{PASSWORD_IN_URL}@mail.example.com")
     assert repr(relay) == f"SmtpRelay(smtp+starttls://{USER}:***@mail.example.com:587)"
     assert PASSWORD not in repr(RelayUrl.parse(f"smtps://u:{PASSWORD_IN_URL}@h"))
-    for bad in (f"http://u:{PASSWORD_IN_URL}@h", f"smtp://u:{PASSWORD_IN_URL}@h:notaport", f"smtp://u:{PASSWORD_IN_URL}@"):
+    for bad in (
+        f"http://u:{PASSWORD_IN_URL}@h",
+        f"smtp://u:{PASSWORD_IN_URL}@h:notaport",
+        f"smtp://u:{PASSWORD_IN_URL}@",
+    ):
         with pytest.raises(ValueError) as error:
             SmtpRelay(bad)
         assert PASSWORD_IN_URL not in str(error.value)
@@ -254,7 +260,9 @@ async def test_partial_refusal_says_who_got_the_message(start_relay: Callable[..
     assert far.handler.received[0].rcpt_tos == ["person@example.org"]
 
 
-@pytest.mark.parametrize(("answer", "permanent"), [("554 5.7.1 Spam rejected", True), ("451 4.3.0 Try later", False)])
+@pytest.mark.parametrize(
+    ("answer", "permanent"), [("554 5.7.1 Spam rejected", True), ("451 4.3.0 Try later", False)]
+)
 async def test_data_refusal_maps_code_to_permanence(
     start_relay: Callable[..., Any], answer: str, permanent: bool
 ) -> None:

@@ -97,7 +97,9 @@ async def test_binds_an_ephemeral_loopback_port(ingress: SmtpIngress) -> None:
     assert ingress.is_serving
 
 
-async def test_delivers_exact_bytes_envelope_and_answers_250(ingress: SmtpIngress, ingest: RecordingIngest) -> None:
+async def test_delivers_exact_bytes_envelope_and_answers_250(
+    ingress: SmtpIngress, ingest: RecordingIngest
+) -> None:
     with anyio.fail_after(5):
         async with client_for(ingress) as client:
             errors, response = await client.sendmail("noreply@app.example", ["agent@mam.localhost"], MESSAGE)
@@ -137,18 +139,24 @@ async def test_unknown_recipient_gets_550_5_1_1(ingress: SmtpIngress, ingest: Re
     assert ingest.calls == []
 
 
-async def test_mixed_recipients_deliver_only_to_local_ones(ingress: SmtpIngress, ingest: RecordingIngest) -> None:
+async def test_mixed_recipients_deliver_only_to_local_ones(
+    ingress: SmtpIngress, ingest: RecordingIngest
+) -> None:
     with anyio.fail_after(5):
         async with client_for(ingress) as client:
             errors, _ = await client.sendmail(
-                "a@app.example", ["agent@mam.localhost", "stranger@elsewhere.example", "OTHER@mam.localhost"], MESSAGE
+                "a@app.example",
+                ["agent@mam.localhost", "stranger@elsewhere.example", "OTHER@mam.localhost"],
+                MESSAGE,
             )
     assert set(errors) == {"stranger@elsewhere.example"}
     assert errors["stranger@elsewhere.example"].code == 550
     assert ingest.calls[0][2] == ["agent@mam.localhost", "OTHER@mam.localhost"]
 
 
-async def test_all_recipients_unknown_refuses_the_message(ingress: SmtpIngress, ingest: RecordingIngest) -> None:
+async def test_all_recipients_unknown_refuses_the_message(
+    ingress: SmtpIngress, ingest: RecordingIngest
+) -> None:
     with anyio.fail_after(5):
         async with client_for(ingress) as client:
             with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
@@ -161,7 +169,9 @@ async def test_async_recipient_check_is_awaited(ingest: RecordingIngest) -> None
     try:
         with anyio.fail_after(5):
             async with client_for(server) as client:
-                errors, _ = await client.sendmail("a@app.example", ["agent@mam.localhost", "no@x.example"], MESSAGE)
+                errors, _ = await client.sendmail(
+                    "a@app.example", ["agent@mam.localhost", "no@x.example"], MESSAGE
+                )
         assert set(errors) == {"no@x.example"}
         assert ingest.calls[0][2] == ["agent@mam.localhost"]
     finally:
@@ -272,7 +282,9 @@ async def raw_session(port: int, lines: list[bytes]) -> bytes:
         writer.close()
 
 
-async def test_malformed_input_never_kills_the_listener(ingress: SmtpIngress, ingest: RecordingIngest) -> None:
+async def test_malformed_input_never_kills_the_listener(
+    ingress: SmtpIngress, ingest: RecordingIngest
+) -> None:
     with anyio.fail_after(15):
         garbage = await raw_session(ingress.port, [b"\x00\xff\xfe garbage\r\n", b"HELO\r\n", b"QUIT\r\n"])
         assert garbage.startswith(b"220 ")
@@ -285,7 +297,9 @@ async def test_malformed_input_never_kills_the_listener(ingress: SmtpIngress, in
         assert b"503" in bad_sequence
         # A client that hangs up in the middle of DATA.
         reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
-        writer.write(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<agent@mam.localhost>\r\nDATA\r\nSubject: half\r\n")
+        writer.write(
+            b"EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<agent@mam.localhost>\r\nDATA\r\nSubject: half\r\n"
+        )
         await writer.drain()
         await reader.readuntil(b"354")
         writer.close()
