@@ -77,6 +77,10 @@ def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
     published in tools/list (DESIGN §4 token levers).
     """
 
+    # Length and pattern limits are enforced by validation with a clear error naming the field;
+    # publishing them costs ~40% of the schema tokens for little guidance to the model.
+    enforced_only = {"title", "pattern", "maxLength", "minLength", "maxItems", "minItems"}
+
     def clean_schema(node: Any) -> Any:
         if isinstance(node, list):
             return [clean_schema(item) for item in node]
@@ -84,7 +88,7 @@ def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
             return node
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key == "title":
+            if key in enforced_only:
                 continue
             if key in ("properties", "$defs") and isinstance(value, dict):
                 out[key] = {name: clean_schema(sub) for name, sub in value.items()}  # keys are names, keep them

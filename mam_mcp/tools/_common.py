@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client.models import Message
+from mam_mcp.extract import html_to_text
 
 __all__ = [
     "InboxId",
@@ -55,7 +56,7 @@ def _email(value: str) -> str:
     return value
 
 
-InboxId = Annotated[str, Field(pattern=_ID_PATTERN, description="Inbox id (from list_inboxes).")]
+InboxId = Annotated[str, Field(pattern=_ID_PATTERN)]
 MessageId = Annotated[str, Field(pattern=_ID_PATTERN)]
 ThreadId = Annotated[str, Field(pattern=_ID_PATTERN)]
 DraftId = Annotated[str, Field(pattern=_ID_PATTERN)]
@@ -65,13 +66,13 @@ EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 Recipients = Annotated[list[EmailAddress], Field(min_length=1, max_length=50)]
 OptionalRecipients = Annotated[list[EmailAddress], Field(max_length=50)]
 Subject = Annotated[str, Field(max_length=998), AfterValidator(_single_line)]
-Body = Annotated[str, Field(max_length=200_000, description="Plain-text body. Short and conversational works best.")]
-HtmlBody = Annotated[str, Field(max_length=500_000, description="Optional HTML body; plain text is preferred.")]
+Body = Annotated[str, Field(max_length=200_000, description="Plain text; short and conversational.")]
+HtmlBody = Annotated[str, Field(max_length=500_000, description="Optional; plain text is preferred.")]
 Verified = Annotated[
     bool,
     Field(
-        description="Set true only if you validated the recipient out-of-band; sends to addresses that "
-        "never wrote to this inbox are otherwise rejected."
+        description="True only if you checked the recipient out-of-band; otherwise sends to addresses "
+        "that never wrote to this inbox are rejected."
     ),
 ]
 MaxChars = Annotated[int, Field(ge=200, le=100_000, description="Cap on body characters returned.")]
@@ -82,12 +83,6 @@ PREVIEW_CHARS = 160
 def _one_line(text: str | None, limit: int) -> str:
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def html_to_text(html: str) -> str:
-    from inscriptis import get_text  # lazy: not needed on the start-up path
-
-    return get_text(html)
 
 
 _REPLY_HEADER = re.compile(
