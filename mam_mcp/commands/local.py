@@ -1,0 +1,124 @@
+"""`mam-mcp local`: run the local mail daemon in the foreground.
+
+Prints where the data lives, the HTTP and SMTP addresses, how to point an app at SMTP and
+where the key file is — never the key itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from mam_mcp.config import Settings
+    from mam_mcp.local.config import LocalConfig
+
+__all__ = ["add_arguments", "run", "describe_daemon"]
+
+HELP = "run the local mail backend (REST, WebSocket, SMTP) in the foreground"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: an unset flag must not overwrite the global `mam-mcp --data-dir X local` value.
+    parser.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="where mail, the key and logs live (MAM_LOCAL_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=argparse.SUPPRESS, help="REST/WebSocket port on 127.0.0.1 (MAM_LOCAL_HTTP_PORT, 8725)"
+    )
+    parser.add_argument(
+        "--smtp-port", type=int, default=argparse.SUPPRESS, help="SMTP port on 127.0.0.1 (MAM_LOCAL_SMTP_PORT, 2525)"
+    )
+    parser.add_argument(
+        "--idle-timeout", type=float, default=0.0, help="stop after this many seconds without a client (default 0 = never)"
+    )
+    parser.add_argument(
+        "--relay-url",
+        default=argparse.SUPPRESS,
+        help="deliver outbound mail through this relay, e.g. smtp+starttls://user:pass@host:587 (MAM_SMTP_RELAY_URL)",
+    )
+
+
+def local_config_from_args(args: argparse.Namespace, settings: Settings) -> LocalConfig:
+    overrides: dict[str, Any] = {"idle_timeout_seconds": getattr(args, "idle_timeout", 0.0)}
+    for flag, field in (
+        ("data_dir", "data_dir"),
+        ("http_port", "http_port"),
+        ("smtp_port", "smtp_port"),
+        ("relay_url", "relay_url"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    return settings.local_config(**overrides)
+
+
+def describe_daemon(config: LocalConfig, state: dict[str, Any], out: TextIO) -> None:
+    """What a human needs to use the running daemon; no secret in it."""
+    host = config.host
+    http_port, smtp_port = state.get("httpPort", config.http_port), state.get("smtpPort", config.smtp_port)
+    out.write(
+        f"mam-mcp local mail backend {state.get('version', '')} (pid {state.get('pid', '?')})\n"
+        f"  data:      {config.data_dir}\n"
+        f"  REST API:  http://{host}:{http_port}/v1   (WebSocket: ws://{host}:{http_port}/v1/ws)\n"
+        f"  SMTP:      {host}:{smtp_port}   (no TLS, no auth; mail to <inbox>@{config.domain} is stored)\n"
+        f"  API key:   in {config.key_path} (send it as X-API-Key)\n"
+        f"  Point an app at it: SMTP_HOST={host} SMTP_PORT={smtp_port}, no TLS, no credentials.\n"
+        f"  Outbound:  {'relayed through the configured relay' if config.relay_url else 'captured here, not delivered (no relay set)'}\n"
+        f"  Idle stop: {'never' if config.idle_timeout_seconds <= 0 else f'after {config.idle_timeout_seconds:g} s without a client'}\n"
+        "Press Ctrl-C to stop.\n"
+    )
+    out.flush()
+
+
+async def _serve(config: LocalConfig, out: TextIO) -> int:
+    import anyio
+
+    from mam_mcp.local.daemon import run_daemon
+    from mam_mcp.local.launcher import probe_daemon
+
+    probe = await probe_daemon(config)
+    if probe.kind == "ours" and probe.owned:
+        pid = probe.health.get("pid") if probe.health else "?"
+        out.write(
+            f"a mam-mcp daemon (pid {pid}) already serves {config.data_dir} on port {probe.port}; "
+            "stop it first or use another --data-dir\n"
+        )
+        return 1
+    ready = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+
+        async def announce() -> None:
+            await ready.wait()
+            describe_daemon(config, json.loads(config.state_path.read_text(encoding="utf-8")), out)
+
+        tasks.start_soon(announce)
+        await run_daemon(config, ready=ready)
+        tasks.cancel_scope.cancel()
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    import anyio
+
+    from mam_mcp.local.daemon import DaemonError, first_daemon_error
+
+    config = local_config_from_args(args, settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return anyio.run(_serve, config, sys.stdout)
+    except (DaemonError, BaseExceptionGroup) as exc:
+        error = first_daemon_error(exc)
+        if error is None:
+            raise
+        print(f"mam-mcp local: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,82 @@
+"""`python -m mam_mcp.local`: run the local backend daemon (what the launcher spawns).
+
+The launcher passes the whole config as JSON on stdin (`--config-stdin`): the relay URL
+carries a password and a command line is visible to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mam_mcp.local.config import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConfig
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, bool]:
+    parser = argparse.ArgumentParser(prog="python -m mam_mcp.local", description="Run the mam-mcp local mail daemon.")
+    parser.add_argument("--config-stdin", action="store_true", help="read the LocalConfig as JSON from stdin")
+    parser.add_argument("--data-dir", type=Path, help="where the database, key and logs live")
+    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="REST/WebSocket port (0 = any)")
+    parser.add_argument("--smtp-port", type=int, default=DEFAULT_SMTP_PORT, help="SMTP port (0 = any)")
+    parser.add_argument("--idle-timeout", type=float, default=None, help="seconds without a client before stopping (0 = never)")
+    parser.add_argument(
+        "--ready-line", action="store_true", help="print the state JSON (pid, ports) as one stdout line when ready"
+    )
+    args = parser.parse_args(argv)
+    if args.config_stdin:
+        return LocalConfig.model_validate_json(sys.stdin.buffer.read()), args.ready_line
+    if args.data_dir is None:
+        parser.error("--data-dir is required without --config-stdin")
+    values: dict[str, object] = {"data_dir": args.data_dir, "http_port": args.http_port, "smtp_port": args.smtp_port}
+    if args.idle_timeout is not None:
+        values["idle_timeout_seconds"] = args.idle_timeout
+    return LocalConfig.model_validate(values), args.ready_line
+
+
+async def _run(config: LocalConfig, ready_line: bool) -> None:
+    import anyio
+
+    from mam_mcp.local.daemon import run_daemon
+
+    ready = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+
+        async def announce() -> None:
+            await ready.wait()
+            # One line, so a parent (tests, tooling) can wait for readiness without polling.
+            print(config.state_path.read_text(encoding="utf-8").strip(), flush=True)
+
+        if ready_line:
+            tasks.start_soon(announce)
+        await run_daemon(config, ready=ready)
+        tasks.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, ready_line = parse_config(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # httpx2 logs full request URLs at INFO; keep them out of the daemon log.
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    import anyio
+
+    from mam_mcp.local.daemon import DaemonError, first_daemon_error
+
+    try:
+        anyio.run(_run, config, ready_line)
+    except (DaemonError, BaseExceptionGroup) as exc:
+        error = first_daemon_error(exc)
+        if error is None:
+            raise
+        print(f"mam-mcp local daemon: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

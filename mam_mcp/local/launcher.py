@@ -1,0 +1,295 @@
+"""Find the local backend daemon of a data dir, or start it: lazily, once, race-free.
+
+`ensure_daemon(config)` is what an MCP server in local mode calls on its first tool call.
+A daemon is "ours" when `/_mam/health` names our service and version AND its pid is the
+one in this data dir's state file (another data dir's daemon may hold the port).
+Starting is serialised by a file lock in the data dir (`filelock`: Windows has no fcntl),
+so N concurrent callers — threads or processes — start exactly one daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import filelock
+import httpx2
+
+import mam_mcp
+from mam_mcp.local.config import LocalConfig
+
+__all__ = [
+    "DAEMON_SERVICE_NAME",
+    "DaemonHandle",
+    "DaemonStartError",
+    "ensure_daemon",
+    "probe_daemon",
+    "stop_daemon",
+    "DaemonProbe",
+]
+
+DAEMON_SERVICE_NAME = "mam-mcp-local"
+HTTP_PORT_ENV = "MAM_LOCAL_HTTP_PORT"
+SMTP_PORT_ENV = "MAM_LOCAL_SMTP_PORT"
+_PROBE_TIMEOUT_SECONDS = 2.0
+_POLL_FIRST_SECONDS = 0.02
+_POLL_MAX_SECONDS = 0.25
+_LOG_TAIL_LINES = 5
+
+
+class DaemonStartError(RuntimeError):
+    """The daemon could not be found or started; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonHandle:
+    """How to reach a running daemon. `api_key` is the tenant key; it never shows in repr."""
+
+    base_url: str  # http://127.0.0.1:<port>, without /v1
+    api_key: str = field(repr=False)
+    smtp_port: int
+    started: bool  # True when this call started the daemon
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonProbe:
+    """What answers on the daemon's HTTP port."""
+
+    kind: Literal["none", "ours", "foreign"]
+    port: int
+    health: dict[str, Any] | None = None
+    owned: bool = False  # the health pid is the pid in this data dir's state file
+
+    @property
+    def current(self) -> bool:
+        """Our daemon, of this data dir and this version: use it."""
+        return self.kind == "ours" and self.owned and self.health is not None and (
+            self.health.get("version") == mam_mcp.__version__
+        )
+
+
+def _read_state(config: LocalConfig) -> dict[str, Any] | None:
+    try:
+        state = json.loads(config.state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _http_port(config: LocalConfig) -> int:
+    """The configured port, or (port 0 = ephemeral) the one the running daemon reported."""
+    if config.http_port:
+        return config.http_port
+    state = _read_state(config)
+    port = state.get("httpPort") if state else None
+    return port if isinstance(port, int) else 0
+
+
+async def probe_daemon(config: LocalConfig) -> DaemonProbe:
+    """Ask `/_mam/health` on the daemon's port who is there (never raises for network errors)."""
+    port = _http_port(config)
+    if not port:
+        return DaemonProbe(kind="none", port=0)
+    url = f"http://{config.host}:{port}/_mam/health"
+    try:
+        async with httpx2.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS, trust_env=False) as http:
+            response = await http.get(url)
+    except httpx2.ConnectError:
+        return DaemonProbe(kind="none", port=port)
+    except httpx2.HTTPError:
+        return DaemonProbe(kind="foreign", port=port)
+    try:
+        health = response.json()
+    except ValueError:
+        return DaemonProbe(kind="foreign", port=port)
+    if response.status_code != 200 or not isinstance(health, dict) or (
+        health.get("service") != DAEMON_SERVICE_NAME
+    ):
+        return DaemonProbe(kind="foreign", port=port)
+    state = _read_state(config)
+    owned = state is not None and state.get("pid") == health.get("pid")
+    return DaemonProbe(kind="ours", port=port, health=health, owned=owned)
+
+
+def _read_key(config: LocalConfig) -> str:
+    try:
+        return config.key_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise DaemonStartError(f"the daemon's key file {config.key_path} cannot be read: {exc.strerror}") from None
+
+
+def _handle(config: LocalConfig, probe: DaemonProbe, *, started: bool) -> DaemonHandle:
+    assert probe.health is not None
+    smtp_port = probe.health.get("smtpPort")
+    return DaemonHandle(
+        base_url=f"http://{config.host}:{probe.port}",
+        api_key=_read_key(config),
+        smtp_port=smtp_port if isinstance(smtp_port, int) else config.smtp_port,
+        started=started,
+    )
+
+
+def _port_taken_error(config: LocalConfig, probe: DaemonProbe) -> DaemonStartError:
+    if probe.kind == "ours":
+        return DaemonStartError(
+            f"HTTP port {probe.port} on {config.host} is served by a mam-mcp daemon of another data dir "
+            f"(not {config.data_dir}); set {HTTP_PORT_ENV} to a free port for this one"
+        )
+    return DaemonStartError(
+        f"HTTP port {probe.port} on {config.host} is in use by another program; "
+        f"set {HTTP_PORT_ENV} to a free port"
+    )
+
+
+async def ensure_daemon(config: LocalConfig, *, timeout: float = 15.0) -> DaemonHandle:
+    """Return a handle to this data dir's daemon, starting or replacing it when needed."""
+    deadline = time.monotonic() + timeout
+    probe = await probe_daemon(config)
+    if probe.current:
+        return _handle(config, probe, started=False)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = filelock.FileLock(config.lock_path, thread_local=False)
+    await _acquire(lock, deadline, config)
+    try:
+        # Someone may have started it while we waited for the lock.
+        probe = await probe_daemon(config)
+        if probe.current:
+            return _handle(config, probe, started=False)
+        if probe.kind == "foreign" or (probe.kind == "ours" and not probe.owned):
+            raise _port_taken_error(config, probe)
+        if probe.kind == "ours":
+            await stop_daemon(config, probe, deadline=deadline)
+        process = _spawn(config)
+        try:
+            probe = await _wait_ready(config, process, deadline)
+        finally:
+            # Reap it when it exits (idle shutdown) so no zombie lingers under a long-lived host.
+            threading.Thread(target=process.wait, name="mam-daemon-reaper", daemon=True).start()
+        return _handle(config, probe, started=True)
+    finally:
+        lock.release()
+
+
+async def _acquire(lock: filelock.FileLock, deadline: float, config: LocalConfig) -> None:
+    """Poll the lock without blocking the event loop or a worker thread (cancellation-safe)."""
+    delay = _POLL_FIRST_SECONDS
+    while True:
+        try:
+            lock.acquire(blocking=False)
+            return
+        except filelock.Timeout:
+            if time.monotonic() >= deadline:
+                raise DaemonStartError(
+                    f"timed out waiting for the start lock {config.lock_path} (another process is starting "
+                    f"the daemon; its log is {_log_path(config)})"
+                ) from None
+        await anyio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX_SECONDS)
+
+
+async def stop_daemon(config: LocalConfig, probe: DaemonProbe, *, deadline: float) -> None:
+    """Stop this data dir's daemon (e.g. of another version) and wait until its port is free.
+
+    Asks politely with `POST /_mam/shutdown` and the tenant key (works on Windows); a daemon
+    too old to have that route gets SIGTERM by the pid both its health and state file name.
+    """
+    stopped = False
+    try:
+        async with httpx2.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS, trust_env=False) as http:
+            response = await http.post(
+                f"http://{config.host}:{probe.port}/_mam/shutdown", headers={"X-API-Key": _read_key(config)}
+            )
+        stopped = response.status_code in (200, 202)
+    except (httpx2.HTTPError, DaemonStartError):
+        stopped = False
+    pid = probe.health.get("pid") if probe.health else None
+    if not stopped and probe.owned and isinstance(pid, int):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    delay = _POLL_FIRST_SECONDS
+    while (await probe_daemon(config)).kind != "none":
+        if time.monotonic() >= deadline:
+            raise DaemonStartError(
+                f"the old daemon on port {probe.port} did not stop in time; see {_log_path(config)}"
+            )
+        await anyio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX_SECONDS)
+
+
+def _log_path(config: LocalConfig) -> Path:
+    return config.data_dir / "daemon.log"
+
+
+def daemon_command() -> list[str]:
+    """The command line that runs a daemon; its config arrives as JSON on stdin."""
+    return [sys.executable, "-m", "mam_mcp.local", "--config-stdin"]
+
+
+def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
+    """Start the daemon detached from us: own session / process group, no console, log to a file."""
+    options: dict[str, Any] = {}
+    if sys.platform == "win32":
+        options["creationflags"] = (
+            subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS | subprocess.CREATE_NO_WINDOW
+        )
+    else:
+        options["start_new_session"] = True  # a Ctrl-C in the host's terminal must not reach it
+    env = dict(os.environ)
+    # The daemon must run the very mam_mcp we are (a checkout, a venv): same code, same version.
+    package_root = str(Path(mam_mcp.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    with open(_log_path(config), "ab") as log:
+        process = subprocess.Popen(
+            daemon_command(),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            cwd=config.data_dir,
+            **options,
+        )
+    assert process.stdin is not None
+    # The config travels on stdin, not argv: the relay URL carries a password and argv is public.
+    process.stdin.write(config.model_dump_json().encode("utf-8"))
+    process.stdin.close()
+    return process
+
+
+def _log_tail(config: LocalConfig) -> str:
+    try:
+        lines = _log_path(config).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
+async def _wait_ready(config: LocalConfig, process: subprocess.Popen[bytes], deadline: float) -> DaemonProbe:
+    delay = _POLL_FIRST_SECONDS
+    while True:
+        probe = await probe_daemon(config)
+        if probe.current:  # not pid == process.pid: a venv's python.exe on Windows is a launcher
+            return probe
+        if process.poll() is not None:
+            tail = _log_tail(config)
+            raise DaemonStartError(
+                f"the local mail daemon exited during start (code {process.returncode}); "
+                f"log: {_log_path(config)}" + (f"\n{tail}" if tail else "")
+            )
+        if time.monotonic() >= deadline:
+            raise DaemonStartError(
+                f"the local mail daemon did not become ready in time; log: {_log_path(config)}"
+            )
+        await anyio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX_SECONDS)

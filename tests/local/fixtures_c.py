@@ -1,0 +1,129 @@
+"""Run a real local daemon in a subprocess for tests (daemon, launcher, durability).
+
+`daemon_process(config)` starts `python -m mam_mcp.local --config-stdin --ready-line`, waits
+for its ready line (no polling), yields a `RunningDaemon`, and kills it in `finally`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+import mam_mcp
+from mam_mcp.local.config import LocalConfig
+
+REPO_ROOT = str(Path(mam_mcp.__file__).resolve().parent.parent)
+START_TIMEOUT = 20.0
+EXIT_TIMEOUT = 15.0
+
+# Runs the daemon while reporting another version: a stale daemon for the launcher to replace.
+STALE_VERSION = "0.0.0-stale"
+STALE_DAEMON_PRELUDE = (
+    "import sys, mam_mcp; mam_mcp.__version__ = %r\n"
+    "from mam_mcp.local.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n" % STALE_VERSION
+)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
+def daemon_config(data_dir: Path, **overrides: Any) -> LocalConfig:
+    """Ephemeral ports, no idle stop, fast webhook retries."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "http_port": 0,
+        "smtp_port": 0,
+        "idle_timeout_seconds": 0,
+        "webhook_retry_base_seconds": 0.05,
+        "webhook_timeout_seconds": 2.0,
+    }
+    values.update(overrides)
+    return LocalConfig(**values)
+
+
+@dataclass
+class RunningDaemon:
+    process: Process
+    config: LocalConfig
+    state: dict[str, Any]
+    log_path: Path
+    api_key: str = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return int(self.state["pid"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.config.host}:{self.state['httpPort']}"
+
+    @property
+    def smtp_port(self) -> int:
+        return int(self.state["smtpPort"])
+
+    def client(self, **kwargs: Any) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(base_url=self.base_url, headers={"X-API-Key": self.api_key}, **kwargs)
+
+    async def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
+        with anyio.fail_after(timeout):
+            return await self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def daemon_process(config: LocalConfig, *, prelude: str | None = None) -> AsyncIterator[RunningDaemon]:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.data_dir / f"test-daemon-{os.urandom(4).hex()}.log"
+    program = ["-c", prelude] if prelude else ["-m", "mam_mcp.local"]
+    with open(log_path, "wb") as log:
+        process = await anyio.open_process(
+            [sys.executable, *program, "--config-stdin", "--ready-line"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=child_env(),
+        )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send(config.model_dump_json().encode())
+        await process.stdin.aclose()
+        try:
+            with anyio.fail_after(START_TIMEOUT):
+                line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 65536)
+        except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError) as exc:
+            raise AssertionError(f"daemon did not start: {log_path.read_text(errors='replace')}") from exc
+        state = json.loads(line)
+        key = config.key_path.read_text(encoding="utf-8").strip()
+        yield RunningDaemon(process, config, state, log_path, key)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with anyio.fail_after(EXIT_TIMEOUT):
+                await process.wait()
+        await process.aclose()
+
+
+def kill_pid(pid: int) -> None:
+    """Kill a daemon that a launcher started (it is not our child)."""
+    import signal
+
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
