@@ -1,0 +1,67 @@
+"""An in-process httpx2 transport for the fake that serves HTTP and WebSockets and is fixture-safe.
+
+httpx2's ASGIWebSocketTransport opens one task group for the client's lifetime, so a client
+entered in an async fixture fails at teardown (pytest-asyncio runs setup and teardown in
+different tasks). Here each WebSocket gets its own task group, opened by the handshake and
+closed with the handshake response, both in the task that uses the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from httpx2 import AsyncByteStream, Response
+from httpx2._transports.asgi import ASGITransport
+from httpx2.websockets import ASGIWebSocketTransport
+from httpx2.websockets._transport import ASGIWebSocketAsyncNetworkStream
+
+__all__ = ["FakeTransport"]
+
+
+class _ClosesSocket(AsyncByteStream):
+    """The (empty) body of the 101 response; closing it ends the socket's task group."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self._stack = stack
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+class FakeTransport(ASGIWebSocketTransport):
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> None:
+        await ASGITransport.__aexit__(self, exc_type, exc_val, exc_tb)
+
+    async def _handle_ws_request(self, request: Any, scope: dict[str, Any]) -> Response:
+        stack = contextlib.AsyncExitStack()
+        try:
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            app: Any = self.app
+            stream = ASGIWebSocketAsyncNetworkStream(app, scope, task_group, self._initial_receive_timeout)
+            _, accept = await stack.enter_async_context(stream)
+        except BaseException:
+            await stack.aclose()
+            raise
+        lines = accept.decode("utf-8").splitlines()
+        headers = [
+            (name, value) for name, _, value in (line.partition(": ") for line in lines[1:] if line.strip())
+        ]
+        return Response(
+            101, headers=headers, stream=_ClosesSocket(stack), extensions={"network_stream": stream}
+        )
