@@ -30,6 +30,7 @@ __all__ = [
     "check_header_safe",
     "decode_header_value",
     "forward_quote",
+    "forward_subject",
     "new_message_id",
     "normalize_subject",
     "parse_message",
@@ -104,11 +105,14 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
 
 def _as_text(value: object) -> str:
     """A compat32 header value (str with surrogate escapes, or Header) as plain text."""
-    if isinstance(value, email.header.Header):
+    if isinstance(value, email.header.Header):  # compat32 wraps raw 8-bit headers as unknown-8bit
         try:
+            return "".join(
+                _decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk
+                for chunk, charset in email.header.decode_header(value)
+            )
+        except Exception:  # noqa: BLE001
             return str(value)
-        except (LookupError, UnicodeError):
-            return value.encode()
     text = str(value)
     if any("\udc80" <= ch <= "\udcff" for ch in text):  # raw 8-bit bytes in a header
         return _decode_bytes(text.encode("utf-8", "surrogateescape"), None)

@@ -438,6 +438,14 @@ class EmailStore:
         rows = await self._read(lambda c: c.execute("SELECT * FROM api_keys WHERE revoked_at IS NULL").fetchall())
         return [_key_record(r) for r in rows]
 
+    def active_keys_sync(self) -> list[KeyRecord]:
+        """Active keys read on the calling thread (a composition root built outside a coroutine)."""
+        conn = _connect(self._path, readonly=True)
+        try:
+            return [_key_record(r) for r in conn.execute("SELECT * FROM api_keys WHERE revoked_at IS NULL")]
+        finally:
+            conn.close()
+
     # ------------------------------------------------------------ inboxes and addresses
 
     def inbox_for_address(self, address: str) -> tuple[str, str, str | None] | None:
@@ -795,6 +803,19 @@ class EmailStore:
                     (attachment_id, message_id, inbox_id),
                 ).fetchone()
             )
+        )
+
+    async def attachment_blobs(self, inbox_id: str, message_id: str) -> list[tuple[str, str, bytes]]:
+        """(filename, content type, bytes) of every attachment of a message (forwards re-attach them)."""
+        return await self._read(
+            lambda c: [
+                (r["filename"], r["content_type"], bytes(r["data"]))
+                for r in c.execute(
+                    "SELECT a.filename, a.content_type, a.data FROM attachments a JOIN messages m"
+                    " ON m.seq=a.message_seq WHERE m.id=? AND m.inbox_id=? ORDER BY a.rowid",
+                    (message_id, inbox_id),
+                )
+            ]
         )
 
     async def list_threads(self, inbox_id: str, *, limit: int = 20, offset: int = 0) -> list[Row]:

@@ -1,0 +1,88 @@
+"""The local backend's Starlette app: every email endpoint of /v1 (docs/contract.md) plus health.
+
+Errors are always `{"error", "code"}` (+ `details` on 400): never a stack trace, never a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+import mam_mcp
+from mam_mcp.local.backend import BackendError, LocalBackend
+from mam_mcp.local.routes_admin import admin_routes
+from mam_mcp.local.routes_inboxes import inbox_routes
+from mam_mcp.local.routes_messages import message_routes
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 400: "VALIDATION_ERROR", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def _error(status: int, code: str, message: str, details: list[dict[str, str]] | None = None) -> JSONResponse:
+    body: dict[str, object] = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+async def _backend_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BackendError)
+    response = _error(exc.status, exc.code, exc.message, exc.details)
+    if exc.code == "AUTH_LOCKOUT":
+        response.headers["Retry-After"] = "900"
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    message = "not found" if exc.status_code == 404 else str(exc.detail)
+    return _error(exc.status_code, code, message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    return _error(500, "INTERNAL_ERROR", "internal error")
+
+
+def create_app(backend: LocalBackend, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app over one LocalBackend; `extra_routes` (WebSockets, shutdown) come first."""
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "ok": True,
+                "service": "mam-mcp-local",
+                "version": mam_mcp.__version__,
+                "pid": os.getpid(),
+                "smtpPort": backend.smtp_port,
+            }
+        )
+
+    routes: list[BaseRoute] = [
+        *extra_routes,
+        Route("/_mam/health", health, methods=["GET"]),
+        *inbox_routes(),
+        *message_routes(),
+        *admin_routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            BackendError: _backend_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.backend = backend
+    return app

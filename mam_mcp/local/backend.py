@@ -1,0 +1,480 @@
+"""Composition root of the local backend: store, keys, outbound path and event fan-out.
+
+The REST app and the SMTP ingress both go through `LocalBackend`; part B's WebSocket hub
+and webhook dispatcher register as event sinks. A failing sink is logged and skipped: it
+never breaks a send or an SMTP accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
+from mam_mcp.local.keys import KeyRing
+from mam_mcp.local.mime import (
+    HeaderInjectionError,
+    OutboundAttachment,
+    build_outbound,
+    check_header_safe,
+    forward_quote,
+    forward_subject,
+    new_message_id,
+    reply_subject,
+)
+from mam_mcp.local.model import EventType, InboxEvent, KeyScope
+from mam_mcp.local.relay import RelayRejected
+from mam_mcp.local.store import EmailStore, event_message
+
+__all__ = [
+    "BackendError",
+    "EventSink",
+    "LocalBackend",
+    "OutboundRelay",
+    "Outgoing",
+    "RelayRejected",
+    "SendResult",
+    "WebhookTarget",
+]
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[InboxEvent], Awaitable[None] | None]
+
+
+class OutboundRelay(Protocol):
+    async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
+        """Hand a message to the relay; raises RelayRejected(permanent, message)."""
+
+
+class BackendError(Exception):
+    """An API error: HTTP status, machine code, human message (no secrets), optional details."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, details: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @classmethod
+    def validation(cls, path: str, message: str) -> BackendError:
+        return cls(400, "VALIDATION_ERROR", f"{path}: {message}", details=[{"path": path, "message": message}])
+
+    @classmethod
+    def not_found(cls, what: str) -> BackendError:
+        return cls(404, "NOT_FOUND", f"{what} not found")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    id: str
+    url: str
+    secret: str = field(repr=False)
+    events: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message to send from an inbox (addresses already validated by the REST layer)."""
+
+    to: list[str]
+    subject: str
+    plain_body: str | None = None
+    html_body: str | None = None
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    verified: bool = False
+    thread_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    attachments: list[OutboundAttachment] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    id: str
+    thread_id: str
+    status: str
+    message_id: str
+    draft_id: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        out = {"id": self.id, "threadId": self.thread_id, "status": self.status, "messageId": self.message_id}
+        if self.draft_id:
+            out["draftId"] = self.draft_id
+        return out
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        config: LocalConfig,
+        store: EmailStore,
+        *,
+        relay: OutboundRelay | None = None,
+        mx_resolver: MxResolver | None = None,
+        txt_resolver: TxtResolver | None = None,
+        keys: KeyRing | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.relay = relay
+        self.mx_resolver: MxResolver = mx_resolver or resolve_mx
+        self.txt_resolver: TxtResolver = txt_resolver or resolve_txt
+        self.keys = keys or KeyRing(store)
+        self._sinks: list[EventSink] = []
+        self._send_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @property
+    def smtp_port(self) -> int:
+        return self.config.smtp_port
+
+    # ------------------------------------------------------------ what parts B and C use
+
+    def add_event_sink(self, sink: EventSink) -> None:
+        self._sinks.append(sink)
+
+    async def emit(self, event: InboxEvent) -> None:
+        for sink in list(self._sinks):
+            try:
+                result = sink(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a broken subscriber must not fail a send or an accept
+                logger.exception("event sink failed for %s %s", event.event_type, event.event_id)
+
+    async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboxEvent]:
+        """Store mail received over SMTP (durably) and emit `message.received` per inbox."""
+        events = await self.store.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
+        for event in events:
+            await self.emit(event)
+        return events
+
+    def is_local_recipient(self, address: str) -> bool:
+        return self.store.inbox_for_address(address) is not None
+
+    def authenticate(self, key: str) -> KeyScope | None:
+        return self.keys.authenticate(key)
+
+    def inbox_owner(self, inbox_id: str) -> tuple[str, str | None, str] | None:
+        """(tenant_id, workspace_id, email) of an inbox, or None."""
+        record = self.store.inbox_record(inbox_id)
+        return (record.tenant_id, record.workspace_id, record.email) if record else None
+
+    async def webhook_targets(self, event: InboxEvent) -> list[WebhookTarget]:
+        """Active webhooks covering the event's inbox and subscribed to its type."""
+        rows = await self.store.webhooks_for_event(event.tenant_id, event.workspace_id, event.inbox_id)
+        targets = []
+        for row in rows:
+            events = tuple(json.loads(row["events_json"]))
+            if not events or event.event_type in events:
+                targets.append(WebhookTarget(row["id"], row["url"], row["secret"], events))
+        return targets
+
+    # ------------------------------------------------------------ outbound
+
+    async def send(
+        self,
+        inbox_id: str,
+        outgoing: Outgoing,
+        *,
+        idempotency_key: str | None = None,
+        draft_id: str | None = None,
+    ) -> SendResult:
+        """Validate, store (with idempotency record and draft deletion), then deliver."""
+        _check_headers(outgoing)
+        if idempotency_key is None:
+            return await self._send_once(inbox_id, outgoing, None, draft_id)
+        lock = self._send_locks.setdefault((inbox_id, idempotency_key), asyncio.Lock())
+        try:
+            async with lock:
+                previous = await self.store.idempotent_message(inbox_id, idempotency_key)
+                if previous is not None:
+                    return SendResult(
+                        previous["id"], previous["thread_id"], previous["status"], previous["message_id_hdr"] or ""
+                    )
+                return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id)
+        finally:
+            if not lock.locked():
+                self._send_locks.pop((inbox_id, idempotency_key), None)
+
+    async def _send_once(
+        self, inbox_id: str, outgoing: Outgoing, idempotency_key: str | None, draft_id: str | None
+    ) -> SendResult:
+        record = self.store.inbox_record(inbox_id)
+        if record is None:
+            raise BackendError.not_found("inbox")
+        recipients = _unique([*outgoing.to, *outgoing.cc, *outgoing.bcc])
+        if not outgoing.to:
+            raise BackendError.validation("to", "at least one recipient is required")
+        if not outgoing.verified:
+            for rcpt in recipients:
+                if not self.is_local_recipient(rcpt) and not await self.store.has_correspondent(inbox_id, rcpt):
+                    raise BackendError.validation(
+                        "verified",
+                        f"{rcpt} has never written to this inbox; pass verified: true if you have checked the address",
+                    )
+        inbox = await self.store.get_inbox(inbox_id)
+        if inbox is None:
+            raise BackendError.not_found("inbox")
+        from_address = await self.store.primary_address(inbox_id) or record.email
+        from_name = inbox.get("display_name")
+        message_id = new_message_id(from_address.rpartition("@")[2] or self.config.domain)
+        try:
+            raw = build_outbound(
+                from_address=from_address,
+                from_name=from_name,
+                to=outgoing.to,
+                cc=outgoing.cc,
+                subject=outgoing.subject,
+                plain_body=outgoing.plain_body,
+                html_body=outgoing.html_body,
+                message_id=message_id,
+                in_reply_to=outgoing.in_reply_to,
+                references=outgoing.references,
+                attachments=outgoing.attachments,
+            )
+        except HeaderInjectionError as exc:
+            raise BackendError.validation(exc.field, "must not contain line breaks") from None
+        except (ValueError, TypeError) as exc:
+            raise BackendError.validation("to", f"cannot build the message: {type(exc).__name__}") from None
+        try:
+            row = await self.store.insert_outbound(
+                inbox_id=inbox_id,
+                thread_id=outgoing.thread_id,
+                message_id_hdr=message_id,
+                in_reply_to=outgoing.in_reply_to,
+                references=outgoing.references,
+                from_address=from_address,
+                from_name=from_name,
+                to=outgoing.to,
+                cc=outgoing.cc,
+                bcc=outgoing.bcc,
+                subject=outgoing.subject,
+                plain_body=outgoing.plain_body,
+                html_body=outgoing.html_body,
+                attachments=[(a.filename, a.content_type, a.data) for a in outgoing.attachments],
+                raw=raw,
+                idempotency_key=idempotency_key,
+                delete_draft_id=draft_id,
+            )
+        except LookupError:
+            raise BackendError.not_found("draft") from None
+        status = await self._deliver(record.tenant_id, record.workspace_id, row, from_address, recipients, raw)
+        return SendResult(row["id"], row["thread_id"], status, message_id, draft_id)
+
+    async def _deliver(
+        self,
+        tenant_id: str,
+        workspace_id: str | None,
+        row: dict[str, Any],
+        from_address: str,
+        recipients: list[str],
+        raw: bytes,
+    ) -> str:
+        local = [r for r in recipients if self.is_local_recipient(r)]
+        remote = [r for r in recipients if r not in local]
+        if local:
+            await self.ingest(raw, from_address, local)
+        status = "delivered"
+        if remote and self.relay is None:
+            status = "captured"  # no relay configured: kept here, not sent anywhere
+        elif remote and self.relay is not None:
+            try:
+                await self.relay.send(from_address, remote, raw)
+                status = "sent"
+            except RelayRejected as exc:
+                status = "bounced" if exc.permanent else "failed"
+            except Exception as exc:  # noqa: BLE001 - network errors reach the caller as SMTP_ERROR
+                logger.warning("relay failed: %s", type(exc).__name__)
+                status = "failed"
+        row["status"] = status
+        await self.store.set_message_status(row["id"], status)
+        event_type: EventType = "message.bounced" if status == "bounced" else "message.sent"
+        if status != "failed":
+            await self.emit(_event(event_type, tenant_id, workspace_id, row))
+        if status == "failed":
+            raise BackendError(
+                502,
+                "SMTP_ERROR",
+                f"the relay did not take message {row['id']} (temporary failure); it is stored with status"
+                " failed; check list_messages(direction=outbound) before sending again",
+            )
+        return status
+
+    # ------------------------------------------------------------ replies, forwards, drafts
+
+    async def _parent(self, inbox_id: str, message_id: str) -> dict[str, Any]:
+        parent = await self.store.get_message(inbox_id, message_id)
+        if parent is None:
+            raise BackendError.not_found("message")
+        return parent
+
+    async def reply_outgoing(
+        self,
+        inbox_id: str,
+        parent_id: str,
+        *,
+        reply_all: bool,
+        plain_body: str | None,
+        html_body: str | None,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+        to: Sequence[str] = (),
+        subject: str | None = None,
+    ) -> Outgoing:
+        """An Outgoing that continues the parent's thread with In-Reply-To and References set."""
+        parent = await self._parent(inbox_id, parent_id)
+        own = {a.lower() for a in await self.store.inbox_addresses(inbox_id)}
+        parent_to = json.loads(parent["to_json"])
+        parent_cc = json.loads(parent["cc_json"])
+        if to:
+            recipients = list(to)
+        elif parent["direction"] == "inbound":
+            recipients = [parent["from_address"]] if parent["from_address"] else []
+        else:
+            recipients = list(parent_to)
+        extra_cc = list(cc)
+        if reply_all:
+            others = parent_to if parent["direction"] == "inbound" else []
+            extra_cc = [*extra_cc, *others, *parent_cc]
+        recipients = [r for r in _unique(recipients) if r.lower() not in own] or recipients
+        taken = {r.lower() for r in recipients}
+        extra_cc = [r for r in _unique(extra_cc) if r.lower() not in own and r.lower() not in taken]
+        references = [*json.loads(parent["references_json"] or "[]")]
+        if parent["message_id_hdr"]:
+            references.append(parent["message_id_hdr"])
+        return Outgoing(
+            to=recipients,
+            cc=extra_cc,
+            bcc=list(bcc),
+            subject=subject or reply_subject(parent["subject"]),
+            plain_body=plain_body,
+            html_body=html_body,
+            verified=True,  # replying to people already on the thread
+            thread_id=parent["thread_id"],
+            in_reply_to=parent["message_id_hdr"],
+            references=references[-50:],
+        )
+
+    async def forward_outgoing(
+        self,
+        inbox_id: str,
+        parent_id: str,
+        *,
+        to: Sequence[str],
+        cc: Sequence[str],
+        bcc: Sequence[str],
+        plain_body: str | None,
+        html_body: str | None,
+        verified: bool,
+    ) -> Outgoing:
+        """An Outgoing quoting the original below the note, with its attachments re-attached."""
+        parent = await self._parent(inbox_id, parent_id)
+        sender = parent["from_address"] or ""
+        from_header = f"{parent['from_name']} <{sender}>" if parent["from_name"] else sender
+        quote = forward_quote(
+            from_header=from_header,
+            date=parent["sent_at"] or parent["received_at"] or parent["created_at"],
+            subject=parent["subject"],
+            to=json.loads(parent["to_json"]),
+            body=parent["plain_body"] if parent["plain_body"] is not None else parent["html_body"],
+        )
+        plain = f"{plain_body}\n\n{quote}" if plain_body else quote
+        html = None
+        if html_body is not None or parent["html_body"] is not None:
+            original_html = parent["html_body"] or f"<pre>{_escape(parent['plain_body'] or '')}</pre>"
+            header_html = "<br>".join(_escape(line) for line in quote.split("\n")[:5])
+            html = f"{html_body or _escape(plain_body or '')}<br><br>{header_html}<br><br>{original_html}"
+        blobs = await self.store.attachment_blobs(inbox_id, parent_id)
+        return Outgoing(
+            to=list(to),
+            cc=list(cc),
+            bcc=list(bcc),
+            subject=forward_subject(parent["subject"]),
+            plain_body=plain,
+            html_body=html,
+            verified=verified,
+            thread_id=parent["thread_id"],
+            attachments=[OutboundAttachment(name, ctype, data) for name, ctype, data in blobs],
+        )
+
+    async def send_draft(
+        self, inbox_id: str, draft_id: str, *, verified: bool, idempotency_key: str | None = None
+    ) -> SendResult:
+        draft = await self.store.get_draft(inbox_id, draft_id)
+        if draft is None:
+            raise BackendError.not_found("draft")
+        to, cc, bcc = (json.loads(draft[k]) for k in ("to_json", "cc_json", "bcc_json"))
+        if draft["reply_to_message_id"]:
+            outgoing = await self.reply_outgoing(
+                inbox_id,
+                draft["reply_to_message_id"],
+                reply_all=False,
+                plain_body=draft["plain_body"],
+                html_body=draft["html_body"],
+                cc=cc,
+                bcc=bcc,
+                to=to,
+                subject=draft["subject"] or None,
+            )
+            outgoing.verified = verified or not to  # explicit new recipients follow the verified rule
+        else:
+            if not to:
+                raise BackendError.validation("to", "the draft has no recipient")
+            outgoing = Outgoing(
+                to=to,
+                cc=cc,
+                bcc=bcc,
+                subject=draft["subject"] or "",
+                plain_body=draft["plain_body"],
+                html_body=draft["html_body"],
+                verified=verified,
+            )
+        return await self.send(inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id)
+
+
+def _check_headers(outgoing: Outgoing) -> None:
+    try:
+        check_header_safe("subject", outgoing.subject)
+        for name in ("to", "cc", "bcc"):
+            for value in getattr(outgoing, name):
+                check_header_safe(name, value)
+    except HeaderInjectionError as exc:
+        raise BackendError.validation(exc.field, "must not contain line breaks") from None
+
+
+def _unique(addresses: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    out: list[str] = []
+    for addr in addresses:
+        if addr and addr.lower() not in seen:
+            seen.add(addr.lower())
+            out.append(addr)
+    return out
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _event(event_type: EventType, tenant_id: str, workspace_id: str | None, row: dict[str, Any]) -> InboxEvent:
+    message = event_message(row)
+    return InboxEvent(
+        event_type=event_type,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        inbox_id=row["inbox_id"],
+        message=message,
+        thread={"thread_id": row["thread_id"], "subject": row.get("subject") or ""},
+        has_attachments=bool(row.get("has_attachments")),
+    )

@@ -1,0 +1,127 @@
+"""EmailStore on real SQLite: durable inbound storage, group commit, threading, search, addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.store import SCHEMA_VERSION, EmailStore
+
+
+def _mail(subject: str, *, msg_id: str, to: str = "bob@mam.localhost", extra: str = "", body: str = "hello") -> bytes:
+    return (
+        f"From: Alice <alice@example.com>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {msg_id}\r\n{extra}\r\n{body}"
+    ).encode()
+
+
+async def _store_with_inbox(config: LocalConfig) -> tuple[EmailStore, str]:
+    store = EmailStore(config)
+    await store.open()
+    tenant = await store.create_tenant()
+    inbox = await store.create_inbox(
+        tenant_id=tenant, workspace_id=None, username="bob", domain="mam.localhost", display_name=None
+    )
+    return store, inbox["id"]
+
+
+async def test_insert_inbound_is_committed_and_survives_reopen(local_config: LocalConfig) -> None:
+    store, inbox_id = await _store_with_inbox(local_config)
+    events = await store.insert_inbound(_mail("hi", msg_id="<1@x>"), mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"])
+    assert [e.event_type for e in events] == ["message.received"]
+    # a separate connection sees the row as soon as insert_inbound returned: it is committed
+    conn = sqlite3.connect(local_config.db_path)
+    assert conn.execute("SELECT subject FROM messages").fetchall() == [("hi",)]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+    await store.close()
+    reopened = EmailStore(local_config)
+    await reopened.open()
+    assert reopened.inbox_for_address("BOB@mam.localhost") == (inbox_id, events[0].tenant_id, None)
+    rows = await reopened.list_messages(inbox_id)
+    assert [r["subject"] for r in rows] == ["hi"]
+    assert await reopened.get_raw(inbox_id, rows[0]["id"]) == _mail("hi", msg_id="<1@x>")
+    await reopened.close()
+
+
+async def test_concurrent_inserts_are_group_committed(local_config: LocalConfig) -> None:
+    store, inbox_id = await _store_with_inbox(local_config)
+    raws = [_mail(f"m{i}", msg_id=f"<{i}@x>") for i in range(200)]
+    results = await asyncio.gather(
+        *(store.insert_inbound(r, mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"]) for r in raws)
+    )
+    assert all(len(events) == 1 for events in results)
+    assert len(await store.list_messages(inbox_id, limit=100, offset=100)) == 100
+    await store.close()
+
+
+async def test_one_copy_per_local_inbox_with_aliases_case_insensitive(local_config: LocalConfig) -> None:
+    store, bob = await _store_with_inbox(local_config)
+    tenant = store.inbox_record(bob).tenant_id  # type: ignore[union-attr]
+    carol = (await store.create_inbox(
+        tenant_id=tenant, workspace_id=None, username="carol", domain="mam.localhost", display_name=None
+    ))["id"]  # fmt: skip
+    await store.add_address(carol, "sales@mam.localhost", primary=False)
+    events = await store.insert_inbound(
+        _mail("team", msg_id="<t@x>"),
+        mail_from="alice@example.com",
+        rcpt_tos=["Bob@MAM.localhost", "bob@mam.localhost", "SALES@mam.localhost", "nobody@mam.localhost"],
+    )
+    assert sorted(e.inbox_id for e in events) == sorted([bob, carol])
+    assert store.inbox_for_address("<Sales@Mam.Localhost>") is not None
+    assert store.inbox_for_address("nobody@mam.localhost") is None
+    await store.close()
+
+
+async def test_threading_by_references_then_subject(local_config: LocalConfig) -> None:
+    store, inbox_id = await _store_with_inbox(local_config)
+    first = await store.insert_inbound(_mail("Plan", msg_id="<a@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    by_ref = await store.insert_inbound(
+        _mail("Totally different", msg_id="<b@x>", extra="In-Reply-To: <a@x>\r\n"),
+        mail_from="a@x", rcpt_tos=["bob@mam.localhost"],
+    )  # fmt: skip
+    by_subject = await store.insert_inbound(_mail("AW: Re: plan", msg_id="<c@x>"), mail_from="a@x",
+                                            rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    other = await store.insert_inbound(_mail("Other", msg_id="<d@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    thread = first[0].thread["thread_id"]
+    assert by_ref[0].thread["thread_id"] == thread
+    assert by_subject[0].thread["thread_id"] == thread
+    assert other[0].thread["thread_id"] != thread
+    detail = await store.get_thread(inbox_id, thread)
+    assert detail is not None and detail["message_count"] == 3
+    assert [m["message_id_hdr"] for m in detail["messages"]] == ["<a@x>", "<b@x>", "<c@x>"]
+    await store.close()
+
+
+async def test_filters_and_full_text_search(local_config: LocalConfig) -> None:
+    store, inbox_id = await _store_with_inbox(local_config)
+    await store.insert_inbound(_mail("Your code", msg_id="<1@x>", body="code 483921 inside"), mail_from="a@x",
+                               rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    await store.insert_inbound(_mail("Newsletter", msg_id="<2@x>", body="nothing here"), mail_from="a@x",
+                               rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    found = await store.list_messages(inbox_id, q="483921")
+    assert [r["subject"] for r in found] == ["Your code"]
+    assert [r["subject"] for r in await store.list_messages(inbox_id, q='" OR *')] == []  # syntax is quoted away
+    assert [r["subject"] for r in await store.list_messages(inbox_id, subject_contains="news")] == ["Newsletter"]
+    assert len(await store.list_messages(inbox_id, from_contains="alice")) == 2
+    assert len(await store.list_messages(inbox_id, from_contains="%")) == 0
+    newest = (await store.list_messages(inbox_id))[0]
+    assert await store.list_messages(inbox_id, after=newest["at"]) == []
+    await store.set_read(inbox_id, newest["id"], True)
+    assert [r["subject"] for r in await store.list_messages(inbox_id, unread=True)] != [newest["subject"]]
+    assert await store.soft_delete(inbox_id, newest["id"])
+    assert len(await store.list_messages(inbox_id)) == 1
+    await store.close()
+
+
+async def test_failed_job_does_not_sink_the_batch(local_config: LocalConfig) -> None:
+    store, inbox_id = await _store_with_inbox(local_config)
+    tenant = store.inbox_record(inbox_id).tenant_id  # type: ignore[union-attr]
+    dup = store.create_inbox(tenant_id=tenant, workspace_id=None, username="bob", domain="mam.localhost",
+                             display_name=None)  # fmt: skip
+    ok = store.insert_inbound(_mail("fine", msg_id="<f@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    results = await asyncio.gather(dup, ok, return_exceptions=True)
+    assert type(results[0]).__name__ == "ConflictError"
+    assert [r["subject"] for r in await store.list_messages(inbox_id)] == ["fine"]
+    await store.close()
