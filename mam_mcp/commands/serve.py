@@ -1,4 +1,4 @@
-"""`mam-mcp serve`: run the MCP server over stdio (what MCP hosts launch)."""
+"""`mam-mcp serve`: run the MCP server over stdio (what MCP hosts launch), streamable HTTP or SSE."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 
 from mam_mcp.config import Settings
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_selection_arguments", "run", "http_options"]
+
+DEFAULT_HTTP_PORT = 8000
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +21,42 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser)
-    parser.add_argument("--transport", choices=["stdio"], default="stdio", help="MCP transport (default: stdio)")
+    parser.add_argument(
+        "--transport", choices=["stdio", "http", "sse"], default="stdio",
+        help="MCP transport: stdio (default, what hosts launch), http (streamable HTTP at /mcp) or sse",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1; any other "
+                        "address needs a bearer token)")
+    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT,
+                        help=f"HTTP port (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
+    parser.add_argument("--allowed-origin", dest="allowed_origin", action="append", default=[], metavar="ORIGIN",
+                        help="an Origin browsers may call from, e.g. https://app.example.com (repeatable; "
+                        "'http://host:*' allows any port)")
+    parser.add_argument("--allowed-host", dest="allowed_host", action="append", default=[], metavar="HOST",
+                        help="a Host header to answer, e.g. mcp.example.com (repeatable; loopback names always "
+                        "allowed on a loopback bind)")
+    parser.add_argument("--auth-token", dest="auth_token", help="bearer token HTTP clients must send "
+                        "(prefer MAM_MCP_AUTH_TOKEN: a flag shows in the process list)")
+    parser.add_argument("--stateless", action="store_true",
+                        help="stateless streamable HTTP: no sessions, any worker answers any request "
+                        "(behind a load balancer)")
+    parser.add_argument("--json-response", dest="json_response", action="store_true",
+                        help="answer streamable HTTP requests with JSON instead of an SSE stream")
+
+
+def http_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """HttpOptions from the parsed flags."""
+    from mam_mcp.http_app import HttpOptions
+
+    return HttpOptions(
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        allowed_origins=tuple(args.allowed_origin or ()),
+        allowed_hosts=tuple(args.allowed_host or ()),
+        stateless=bool(args.stateless),
+        json_response=bool(args.json_response),
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,6 +67,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from mam_mcp.server import build_server
     from mam_mcp.tools._catalog import SelectionError
 
+    if args.transport != "stdio":
+        return _run_http(args, settings)
     try:
         server = build_server(settings)
     except SelectionError as error:
@@ -44,3 +83,60 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     anyio.run(serve)
     return 0
+
+
+def _run_http(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+    import sys
+
+    import anyio
+    import uvicorn
+
+    from mam_mcp.http_app import HttpStartRefused, build_http_app
+    from mam_mcp.tools._catalog import SelectionError
+
+    options = http_options(args)
+    try:
+        app = build_http_app(settings, options)
+    except (HttpStartRefused, SelectionError) as error:
+        print(f"mam-mcp: {error}", file=sys.stderr)
+        return 2
+    server = app.server  # type: ignore[attr-defined]
+    level = settings.log_level.lower() if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR") else "warning"
+    config = uvicorn.Config(
+        app, host=options.host, port=options.port, log_level=level, access_log=settings.log_level == "DEBUG",
+        server_header=False, proxy_headers=False, lifespan="on" if options.transport == "http" else "off",
+        log_config=None,  # keep our stderr handler with the redacting filter
+    )
+    web = uvicorn.Server(config)
+    log = logging.getLogger("mam_mcp.http")
+
+    async def announce() -> None:
+        with anyio.fail_after(30):
+            while not web.started:
+                await anyio.sleep(0.05)
+        for listener in web.servers:
+            for sock in listener.sockets:
+                host, port = sock.getsockname()[:2]
+                path = options.path if options.transport == "http" else "/sse"
+                auth = "bearer token required" if settings.auth_token else "no token (loopback only)"
+                # One line on stderr that scripts and tests can wait for; never the token itself.
+                print(f"mam-mcp: serving {options.transport} on http://{_url_host(host)}:{port}{path} ({auth})",
+                      file=sys.stderr, flush=True)
+        log.info("selection headers X-MCP-Toolsets, X-MCP-Tools, X-MCP-Readonly narrow tools per request")
+
+    async def serve() -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(announce)
+                await web.serve()
+                tasks.cancel_scope.cancel()
+        finally:
+            await server.runtime.aclose()
+
+    anyio.run(serve)
+    return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
