@@ -14,7 +14,7 @@ import pytest
 from httpx2.websockets import WebSocketDisconnect, WebSocketUpgradeError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 
 from mam_mcp.client.models import (
     AddressList,
@@ -674,3 +674,109 @@ async def test_linkedin_routes_are_mounted_under_v1_linkedin(monkeypatch: pytest
         assert (await api.get("/linkedin/sessions")).json() == {"sessions": []}
         _error(await api.get("/linkedin/sessions", params={"x": 1}), 400, "VALIDATION_ERROR")
         _error(await api.delete("/linkedin/sessions"), 405, "METHOD_NOT_ALLOWED")
+
+
+# --- coverage of the reference and state switches ------------------------------------------------------
+
+CHEATSHEET = """
+POST /v1/inboxes
+GET /v1/inboxes
+GET /v1/inboxes/:id
+PATCH /v1/inboxes/:id
+DELETE /v1/inboxes/:id
+POST /v1/inboxes/:id/addresses
+DELETE /v1/inboxes/:id/addresses/:address
+POST /v1/inboxes/:id/keys
+POST /v1/inboxes/:id/send
+POST /v1/inboxes/:id/reply/:mid
+POST /v1/inboxes/:id/reply-all/:mid
+POST /v1/inboxes/:id/forward/:mid
+GET /v1/inboxes/:id/messages
+GET /v1/inboxes/:id/messages/:mid
+PATCH /v1/inboxes/:id/messages/:mid
+DELETE /v1/inboxes/:id/messages/:mid
+GET /v1/inboxes/:id/messages/:mid/raw
+GET /v1/inboxes/:id/messages/:mid/attachments
+GET /v1/inboxes/:id/messages/:mid/attachments/:aid
+GET /v1/inboxes/:id/threads
+GET /v1/inboxes/:id/threads/:tid
+POST /v1/inboxes/:id/drafts
+GET /v1/inboxes/:id/drafts
+GET /v1/inboxes/:id/drafts/:did
+PATCH /v1/inboxes/:id/drafts/:did
+DELETE /v1/inboxes/:id/drafts/:did
+POST /v1/inboxes/:id/drafts/:did/send
+GET /v1/inboxes/:id/lists
+POST /v1/inboxes/:id/lists
+GET /v1/inboxes/:id/lists/:lid
+DELETE /v1/inboxes/:id/lists/:lid
+POST /v1/inboxes/:id/lists/:lid/entries
+DELETE /v1/inboxes/:id/lists/:lid/entries/:eid
+POST /v1/domains
+GET /v1/domains
+GET /v1/domains/:domain
+GET /v1/domains/:domain/verify
+GET /v1/domains/:domain/zone-file
+DELETE /v1/domains/:domain
+POST /v1/workspaces
+GET /v1/workspaces
+GET /v1/workspaces/:id
+DELETE /v1/workspaces/:id
+POST /v1/workspaces/:id/keys
+GET /v1/workspaces/:id/keys
+DELETE /v1/workspaces/:id/keys/:kid
+POST /v1/webhooks
+GET /v1/webhooks
+GET /v1/webhooks/:id
+PATCH /v1/webhooks/:id
+DELETE /v1/webhooks/:id
+GET /v1/metrics
+POST /v1/verify-email
+"""
+
+
+def test_every_cheatsheet_endpoint_has_a_route(fake: FakeHostedAPI) -> None:
+    missing = []
+    for line in CHEATSHEET.strip().splitlines():
+        method, path = line.split()
+        concrete = "/".join("x1" if part.startswith(":") else part for part in path.split("/"))
+        scope = {"type": "http", "method": method, "path": concrete, "root_path": ""}
+        if not any(route.matches(scope)[0] == Match.FULL for route in fake.routes):
+            missing.append(line)
+    assert missing == []
+    ws_scope = {"type": "websocket", "path": "/v1/inboxes/x1/ws", "root_path": ""}
+    assert any(route.matches(ws_scope)[0] == Match.FULL for route in fake.routes)
+
+
+async def test_paused_inbox_plan_limit_and_bounce(fake: FakeHostedAPI, api: httpx2.AsyncClient) -> None:
+    inbox = await _inbox(api)
+    send = {"to": "a@b.example", "subject": "s", "plainBody": "p", "verified": True}
+    sent = (await api.post(f"/inboxes/{inbox['id']}/send", json=send)).json()
+    fake.bounce(sent["id"])
+    metrics = Metrics.model_validate((await api.get("/metrics")).json())
+    assert metrics.counts == {"sent": 1, "received": 0, "bounced": 1}
+    assert [e.event_type for e in fake.hub.published] == ["message.sent", "message.bounced"]
+    fake.pause_inbox(inbox["id"])
+    _error(await api.post(f"/inboxes/{inbox['id']}/send", json=send), 403, "INBOX_PAUSED")
+    fake.limit_inboxes(1)
+    _error(await api.post("/inboxes", json={"username": "more"}), 403, "PLAN_LIMIT_REACHED")
+    assert fake.violations == []
+
+
+async def test_workspace_key_socket_is_locked_to_its_workspace(
+    fake: FakeHostedAPI, api: httpx2.AsyncClient
+) -> None:
+    workspace = (await api.post("/workspaces", json={"name": "Acme"})).json()
+    other = (await api.post("/workspaces", json={"name": "Other"})).json()
+    key = (await api.post(f"/workspaces/{workspace['id']}/keys", json={})).json()["key"]
+    inside = (await api.post("/inboxes", json={"username": "in"}, headers={"X-API-Key": key})).json()
+    outside = await _inbox(api, "out")
+    async with api.websocket("/ws", headers={"X-API-Key": key}) as ws:
+        await _frame(ws)
+        await ws.send_json({"type": "subscribe", "pod_ids": [other["id"]]})
+        assert await _frame(ws) == {"type": "error", "message": f"Forbidden workspace_id: {other['id']}"}
+        await ws.send_json({"type": "subscribe", "pod_ids": [workspace["id"]]})
+        assert (await _frame(ws))["workspace_ids"] == [workspace["id"]]
+        fake.deliver_inbound(outside["id"], from_address=SENDER, subject="outside", plain_body="x")
+        fake.deliver_inbound(inside["id"], from_address=SENDER, subject="inside", plain_body="x")
+        assert (await _frame(ws))["message"]["subject"] == "inside"

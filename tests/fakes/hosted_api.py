@@ -218,6 +218,21 @@ class FakeHostedAPI:
         self.mint_inbox_key(inbox.id)
         return inbox.wire()
 
+    def pause_inbox(self, inbox_id: str, paused: bool = True) -> None:
+        """Sends from a paused inbox answer 403 INBOX_PAUSED (the API's auto-pause after bounces)."""
+        (self.state.paused_inboxes.add if paused else self.state.paused_inboxes.discard)(inbox_id)
+
+    def limit_inboxes(self, limit: int | None) -> None:
+        """Creating an inbox beyond `limit` answers 403 PLAN_LIMIT_REACHED."""
+        self.state.inbox_limit = limit
+
+    def bounce(self, message_id: str) -> None:
+        """An outbound message bounced: status `bounced`, a `message.bounced` event, metrics count it."""
+        message = self.state.messages[message_id]
+        if message.direction != "outbound":
+            raise ValueError("only outbound messages bounce")
+        self.mail.bounce(message)
+
     def mark_domain_dns_ready(self, domain: str) -> None:
         """The next `GET /v1/domains/:domain/verify` finds the DNS records in place."""
         self.state.dns_ready.add(domain.lower())

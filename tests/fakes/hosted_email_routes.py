@@ -179,6 +179,9 @@ class EmailRoutes:
         scope = self._scope(request)
         self._forbid_unless(scope, "tk", "wk")
         body = await self.fake.parse_body(request, CreateInboxBody)
+        limit = self.state.inbox_limit
+        if limit is not None and len(self.state.inboxes) >= limit:
+            raise FakeApiError(403, "PLAN_LIMIT_REACHED", f"the plan allows {limit} inboxes")
         reveal = request.query_params.get("reveal", "false")
         if reveal not in ("true", "false"):
             raise FakeApiError(
@@ -760,6 +763,7 @@ class EmailRoutes:
                 and (end is None or stamp <= end)
             ):
                 counts["sent" if message.direction == "outbound" else "received"] += 1
+                counts["bounced"] += message.status == "bounced"
         domains = [d for d in self.state.domains.values() if workspace_id in (None, d.workspace_id)]
         return JSONResponse(
             {

@@ -75,6 +75,8 @@ class MailFlow:
         replying_to: MessageRecord | None = None,
     ) -> MessageRecord:
         """Store an outbound message, publish `message.sent`, and deliver to fake inboxes it names."""
+        if inbox.id in self._state.paused_inboxes:
+            raise FakeApiError(403, "INBOX_PAUSED", "inbox auto-paused after too many bounces")
         if not to:
             raise FakeApiError(
                 400,
@@ -166,6 +168,11 @@ class MailFlow:
         self._store(message)
         self._hub.publish(event_for_message(self._state, message, "message.received"))
         return message
+
+    def bounce(self, message: MessageRecord) -> None:
+        """A bounce DSN arrived for an outbound message: mark it and publish `message.bounced`."""
+        message.status = "bounced"
+        self._hub.publish(event_for_message(self._state, message, "message.bounced"))
 
     def _thread_for_send(
         self, inbox: InboxRecord, subject: str, replying_to: MessageRecord | None

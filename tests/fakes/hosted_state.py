@@ -354,6 +354,8 @@ class HostedState:
     workspaces: dict[str, WorkspaceRecord] = field(default_factory=dict)
     workspace_keys: dict[str, WorkspaceKeyRecord] = field(default_factory=dict)
     webhooks: dict[str, WebhookRecord] = field(default_factory=dict)
+    paused_inboxes: set[str] = field(default_factory=set)  # sends answer 403 INBOX_PAUSED
+    inbox_limit: int | None = None  # creating one more answers 403 PLAN_LIMIT_REACHED
 
     # --- keys -------------------------------------------------------------------------------
     def add_key(
