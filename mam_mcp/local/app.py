@@ -38,8 +38,7 @@ def _error(status: int, code: str, message: str, details: list[dict[str, str]] |
 async def _backend_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendError)
     response = _error(exc.status, exc.code, exc.message, exc.details)
-    if exc.code == "AUTH_LOCKOUT":
-        response.headers["Retry-After"] = "900"
+    response.headers.update(exc.headers)
     return response
 
 

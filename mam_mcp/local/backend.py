@@ -57,13 +57,20 @@ class BackendError(Exception):
     """An API error: HTTP status, machine code, human message (no secrets), optional details."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, details: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
     @classmethod
     def validation(cls, path: str, message: str) -> BackendError:

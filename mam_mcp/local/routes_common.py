@@ -79,11 +79,15 @@ def authenticate(request: Request) -> KeyScope:
     backend = backend_of(request)
     locked_for = backend.keys.lockout_seconds(presented)
     if locked_for > 0:
-        raise BackendError(429, "AUTH_LOCKOUT", f"too many failed attempts with this key; retry in {math.ceil(locked_for)} s")
+        seconds = math.ceil(locked_for)
+        raise BackendError(
+            429,
+            "AUTH_LOCKOUT",
+            f"too many failed attempts with this key; locked for {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
     scope = backend.authenticate(presented)
     if scope is None:
-        if backend.keys.lockout_seconds(presented) > 0:
-            raise BackendError(429, "AUTH_LOCKOUT", "too many failed attempts with this key; locked for 15 minutes")
         raise BackendError(401, "AUTH_INVALID", "the API key is not valid")
     return scope
 

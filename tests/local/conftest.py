@@ -7,8 +7,9 @@ from `FAKE_MX` (no network) and no relay (external sends are `captured`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -60,3 +61,39 @@ async def local_api(local_backend: LocalBackendFixture) -> AsyncIterator[httpx2.
         transport=httpx2.ASGITransport(app=app), base_url="http://local.test", headers={"X-API-Key": key}
     ) as client:
         yield client
+
+
+class RecordingRelay:
+    """An OutboundRelay that records what it was given, or refuses as told (permanent or not)."""
+
+    def __init__(self, *, reject: bool | None = None) -> None:
+        self.sent: list[tuple[str, list[str], bytes]] = []
+        self.reject = reject  # None: accept; True: permanent 5xx; False: temporary 4xx
+
+    async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
+        from mam_mcp.local.relay import RelayRejected
+
+        if self.reject is not None:
+            raise RelayRejected(self.reject, "550 no such user" if self.reject else "451 try later")
+        self.sent.append((mail_from, rcpts, raw))
+
+
+@pytest_asyncio.fixture
+async def relay(local_backend: LocalBackendFixture) -> RecordingRelay:
+    """Installs a RecordingRelay on the local_backend fixture's backend."""
+    recording = RecordingRelay()
+    local_backend[0].relay = recording
+    return recording
+
+
+@pytest.fixture
+def make_inbox(local_api: httpx2.AsyncClient) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Creates an inbox through the API (tenant key) and returns its JSON (with the revealed ak_ key)."""
+
+    async def create(username: str, **fields: Any) -> dict[str, Any]:
+        response = await local_api.post("/v1/inboxes?reveal=true", json={"username": username, **fields})
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    return create
