@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mam_mcp.commands.serve", "run the MCP server (stdio by default)"),
     "tools": ("mam_mcp.commands.tools", "print the tool catalogue"),
     "local": ("mam_mcp.commands.local", "run the embedded local mail backend in the foreground"),
+    "demo": ("mam_mcp.commands.demo", "a guided round trip on the embedded backend: inbox, inbound mail, read, reply"),
 }
 
 _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")

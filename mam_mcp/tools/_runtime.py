@@ -25,9 +25,17 @@ async def default_client_factory(settings: Settings) -> MamClient:
     if settings.mode == "hosted":
         assert settings.api_key is not None  # Settings.load guarantees it
         return MamClient(base_url=settings.base_url, api_key=settings.api_key.get_secret_value())
-    from mam_mcp.local.launcher import ensure_daemon
+    from mam_mcp.client.errors import MamError
+    from mam_mcp.local.launcher import DaemonStartError, ensure_daemon
 
-    handle = await ensure_daemon(settings.local_config())
+    try:
+        handle = await ensure_daemon(settings.local_config())
+    except DaemonStartError as error:
+        raise MamError(
+            str(error),
+            code="LOCAL_BACKEND_UNAVAILABLE",
+            hint="Run `mam-mcp doctor`; or set MYAGENTMAIL_API_KEY to use the hosted API instead.",
+        ) from None
     return MamClient(base_url=handle.base_url, api_key=handle.api_key)
 
 
