@@ -780,3 +780,27 @@ async def test_workspace_key_socket_is_locked_to_its_workspace(
         fake.deliver_inbound(outside["id"], from_address=SENDER, subject="outside", plain_body="x")
         fake.deliver_inbound(inside["id"], from_address=SENDER, subject="inside", plain_body="x")
         assert (await _frame(ws))["message"]["subject"] == "inside"
+
+
+async def test_resubscribe_replaces_filters(fake: FakeHostedAPI, api: httpx2.AsyncClient) -> None:
+    first, second = await _inbox(api, "first"), await _inbox(api, "second")
+    async with api.websocket("/ws") as ws:
+        await _frame(ws)
+        await ws.send_json({"type": "subscribe", "inbox_ids": [first["id"]]})
+        await _frame(ws)
+        fake.deliver_inbound(second["id"], from_address=SENDER, subject="filtered out", plain_body="x")
+        await ws.send_json({"type": "subscribe"})
+        assert (await _frame(ws))["inbox_ids"] == []
+        fake.deliver_inbound(second["id"], from_address=SENDER, subject="now seen", plain_body="x")
+        assert (await _frame(ws))["message"]["subject"] == "now seen"
+
+
+async def test_drop_after_handler_means_sent_but_answer_lost(
+    fake: FakeHostedAPI, api: httpx2.AsyncClient
+) -> None:
+    inbox = await _inbox(api)
+    fake.script("POST", "/v1/inboxes/*/send", status=0, drop=True, after_handler=True)
+    send = {"to": "a@b.example", "subject": "s", "plainBody": "p", "verified": True}
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await api.post(f"/inboxes/{inbox['id']}/send", json=send)
+    assert len(fake.stored_messages(inbox["id"], "outbound")) == 1

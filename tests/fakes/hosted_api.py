@@ -9,8 +9,14 @@
 It rejects what the reference does not document (unknown paths or methods, missing `X-API-Key`,
 unknown body fields or query parameters) and lists each such request in `.violations`;
 every request is kept in `.requests`; `.script(...)` replaces the next answers (429, 5xx,
-delays, dropped connections). LinkedIn routes come from `tests/fakes/hosted_linkedin.py`
-when it exists: its `linkedin_routes(fake)` is mounted under `/v1/linkedin`.
+delays, dropped connections).
+
+LinkedIn: when `tests/fakes/hosted_linkedin.py` exists, its `linkedin_routes(fake) -> list[BaseRoute]`
+is called from `__init__` and its routes (paths relative, e.g. "/signals/{signal_id}") are served
+under `/v1/linkedin` behind the same gate (auth, strict query, scripting, recording). Build them
+with `fake.route(method, path, handler, query=[...])`; in handlers use `fake.key_scope(request)`,
+`await fake.parse_body(request, Model)` (a `StrictBody` subclass) and raise `FakeApiError(...)`
+or return `fake.error(status, code, message)`.
 """
 
 from __future__ import annotations
@@ -105,17 +111,15 @@ class FakeHostedAPI:
         """Re-root routes under `prefix` flat (not as a Mount) so the gate can tell 404 from 405."""
         rooted: list[BaseRoute] = []
         for route in routes:
+            methods = sorted(route.methods) if isinstance(route, Route) and route.methods else None
             if isinstance(route, FakeRoute):
                 rooted.append(
                     FakeRoute(
-                        prefix + route.path,
-                        route.endpoint,
-                        methods=sorted(route.methods or ()),
-                        query=route.allowed_query,
+                        prefix + route.path, route.endpoint, methods=methods or [], query=route.allowed_query
                     )
                 )
             elif isinstance(route, Route):
-                rooted.append(Route(prefix + route.path, route.endpoint, methods=sorted(route.methods or ())))
+                rooted.append(Route(prefix + route.path, route.endpoint, methods=methods))
             elif isinstance(route, WebSocketRoute):
                 rooted.append(WebSocketRoute(prefix + route.path, route.endpoint))
             else:

@@ -63,6 +63,7 @@ class Subscription:
 
     key_scope: KeyScope
     active: bool = False
+    locked_inbox_id: str | None = None  # the legacy per-inbox socket stays on its inbox
     event_types: set[str] = field(default_factory=set)
     inbox_ids: set[str] = field(default_factory=set)
     workspace_ids: set[str] = field(default_factory=set)
@@ -145,6 +146,7 @@ class SocketSession:
         subscription = Subscription(key_scope)
         if legacy_inbox is not None:
             subscription.active = True
+            subscription.locked_inbox_id = legacy_inbox.id
             subscription.inbox_ids = {legacy_inbox.id}
         with self._hub.open(subscription):
             async with anyio.create_task_group() as tasks:
@@ -215,7 +217,8 @@ class SocketSession:
             await self._send({"type": "error", "message": problem})
             return
         subscription.event_types = set(filters["event_types"])
-        subscription.inbox_ids = set(filters["inbox_ids"]) or subscription.inbox_ids
+        locked = subscription.locked_inbox_id
+        subscription.inbox_ids = set(filters["inbox_ids"]) or ({locked} if locked else set())
         subscription.workspace_ids = set(workspace_ids)
         subscription.active = True
         await self._send(
