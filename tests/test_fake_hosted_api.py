@@ -512,6 +512,14 @@ async def test_scripted_drop_in_process_is_a_transport_error(
     assert (await api.get("/inboxes")).status_code == 200
 
 
+async def test_scripted_delay_times_out_in_process(fake: FakeHostedAPI, api: httpx2.AsyncClient) -> None:
+    fake.script("GET", "/v1/inboxes", status=200, json={"inboxes": []}, delay=5.0)
+    with pytest.raises(httpx2.ReadTimeout):
+        await api.get("/inboxes", timeout=0.1)
+    fake.script("GET", "/v1/inboxes", status=200, json={"inboxes": []}, delay=0.01)
+    assert (await api.get("/inboxes", timeout=1)).json() == {"inboxes": []}
+
+
 async def test_served_delay_times_out_and_drop_closes(fake: FakeHostedAPI) -> None:
     async with (
         fake.serving() as base_url,

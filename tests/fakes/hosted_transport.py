@@ -1,6 +1,7 @@
 """An in-process httpx2 transport for the fake that serves HTTP and WebSockets and is fixture-safe.
 
-httpx2's ASGIWebSocketTransport opens one task group for the client's lifetime, so a client
+It honours the client's read timeout (ASGITransport ignores timeouts), so a scripted `delay`
+times a client out in-process as it would over TCP. httpx2's ASGIWebSocketTransport opens one task group for the client's lifetime, so a client
 entered in an async fixture fails at teardown (pytest-asyncio runs setup and teardown in
 different tasks). Here each WebSocket gets its own task group, opened by the handshake and
 closed with the handshake response, both in the task that uses the socket.
@@ -14,7 +15,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from httpx2 import AsyncByteStream, Response
+from httpx2 import AsyncByteStream, ReadTimeout, Request, Response
 from httpx2._transports.asgi import ASGITransport
 from httpx2.websockets import ASGIWebSocketTransport
 from httpx2.websockets._transport import ASGIWebSocketAsyncNetworkStream
@@ -47,6 +48,15 @@ class FakeTransport(ASGIWebSocketTransport):
         exc_tb: TracebackType | None = None,
     ) -> None:
         await ASGITransport.__aexit__(self, exc_type, exc_val, exc_tb)
+
+    async def handle_async_request(self, request: Request) -> Response:
+        upgrade = request.url.scheme in ("ws", "wss") or request.headers.get("upgrade") == "websocket"
+        read_timeout = (request.extensions.get("timeout") or {}).get("read")
+        if upgrade or read_timeout is None:
+            return await super().handle_async_request(request)
+        with anyio.move_on_after(read_timeout):
+            return await super().handle_async_request(request)
+        raise ReadTimeout(f"no answer from the fake within {read_timeout} s", request=request)
 
     async def _handle_ws_request(self, request: Any, scope: dict[str, Any]) -> Response:
         stack = contextlib.AsyncExitStack()
