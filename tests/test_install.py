@@ -1,0 +1,191 @@
+"""`mam-mcp install` on temporary home directories, for every host and OS path layout."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from mam_mcp.commands.install import (
+    HOSTS,
+    SERVER_NAME,
+    apply_plan,
+    config_path,
+    install,
+    installed_command,
+    plan_install,
+    read_entry,
+)
+
+COMMAND = "/opt/mam/bin/mam-mcp"
+PLATFORMS = ("linux", "darwin", "win32")
+OTHER_SERVERS = {
+    "mcpServers": {
+        "github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"],
+                   "env": {"GITHUB_TOKEN": "ghp_keep_me"}},
+        "weather": {"url": "https://weather.example/mcp"},
+    },
+    "theme": "dark",
+    "numbers": [1, 2.5, None, True],
+    "unicode": "café ✓",
+}
+
+
+def _env(home: Path, platform: str) -> dict[str, str]:
+    env = {"HOME": str(home), "MYAGENTMAIL_API_KEY": "tk_live_never_written_anywhere"}
+    if platform == "win32":
+        env = {"USERPROFILE": str(home), "APPDATA": str(home / "AppData" / "Roaming")}
+    return env
+
+
+EXPECTED_LAYOUT = {
+    ("claude-desktop", "linux"): ".config/Claude/claude_desktop_config.json",
+    ("claude-desktop", "darwin"): "Library/Application Support/Claude/claude_desktop_config.json",
+    ("claude-desktop", "win32"): "AppData/Roaming/Claude/claude_desktop_config.json",
+    ("claude-code", "linux"): ".claude.json",
+    ("claude-code", "darwin"): ".claude.json",
+    ("claude-code", "win32"): ".claude.json",
+    ("cursor", "linux"): ".cursor/mcp.json",
+    ("cursor", "darwin"): ".cursor/mcp.json",
+    ("cursor", "win32"): ".cursor/mcp.json",
+    ("windsurf", "linux"): ".codeium/windsurf/mcp_config.json",
+    ("windsurf", "darwin"): ".codeium/windsurf/mcp_config.json",
+    ("windsurf", "win32"): ".codeium/windsurf/mcp_config.json",
+}
+
+
+def _run(home: Path, platform: str, host: str, *, dry_run: bool = False, scope: str = "user",
+         project: Path | None = None) -> tuple[int, str]:
+    out = io.StringIO()
+    code = install(host=host, scope=scope, dry_run=dry_run, command=COMMAND, env=_env(home, platform),  # type: ignore[arg-type]
+                   platform=platform, project_dir=project or home / "project", out=out)
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("host", HOSTS)
+def test_config_paths_per_host_and_os(tmp_path: Path, host: str, platform: str) -> None:
+    path = config_path(host, "user", env=_env(tmp_path, platform), platform=platform)
+    assert path == tmp_path / EXPECTED_LAYOUT[(host, platform)]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("host", HOSTS)
+def test_fresh_file_gets_only_our_entry(tmp_path: Path, host: str, platform: str) -> None:
+    code, output = _run(tmp_path, platform, host)
+    assert code == 0, output
+    path = tmp_path / EXPECTED_LAYOUT[(host, platform)]
+    assert json.loads(path.read_text()) == {"mcpServers": {SERVER_NAME: {"command": COMMAND, "args": ["serve"]}}}
+    assert "tk_live" not in path.read_text()  # no key in a host config, ever
+    assert not list(path.parent.glob("*.bak"))  # nothing to back up
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("host", HOSTS)
+def test_other_servers_and_settings_are_kept_and_a_backup_made(tmp_path: Path, host: str, platform: str) -> None:
+    path = tmp_path / EXPECTED_LAYOUT[(host, platform)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    original = json.dumps(OTHER_SERVERS, indent=4, ensure_ascii=False)
+    path.write_text(original, encoding="utf-8")
+    os.chmod(path, 0o640)
+
+    code, output = _run(tmp_path, platform, host)
+    assert code == 0 and "updated" in output
+    data = json.loads(path.read_text(encoding="utf-8"))
+    expected = json.loads(original)
+    expected["mcpServers"][SERVER_NAME] = {"command": COMMAND, "args": ["serve"]}
+    assert data == expected
+    assert list(data) == list(expected)  # key order kept
+    backups = list(path.parent.glob(f"{path.name}.*.bak"))
+    assert len(backups) == 1 and backups[0].read_text(encoding="utf-8") == original
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+    # Re-run: nothing to do, no write, no new backup.
+    written = path.read_bytes()
+    code, output = _run(tmp_path, platform, host)
+    assert code == 0 and "already up to date" in output
+    assert path.read_bytes() == written
+    assert len(list(path.parent.glob(f"{path.name}.*.bak"))) == 1
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_dry_run_prints_a_diff_and_writes_nothing(tmp_path: Path, host: str) -> None:
+    path = tmp_path / EXPECTED_LAYOUT[(host, "linux")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(OTHER_SERVERS, indent=4) + "\n")  # 4 spaces and \u escapes: the file's style is kept
+    before = path.read_bytes()
+    code, output = _run(tmp_path, "linux", host, dry_run=True)
+    assert code == 0
+    assert path.read_bytes() == before
+    assert f"--- {path}" in output and f"+++ {path}" in output
+    assert f'+        "{SERVER_NAME}": {{' in output
+    assert f'+            "command": "{COMMAND}",' in output
+    assert not [line for line in output.splitlines() if line.startswith("-") and not line.startswith("---")]
+
+
+def test_dry_run_on_a_missing_file_diffs_from_dev_null(tmp_path: Path) -> None:
+    code, output = _run(tmp_path, "darwin", "claude-desktop", dry_run=True)
+    assert code == 0 and "--- /dev/null" in output
+    assert not (tmp_path / EXPECTED_LAYOUT[("claude-desktop", "darwin")]).exists()
+
+
+def test_an_outdated_entry_is_updated_keeping_the_users_env(tmp_path: Path) -> None:
+    path = tmp_path / ".cursor" / "mcp.json"
+    path.parent.mkdir()
+    old = {"mcpServers": {SERVER_NAME: {"command": "mam-mcp", "args": ["serve", "--old"], "env": {"X": "1"}}}}
+    path.write_text(json.dumps(old))
+    assert _run(tmp_path, "linux", "cursor")[0] == 0
+    assert read_entry(path) == {"command": COMMAND, "args": ["serve"], "env": {"X": "1"}}
+
+
+def test_all_touches_only_hosts_found(tmp_path: Path) -> None:
+    (tmp_path / ".cursor").mkdir()
+    code, output = _run(tmp_path, "linux", "all")
+    assert code == 0
+    assert read_entry(tmp_path / ".cursor" / "mcp.json") is not None
+    assert not (tmp_path / ".codeium").exists() and not (tmp_path / ".config" / "Claude").exists()
+    assert "windsurf: not found" in output
+
+
+def test_project_scope_for_claude_code_and_cursor(tmp_path: Path) -> None:
+    project = tmp_path / "repo"
+    project.mkdir()
+    for host, relative in (("claude-code", ".mcp.json"), ("cursor", ".cursor/mcp.json")):
+        code, _ = _run(tmp_path, "linux", host, scope="project", project=project)
+        assert code == 0
+        assert read_entry(project / relative) == {"command": COMMAND, "args": ["serve"]}
+    code, output = _run(tmp_path, "linux", "windsurf", scope="project", project=project)
+    assert code == 1 and "no project-scope config" in output
+
+
+def test_invalid_json_is_left_alone_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / ".cursor" / "mcp.json"
+    path.parent.mkdir()
+    path.write_text('{"mcpServers": {,}}')
+    code, output = _run(tmp_path, "linux", "cursor")
+    assert code == 1 and "not valid JSON" in output and "fix or move it" in output
+    assert path.read_text() == '{"mcpServers": {,}}'
+    assert not list(path.parent.glob("*.bak"))
+
+
+def test_plan_and_apply_are_separate_steps(tmp_path: Path) -> None:
+    path = tmp_path / "x" / "mcp.json"
+    plan = plan_install("cursor", "user", path, COMMAND)
+    assert plan.changed and not path.exists()
+    assert apply_plan(plan) is None and read_entry(path) is not None
+    assert not plan_install("cursor", "user", path, COMMAND).changed
+
+
+def test_installed_command_is_an_absolute_path(tmp_path: Path) -> None:
+    script = tmp_path / "bin" / "mam-mcp"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    assert installed_command(argv0=str(script)) == str(script)
+    python = tmp_path / "bin" / "python"
+    assert installed_command(argv0="-c", executable=str(python)) == str(script)
+    assert Path(installed_command()).is_absolute()
