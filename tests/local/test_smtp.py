@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
 import anyio
+import httpx2
 import pytest
+from httpx2.websockets import ASGIWebSocketTransport
 
+from mam_mcp.local.app import create_app
+from mam_mcp.local.events import EventHub, websocket_routes
 from mam_mcp.local.smtp import SmtpIngress
+from mam_mcp.local.webhooks import WebhookDispatcher, verify_signature
+from tests.local.conftest import LocalBackendFixture
+from tests.local.fixtures_b import serve_receiver
 
 LOCAL = {"agent@mam.localhost", "other@mam.localhost"}
 
@@ -356,3 +364,77 @@ async def test_logs_carry_ids_not_content(
     assert "msg_1" in ours
     for secret_ish in ("483921", "Your code", "agent@mam.localhost", "a@app.example"):
         assert secret_ish not in ours
+
+
+# --- end to end through the real backend (part A's `local_backend` fixture) ------------------------
+
+
+async def test_mail_over_smtp_reaches_rest_websocket_and_a_signed_webhook(
+    local_backend: LocalBackendFixture,
+) -> None:
+    backend, _, tenant_key = local_backend
+    hub = EventHub()
+    backend.add_event_sink(hub.publish)
+    dispatcher = WebhookDispatcher(
+        backend.config.model_copy(update={"webhook_retry_base_seconds": 0.05}),
+        targets=backend.webhook_targets,
+    )
+    backend.add_event_sink(dispatcher.enqueue)
+    app = create_app(
+        backend,
+        extra_routes=websocket_routes(
+            hub, authenticate=backend.authenticate, inbox_owner=backend.inbox_owner, ping_interval=3600
+        ),
+    )
+    server = SmtpIngress(ingest=backend.ingest, is_local_recipient=backend.is_local_recipient, port=0)
+    await server.start()
+    await dispatcher.start()
+    try:
+        async with (
+            serve_receiver() as receiver,
+            ASGIWebSocketTransport(app) as transport,
+            httpx2.AsyncClient(
+                transport=transport, base_url="http://local.test", headers={"X-API-Key": tenant_key}
+            ) as api,
+        ):
+            with anyio.fail_after(20):
+                inbox = (await api.post("/v1/inboxes", json={"username": "scout"})).json()
+                hook = (
+                    await api.post("/v1/webhooks", json={"url": receiver.url, "events": ["message.received"]})
+                ).json()
+                async with api.websocket("/v1/ws", keepalive_ping_interval_seconds=None) as ws:
+                    assert json.loads(await ws.receive_text())["type"] == "connected"
+                    await ws.send_text(json.dumps({"type": "subscribe", "inbox_ids": [inbox["id"]]}))
+                    assert json.loads(await ws.receive_text())["type"] == "subscribed"
+
+                    async with aiosmtplib.SMTP(
+                        hostname="127.0.0.1", port=server.port, start_tls=False
+                    ) as smtp:
+                        errors, response = await smtp.sendmail(
+                            "noreply@app.example", [inbox["email"], "nobody@" + inbox["domain"]], MESSAGE
+                        )
+                    assert set(errors) == {"nobody@" + inbox["domain"]}  # 550 for the unknown mailbox
+                    assert response.startswith("2.0.0")
+
+                    frame = json.loads(await ws.receive_text())
+                assert frame["type"] == "event" and frame["event_type"] == "message.received"
+                message = frame["message"]
+                assert message["inbox_id"] == inbox["id"]
+                assert message["subject"] == "Your code is 483921"
+                assert "483921" in message["plain_body"]
+
+                await receiver.wait_for(1)
+                [posted] = receiver.requests
+                assert verify_signature(hook["secret"], posted.body, posted.headers["x-mam-signature"])
+                payload = json.loads(posted.body)
+                assert (payload["event"], payload["inboxId"], payload["messageId"]) == (
+                    "message.received",
+                    inbox["id"],
+                    message["message_id"],
+                )
+
+                listed = (await api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"]
+                assert [m["id"] for m in listed] == [message["message_id"]]
+    finally:
+        await dispatcher.stop()
+        await server.stop()

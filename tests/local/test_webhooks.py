@@ -14,11 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
@@ -31,6 +26,7 @@ from mam_mcp.local.webhooks import (
     sign_body,
     verify_signature,
 )
+from tests.local.fixtures_b import Receiver, serve_receiver
 
 SECRET = "whsec_" + "s3cr3t-value-never-logged"
 
@@ -43,58 +39,10 @@ class Target:
     events: tuple[str, ...] = ()
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """Answers `fail_status` to the first `fail_first` POSTs (or hangs on them), then 200."""
-
-    fail_first: int = 0
-    fail_status: int = 500
-    hang_on_failures: bool = False
-    requests: list[Received] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    url: str = ""
-
-    async def endpoint(self, request: Request) -> Response:
-        body = await request.body()
-        async with self.changed:
-            self.requests.append(Received(dict(request.headers), body))
-            number = len(self.requests)
-            self.changed.notify_all()
-        if number <= self.fail_first:
-            if self.hang_on_failures:
-                await self.release.wait()  # slower than the dispatcher's timeout
-            return Response(status_code=self.fail_status)
-        return Response(status_code=200)
-
-    async def wait_for(self, count: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: len(self.requests) >= count)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
-    app = Starlette(routes=[Route("/hooks/mam", state.endpoint, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    with anyio.fail_after(10):
-        while not server.started:  # bounded by the fail_after above
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    state.url = f"http://127.0.0.1:{port}/hooks/mam?token=query-token"
-    yield state
-    state.release.set()
-    server.should_exit = True
-    await serving
+    async with serve_receiver() as running:
+        yield running
 
 
 def config_for(data_dir: Path, **overrides: Any) -> LocalConfig:
