@@ -42,6 +42,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from mam_mcp.local.model import KeyScope
+from tests.fakes.hosted_account_routes import AccountRoutes
 from tests.fakes.hosted_bodies import StrictBody
 from tests.fakes.hosted_email_routes import EmailRoutes
 from tests.fakes.hosted_errors import FakeApiError, error_response
@@ -98,7 +99,7 @@ class FakeHostedAPI:
     # --- routes ---------------------------------------------------------------------------------
     def build_routes(self) -> list[BaseRoute]:
         """Every route of the fake; LinkedIn's come from hosted_linkedin when it exists."""
-        routes: list[BaseRoute] = [*EmailRoutes(self).routes()]
+        routes: list[BaseRoute] = [*EmailRoutes(self).routes(), *AccountRoutes(self).routes()]
         routes.append(WebSocketRoute("/v1/ws", self._websocket))
         routes.append(WebSocketRoute("/v1/inboxes/{inbox_id}/ws", self._websocket))
         if importlib.util.find_spec(_LINKEDIN_MODULE) is not None:
