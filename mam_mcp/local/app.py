@@ -50,7 +50,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    logger.error(
+        "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+    )
     return _error(500, "INTERNAL_ERROR", "internal error")
 
 

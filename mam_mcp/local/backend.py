@@ -74,7 +74,9 @@ class BackendError(Exception):
 
     @classmethod
     def validation(cls, path: str, message: str) -> BackendError:
-        return cls(400, "VALIDATION_ERROR", f"{path}: {message}", details=[{"path": path, "message": message}])
+        return cls(
+            400, "VALIDATION_ERROR", f"{path}: {message}", details=[{"path": path, "message": message}]
+        )
 
     @classmethod
     def not_found(cls, what: str) -> BackendError:
@@ -156,7 +158,7 @@ class LocalBackend:
                 result = sink(event)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:  # noqa: BLE001 - a broken subscriber must not fail a send or an accept
+            except Exception:
                 logger.exception("event sink failed for %s %s", event.event_type, event.event_id)
 
     async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboxEvent]:
@@ -207,7 +209,10 @@ class LocalBackend:
                 previous = await self.store.idempotent_message(inbox_id, idempotency_key)
                 if previous is not None:
                     return SendResult(
-                        previous["id"], previous["thread_id"], previous["status"], previous["message_id_hdr"] or ""
+                        previous["id"],
+                        previous["thread_id"],
+                        previous["status"],
+                        previous["message_id_hdr"] or "",
                     )
                 return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id)
         finally:
@@ -225,7 +230,9 @@ class LocalBackend:
             raise BackendError.validation("to", "at least one recipient is required")
         if not outgoing.verified:
             for rcpt in recipients:
-                if not self.is_local_recipient(rcpt) and not await self.store.has_correspondent(inbox_id, rcpt):
+                if not self.is_local_recipient(rcpt) and not await self.store.has_correspondent(
+                    inbox_id, rcpt
+                ):
                     raise BackendError.validation(
                         "verified",
                         f"{rcpt} has never written to this inbox; pass verified: true if you have checked the address",
@@ -276,7 +283,9 @@ class LocalBackend:
             )
         except LookupError:
             raise BackendError.not_found("draft") from None
-        status = await self._deliver(record.tenant_id, record.workspace_id, row, from_address, recipients, raw)
+        status = await self._deliver(
+            record.tenant_id, record.workspace_id, row, from_address, recipients, raw
+        )
         return SendResult(row["id"], row["thread_id"], status, message_id, draft_id)
 
     async def _deliver(
@@ -474,7 +483,9 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _event(event_type: EventType, tenant_id: str, workspace_id: str | None, row: dict[str, Any]) -> InboxEvent:
+def _event(
+    event_type: EventType, tenant_id: str, workspace_id: str | None, row: dict[str, Any]
+) -> InboxEvent:
     message = event_message(row)
     return InboxEvent(
         event_type=event_type,

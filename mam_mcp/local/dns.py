@@ -107,10 +107,16 @@ class _Exchange(asyncio.DatagramProtocol):
             self.answer.set_exception(DnsError(str(exc)))
 
 
-async def _query(name: str, qtype: int, *, timeout: float, nameserver: str | None) -> list[tuple[int, bytes, int]]:
+async def _query(
+    name: str, qtype: int, *, timeout: float, nameserver: str | None
+) -> list[tuple[int, bytes, int]]:
     server = nameserver or system_nameserver()
     query_id = secrets.randbelow(65536)
-    packet = struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + _encode_name(name) + struct.pack("!HH", qtype, 1)
+    packet = (
+        struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0)
+        + _encode_name(name)
+        + struct.pack("!HH", qtype, 1)
+    )
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(_Exchange, remote_addr=(server, 53))
     try:
@@ -125,7 +131,9 @@ async def _query(name: str, qtype: int, *, timeout: float, nameserver: str | Non
         raise DnsError("malformed answer") from exc
 
 
-async def resolve_mx(domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None) -> list[str]:
+async def resolve_mx(
+    domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None
+) -> list[str]:
     """MX hosts of a domain, lowest preference first; [] when none. TimeoutError after `timeout`."""
     records: list[tuple[int, str]] = []
     for _, packet, offset in await _query(domain, _TYPE_MX, timeout=timeout, nameserver=nameserver):
@@ -135,7 +143,9 @@ async def resolve_mx(domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserve
     return [host for _, host in sorted(records)]
 
 
-async def resolve_txt(domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None) -> list[str]:
+async def resolve_txt(
+    domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None
+) -> list[str]:
     """TXT strings of a domain (each record's character-strings joined)."""
     texts: list[str] = []
     for _, packet, offset in await _query(domain, _TYPE_TXT, timeout=timeout, nameserver=nameserver):

@@ -128,11 +128,15 @@ class KeyRing:
         if self.lockout.locked_for(digest) > 0:
             return None
         record = self._by_hash.get(digest)
-        if record is None or kind_of(presented) != record.kind or not hmac.compare_digest(digest, record.key_hash):
+        if (
+            record is None
+            or kind_of(presented) != record.kind
+            or not hmac.compare_digest(digest, record.key_hash)
+        ):
             self.lockout.record_failure(digest)
             return None
         return KeyScope(
-            kind=record.kind,  # type: ignore[arg-type]
+            kind=record.kind,
             key_id=record.id,
             tenant_id=record.tenant_id,
             workspace_id=record.workspace_id,

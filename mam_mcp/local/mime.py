@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
+from typing import Any
 
 __all__ = [
     "HeaderInjectionError",
@@ -178,9 +179,11 @@ def _filename(part: Message) -> str | None:
         name = None
     if name is None:
         try:
-            name = part.get_param("name")  # old mailers put it only on Content-Type
-            if isinstance(name, tuple):
-                name = email.utils.collapse_rfc2231_value(name, errors="replace")
+            param = part.get_param("name")  # old mailers put it only on Content-Type
+            if isinstance(param, tuple):
+                name = email.utils.collapse_rfc2231_value(param, errors="replace")
+            else:
+                name = param
         except Exception:  # noqa: BLE001
             name = None
     if not name:
@@ -274,7 +277,7 @@ def _walk(part: Message, result: ParsedMessage, *, depth: int, budget: list[int]
     _add_attachment(part, result, ctype, data=_payload_bytes(part), filename=filename)
 
 
-def _embedded_bytes(children: list[object]) -> bytes:
+def _embedded_bytes(children: list[Any]) -> bytes:
     try:
         inner = children[0]
         return inner.as_bytes() if isinstance(inner, Message) else b""

@@ -61,7 +61,7 @@ class CreateKey(StrictBody):
 
 class CreateWebhook(StrictBody):
     url: str = Field(min_length=8, max_length=2000)
-    events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES), max_length=10)
+    events: list[str] = Field(default_factory=lambda: [str(e) for e in EVENT_TYPES], max_length=10)
     inbox_id: str | None = None
     workspace_id: str | None = None
 
@@ -131,7 +131,9 @@ async def add_entry(request: Request) -> JSONResponse:
     _, row = await _list_in_scope(request, authenticate(request))
     body = await parse_body(request, AddEntry)
     address = valid_address(body.email, "email")
-    entry = await backend_of(request).store.add_list_entry(row["id"], address, body.display_name, body.metadata)
+    entry = await backend_of(request).store.add_list_entry(
+        row["id"], address, body.display_name, body.metadata
+    )
     return json_response(_entry_wire(entry), 201)
 
 
@@ -169,7 +171,9 @@ def _domain_wire(backend: LocalBackend, row: Row) -> dict[str, Any]:
 async def _domain_in_scope(request: Request, scope: KeyScope) -> Row:
     require_kind(scope, "tk", "wk")
     row = await backend_of(request).store.get_domain(request.path_params["domain"].lower())
-    if row is None or not scope.can_see(tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None):
+    if row is None or not scope.can_see(
+        tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None
+    ):
         raise BackendError.not_found("domain")
     return row
 
@@ -179,8 +183,10 @@ async def create_domain(request: Request) -> JSONResponse:
     require_kind(scope, "tk", "wk")
     body = await parse_body(request, CreateDomain)
     domain = body.domain.strip().lower().rstrip(".")
-    if "." not in domain or not all(part and len(part) <= 63 for part in domain.split(".")) or not all(
-        ch.isalnum() or ch in "-." for ch in domain
+    if (
+        "." not in domain
+        or not all(part and len(part) <= 63 for part in domain.split("."))
+        or not all(ch.isalnum() or ch in "-." for ch in domain)
     ):
         raise BackendError.validation("domain", "not a valid domain name")
     backend = backend_of(request)
@@ -204,7 +210,9 @@ async def list_domains(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk", "wk")
     backend = backend_of(request)
-    rows = await backend.store.list_domains(scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None)
+    rows = await backend.store.list_domains(
+        scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
+    )
     return json_response({"domains": [_domain_wire(backend, r) for r in rows]})
 
 
@@ -233,7 +241,11 @@ async def zone_file(request: Request) -> PlainTextResponse:
     row = await _domain_in_scope(request, authenticate(request))
     lines = [f"; zone records for {row['domain']} (mam-mcp local backend)"]
     for record in _domain_records(backend_of(request), row):
-        value = f'"{record["value"]}"' if record["type"] == "TXT" else f"{record.get('priority', '')} {record['value']}."
+        value = (
+            f'"{record["value"]}"'
+            if record["type"] == "TXT"
+            else f"{record.get('priority', '')} {record['value']}."
+        )
         lines.append(f"{record['host']}.\t3600\tIN\t{record['type']}\t{value.strip()}")
     return PlainTextResponse("\n".join(lines) + "\n")
 
@@ -300,9 +312,17 @@ async def create_workspace_key(request: Request) -> JSONResponse:
     require_kind(scope, "tk")
     row = await _workspace_in_scope(request, scope)
     body = await parse_body(request, CreateKey, optional=True)
-    minted = await backend_of(request).keys.mint("wk", tenant_id=scope.tenant_id, workspace_id=row["id"], name=body.name)
+    minted = await backend_of(request).keys.mint(
+        "wk", tenant_id=scope.tenant_id, workspace_id=row["id"], name=body.name
+    )
     return json_response(
-        {"id": minted.id, "name": minted.name, "key": minted.key, "prefix": minted.prefix, "createdAt": minted.created_at},
+        {
+            "id": minted.id,
+            "name": minted.name,
+            "key": minted.key,
+            "prefix": minted.prefix,
+            "createdAt": minted.created_at,
+        },
         201,
     )
 
@@ -344,13 +364,17 @@ def _check_webhook_fields(url: str | None, events: list[str] | None) -> None:
         raise BackendError.validation("url", "must be an http(s) URL")
     for event in events or []:
         if event not in EVENT_TYPES:
-            raise BackendError.validation("events", f"unknown event {event[:60]!r}; use {', '.join(EVENT_TYPES)}")
+            raise BackendError.validation(
+                "events", f"unknown event {event[:60]!r}; use {', '.join(EVENT_TYPES)}"
+            )
 
 
 async def _webhook_in_scope(request: Request, scope: KeyScope) -> Row:
     require_kind(scope, "tk", "wk")
     row = await backend_of(request).store.get_webhook(request.path_params["webhook_id"])
-    if row is None or not scope.can_see(tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None):
+    if row is None or not scope.can_see(
+        tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None
+    ):
         raise BackendError.not_found("webhook")
     return row
 
@@ -457,7 +481,12 @@ async def _verify_one(backend: LocalBackend, email: str) -> dict[str, Any]:
     domain = address.rpartition("@")[2].lower()
     if domain == backend.config.domain.lower() or backend.is_local_recipient(address):
         known = backend.is_local_recipient(address)
-        return {"email": address, "valid": known, "reason": "local_inbox" if known else "no_such_local_inbox", "mx": []}
+        return {
+            "email": address,
+            "valid": known,
+            "reason": "local_inbox" if known else "no_such_local_inbox",
+            "mx": [],
+        }
     try:
         with anyio.fail_after(VERIFY_TIMEOUT_SECONDS):
             mx = await backend.mx_resolver(domain)
@@ -465,7 +494,12 @@ async def _verify_one(backend: LocalBackend, email: str) -> dict[str, Any]:
         return {"email": address, "valid": False, "reason": "dns_timeout", "mx": []}
     except (DnsError, OSError, ValueError):
         return {"email": address, "valid": False, "reason": "dns_error", "mx": []}
-    return {"email": address, "valid": bool(mx), "reason": "mx_found" if mx else "no_mx_records", "mx": list(mx)}
+    return {
+        "email": address,
+        "valid": bool(mx),
+        "reason": "mx_found" if mx else "no_mx_records",
+        "mx": list(mx),
+    }
 
 
 async def verify_email(request: Request) -> JSONResponse:

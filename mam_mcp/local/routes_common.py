@@ -133,7 +133,9 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
             for err in exc.errors(include_url=False, include_input=False)
         ]
         first = details[0] if details else {"path": "body", "message": "invalid"}
-        raise BackendError(400, "VALIDATION_ERROR", f"{first['path']}: {first['message']}", details=details) from None
+        raise BackendError(
+            400, "VALIDATION_ERROR", f"{first['path']}: {first['message']}", details=details
+        ) from None
 
 
 def _error_message(err: Any) -> str:
@@ -236,7 +238,12 @@ def inbox_wire(row: Row) -> dict[str, Any]:
 
 
 def attachment_wire(row: Row) -> dict[str, Any]:
-    return {"id": row["id"], "filename": row["filename"], "contentType": row["content_type"], "size": row["size"]}
+    return {
+        "id": row["id"],
+        "filename": row["filename"],
+        "contentType": row["content_type"],
+        "size": row["size"],
+    }
 
 
 def message_wire(row: Row) -> dict[str, Any]:

@@ -74,7 +74,9 @@ async def _target_workspace(backend: LocalBackend, scope: KeyScope, requested: s
     return requested
 
 
-async def check_domain_usable(backend: LocalBackend, scope: KeyScope, domain: str, workspace_id: str | None) -> None:
+async def check_domain_usable(
+    backend: LocalBackend, scope: KeyScope, domain: str, workspace_id: str | None
+) -> None:
     """The local domain is always usable; a custom one must be this tenant's and verified."""
     if domain.lower() == backend.config.domain.lower():
         return
@@ -174,7 +176,10 @@ async def update_inbox(request: Request) -> JSONResponse:
     _check_display_name(body.display_name)
     backend = backend_of(request)
     await backend.store.update_inbox(
-        record.id, display_name=body.display_name, metadata=body.metadata, set_meta="metadata" in body.model_fields_set
+        record.id,
+        display_name=body.display_name,
+        metadata=body.metadata,
+        set_meta="metadata" in body.model_fields_set,
     )
     return json_response(await _inbox_detail(backend, record.id))
 
@@ -224,7 +229,13 @@ async def create_inbox_key(request: Request) -> JSONResponse:
         "ak", tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id, name=body.name
     )
     return json_response(
-        {"id": minted.id, "key": minted.key, "name": minted.name, "prefix": minted.prefix, "createdAt": minted.created_at},
+        {
+            "id": minted.id,
+            "key": minted.key,
+            "name": minted.name,
+            "prefix": minted.prefix,
+            "createdAt": minted.created_at,
+        },
         201,
     )
 

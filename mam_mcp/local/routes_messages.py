@@ -187,7 +187,9 @@ async def list_messages(request: Request) -> JSONResponse:
 async def get_message(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.get_message(record.id, request.path_params["message_id"], mark_read=True)
+    row = await backend_of(request).store.get_message(
+        record.id, request.path_params["message_id"], mark_read=True
+    )
     if row is None:
         raise BackendError.not_found("message")
     return json_response(message_wire(row))
@@ -231,8 +233,17 @@ async def list_attachments(request: Request) -> JSONResponse:
     if rows is None:
         raise BackendError.not_found("message")
     return json_response(
-        {"attachments": [{"id": r["id"], "filename": r["filename"], "contentType": r["content_type"],
-                          "size": r["size"]} for r in rows]}  # fmt: skip
+        {
+            "attachments": [
+                {
+                    "id": r["id"],
+                    "filename": r["filename"],
+                    "contentType": r["content_type"],
+                    "size": r["size"],
+                }
+                for r in rows
+            ]
+        }
     )
 
 
@@ -254,7 +265,10 @@ async def download_attachment(request: Request) -> Response:
     return Response(
         bytes(row["data"]),
         media_type=row["content_type"] or "application/octet-stream",
-        headers={"Content-Disposition": _content_disposition(row["filename"]), "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Content-Disposition": _content_disposition(row["filename"]),
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 
@@ -362,7 +376,10 @@ async def send_draft(request: Request) -> JSONResponse:
     record = inbox_in_scope(request, scope)
     body = await parse_body(request, SendDraftBody, optional=True)
     result = await backend_of(request).send_draft(
-        record.id, request.path_params["draft_id"], verified=body.verified, idempotency_key=_idempotency_key(request)
+        record.id,
+        request.path_params["draft_id"],
+        verified=body.verified,
+        idempotency_key=_idempotency_key(request),
     )
     return _result(result)
 

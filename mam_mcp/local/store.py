@@ -24,20 +24,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.mime import ParsedMessage, normalize_subject, parse_message
-from mam_mcp.local.model import InboxEvent, utc_now_iso
+from mam_mcp.local.model import InboxEvent, KeyKind, utc_now_iso
 
 __all__ = [
+    "SCHEMA_VERSION",
     "ConflictError",
     "EmailStore",
     "InboxRecord",
     "KeyRecord",
-    "SCHEMA_VERSION",
     "event_message",
     "new_id",
 ]
@@ -69,7 +69,7 @@ class InboxRecord:
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     id: str
-    kind: str
+    kind: KeyKind
     tenant_id: str
     workspace_id: str | None
     inbox_id: str | None
@@ -299,7 +299,9 @@ class EmailStore:
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"database schema {version} is newer than this mam-mcp ({SCHEMA_VERSION})")
             for row in conn.execute("SELECT id, tenant_id, workspace_id, email FROM inboxes"):
-                self._inboxes[row["id"]] = InboxRecord(row["id"], row["tenant_id"], row["workspace_id"], row["email"])
+                self._inboxes[row["id"]] = InboxRecord(
+                    row["id"], row["tenant_id"], row["workspace_id"], row["email"]
+                )
             for row in conn.execute("SELECT email, inbox_id FROM addresses"):
                 self._addresses[row["email"].lower()] = row["inbox_id"]
         finally:
@@ -315,7 +317,7 @@ class EmailStore:
                 conn.close()
             self._readers.clear()
 
-    async def __aenter__(self) -> EmailStore:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -345,16 +347,22 @@ class EmailStore:
 
     async def create_tenant(self) -> str:
         tenant_id = new_id()
-        await self._write(lambda c: c.execute("INSERT INTO tenants VALUES (?, ?)", (tenant_id, utc_now_iso())))
+        await self._write(
+            lambda c: c.execute("INSERT INTO tenants VALUES (?, ?)", (tenant_id, utc_now_iso()))
+        )
         return tenant_id
 
     async def first_tenant(self) -> str | None:
-        row = await self._read(lambda c: c.execute("SELECT id FROM tenants ORDER BY created_at LIMIT 1").fetchone())
+        row = await self._read(
+            lambda c: c.execute("SELECT id FROM tenants ORDER BY created_at LIMIT 1").fetchone()
+        )
         return row["id"] if row else None
 
     async def create_workspace(self, tenant_id: str, name: str) -> Row:
         row = {"id": new_id(), "tenant_id": tenant_id, "name": name, "created_at": utc_now_iso()}
-        await self._write(lambda c: c.execute("INSERT INTO workspaces VALUES (:id, :tenant_id, :name, :created_at)", row))
+        await self._write(
+            lambda c: c.execute("INSERT INTO workspaces VALUES (:id, :tenant_id, :name, :created_at)", row)
+        )
         return row
 
     async def get_workspace(self, workspace_id: str) -> Row | None:
@@ -363,7 +371,11 @@ class EmailStore:
         )
 
     async def list_workspaces(self, tenant_id: str, only_id: str | None = None) -> list[Row]:
-        sql = "SELECT * FROM workspaces WHERE tenant_id=?" + (" AND id=?" if only_id else "") + " ORDER BY created_at"
+        sql = (
+            "SELECT * FROM workspaces WHERE tenant_id=?"
+            + (" AND id=?" if only_id else "")
+            + " ORDER BY created_at"
+        )
         args: tuple[str, ...] = (tenant_id, only_id) if only_id else (tenant_id,)
         return await self._read(lambda c: [dict(r) for r in c.execute(sql, args)])
 
@@ -371,7 +383,9 @@ class EmailStore:
         """Delete a workspace and everything in it; returns the deleted inbox ids."""
 
         def run(c: sqlite3.Connection) -> list[str]:
-            inbox_ids = [r["id"] for r in c.execute("SELECT id FROM inboxes WHERE workspace_id=?", (workspace_id,))]
+            inbox_ids = [
+                r["id"] for r in c.execute("SELECT id FROM inboxes WHERE workspace_id=?", (workspace_id,))
+            ]
             for inbox_id in inbox_ids:
                 _delete_inbox_rows(c, inbox_id)
             c.execute("DELETE FROM api_keys WHERE workspace_id=?", (workspace_id,))
@@ -388,7 +402,7 @@ class EmailStore:
     async def insert_key(
         self,
         *,
-        kind: str,
+        kind: KeyKind,
         tenant_id: str,
         workspace_id: str | None,
         inbox_id: str | None,
@@ -413,11 +427,13 @@ class EmailStore:
     async def list_keys(self, *, workspace_id: str | None = None, inbox_id: str | None = None) -> list[Row]:
         column, value = ("workspace_id", workspace_id) if workspace_id else ("inbox_id", inbox_id)
         kind = "wk" if workspace_id else "ak"
-        sql = f"SELECT * FROM api_keys WHERE {column}=? AND kind=? ORDER BY created_at"  # noqa: S608 - fixed names
+        sql = f"SELECT * FROM api_keys WHERE {column}=? AND kind=? ORDER BY created_at"
         return await self._read(lambda c: [dict(r) for r in c.execute(sql, (value, kind))])
 
     async def get_key(self, key_id: str) -> Row | None:
-        return await self._read(lambda c: _dict(c.execute("SELECT * FROM api_keys WHERE id=?", (key_id,)).fetchone()))
+        return await self._read(
+            lambda c: _dict(c.execute("SELECT * FROM api_keys WHERE id=?", (key_id,)).fetchone())
+        )
 
     async def revoke_key(self, key_id: str) -> None:
         await self._write(
@@ -435,7 +451,9 @@ class EmailStore:
         return _key_record(row) if row else None
 
     async def active_keys(self) -> list[KeyRecord]:
-        rows = await self._read(lambda c: c.execute("SELECT * FROM api_keys WHERE revoked_at IS NULL").fetchall())
+        rows = await self._read(
+            lambda c: c.execute("SELECT * FROM api_keys WHERE revoked_at IS NULL").fetchall()
+        )
         return [_key_record(r) for r in rows]
 
     def active_keys_sync(self) -> list[KeyRecord]:
@@ -474,8 +492,9 @@ class EmailStore:
     ) -> Row:
         now = utc_now_iso()
         email_addr = f"{username}@{domain}"
+        inbox_id = new_id()
         row = {
-            "id": new_id(), "tenant_id": tenant_id, "workspace_id": workspace_id, "username": username,
+            "id": inbox_id, "tenant_id": tenant_id, "workspace_id": workspace_id, "username": username,
             "domain": domain, "email": email_addr, "display_name": display_name,
             "metadata": json.dumps(metadata) if metadata is not None else None, "created_at": now,
         }  # fmt: skip
@@ -491,8 +510,8 @@ class EmailStore:
             c.execute("INSERT INTO addresses VALUES (?, ?, 1, ?)", (email_addr, row["id"], now))
 
         await self._write(run)
-        self._inboxes[row["id"]] = InboxRecord(row["id"], tenant_id, workspace_id, email_addr)
-        self._addresses[email_addr.lower()] = row["id"]
+        self._inboxes[inbox_id] = InboxRecord(inbox_id, tenant_id, workspace_id, email_addr)
+        self._addresses[email_addr.lower()] = inbox_id
         return row
 
     async def get_inbox(self, inbox_id: str) -> Row | None:
@@ -531,7 +550,9 @@ class EmailStore:
         args += [limit, offset]
         return await self._read(lambda c: [dict(r) for r in c.execute(sql, args)])
 
-    async def update_inbox(self, inbox_id: str, *, display_name: str | None, metadata: Any, set_meta: bool) -> None:
+    async def update_inbox(
+        self, inbox_id: str, *, display_name: str | None, metadata: Any, set_meta: bool
+    ) -> None:
         def run(c: sqlite3.Connection) -> None:
             if display_name is not None:
                 c.execute("UPDATE inboxes SET display_name=? WHERE id=?", (display_name, inbox_id))
@@ -587,7 +608,9 @@ class EmailStore:
 
     async def inbox_addresses(self, inbox_id: str) -> list[str]:
         return await self._read(
-            lambda c: [r["email"] for r in c.execute("SELECT email FROM addresses WHERE inbox_id=?", (inbox_id,))]
+            lambda c: [
+                r["email"] for r in c.execute("SELECT email FROM addresses WHERE inbox_id=?", (inbox_id,))
+            ]
         )
 
     async def has_correspondent(self, inbox_id: str, address: str) -> bool:
@@ -600,7 +623,9 @@ class EmailStore:
 
     # ------------------------------------------------------------ inbound mail (durable)
 
-    async def insert_inbound(self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboxEvent]:
+    async def insert_inbound(
+        self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str]
+    ) -> list[InboxEvent]:
         """Store one copy per local recipient inbox; returns only after the COMMIT is on disk."""
         targets: list[InboxRecord] = []
         for rcpt in rcpt_tos:
@@ -677,7 +702,9 @@ class EmailStore:
         return await self._write(run)
 
     async def set_message_status(self, message_id: str, status: str) -> None:
-        await self._write(lambda c: c.execute("UPDATE messages SET status=? WHERE id=?", (status, message_id)))
+        await self._write(
+            lambda c: c.execute("UPDATE messages SET status=? WHERE id=?", (status, message_id))
+        )
 
     async def idempotent_message(self, inbox_id: str, key: str) -> Row | None:
         return await self._read(
@@ -752,17 +779,20 @@ class EmailStore:
 
     async def set_read(self, inbox_id: str, message_id: str, is_read: bool) -> bool:
         cur = await self._write(
-            lambda c: c.execute(
-                "UPDATE messages SET is_read=? WHERE id=? AND inbox_id=? AND deleted=0",
-                (1 if is_read else 0, message_id, inbox_id),
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "UPDATE messages SET is_read=? WHERE id=? AND inbox_id=? AND deleted=0",
+                    (1 if is_read else 0, message_id, inbox_id),
+                ).rowcount
+            )
         )
         return bool(cur)
 
     async def soft_delete(self, inbox_id: str, message_id: str) -> bool:
         def run(c: sqlite3.Connection) -> bool:
             row = c.execute(
-                "SELECT thread_id FROM messages WHERE id=? AND inbox_id=? AND deleted=0", (message_id, inbox_id)
+                "SELECT thread_id FROM messages WHERE id=? AND inbox_id=? AND deleted=0",
+                (message_id, inbox_id),
             ).fetchone()
             if row is None:
                 return False
@@ -832,12 +862,15 @@ class EmailStore:
 
     async def get_thread(self, inbox_id: str, thread_id: str) -> Row | None:
         def run(c: sqlite3.Connection) -> Row | None:
-            row = _dict(c.execute("SELECT * FROM threads WHERE id=? AND inbox_id=?", (thread_id, inbox_id)).fetchone())
+            row = _dict(
+                c.execute("SELECT * FROM threads WHERE id=? AND inbox_id=?", (thread_id, inbox_id)).fetchone()
+            )
             if row is not None:
                 row["messages"] = [
                     dict(r)
                     for r in c.execute(
-                        "SELECT * FROM messages WHERE thread_id=? AND deleted=0 ORDER BY at, seq", (thread_id,)
+                        "SELECT * FROM messages WHERE thread_id=? AND deleted=0 ORDER BY at, seq",
+                        (thread_id,),
                     )
                 ]
             return row
@@ -848,7 +881,13 @@ class EmailStore:
 
     async def create_draft(self, inbox_id: str, fields: Row) -> Row:
         now = utc_now_iso()
-        row = {"id": new_id(), "inbox_id": inbox_id, "created_at": now, "updated_at": now, **_draft_columns(fields)}
+        row = {
+            "id": new_id(),
+            "inbox_id": inbox_id,
+            "created_at": now,
+            "updated_at": now,
+            **_draft_columns(fields),
+        }
         await self._write(
             lambda c: c.execute(
                 "INSERT INTO drafts (id, inbox_id, to_json, cc_json, bcc_json, subject, plain_body, html_body,"
@@ -884,7 +923,7 @@ class EmailStore:
 
         def run(c: sqlite3.Connection) -> bool:
             cur = c.execute(
-                f"UPDATE drafts SET {assignments} WHERE id=:draft_id AND inbox_id=:inbox_id",  # noqa: S608
+                f"UPDATE drafts SET {assignments} WHERE id=:draft_id AND inbox_id=:inbox_id",
                 {**columns, "draft_id": draft_id, "inbox_id": inbox_id},
             )
             return cur.rowcount > 0
@@ -893,7 +932,9 @@ class EmailStore:
 
     async def delete_draft(self, inbox_id: str, draft_id: str) -> bool:
         return await self._write(
-            lambda c: c.execute("DELETE FROM drafts WHERE id=? AND inbox_id=?", (draft_id, inbox_id)).rowcount > 0
+            lambda c: (
+                c.execute("DELETE FROM drafts WHERE id=? AND inbox_id=?", (draft_id, inbox_id)).rowcount > 0
+            )
         )
 
     # ------------------------------------------------------------ lists
@@ -912,19 +953,25 @@ class EmailStore:
         return await self._read(
             lambda c: [
                 dict(r)
-                for r in c.execute("SELECT * FROM address_lists WHERE inbox_id=? ORDER BY created_at", (inbox_id,))
+                for r in c.execute(
+                    "SELECT * FROM address_lists WHERE inbox_id=? ORDER BY created_at", (inbox_id,)
+                )
             ]
         )
 
     async def get_list(self, inbox_id: str, list_id: str) -> Row | None:
         def run(c: sqlite3.Connection) -> Row | None:
             row = _dict(
-                c.execute("SELECT * FROM address_lists WHERE id=? AND inbox_id=?", (list_id, inbox_id)).fetchone()
+                c.execute(
+                    "SELECT * FROM address_lists WHERE id=? AND inbox_id=?", (list_id, inbox_id)
+                ).fetchone()
             )
             if row is not None:
                 row["entries"] = [
                     dict(r)
-                    for r in c.execute("SELECT * FROM list_entries WHERE list_id=? ORDER BY created_at", (list_id,))
+                    for r in c.execute(
+                        "SELECT * FROM list_entries WHERE list_id=? ORDER BY created_at", (list_id,)
+                    )
                 ]
             return row
 
@@ -946,19 +993,25 @@ class EmailStore:
                "metadata": json.dumps(metadata) if metadata is not None else None, "created_at": utc_now_iso()}  # fmt: skip
         await self._write(
             lambda c: c.execute(
-                "INSERT INTO list_entries VALUES (:id, :list_id, :email, :display_name, :metadata, :created_at)", row
+                "INSERT INTO list_entries VALUES (:id, :list_id, :email, :display_name, :metadata, :created_at)",
+                row,
             )
         )
         return row
 
     async def remove_list_entry(self, list_id: str, entry_id: str) -> bool:
         return await self._write(
-            lambda c: c.execute("DELETE FROM list_entries WHERE id=? AND list_id=?", (entry_id, list_id)).rowcount > 0
+            lambda c: (
+                c.execute("DELETE FROM list_entries WHERE id=? AND list_id=?", (entry_id, list_id)).rowcount
+                > 0
+            )
         )
 
     # ------------------------------------------------------------ domains
 
-    async def create_domain(self, *, tenant_id: str, workspace_id: str | None, domain: str, token: str) -> Row:
+    async def create_domain(
+        self, *, tenant_id: str, workspace_id: str | None, domain: str, token: str
+    ) -> Row:
         row = {"domain": domain, "tenant_id": tenant_id, "workspace_id": workspace_id, "status": "pending",
                "verify_token": token, "created_at": utc_now_iso(), "verified_at": None}  # fmt: skip
 
@@ -975,7 +1028,9 @@ class EmailStore:
         return row
 
     async def get_domain(self, domain: str) -> Row | None:
-        return await self._read(lambda c: _dict(c.execute("SELECT * FROM domains WHERE domain=?", (domain,)).fetchone()))
+        return await self._read(
+            lambda c: _dict(c.execute("SELECT * FROM domains WHERE domain=?", (domain,)).fetchone())
+        )
 
     async def list_domains(self, tenant_id: str, workspace_id: str | None = None) -> list[Row]:
         sql = "SELECT * FROM domains WHERE tenant_id=?" + (" AND workspace_id=?" if workspace_id else "")
@@ -1035,7 +1090,9 @@ class EmailStore:
             if url is not None:
                 c.execute("UPDATE webhooks SET url=? WHERE id=?", (url, webhook_id))
             if events is not None:
-                c.execute("UPDATE webhooks SET events_json=? WHERE id=?", (json.dumps(list(events)), webhook_id))
+                c.execute(
+                    "UPDATE webhooks SET events_json=? WHERE id=?", (json.dumps(list(events)), webhook_id)
+                )
             if is_active is not None:
                 c.execute("UPDATE webhooks SET is_active=? WHERE id=?", (1 if is_active else 0, webhook_id))
 
@@ -1088,11 +1145,13 @@ class EmailStore:
             counts = c.execute(
                 "SELECT SUM(m.direction='outbound' AND m.status!='bounced') AS sent,"
                 " SUM(m.direction='inbound') AS received, SUM(m.status='bounced') AS bounced"
-                f" FROM messages m JOIN inboxes i ON i.id=m.inbox_id WHERE {scope_sql}{window_sql}",  # noqa: S608
+                f" FROM messages m JOIN inboxes i ON i.id=m.inbox_id WHERE {scope_sql}{window_sql}",
                 scope_args + window_args,
             ).fetchone()
-            inboxes = c.execute(f"SELECT COUNT(*) FROM inboxes i WHERE {scope_sql}", scope_args).fetchone()[0]  # noqa: S608
-            dom_sql = "SELECT COUNT(*) FROM domains WHERE tenant_id=?" + (" AND workspace_id=?" if workspace_id else "")
+            inboxes = c.execute(f"SELECT COUNT(*) FROM inboxes i WHERE {scope_sql}", scope_args).fetchone()[0]
+            dom_sql = "SELECT COUNT(*) FROM domains WHERE tenant_id=?" + (
+                " AND workspace_id=?" if workspace_id else ""
+            )
             dom_args = (tenant_id, workspace_id) if workspace_id else (tenant_id,)
             domains = c.execute(dom_sql, dom_args).fetchone()[0]
             return {
@@ -1110,7 +1169,9 @@ class EmailStore:
 
 
 def _key_record(row: sqlite3.Row | Row) -> KeyRecord:
-    return KeyRecord(row["id"], row["kind"], row["tenant_id"], row["workspace_id"], row["inbox_id"], row["key_hash"])
+    return KeyRecord(
+        row["id"], row["kind"], row["tenant_id"], row["workspace_id"], row["inbox_id"], row["key_hash"]
+    )
 
 
 def _like(text: str) -> str:
@@ -1142,8 +1203,8 @@ def _draft_columns(fields: Row, *, partial: bool = False) -> Row:
 
 def _delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:
     seqs = "SELECT seq FROM messages WHERE inbox_id=?"
-    c.execute(f"DELETE FROM attachments WHERE message_seq IN ({seqs})", (inbox_id,))  # noqa: S608
-    c.execute(f"DELETE FROM message_fts WHERE rowid IN ({seqs})", (inbox_id,))  # noqa: S608
+    c.execute(f"DELETE FROM attachments WHERE message_seq IN ({seqs})", (inbox_id,))
+    c.execute(f"DELETE FROM message_fts WHERE rowid IN ({seqs})", (inbox_id,))
     # raw sources may be shared by copies in other inboxes: drop only unreferenced ones
     raw_ids = [r[0] for r in c.execute("SELECT DISTINCT raw_id FROM messages WHERE inbox_id=? AND raw_id IS NOT NULL",
                                         (inbox_id,))]  # fmt: skip
@@ -1152,8 +1213,11 @@ def _delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:
         c.execute("DELETE FROM raw_sources WHERE id=? AND NOT EXISTS (SELECT 1 FROM messages WHERE raw_id=?)",
                   (raw_id, raw_id))  # fmt: skip
     for table in ("threads", "drafts", "correspondents", "idempotency"):
-        c.execute(f"DELETE FROM {table} WHERE inbox_id=?", (inbox_id,))  # noqa: S608
-    c.execute("DELETE FROM list_entries WHERE list_id IN (SELECT id FROM address_lists WHERE inbox_id=?)", (inbox_id,))
+        c.execute(f"DELETE FROM {table} WHERE inbox_id=?", (inbox_id,))
+    c.execute(
+        "DELETE FROM list_entries WHERE list_id IN (SELECT id FROM address_lists WHERE inbox_id=?)",
+        (inbox_id,),
+    )
     c.execute("DELETE FROM address_lists WHERE inbox_id=?", (inbox_id,))
     c.execute("DELETE FROM addresses WHERE inbox_id=?", (inbox_id,))
     c.execute("DELETE FROM api_keys WHERE inbox_id=?", (inbox_id,))
@@ -1164,7 +1228,7 @@ def _delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:
 def _insert_message(c: sqlite3.Connection, row: Row, *, body_text: str) -> int:
     columns = [k for k in row if k != "seq"]
     cur = c.execute(
-        f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join(':' + k for k in columns)})",  # noqa: S608
+        f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join(':' + k for k in columns)})",
         row,
     )
     seq = int(cur.lastrowid or 0)
@@ -1204,7 +1268,9 @@ def _find_thread(c: sqlite3.Connection, inbox_id: str, parsed: ParsedMessage, no
     norm = normalize_subject(parsed.subject)
     if not norm:
         return None
-    since = (datetime.now(UTC) - THREAD_SUBJECT_WINDOW).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    since = (
+        (datetime.now(UTC) - THREAD_SUBJECT_WINDOW).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
     row = c.execute(
         "SELECT id FROM threads WHERE inbox_id=? AND subject_norm=? AND last_message_at>?"
         " ORDER BY last_message_at DESC LIMIT 1",

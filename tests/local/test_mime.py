@@ -90,7 +90,13 @@ def test_deeply_nested_multipart_is_capped() -> None:
 
 
 def test_huge_header_and_many_headers_parse() -> None:
-    raw = b"Subject: " + b"A" * 200_000 + b"\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(5000)) + b"\r\nbody"
+    raw = (
+        b"Subject: "
+        + b"A" * 200_000
+        + b"\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
+        + b"\r\nbody"
+    )
     parsed = parse_message(raw)
     assert parsed.subject.startswith("AAAA") and len(parsed.subject) <= 16_384
     assert len(parsed.headers) <= 200

@@ -8,9 +8,16 @@ import anyio
 import httpx2
 import pytest
 
-import mam_mcp.local.routes_admin as routes_admin
-
-from mam_mcp.client.models import AddressList, Domain, Metrics, VerifyEmailResult, Webhook, Workspace, WorkspaceKey
+from mam_mcp.client.models import (
+    AddressList,
+    Domain,
+    Metrics,
+    VerifyEmailResult,
+    Webhook,
+    Workspace,
+    WorkspaceKey,
+)
+from mam_mcp.local import routes_admin
 from mam_mcp.local.model import InboxEvent
 from tests.local.conftest import FAKE_TXT, LocalBackendFixture
 
@@ -25,7 +32,9 @@ async def test_lists_and_entries(local_api: httpx2.AsyncClient, make_inbox: Any)
                                  json={"email": "lead@example.com", "displayName": "Jane", "metadata": {"source": "li"}})  # fmt: skip
     assert entry.status_code == 201
     full = AddressList.model_validate((await local_api.get(f"{base}/{lst.id}")).json())
-    assert [(e.email, e.display_name, e.metadata) for e in full.entries or []] == [("lead@example.com", "Jane", {"source": "li"})]
+    assert [(e.email, e.display_name, e.metadata) for e in full.entries or []] == [
+        ("lead@example.com", "Jane", {"source": "li"})
+    ]
     assert (await local_api.post(f"{base}/{lst.id}/entries", json={"email": "nope"})).status_code == 400
     assert (await local_api.delete(f"{base}/{lst.id}/entries/{entry.json()['id']}")).json() == {"ok": True}
     assert [x["id"] for x in (await local_api.get(base)).json()["lists"]] == [lst.id]
@@ -33,7 +42,9 @@ async def test_lists_and_entries(local_api: httpx2.AsyncClient, make_inbox: Any)
     assert (await local_api.get(f"{base}/{lst.id}")).status_code == 404
 
 
-async def test_domains_records_verify_zone_file_and_alias(local_api: httpx2.AsyncClient, make_inbox: Any) -> None:
+async def test_domains_records_verify_zone_file_and_alias(
+    local_api: httpx2.AsyncClient, make_inbox: Any
+) -> None:
     created = await local_api.post("/v1/domains", json={"domain": "Mail.YourCo.example"})
     assert created.status_code == 201
     domain = Domain.model_validate(created.json()["domain"])
@@ -55,12 +66,16 @@ async def test_domains_records_verify_zone_file_and_alias(local_api: httpx2.Asyn
     assert (await local_api.post(f"/v1/inboxes/{inbox['id']}/addresses", json=alias)).status_code == 200
     zone = await local_api.get("/v1/domains/mail.yourco.example/zone-file")
     assert zone.headers["content-type"].startswith("text/plain") and txt.value in zone.text
-    assert [d["domain"] for d in (await local_api.get("/v1/domains")).json()["domains"]] == ["mail.yourco.example"]
+    assert [d["domain"] for d in (await local_api.get("/v1/domains")).json()["domains"]] == [
+        "mail.yourco.example"
+    ]
     assert (await local_api.delete("/v1/domains/mail.yourco.example")).json() == {"ok": True}
     assert (await local_api.get("/v1/domains/mail.yourco.example")).status_code == 404
 
 
-async def test_workspaces_keys_and_cascading_delete(local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient) -> None:
+async def test_workspaces_keys_and_cascading_delete(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient
+) -> None:
     ws = Workspace.model_validate((await local_api.post("/v1/workspaces", json={"name": "Acme"})).json())
     created = await local_api.post(f"/v1/workspaces/{ws.id}/keys", json={"name": "acme agent"})
     key = WorkspaceKey.model_validate(created.json())
@@ -71,7 +86,9 @@ async def test_workspaces_keys_and_cascading_delete(local_backend: LocalBackendF
                                   headers={"X-API-Key": key.key}) as acme:  # fmt: skip
         inbox = (await acme.post("/v1/inboxes", json={"username": "support"})).json()
         assert inbox["workspaceId"] == ws.id
-        assert (await local_api.get("/v1/inboxes", params={"workspace": ws.id})).json()["inboxes"][0]["id"] == inbox["id"]
+        assert (await local_api.get("/v1/inboxes", params={"workspace": ws.id})).json()["inboxes"][0][
+            "id"
+        ] == inbox["id"]
         assert (await local_api.delete(f"/v1/workspaces/{ws.id}/keys/{key.id}")).json() == {"ok": True}
         assert (await acme.get("/v1/inboxes")).json()["code"] == "AUTH_INVALID"
     assert [w["name"] for w in (await local_api.get("/v1/workspaces")).json()["workspaces"]] == ["Acme"]
@@ -83,14 +100,18 @@ async def test_workspaces_keys_and_cascading_delete(local_backend: LocalBackendF
 async def test_webhooks_secret_once_and_targets(local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient,
                                                 make_inbox: Any) -> None:  # fmt: skip
     inbox = await make_inbox("scout")
-    created = await local_api.post("/v1/webhooks", json={"url": "https://hooks.example/x", "events": ["message.received"]})
+    created = await local_api.post(
+        "/v1/webhooks", json={"url": "https://hooks.example/x", "events": ["message.received"]}
+    )
     assert created.status_code == 201
     hook = Webhook.model_validate(created.json())
     assert hook.secret and hook.secret.startswith("whsec_")
     fetched = (await local_api.get(f"/v1/webhooks/{hook.id}")).json()
     assert "secret" not in fetched and fetched["events"] == ["message.received"]
     assert all("secret" not in w for w in (await local_api.get("/v1/webhooks")).json()["webhooks"])
-    bad = await local_api.post("/v1/webhooks", json={"url": "https://hooks.example/x", "events": ["message.exploded"]})
+    bad = await local_api.post(
+        "/v1/webhooks", json={"url": "https://hooks.example/x", "events": ["message.exploded"]}
+    )
     assert bad.status_code == 400 and bad.json()["details"][0]["path"] == "events"
     assert (await local_api.post("/v1/webhooks", json={"url": "ftp://x.example/y"})).status_code == 400
     backend = local_backend[0]
@@ -112,21 +133,31 @@ async def test_metrics_counts_and_scope(local_backend: LocalBackendFixture, loca
     metrics = Metrics.model_validate((await local_api.get("/v1/metrics")).json())
     assert metrics.counts == {"sent": 1, "received": 1, "bounced": 0} and metrics.resources["inboxes"] == 2
     only_b = (await local_api.get("/v1/metrics", params={"inbox": b["id"]})).json()
-    assert only_b["counts"] == {"sent": 0, "received": 1, "bounced": 0} and only_b["scope"]["inboxId"] == b["id"]
+    assert (
+        only_b["counts"] == {"sent": 0, "received": 1, "bounced": 0} and only_b["scope"]["inboxId"] == b["id"]
+    )
     future = (await local_api.get("/v1/metrics", params={"from": "2999-01-01T00:00:00Z"})).json()
     assert future["counts"] == {"sent": 0, "received": 0, "bounced": 0}
 
 
 async def test_verify_email_single_batch_and_timeout(
-    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, monkeypatch: pytest.MonkeyPatch
+    local_backend: LocalBackendFixture,
+    local_api: httpx2.AsyncClient,
+    make_inbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await make_inbox("scout")
-    one = VerifyEmailResult.model_validate((await local_api.post("/v1/verify-email", json={"email": "a@example.com"})).json())
+    one = VerifyEmailResult.model_validate(
+        (await local_api.post("/v1/verify-email", json={"email": "a@example.com"})).json()
+    )
     assert one.valid and one.mx == ["mx1.example.com"]
     batch = (await local_api.post("/v1/verify-email", json={"emails": [
         "scout@mam.localhost", "ghost@mam.localhost", "x@no-mx.example", "not an address"]})).json()["results"]  # fmt: skip
     assert [(r["valid"], r["reason"]) for r in batch] == [
-        (True, "local_inbox"), (False, "no_such_local_inbox"), (False, "no_mx_records"), (False, "invalid_syntax")
+        (True, "local_inbox"),
+        (False, "no_such_local_inbox"),
+        (False, "no_mx_records"),
+        (False, "invalid_syntax"),
     ]
 
     async def hanging(domain: str) -> list[str]:

@@ -21,8 +21,14 @@ async def test_draft_lifecycle_and_send_deletes_it(
     assert created.status_code == 201
     draft = Draft.model_validate(created.json())
     assert draft.to == ["ceo@example.com"] and draft.plain_body is None
-    patched = Draft.model_validate((await local_api.patch(f"{base}/{draft.id}", json={"plainBody": "Hey"})).json())
-    assert patched.plain_body == "Hey" and patched.subject == "Quick question" and patched.to == ["ceo@example.com"]
+    patched = Draft.model_validate(
+        (await local_api.patch(f"{base}/{draft.id}", json={"plainBody": "Hey"})).json()
+    )
+    assert (
+        patched.plain_body == "Hey"
+        and patched.subject == "Quick question"
+        and patched.to == ["ceo@example.com"]
+    )
     assert [d.id for d in DraftList.model_validate((await local_api.get(base)).json()).drafts] == [draft.id]
     unverified = await local_api.post(f"{base}/{draft.id}/send")
     assert unverified.status_code == 400 and unverified.json()["details"][0]["path"] == "verified"
@@ -47,7 +53,9 @@ async def test_reply_draft_sends_as_reply(
     )
     parent = (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"][0]
     base = f"/v1/inboxes/{inbox['id']}/drafts"
-    draft = (await local_api.post(base, json={"replyToMessageId": parent["id"], "text": "It is free."})).json()
+    draft = (
+        await local_api.post(base, json={"replyToMessageId": parent["id"], "text": "It is free."})
+    ).json()
     result = (await local_api.post(f"{base}/{draft['id']}/send")).json()
     assert result["threadId"] == parent["threadId"]
     sent = email.message_from_bytes(relay.sent[0][2], policy=policy.default)

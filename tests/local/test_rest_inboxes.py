@@ -15,7 +15,9 @@ from tests.local.conftest import LocalBackendFixture
 def _client(app: Any, key: str | None = None, **headers: str) -> httpx2.AsyncClient:
     if key is not None:
         headers["X-API-Key"] = key
-    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://local.test", headers=headers)
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://local.test", headers=headers
+    )
 
 
 async def test_create_redacts_credentials_unless_revealed(local_api: httpx2.AsyncClient) -> None:
@@ -32,7 +34,9 @@ async def test_create_redacts_credentials_unless_revealed(local_api: httpx2.Asyn
     assert all(i.api_key is None for i in listed.inboxes)
 
 
-async def test_revealed_inbox_key_reaches_only_its_inbox(local_backend: LocalBackendFixture, make_inbox: Any) -> None:
+async def test_revealed_inbox_key_reaches_only_its_inbox(
+    local_backend: LocalBackendFixture, make_inbox: Any
+) -> None:
     _, app, _ = local_backend
     mine = await make_inbox("mine")
     other = await make_inbox("other")
@@ -45,9 +49,13 @@ async def test_revealed_inbox_key_reaches_only_its_inbox(local_backend: LocalBac
 async def test_get_update_and_delete_inbox(local_api: httpx2.AsyncClient, make_inbox: Any) -> None:
     inbox = await make_inbox("scout")
     detail = (await local_api.get(f"/v1/inboxes/{inbox['id']}")).json()
-    assert detail["addresses"] == [{"email": "scout@mam.localhost", "primary": True, "createdAt": detail["createdAt"]}]
+    assert detail["addresses"] == [
+        {"email": "scout@mam.localhost", "primary": True, "createdAt": detail["createdAt"]}
+    ]
     assert detail["smtp"]["password"] == "" and "apiKey" not in detail
-    patched = await local_api.patch(f"/v1/inboxes/{inbox['id']}", json={"displayName": "Scout v2", "metadata": {"a": 1}})
+    patched = await local_api.patch(
+        f"/v1/inboxes/{inbox['id']}", json={"displayName": "Scout v2", "metadata": {"a": 1}}
+    )
     assert patched.status_code == 200 and patched.json()["displayName"] == "Scout v2"
     assert patched.json()["metadata"] == {"a": 1}
     assert (await local_api.delete(f"/v1/inboxes/{inbox['id']}")).json() == {"ok": True}
@@ -65,7 +73,9 @@ async def test_deleted_inbox_key_stops_working(local_backend: LocalBackendFixtur
 async def test_aliases_primary_and_conflicts(local_api: httpx2.AsyncClient, make_inbox: Any) -> None:
     a = await make_inbox("alpha")
     b = await make_inbox("beta")
-    added = await local_api.post(f"/v1/inboxes/{a['id']}/addresses", json={"email": "Sales@mam.localhost", "primary": True})
+    added = await local_api.post(
+        f"/v1/inboxes/{a['id']}/addresses", json={"email": "Sales@mam.localhost", "primary": True}
+    )
     assert added.status_code == 200
     addresses = {x["email"]: x["primary"] for x in added.json()["addresses"]}
     assert addresses == {"alpha@mam.localhost": False, "sales@mam.localhost": True}
@@ -101,7 +111,9 @@ async def test_validation_errors_have_details(local_api: httpx2.AsyncClient) -> 
     assert bad_name.json()["details"][0]["path"] == "username"
     crlf = await local_api.post("/v1/inboxes", json={"username": "x", "displayName": "Evil\r\nBcc: a@b.c"})
     assert crlf.status_code == 400 and crlf.json()["details"][0]["path"] == "displayName"
-    not_json = await local_api.post("/v1/inboxes", content=b"{nope", headers={"content-type": "application/json"})
+    not_json = await local_api.post(
+        "/v1/inboxes", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert not_json.status_code == 400 and not_json.json()["code"] == "VALIDATION_ERROR"
     missing = await local_api.get("/v1/no-such-thing")
     assert missing.status_code == 404 and missing.json() == {"error": "not found", "code": "NOT_FOUND"}

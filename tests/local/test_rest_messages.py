@@ -18,7 +18,7 @@ EXTERNAL_MAIL = (
     b"Subject: Quick question\r\nMessage-ID: <q1@example.com>\r\nReferences: <root@example.com>\r\n"
     b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
     b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nCan we talk?\r\n"
-    b"--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=\"leads.csv\"\r\n\r\na,b\r\n1,2\r\n--b--\r\n"
+    b'--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename="leads.csv"\r\n\r\na,b\r\n1,2\r\n--b--\r\n'
 )
 
 
@@ -29,7 +29,9 @@ def events(local_backend: LocalBackendFixture) -> list[InboxEvent]:
     return received
 
 
-async def _inbound(local_backend: LocalBackendFixture, raw: bytes = EXTERNAL_MAIL, rcpt: str = "scout@mam.localhost") -> None:
+async def _inbound(
+    local_backend: LocalBackendFixture, raw: bytes = EXTERNAL_MAIL, rcpt: str = "scout@mam.localhost"
+) -> None:
     await local_backend[0].ingest(raw, "jane@example.com", [rcpt])
 
 
@@ -44,19 +46,29 @@ async def test_local_send_is_delivered_and_both_sides_get_events(
 ) -> None:
     alice, bob = await make_inbox("alice", displayName="Alice"), await make_inbox("bob")
     sent = await local_api.post(
-        f"/v1/inboxes/{alice['id']}/send", json={"to": "bob@mam.localhost", "subject": "Hi", "text": "hello", "html": "<p>hello</p>"}
+        f"/v1/inboxes/{alice['id']}/send",
+        json={"to": "bob@mam.localhost", "subject": "Hi", "text": "hello", "html": "<p>hello</p>"},
     )
     assert sent.status_code == 201
     result = SendResult.model_validate(sent.json())
-    assert result.status == "delivered" and result.message_id and result.message_id.endswith("@mam.localhost>")
+    assert (
+        result.status == "delivered" and result.message_id and result.message_id.endswith("@mam.localhost>")
+    )
     received = Message.model_validate(await _only_message(local_api, bob["id"]))
     assert received.direction == "inbound" and received.from_address == "alice@mam.localhost"
-    assert received.from_name == "Alice" and received.plain_body is not None and received.plain_body.strip() == "hello"
+    assert (
+        received.from_name == "Alice"
+        and received.plain_body is not None
+        and received.plain_body.strip() == "hello"
+    )
     assert received.html_body is not None and "<p>hello</p>" in received.html_body
     assert received.message_id == result.message_id
     outbound = Message.model_validate(await _only_message(local_api, alice["id"], direction="outbound"))
     assert outbound.status == "delivered" and outbound.to_addresses == ["bob@mam.localhost"]
-    assert [(e.event_type, e.inbox_id) for e in events] == [("message.received", bob["id"]), ("message.sent", alice["id"])]
+    assert [(e.event_type, e.inbox_id) for e in events] == [
+        ("message.received", bob["id"]),
+        ("message.sent", alice["id"]),
+    ]
     assert events[0].message["from"] == "Alice <alice@mam.localhost>"
 
 
@@ -74,13 +86,25 @@ async def test_get_marks_read_mark_delete_raw_and_attachments(
     assert detail.attachments and detail.attachments[0].filename == "leads.csv"
     unread = await local_api.patch(base, json={"isRead": False})
     assert unread.json()["isRead"] is False
-    assert len((await local_api.get(f"/v1/inboxes/{inbox['id']}/messages", params={"unread": "true"})).json()["messages"]) == 1
+    assert (
+        len(
+            (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages", params={"unread": "true"})).json()[
+                "messages"
+            ]
+        )
+        == 1
+    )
     raw = await local_api.get(base + "/raw")
     assert raw.headers["content-type"].startswith("message/rfc822") and raw.content == EXTERNAL_MAIL
-    attachments = AttachmentList.model_validate((await local_api.get(base + "/attachments")).json()).attachments
+    attachments = AttachmentList.model_validate(
+        (await local_api.get(base + "/attachments")).json()
+    ).attachments
     assert [(a.filename, a.content_type, a.size) for a in attachments] == [("leads.csv", "text/csv", 8)]
     download = await local_api.get(f"{base}/attachments/{attachments[0].id}")
-    assert download.content == b"a,b\r\n1,2" and 'filename="leads.csv"' in download.headers["content-disposition"]
+    assert (
+        download.content == b"a,b\r\n1,2"
+        and 'filename="leads.csv"' in download.headers["content-disposition"]
+    )
     assert (await local_api.delete(base)).json() == {"ok": True}
     assert (await local_api.get(base)).status_code == 404
     assert (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"] == []
@@ -96,13 +120,25 @@ async def test_list_filters_search_after_and_paging(
     url = f"/v1/inboxes/{inbox['id']}/messages"
     page = (await local_api.get(url, params={"limit": 2, "offset": 1})).json()["messages"]
     assert [m["subject"] for m in page] == ["note 3", "note 2"]
-    assert [m["subject"] for m in (await local_api.get(url, params={"q": "word4"})).json()["messages"]] == ["note 4"]
-    assert [m["subject"] for m in (await local_api.get(url, params={"from": "sender1"})).json()["messages"]] == ["note 1"]
-    assert [m["subject"] for m in (await local_api.get(url, params={"subject": "note 0"})).json()["messages"]] == ["note 0"]
+    assert [m["subject"] for m in (await local_api.get(url, params={"q": "word4"})).json()["messages"]] == [
+        "note 4"
+    ]
+    assert [
+        m["subject"] for m in (await local_api.get(url, params={"from": "sender1"})).json()["messages"]
+    ] == ["note 1"]
+    assert [
+        m["subject"] for m in (await local_api.get(url, params={"subject": "note 0"})).json()["messages"]
+    ] == ["note 0"]
     third = page[1]
     newer = (await local_api.get(url, params={"after": third["receivedAt"]})).json()["messages"]
     assert {m["subject"] for m in newer} == {"note 3", "note 4"}
-    for bad in ({"limit": 0}, {"limit": 101}, {"offset": -1}, {"direction": "sideways"}, {"after": "yesterday"}):
+    for bad in (
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"direction": "sideways"},
+        {"after": "yesterday"},
+    ):
         response = await local_api.get(url, params=bad)
         assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR", bad
 
@@ -113,7 +149,9 @@ async def test_reply_threads_with_in_reply_to_and_references(
     inbox = await make_inbox("scout", displayName="Scout")
     await _inbound(local_backend)
     parent = await _only_message(local_api, inbox["id"])
-    reply = await local_api.post(f"/v1/inboxes/{inbox['id']}/reply/{parent['id']}", json={"plainBody": "Sure!"})
+    reply = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/reply/{parent['id']}", json={"plainBody": "Sure!"}
+    )
     assert reply.status_code == 201
     result = SendResult.model_validate(reply.json())
     assert result.thread_id == parent["threadId"] and result.status == "sent"
@@ -123,8 +161,13 @@ async def test_reply_threads_with_in_reply_to_and_references(
     assert sent["In-Reply-To"] == "<q1@example.com>"
     assert sent["References"] == "<root@example.com> <q1@example.com>"
     assert sent["Subject"] == "Re: Quick question" and str(sent["From"]) == "Scout <scout@mam.localhost>"
-    thread = Thread.model_validate((await local_api.get(f"/v1/inboxes/{inbox['id']}/threads/{result.thread_id}")).json())
-    assert thread.message_count == 2 and [m.direction for m in thread.messages or []] == ["inbound", "outbound"]
+    thread = Thread.model_validate(
+        (await local_api.get(f"/v1/inboxes/{inbox['id']}/threads/{result.thread_id}")).json()
+    )
+    assert thread.message_count == 2 and [m.direction for m in thread.messages or []] == [
+        "inbound",
+        "outbound",
+    ]
     threads = ThreadList.model_validate((await local_api.get(f"/v1/inboxes/{inbox['id']}/threads")).json())
     assert [t.id for t in threads.threads] == [result.thread_id]
 
@@ -136,7 +179,9 @@ async def test_reply_all_includes_others_but_not_ourselves(
     await make_inbox("scout2")
     await _inbound(local_backend)
     parent = await _only_message(local_api, inbox["id"])
-    reply = await local_api.post(f"/v1/inboxes/{inbox['id']}/reply-all/{parent['id']}", json={"text": "All: yes"})
+    reply = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/reply-all/{parent['id']}", json={"text": "All: yes"}
+    )
     assert reply.status_code == 201
     _, rcpts, raw = relay.sent[0]
     assert sorted(rcpts) == ["boss@example.com", "jane@example.com"]  # scout2 is local: delivered internally
@@ -151,7 +196,9 @@ async def test_forward_quotes_original_and_reattaches(
     inbox = await make_inbox("scout")
     await _inbound(local_backend)
     parent = await _only_message(local_api, inbox["id"])
-    unverified = await local_api.post(f"/v1/inboxes/{inbox['id']}/forward/{parent['id']}", json={"to": "colleague@example.org"})
+    unverified = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/forward/{parent['id']}", json={"to": "colleague@example.org"}
+    )
     assert unverified.status_code == 400 and unverified.json()["details"][0]["path"] == "verified"
     forwarded = await local_api.post(
         f"/v1/inboxes/{inbox['id']}/forward/{parent['id']}",
@@ -163,28 +210,46 @@ async def test_forward_quotes_original_and_reattaches(
     body = sent.get_body(("plain",))
     assert body is not None
     text = body.get_content()
-    assert text.startswith("FYI") and "---------- Forwarded message ----------" in text and "Can we talk?" in text
-    assert [(p.get_filename(), p.get_content()) for p in sent.iter_attachments()] == [("leads.csv", "a,b\r\n1,2")]
+    assert (
+        text.startswith("FYI")
+        and "---------- Forwarded message ----------" in text
+        and "Can we talk?" in text
+    )
+    assert [(p.get_filename(), p.get_content()) for p in sent.iter_attachments()] == [
+        ("leads.csv", "a,b\r\n1,2")
+    ]
 
 
 async def test_verified_rule_and_captured_without_relay(
-    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, events: list[InboxEvent]
+    local_backend: LocalBackendFixture,
+    local_api: httpx2.AsyncClient,
+    make_inbox: Any,
+    events: list[InboxEvent],
 ) -> None:
     inbox = await make_inbox("scout")
     send = f"/v1/inboxes/{inbox['id']}/send"
     rejected = await local_api.post(send, json={"to": "new@example.com", "subject": "s", "text": "t"})
     assert rejected.status_code == 400
-    assert rejected.json()["details"] == [{"path": "verified", "message": rejected.json()["details"][0]["message"]}]
-    captured = await local_api.post(send, json={"to": "new@example.com", "subject": "s", "text": "t", "verified": True})
+    assert rejected.json()["details"] == [
+        {"path": "verified", "message": rejected.json()["details"][0]["message"]}
+    ]
+    captured = await local_api.post(
+        send, json={"to": "new@example.com", "subject": "s", "text": "t", "verified": True}
+    )
     assert captured.status_code == 201 and captured.json()["status"] == "captured"
     await _inbound(local_backend)  # jane@example.com writes in: she is known from now on
-    known = await local_api.post(send, json={"to": ["Jane <jane@example.com>"], "subject": "s", "plainBody": "t"})
+    known = await local_api.post(
+        send, json={"to": ["Jane <jane@example.com>"], "subject": "s", "plainBody": "t"}
+    )
     assert known.status_code == 201
     assert [e.event_type for e in events] == ["message.sent", "message.received", "message.sent"]
 
 
 async def test_permanent_relay_rejection_bounces(
-    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, events: list[InboxEvent]
+    local_backend: LocalBackendFixture,
+    local_api: httpx2.AsyncClient,
+    make_inbox: Any,
+    events: list[InboxEvent],
 ) -> None:
     local_backend[0].relay = RecordingRelay(reject=True)
     inbox = await make_inbox("scout")
@@ -219,18 +284,30 @@ async def test_idempotency_key_returns_first_result_and_sends_once(
     other = await local_api.post(url, json=body, headers={"Idempotency-Key": "k2"})
     assert first.json() == again.json() and other.json()["id"] != first.json()["id"]
     assert len(relay.sent) == 2
-    assert len((await local_api.get(url.replace("/send", "/messages"), params={"direction": "outbound"})).json()["messages"]) == 2
+    assert (
+        len(
+            (await local_api.get(url.replace("/send", "/messages"), params={"direction": "outbound"})).json()[
+                "messages"
+            ]
+        )
+        == 2
+    )
 
 
 async def test_failing_event_sink_does_not_break_sending(
-    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, events: list[InboxEvent]
+    local_backend: LocalBackendFixture,
+    local_api: httpx2.AsyncClient,
+    make_inbox: Any,
+    events: list[InboxEvent],
 ) -> None:
     async def broken(event: InboxEvent) -> None:
         raise RuntimeError("subscriber bug")
 
-    local_backend[0]._sinks.insert(0, broken)  # noqa: SLF001 - ahead of the recording sink
+    local_backend[0]._sinks.insert(0, broken)
     a, b = await make_inbox("a1"), await make_inbox("b1")
-    sent = await local_api.post(f"/v1/inboxes/{a['id']}/send", json={"to": b["email"], "subject": "s", "text": "t"})
+    sent = await local_api.post(
+        f"/v1/inboxes/{a['id']}/send", json={"to": b["email"], "subject": "s", "text": "t"}
+    )
     assert sent.status_code == 201
     assert [e.event_type for e in events] == ["message.received", "message.sent"]
 
@@ -249,15 +326,21 @@ async def test_crlf_injection_is_rejected_and_nothing_stored_or_sent(
     local_api: httpx2.AsyncClient, make_inbox: Any, relay: RecordingRelay, body: dict[str, Any]
 ) -> None:
     inbox = await make_inbox("scout")
-    response = await local_api.post(f"/v1/inboxes/{inbox['id']}/send", json={**body, "text": "t", "verified": True})
+    response = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/send", json={**body, "text": "t", "verified": True}
+    )
     assert response.status_code == 400 and response.json()["code"] == "VALIDATION_ERROR"
     assert relay.sent == []
     assert (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"] == []
 
 
-async def test_crlf_in_display_name_cannot_reach_a_send(local_api: httpx2.AsyncClient, make_inbox: Any) -> None:
+async def test_crlf_in_display_name_cannot_reach_a_send(
+    local_api: httpx2.AsyncClient, make_inbox: Any
+) -> None:
     inbox = await make_inbox("scout")
-    patched = await local_api.patch(f"/v1/inboxes/{inbox['id']}", json={"displayName": "Scout\r\nBcc: x@example.com"})
+    patched = await local_api.patch(
+        f"/v1/inboxes/{inbox['id']}", json={"displayName": "Scout\r\nBcc: x@example.com"}
+    )
     assert patched.status_code == 400 and patched.json()["details"][0]["path"] == "displayName"
 
 

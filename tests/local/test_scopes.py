@@ -43,21 +43,34 @@ async def world(local_backend: LocalBackendFixture) -> AsyncIterator[World]:
         for name in ("W1", "W2"):
             w.workspaces[name] = (await a.post("/v1/workspaces", json={"name": name})).json()["id"]
         for index, name in ((1, "W1"), (2, "W2")):
-            w.keys[f"wk{index}"] = (await a.post(f"/v1/workspaces/{w.workspaces[name]}/keys", json={})).json()["key"]
-        specs = [("A0", a, None), ("A1", a, w.workspaces["W1"]), ("A2", a, w.workspaces["W2"]), ("B0", b, None)]
+            w.keys[f"wk{index}"] = (
+                await a.post(f"/v1/workspaces/{w.workspaces[name]}/keys", json={})
+            ).json()["key"]
+        specs = [
+            ("A0", a, None),
+            ("A1", a, w.workspaces["W1"]),
+            ("A2", a, w.workspaces["W2"]),
+            ("B0", b, None),
+        ]
         for name, client, workspace in specs:
             body = {"username": name.lower(), **({"workspaceId": workspace} if workspace else {})}
             created = (await client.post("/v1/inboxes?reveal=true", json=body)).json()
             w.inboxes[name] = created["id"]
             if name == "A1":
                 w.keys["ak1"] = created["apiKey"]
-            await backend.ingest(b"From: x@example.com\r\nSubject: s\r\n\r\nb", "x@example.com", [created["email"]])
+            await backend.ingest(
+                b"From: x@example.com\r\nSubject: s\r\n\r\nb", "x@example.com", [created["email"]]
+            )
             listed = (await client.get(f"/v1/inboxes/{created['id']}/messages")).json()["messages"]
             w.messages[name] = listed[0]["id"]
-            w.drafts[name] = (await client.post(f"/v1/inboxes/{created['id']}/drafts", json={"subject": "d"})).json()["id"]
+            w.drafts[name] = (
+                await client.post(f"/v1/inboxes/{created['id']}/drafts", json={"subject": "d"})
+            ).json()["id"]
         w.webhooks["A"] = (await a.post("/v1/webhooks", json={"url": "https://h.example/a"})).json()["id"]
         w.webhooks["W1"] = (
-            await a.post("/v1/webhooks", json={"url": "https://h.example/w1", "workspaceId": w.workspaces["W1"]})
+            await a.post(
+                "/v1/webhooks", json={"url": "https://h.example/w1", "workspaceId": w.workspaces["W1"]}
+            )
         ).json()["id"]
     yield w
 
@@ -94,7 +107,9 @@ async def test_inbox_resources_are_visible_only_inside_the_scope(world: World, k
                 if expected == 404:
                     assert response.json()["code"] == "NOT_FOUND"
             if expected == 404:
-                send = await client.post(f"{base}/send", json={"to": "a@example.com", "subject": "s", "verified": True})
+                send = await client.post(
+                    f"{base}/send", json={"to": "a@example.com", "subject": "s", "verified": True}
+                )
                 assert send.status_code == 404
                 assert (await client.delete(f"{base}/drafts/{world.drafts[name]}")).status_code == 404
 
@@ -103,8 +118,12 @@ async def test_message_ids_do_not_cross_inboxes(world: World) -> None:
     async with world.client("tkA") as client:
         foreign = f"/v1/inboxes/{world.inboxes['A0']}/messages/{world.messages['A1']}"
         assert (await client.get(foreign)).status_code == 404
-        assert (await client.get(f"/v1/inboxes/{world.inboxes['A0']}/drafts/{world.drafts['A1']}")).status_code == 404
-        reply = await client.post(f"/v1/inboxes/{world.inboxes['A0']}/reply/{world.messages['A1']}", json={"text": "x"})
+        assert (
+            await client.get(f"/v1/inboxes/{world.inboxes['A0']}/drafts/{world.drafts['A1']}")
+        ).status_code == 404
+        reply = await client.post(
+            f"/v1/inboxes/{world.inboxes['A0']}/reply/{world.messages['A1']}", json={"text": "x"}
+        )
         assert reply.status_code == 404
 
 
@@ -126,10 +145,14 @@ async def test_message_ids_do_not_cross_inboxes(world: World) -> None:
         ("wk1", "GET", "/v1/workspaces/{W1}/keys"),
     ],
 )
-async def test_forbidden_resource_types_get_403(world: World, key: str, method: str, path_template: str) -> None:
+async def test_forbidden_resource_types_get_403(
+    world: World, key: str, method: str, path_template: str
+) -> None:
     path = path_template.format(**world.inboxes, **world.workspaces)
     async with world.client(key) as client:
-        response = await client.request(method, path, json={"name": "x", "domain": "x.example", "url": "https://x.example/h"})
+        response = await client.request(
+            method, path, json={"name": "x", "domain": "x.example", "url": "https://x.example/h"}
+        )
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "AUTH_FORBIDDEN"
 
@@ -163,5 +186,8 @@ async def test_domains_are_scoped(world: World) -> None:
         assert (await tk_b.get("/v1/domains/a.example")).status_code == 404
         assert (await wk1.get("/v1/domains/a.example")).status_code == 404
         assert [d["domain"] for d in (await wk1.get("/v1/domains")).json()["domains"]] == ["w1.example"]
-        assert {d["domain"] for d in (await tk_a.get("/v1/domains")).json()["domains"]} == {"a.example", "w1.example"}
+        assert {d["domain"] for d in (await tk_a.get("/v1/domains")).json()["domains"]} == {
+            "a.example",
+            "w1.example",
+        }
         assert (await tk_b.post("/v1/domains", json={"domain": "a.example"})).status_code == 409

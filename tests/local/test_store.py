@@ -9,7 +9,9 @@ from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.store import SCHEMA_VERSION, EmailStore
 
 
-def _mail(subject: str, *, msg_id: str, to: str = "bob@mam.localhost", extra: str = "", body: str = "hello") -> bytes:
+def _mail(
+    subject: str, *, msg_id: str, to: str = "bob@mam.localhost", extra: str = "", body: str = "hello"
+) -> bytes:
     return (
         f"From: Alice <alice@example.com>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: {msg_id}\r\n{extra}\r\n{body}"
     ).encode()
@@ -27,7 +29,9 @@ async def _store_with_inbox(config: LocalConfig) -> tuple[EmailStore, str]:
 
 async def test_insert_inbound_is_committed_and_survives_reopen(local_config: LocalConfig) -> None:
     store, inbox_id = await _store_with_inbox(local_config)
-    events = await store.insert_inbound(_mail("hi", msg_id="<1@x>"), mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"])
+    events = await store.insert_inbound(
+        _mail("hi", msg_id="<1@x>"), mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"]
+    )
     assert [e.event_type for e in events] == ["message.received"]
     # a separate connection sees the row as soon as insert_inbound returned: it is committed
     conn = sqlite3.connect(local_config.db_path)
@@ -49,7 +53,10 @@ async def test_concurrent_inserts_are_group_committed(local_config: LocalConfig)
     store, inbox_id = await _store_with_inbox(local_config)
     raws = [_mail(f"m{i}", msg_id=f"<{i}@x>") for i in range(200)]
     results = await asyncio.gather(
-        *(store.insert_inbound(r, mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"]) for r in raws)
+        *(
+            store.insert_inbound(r, mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"])
+            for r in raws
+        )
     )
     assert all(len(events) == 1 for events in results)
     assert len(await store.list_messages(inbox_id, limit=100, offset=100)) == 100
@@ -76,14 +83,18 @@ async def test_one_copy_per_local_inbox_with_aliases_case_insensitive(local_conf
 
 async def test_threading_by_references_then_subject(local_config: LocalConfig) -> None:
     store, inbox_id = await _store_with_inbox(local_config)
-    first = await store.insert_inbound(_mail("Plan", msg_id="<a@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    first = await store.insert_inbound(
+        _mail("Plan", msg_id="<a@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+    )
     by_ref = await store.insert_inbound(
         _mail("Totally different", msg_id="<b@x>", extra="In-Reply-To: <a@x>\r\n"),
         mail_from="a@x", rcpt_tos=["bob@mam.localhost"],
     )  # fmt: skip
     by_subject = await store.insert_inbound(_mail("AW: Re: plan", msg_id="<c@x>"), mail_from="a@x",
                                             rcpt_tos=["bob@mam.localhost"])  # fmt: skip
-    other = await store.insert_inbound(_mail("Other", msg_id="<d@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    other = await store.insert_inbound(
+        _mail("Other", msg_id="<d@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+    )
     thread = first[0].thread["thread_id"]
     assert by_ref[0].thread["thread_id"] == thread
     assert by_subject[0].thread["thread_id"] == thread
@@ -102,8 +113,12 @@ async def test_filters_and_full_text_search(local_config: LocalConfig) -> None:
                                rcpt_tos=["bob@mam.localhost"])  # fmt: skip
     found = await store.list_messages(inbox_id, q="483921")
     assert [r["subject"] for r in found] == ["Your code"]
-    assert [r["subject"] for r in await store.list_messages(inbox_id, q='" OR *')] == []  # syntax is quoted away
-    assert [r["subject"] for r in await store.list_messages(inbox_id, subject_contains="news")] == ["Newsletter"]
+    assert [
+        r["subject"] for r in await store.list_messages(inbox_id, q='" OR *')
+    ] == []  # syntax is quoted away
+    assert [r["subject"] for r in await store.list_messages(inbox_id, subject_contains="news")] == [
+        "Newsletter"
+    ]
     assert len(await store.list_messages(inbox_id, from_contains="alice")) == 2
     assert len(await store.list_messages(inbox_id, from_contains="%")) == 0
     newest = (await store.list_messages(inbox_id))[0]
