@@ -18,8 +18,7 @@ from tests.fakes.hosted_bodies import (
     VerifyEmailBody,
 )
 from tests.fakes.hosted_errors import FakeApiError
-from tests.fakes.hosted_route_group import OK_BODY, RouteGroup
-from tests.fakes.hosted_state import (
+from tests.fakes.hosted_records import (
     DEFAULT_DOMAIN,
     TENANT_ID,
     DomainRecord,
@@ -28,6 +27,7 @@ from tests.fakes.hosted_state import (
     WorkspaceRecord,
     new_id,
 )
+from tests.fakes.hosted_route_group import OK_BODY, RouteGroup
 
 __all__ = ["AccountRoutes"]
 

@@ -49,8 +49,9 @@ from tests.fakes.hosted_errors import FakeApiError, error_response
 from tests.fakes.hosted_events import EventHub, SocketSession
 from tests.fakes.hosted_gate import ABORT_CONNECTION, FakeRoute, StrictGate
 from tests.fakes.hosted_mail import MailFlow
+from tests.fakes.hosted_records import DEFAULT_DOMAIN, InboxRecord, new_id
 from tests.fakes.hosted_scripting import RecordedRequest, ScriptedAnswer, default_error_code
-from tests.fakes.hosted_state import DEFAULT_DOMAIN, HostedState, InboxRecord, new_id
+from tests.fakes.hosted_state import HostedState
 from tests.fakes.hosted_transport import FakeTransport
 
 __all__ = ["FakeApiError", "FakeHostedAPI", "FakeRoute", "RecordedRequest", "ScriptedAnswer"]

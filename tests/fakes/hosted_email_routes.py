@@ -31,8 +31,7 @@ from tests.fakes.hosted_bodies import (
 )
 from tests.fakes.hosted_errors import FakeApiError
 from tests.fakes.hosted_mail import as_addresses
-from tests.fakes.hosted_route_group import OK_BODY, RouteGroup, page
-from tests.fakes.hosted_state import (
+from tests.fakes.hosted_records import (
     DEFAULT_DOMAIN,
     AddressListRecord,
     DomainRecord,
@@ -41,6 +40,7 @@ from tests.fakes.hosted_state import (
     MessageRecord,
     new_id,
 )
+from tests.fakes.hosted_route_group import OK_BODY, RouteGroup, page
 
 __all__ = ["EmailRoutes"]
 

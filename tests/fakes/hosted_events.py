@@ -21,7 +21,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from mam_mcp.local.model import EVENT_TYPES, EventType, InboxEvent, KeyScope
-from tests.fakes.hosted_state import TENANT_ID, HostedState, InboxRecord, MessageRecord
+from tests.fakes.hosted_records import TENANT_ID, InboxRecord, MessageRecord
+from tests.fakes.hosted_state import HostedState
 
 __all__ = ["EventHub", "SocketSession", "Subscription", "event_for_message"]
 

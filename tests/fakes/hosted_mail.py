@@ -13,14 +13,8 @@ from email.utils import formataddr
 from mam_mcp.local.model import utc_now_iso
 from tests.fakes.hosted_errors import FakeApiError
 from tests.fakes.hosted_events import EventHub, event_for_message
-from tests.fakes.hosted_state import (
-    AttachmentRecord,
-    HostedState,
-    InboxRecord,
-    MessageRecord,
-    ThreadRecord,
-    new_id,
-)
+from tests.fakes.hosted_records import AttachmentRecord, InboxRecord, MessageRecord, ThreadRecord, new_id
+from tests.fakes.hosted_state import HostedState
 
 __all__ = ["MailFlow", "as_addresses"]
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from mam_mcp.local.model import KeyScope
 from tests.fakes.hosted_errors import FakeApiError
-from tests.fakes.hosted_state import InboxRecord
+from tests.fakes.hosted_records import InboxRecord
 
 if TYPE_CHECKING:
     from tests.fakes.hosted_api import FakeHostedAPI
