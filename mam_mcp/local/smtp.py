@@ -25,6 +25,8 @@ LocalRecipientCheck = Callable[[str], bool | Awaitable[bool]]
 # Long lines beyond RFC 5321's 1000 octets are common in app-generated HTML mail; a local dev
 # server should take them rather than bounce a signup mail (Mailpit does the same).
 LINE_LENGTH_LIMIT = 1_000_000
+# aiosmtpd logs every command (addresses included) at INFO and DATA lines at DEBUG on this logger.
+AIOSMTPD_LOGGER = "mail.log"
 STOP_GRACE_SECONDS = 5.0
 
 
@@ -151,6 +153,10 @@ class SmtpIngress:
                 "smtp: listening on non-loopback address %s; anyone who can reach it can deliver mail",
                 self._host,
             )
+        aiosmtpd_log = logging.getLogger(AIOSMTPD_LOGGER)
+        # Quieted unless the application configured that logger itself (then its choice stands).
+        if aiosmtpd_log.level == logging.NOTSET:
+            aiosmtpd_log.setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_session, host=self._host, port=self._requested_port)
         self.port = self._server.sockets[0].getsockname()[1]
