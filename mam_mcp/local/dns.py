@@ -108,7 +108,7 @@ class _Exchange(asyncio.DatagramProtocol):
 
 
 async def _query(
-    name: str, qtype: int, *, timeout: float, nameserver: str | None
+    name: str, qtype: int, *, timeout: float, nameserver: str | None, port: int
 ) -> list[tuple[int, bytes, int]]:
     server = nameserver or system_nameserver()
     query_id = secrets.randbelow(65536)
@@ -118,7 +118,7 @@ async def _query(
         + struct.pack("!HH", qtype, 1)
     )
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(_Exchange, remote_addr=(server, 53))
+    transport, protocol = await loop.create_datagram_endpoint(_Exchange, remote_addr=(server, port))
     try:
         transport.sendto(packet)
         async with asyncio.timeout(timeout):
@@ -132,11 +132,13 @@ async def _query(
 
 
 async def resolve_mx(
-    domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None
+    domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None, port: int = 53
 ) -> list[str]:
     """MX hosts of a domain, lowest preference first; [] when none. TimeoutError after `timeout`."""
     records: list[tuple[int, str]] = []
-    for _, packet, offset in await _query(domain, _TYPE_MX, timeout=timeout, nameserver=nameserver):
+    for _, packet, offset in await _query(
+        domain, _TYPE_MX, timeout=timeout, nameserver=nameserver, port=port
+    ):
         preference = struct.unpack("!H", packet[offset : offset + 2])[0]
         host, _ = _read_name(packet, offset + 2)
         records.append((preference, host))
@@ -144,11 +146,13 @@ async def resolve_mx(
 
 
 async def resolve_txt(
-    domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None
+    domain: str, *, timeout: float = DEFAULT_TIMEOUT, nameserver: str | None = None, port: int = 53
 ) -> list[str]:
     """TXT strings of a domain (each record's character-strings joined)."""
     texts: list[str] = []
-    for _, packet, offset in await _query(domain, _TYPE_TXT, timeout=timeout, nameserver=nameserver):
+    for _, packet, offset in await _query(
+        domain, _TYPE_TXT, timeout=timeout, nameserver=nameserver, port=port
+    ):
         rdlength = struct.unpack("!H", packet[offset - 2 : offset])[0]
         end, parts = offset + rdlength, []
         while offset < end:
