@@ -112,6 +112,9 @@ def inbox_in_scope(request: Request, scope: KeyScope) -> InboxRecord:
 
 
 async def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:  # refuse before reading it into memory
+        raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")
     raw = await request.body()
     if len(raw) > MAX_REQUEST_BYTES:
         raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")

@@ -372,3 +372,13 @@ async def test_ingest_of_hostile_mime_keeps_the_raw_source(
     message = await _only_message(local_api, inbox["id"])
     raw = await local_api.get(f"/v1/inboxes/{inbox['id']}/messages/{message['id']}/raw")
     assert raw.content == hostile
+
+
+async def test_oversized_request_body_is_refused(local_api: httpx2.AsyncClient, make_inbox: Any) -> None:
+    inbox = await make_inbox("scout")
+    huge = {"to": "a@example.com", "subject": "s", "text": "x" * (13 * 1024 * 1024), "verified": True}
+    response = await local_api.post(f"/v1/inboxes/{inbox['id']}/send", json=huge)
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    too_long = {"to": "a@example.com", "subject": "s", "text": "x" * (5 * 1024 * 1024 + 1), "verified": True}
+    response = await local_api.post(f"/v1/inboxes/{inbox['id']}/send", json=too_long)
+    assert response.status_code == 400 and response.json()["details"][0]["path"] == "text"
