@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+import uvicorn
 from httpx2.websockets import ASGIWebSocketTransport, AsyncWebSocketSession, WebSocketDisconnect
 from starlette.applications import Starlette
 
@@ -482,3 +484,64 @@ async def test_client_disconnect_unsubscribes(hub: EventHub) -> None:
                     break
                 await anyio.sleep(0.01)
         assert hub.subscriber_count == 0
+
+
+# --- under a real server (uvicorn with wsproto, as the daemon runs it) ------------------------------
+
+
+@asynccontextmanager
+async def served_by_uvicorn(hub: EventHub) -> AsyncIterator[str]:
+    app = Starlette(
+        routes=websocket_routes(hub, authenticate=authenticate, inbox_owner=inbox_owner, ping_interval=3600)
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, ws="wsproto", lifespan="off", log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        with anyio.fail_after(10):
+            while not server.started:  # bounded by the fail_after above
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def test_over_real_tcp_auth_big_frames_and_a_stalled_reader_is_cut_off() -> None:
+    hub = EventHub(max_pending=8)
+    big_html = "<p>" + "x" * 300_000 + "</p>"
+    async with served_by_uvicorn(hub) as base_url, httpx2.AsyncClient(base_url=base_url) as client:
+        with anyio.fail_after(30):
+            async with client.websocket(
+                "/v1/ws", params={"api_key": "nope"}, keepalive_ping_interval_seconds=None
+            ) as ws:
+                assert await closed_with(ws) == 4401
+            async with (
+                client.websocket(
+                    "/v1/ws",
+                    params={"api_key": "tk_a"},
+                    max_message_size_bytes=4 * 1024 * 1024,
+                    keepalive_ping_interval_seconds=None,
+                ) as reader,
+                client.websocket(
+                    "/v1/ws",
+                    headers={"Authorization": "Bearer tk_a"},
+                    queue_size=1,  # this client stops reading from the socket after one frame
+                    max_message_size_bytes=4 * 1024 * 1024,
+                    keepalive_ping_interval_seconds=None,
+                ) as stalled,
+            ):
+                for ws in (reader, stalled):
+                    await next_frame(ws)
+                    await subscribe(ws)
+                sent = 0
+                while hub.subscriber_count == 2 and sent < 400:  # ~120 MB at most before TCP backs up
+                    event = make_event("inb_a1", html=big_html)
+                    hub.publish(event)
+                    sent += 1
+                    assert await next_frame(reader) == event.ws_frame()  # the reader keeps up, frame by frame
+                assert hub.subscriber_count == 1, "the stalled subscriber should have been dropped"
+                last = make_event("inb_a1")
+                hub.publish(last)
+                assert await next_frame(reader) == last.ws_frame()
