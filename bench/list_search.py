@@ -99,18 +99,17 @@ async def store_results(store: EmailStore, inbox_id: str, iterations: int) -> di
     return results
 
 
-async def rest_results(config: LocalConfig, store: EmailStore, inbox_id: str, api_key: str, iterations: int) -> dict[str, Any]:
+async def rest_results(config: LocalConfig, store: EmailStore, inbox_id: str, tenant_id: str, iterations: int) -> dict[str, Any]:
     import httpx2
 
     from mam_mcp.local.app import create_app
     from mam_mcp.local.backend import LocalBackend
 
     backend = LocalBackend(config, store)
+    api_key = (await backend.keys.mint("tk", tenant_id=tenant_id, name="bench")).key
     app = create_app(backend)
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://local", headers={"X-API-Key": api_key}) as http:
-        if hasattr(backend, "start"):
-            await backend.start()
 
         async def get(params: dict[str, Any]) -> None:
             response = await http.get(f"/v1/inboxes/{inbox_id}/messages", params=params)
@@ -142,7 +141,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             tenant = tenant_id
         else:
             inbox_id, tenant, _ = found
-        api_key = await mint_key(store, tenant)
         out: dict[str, Any] = {
             "benchmark": "list_search",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -154,21 +152,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "store": await store_results(store, inbox_id, args.iterations),
         }
         if not args.store_only:
-            out["rest"] = await rest_results(config, store, inbox_id, api_key, args.iterations)
+            out["rest"] = await rest_results(config, store, inbox_id, tenant, args.iterations)
     out["goals"] = {"list_p50_ms": 5, "search_p50_ms": 20}
     if not args.keep and args.data_dir is None:
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
     return out
-
-
-async def mint_key(store: EmailStore, tenant_id: str) -> str:
-    from mam_mcp.local.keys import KeyRing
-
-    ring = KeyRing(store)
-    await ring.load()
-    return (await ring.mint("tk", tenant_id=tenant_id, name="bench")).key
 
 
 def main() -> None:

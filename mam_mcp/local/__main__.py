@@ -14,7 +14,7 @@ from pathlib import Path
 from mam_mcp.local.config import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConfig
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, bool]:
+def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m mam_mcp.local", description="Run the mam-mcp local mail daemon.")
     parser.add_argument("--config-stdin", action="store_true", help="read the LocalConfig as JSON from stdin")
     parser.add_argument("--data-dir", type=Path, help="where the database, key and logs live")
@@ -24,18 +24,21 @@ def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, bool]:
     parser.add_argument(
         "--ready-line", action="store_true", help="print the state JSON (pid, ports) as one stdout line when ready"
     )
+    parser.add_argument(
+        "--lock-wait", type=float, default=10.0, help="seconds to wait for a stopping predecessor on this data dir"
+    )
     args = parser.parse_args(argv)
     if args.config_stdin:
-        return LocalConfig.model_validate_json(sys.stdin.buffer.read()), args.ready_line
+        return LocalConfig.model_validate_json(sys.stdin.buffer.read()), args
     if args.data_dir is None:
         parser.error("--data-dir is required without --config-stdin")
     values: dict[str, object] = {"data_dir": args.data_dir, "http_port": args.http_port, "smtp_port": args.smtp_port}
     if args.idle_timeout is not None:
         values["idle_timeout_seconds"] = args.idle_timeout
-    return LocalConfig.model_validate(values), args.ready_line
+    return LocalConfig.model_validate(values), args
 
 
-async def _run(config: LocalConfig, ready_line: bool) -> None:
+async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
     import anyio
 
     from mam_mcp.local.daemon import run_daemon
@@ -50,12 +53,12 @@ async def _run(config: LocalConfig, ready_line: bool) -> None:
 
         if ready_line:
             tasks.start_soon(announce)
-        await run_daemon(config, ready=ready)
+        await run_daemon(config, ready=ready, lock_wait_seconds=lock_wait)
         tasks.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, ready_line = parse_config(argv)
+    config, args = parse_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # httpx2 logs full request URLs at INFO; keep them out of the daemon log.
     for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from mam_mcp.local.daemon import DaemonError, first_daemon_error
 
     try:
-        anyio.run(_run, config, ready_line)
+        anyio.run(_run, config, args.ready_line, args.lock_wait)
     except (DaemonError, BaseExceptionGroup) as exc:
         error = first_daemon_error(exc)
         if error is None:

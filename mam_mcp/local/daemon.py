@@ -42,7 +42,7 @@ ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Call
 
 HTTP_PORT_ENV = "MAM_LOCAL_HTTP_PORT"
 SMTP_PORT_ENV = "MAM_LOCAL_SMTP_PORT"
-_RUNNING_LOCK_WAIT_SECONDS = 10.0  # a replaced daemon may still be closing its store
+RUNNING_LOCK_WAIT_SECONDS = 10.0  # a replaced daemon may still be closing its store
 _GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
@@ -161,10 +161,10 @@ def _bind_http_socket(config: LocalConfig) -> socket.socket:
     return sock
 
 
-async def _acquire_running_lock(config: LocalConfig) -> filelock.BaseFileLock:
+async def _acquire_running_lock(config: LocalConfig, wait_seconds: float) -> filelock.BaseFileLock:
     """Hold `daemon.run.lock` for the daemon's life: a second daemon on this data dir refuses to run."""
     lock = filelock.FileLock(config.data_dir / "daemon.run.lock", thread_local=False)
-    with anyio.move_on_after(_RUNNING_LOCK_WAIT_SECONDS):
+    with anyio.move_on_after(wait_seconds):
         while True:
             try:
                 lock.acquire(blocking=False)
@@ -286,10 +286,15 @@ def _smtp_port_error(config: LocalConfig, exc: OSError) -> DaemonError | None:
     return None
 
 
-async def run_daemon(config: LocalConfig, *, ready: anyio.Event | None = None) -> None:
-    """Run the daemon until shutdown is requested; `ready` is set once both listeners listen."""
+async def run_daemon(
+    config: LocalConfig, *, ready: anyio.Event | None = None, lock_wait_seconds: float = RUNNING_LOCK_WAIT_SECONDS
+) -> None:
+    """Run the daemon until shutdown is requested; `ready` is set once both listeners listen.
+
+    `lock_wait_seconds`: how long to wait for a predecessor on this data dir to finish stopping.
+    """
     _prepare_data_dir(config)
-    running_lock = await _acquire_running_lock(config)
+    running_lock = await _acquire_running_lock(config, lock_wait_seconds)
     try:
         await _serve(config, ready)
     finally:

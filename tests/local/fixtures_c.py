@@ -89,13 +89,16 @@ class RunningDaemon:
 
 
 @contextlib.asynccontextmanager
-async def daemon_process(config: LocalConfig, *, prelude: str | None = None) -> AsyncIterator[RunningDaemon]:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = config.data_dir / f"test-daemon-{os.urandom(4).hex()}.log"
+async def daemon_process(
+    config: LocalConfig, *, prelude: str | None = None, lock_wait: float = 10.0
+) -> AsyncIterator[RunningDaemon]:
+    # Beside the data dir, not in it: the daemon itself must create the data dir (mode 0700).
+    config.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = config.data_dir.with_name(f"{config.data_dir.name}-daemon-{os.urandom(4).hex()}.log")
     program = ["-c", prelude] if prelude else ["-m", "mam_mcp.local"]
     with open(log_path, "wb") as log:
         process = await anyio.open_process(
-            [sys.executable, *program, "--config-stdin", "--ready-line"],
+            [sys.executable, *program, "--config-stdin", "--ready-line", "--lock-wait", str(lock_wait)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -44,3 +44,105 @@ async def test_idle_watcher_waits_for_open_clients_then_requests_shutdown() -> N
                 released_at = time.monotonic()
             await requested.wait()
     assert time.monotonic() - released_at >= 0.05
+
+
+async def test_daemon_serves_health_and_rest_with_its_minted_key_and_writes_state(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as daemon:
+        if sys.platform != "win32":
+            assert stat.S_IMODE(config.key_path.stat().st_mode) == 0o600
+            assert stat.S_IMODE(config.data_dir.stat().st_mode) == 0o700
+        assert daemon.api_key.startswith("tk_")
+        state = json.loads(config.state_path.read_text())
+        assert state["pid"] == daemon.process.pid
+        assert state["version"] == mam_mcp.__version__
+        assert state["httpPort"] > 0 and state["smtpPort"] > 0 and state["startedAt"].endswith("Z")
+        async with daemon.client() as http:
+            health = (await http.get("/_mam/health")).json()
+            assert health == {
+                "ok": True,
+                "service": "mam-mcp-local",
+                "version": mam_mcp.__version__,
+                "pid": daemon.pid,
+                "smtpPort": daemon.smtp_port,
+            }
+            created = await http.post("/v1/inboxes", json={"username": "signup"})
+            assert created.status_code == 201, created.text
+            listed = (await http.get("/v1/inboxes")).json()
+            assert [inbox["email"] for inbox in listed["inboxes"]] == [f"signup@{config.domain}"]
+            assert (await http.get("/v1/inboxes", headers={"X-API-Key": "tk_wrong"})).status_code == 401
+        assert daemon.api_key not in daemon.log()
+
+        # Shutdown needs the tenant key; with it the daemon exits cleanly and removes its state file.
+        async with daemon.client() as http:
+            refused = await http.post("/_mam/shutdown", headers={"X-API-Key": "tk_not-the-key"})
+            assert refused.status_code == 401
+            accepted = await http.post("/_mam/shutdown")
+            assert accepted.status_code == 202
+        assert await daemon.wait_exit() == 0
+        assert not config.state_path.exists()
+
+
+async def test_restart_reuses_the_key_and_the_data(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as first:
+        first_key = first.api_key
+        async with first.client() as http:
+            assert (await http.post("/v1/inboxes", json={"username": "kept"})).status_code == 201
+            await http.post("/_mam/shutdown")
+        await first.wait_exit()
+    async with daemon_process(config) as second:
+        assert second.api_key == first_key
+        async with second.client() as http:
+            emails = [i["email"] for i in (await http.get("/v1/inboxes")).json()["inboxes"]]
+        assert emails == [f"kept@{config.domain}"]
+
+
+async def test_a_key_file_unknown_to_a_reset_database_is_replaced(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data")
+    config.data_dir.mkdir(parents=True)
+    write_secret_file(config.key_path, "tk_from-a-database-that-was-deleted\n")
+    async with daemon_process(config) as daemon:
+        assert daemon.api_key.startswith("tk_") and daemon.api_key != "tk_from-a-database-that-was-deleted"
+        async with daemon.client() as http:
+            assert (await http.get("/v1/inboxes")).status_code == 200
+
+
+async def test_idle_daemon_stops_by_itself_and_removes_its_state_file(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data", idle_timeout_seconds=0.5)
+    async with daemon_process(config) as daemon:
+        assert await daemon.wait_exit() == 0
+        assert not config.state_path.exists()
+        assert "no client for" in daemon.log()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_stops_the_daemon_cleanly(tmp_path: Path, signum: int) -> None:
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as daemon:
+        daemon.process.send_signal(signum)
+        assert await daemon.wait_exit() == 0
+        assert not config.state_path.exists()
+
+
+async def test_second_daemon_on_the_same_data_dir_refuses_to_run(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config):
+        with pytest.raises(AssertionError, match="another mam-mcp daemon is running"):
+            async with daemon_process(config, lock_wait=0.2):
+                pass
+
+
+async def test_smtp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = daemon_config(tmp_path / "data", smtp_port=port)
+        with pytest.raises(AssertionError) as caught:
+            async with daemon_process(config):
+                pass
+    assert f"SMTP port {port}" in str(caught.value) and "MAM_LOCAL_SMTP_PORT" in str(caught.value)
