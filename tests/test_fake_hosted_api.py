@@ -636,6 +636,22 @@ async def test_websocket_refusals(fake: FakeHostedAPI) -> None:
                 pass
 
 
+async def test_server_side_disconnect_then_refused_reconnect(
+    fake: FakeHostedAPI, api: httpx2.AsyncClient
+) -> None:
+    async with api.websocket("/ws") as ws:
+        await _frame(ws)
+        fake.disconnect_websockets()
+        with anyio.fail_after(5), pytest.raises(WebSocketDisconnect) as closed:
+            await ws.receive_json()
+        assert closed.value.code == 1012
+    assert fake.hub.subscriber_count == 0
+    fake.refuse_websockets = True
+    with pytest.raises(WebSocketDisconnect):
+        async with api.websocket("/ws"):
+            pass
+
+
 async def test_websocket_under_uvicorn(fake: FakeHostedAPI) -> None:
     inbox_id = fake.seed_inbox("served")["id"]
     async with fake.serving() as base_url, httpx2.AsyncClient(base_url=base_url + "/v1") as client:

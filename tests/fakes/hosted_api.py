@@ -362,6 +362,10 @@ class FakeHostedAPI:
         )
         await session.run(key_scope, legacy)
 
+    def disconnect_websockets(self, code: int = 1012) -> None:
+        """Close every open socket from the server side (to test a client's reconnect or polling)."""
+        self.hub.disconnect_all(code)
+
     # --- running it -----------------------------------------------------------------------------------
     def transport(self) -> FakeTransport:
         """In-process transport: an httpx2.ASGITransport that also speaks WebSocket."""

@@ -27,6 +27,7 @@ from tests.fakes.hosted_state import HostedState
 __all__ = ["EventHub", "SocketSession", "Subscription", "event_for_message"]
 
 MAX_FILTER_ITEMS = 10
+_SERVER_CLOSE = "_server_close"  # an internal frame type: the session closes its socket
 _SUBSCRIBE_KEYS = {"type", "event_types", "inbox_ids", "workspace_ids", "pod_ids"}
 
 
@@ -108,6 +109,12 @@ class EventHub:
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     self._subscriptions.discard(subscription)
 
+    def disconnect_all(self, code: int = 1012) -> None:
+        """Close every open socket from the server side (1012: service restart)."""
+        for subscription in list(self._subscriptions):
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                subscription.frames_in.send_nowait({"type": _SERVER_CLOSE, "code": code})
+
     @contextmanager
     def open(self, subscription: Subscription) -> Iterator[Subscription]:
         self._subscriptions.add(subscription)
@@ -151,7 +158,7 @@ class SocketSession:
             subscription.inbox_ids = {legacy_inbox.id}
         with self._hub.open(subscription):
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._write_events, subscription)
+                tasks.start_soon(self._write_events, subscription, tasks.cancel_scope)
                 await self._read_frames(subscription)
                 tasks.cancel_scope.cancel()
         if self._ws.client_state == self._ws.application_state == WebSocketState.CONNECTED:
@@ -162,12 +169,17 @@ class SocketSession:
         async with self._write_lock:
             await self._ws.send_text(json.dumps(frame))
 
-    async def _write_events(self, subscription: Subscription) -> None:
+    async def _write_events(self, subscription: Subscription, session: anyio.CancelScope) -> None:
         while True:
-            with anyio.move_on_after(self._ping_interval) as waited:
+            frame: dict[str, Any] = {"type": "ping"}  # sent when nothing else came in the interval
+            with anyio.move_on_after(self._ping_interval):
                 frame = await subscription.frames_out.receive()
             try:
-                await self._send({"type": "ping"} if waited.cancelled_caught else frame)
+                if frame["type"] == _SERVER_CLOSE:
+                    await self._ws.close(code=frame["code"])
+                    session.cancel()
+                    return
+                await self._send(frame)
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return  # the client went away; the reader sees the disconnect and ends the session
 

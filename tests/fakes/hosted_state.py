@@ -25,7 +25,7 @@ from tests.fakes.hosted_records import (
     next_seq,
 )
 
-__all__ = ["HostedState"]
+__all__ = ["HostedState", "new_id"]  # new_id: re-exported for modules that import it from here
 
 
 def _not_found(what: str, ident: str) -> FakeApiError:
