@@ -44,6 +44,7 @@ __all__ = [
     "InboxOwner",
     "SubscriberDropped",
     "Subscription",
+    "presented_key",
     "websocket_routes",
 ]
 
@@ -267,18 +268,18 @@ class _EventSockets:
             return  # the client went away; nothing to clean up beyond the subscription
 
     async def _serve_accepted(self, websocket: WebSocket, url_inbox_id: str | None) -> None:
+        channel = _Channel(websocket)
         scope = await self._scope_of(websocket)
         if scope is None:
-            await websocket.close(code=CLOSE_UNAUTHORIZED, reason="invalid or missing API key")
+            await channel.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
             return
-        channel = _Channel(websocket)
         inbox_id, email = None, None
         event_filter: EventFilter | None = None
         if url_inbox_id is not None:
             email = await self._visible_inbox_email(scope, url_inbox_id)
             if email is None:
                 await channel.send({"type": "error", "message": f"Forbidden inbox_id: {url_inbox_id}"})
-                await websocket.close(code=CLOSE_FORBIDDEN, reason="forbidden inbox")
+                await channel.close(CLOSE_FORBIDDEN, "forbidden inbox")
                 return
             inbox_id = url_inbox_id
             event_filter = EventFilter(inbox_ids=frozenset({url_inbox_id}), scope=scope)
