@@ -603,7 +603,7 @@ async def test_websocket_subscribe_errors(fake: FakeHostedAPI, api: httpx2.Async
         assert (await _frame(ws))["type"] == "error"
 
 
-async def test_websocket_before_subscribe_gets_nothing_then_pings(api: httpx2.AsyncClient) -> None:
+async def test_websocket_before_subscribe_gets_nothing_then_pings() -> None:
     fake = FakeHostedAPI(ws_ping_interval=0.05)
     async with httpx2.AsyncClient(
         transport=fake.transport(), base_url="http://fake/v1", headers={"X-API-Key": fake.api_key}
