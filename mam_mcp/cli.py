@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tools": ("mam_mcp.commands.tools", "print the tool catalogue"),
     "local": ("mam_mcp.commands.local", "run the embedded local mail backend in the foreground"),
     "demo": ("mam_mcp.commands.demo", "a guided round trip on the embedded backend: inbox, inbound mail, read, reply"),
+    "install": ("mam_mcp.commands.install", "add mam-mcp to MCP hosts' config files (Claude, Cursor, Windsurf)"),
+    "login": ("mam_mcp.commands.login", "check an API key and save it to the shared credentials file"),
+    "logout": ("mam_mcp.commands.logout", "remove the API key from the credentials file"),
+    "doctor": ("mam_mcp.commands.doctor", "check mode, key, API, WebSocket, local backend, LinkedIn and host configs"),
+    "install-skill": ("mam_mcp.commands.install_skill", "copy the myagentmail skill into .claude/skills"),
 }
 
 _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")

@@ -42,13 +42,13 @@ from mam_mcp.tools._results import fail
 from mam_mcp.tools._runtime import ClientFactory
 
 __all__ = [
+    "SELECTION_HEADERS",
     "HttpOptions",
     "HttpStartRefused",
     "RequestGuard",
     "ToolNarrowing",
     "build_http_app",
     "is_loopback",
-    "SELECTION_HEADERS",
 ]
 
 logger = logging.getLogger("mam_mcp.http")
@@ -285,7 +285,7 @@ def build_http_app(
         from mam_mcp.server import build_server
 
         server = build_server(settings, client_factory=client_factory)
-    registered = [tool.name for tool in server._tool_manager.list_tools()]  # noqa: SLF001  # the SDK has no public getter
+    registered = [tool.name for tool in server._tool_manager.list_tools()]  # the SDK has no public getter
     narrowing = ToolNarrowing(settings, registered)
     _install_first(server, narrowing)
     security = _sdk_security(options)

@@ -170,7 +170,7 @@ def test_serve_command_refuses_a_public_bind_without_a_token(tmp_path: Path) -> 
            "PATH": "/usr/bin:/bin", "MAM_MCP_MODE": "local"}
     done = subprocess.run(
         [sys.executable, "-m", "mam_mcp.cli", "serve", "--transport", "http", "--host", "0.0.0.0", "--port", "0"],
-        env=env, capture_output=True, text=True, timeout=60,
+        check=False, env=env, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2
     assert "refusing to serve on 0.0.0.0" in done.stderr

@@ -189,3 +189,22 @@ def test_installed_command_is_an_absolute_path(tmp_path: Path) -> None:
     python = tmp_path / "bin" / "python"
     assert installed_command(argv0="-c", executable=str(python)) == str(script)
     assert Path(installed_command()).is_absolute()
+
+
+# --- install-skill ----------------------------------------------------------------------------------------
+def test_install_skill_copies_the_shipped_skill(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mam_mcp.cli import main
+    from mam_mcp.resources import skills_dir
+
+    target = tmp_path / "proj" / ".claude" / "skills"
+    assert main(["install-skill", "--dir", str(target)]) == 0
+    installed = target / "myagentmail"
+    shipped = sorted(p.relative_to(skills_dir()) for p in skills_dir().rglob("*.md"))
+    assert shipped and sorted(p.relative_to(installed) for p in installed.rglob("*.md")) == shipped
+    assert (installed / "SKILL.md").read_text() == (skills_dir() / "SKILL.md").read_text()
+    assert "Installed the myagentmail skill" in capsys.readouterr().out
+
+    (installed / "notes.md").write_text("mine")  # a file of the user's is left alone
+    assert main(["install-skill", "--dir", str(target)]) == 0
+    assert "already up to date" in capsys.readouterr().out
+    assert (installed / "notes.md").read_text() == "mine"

@@ -20,26 +20,26 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from mam_mcp.config import Settings
 
 __all__ = [
-    "add_arguments",
-    "run",
     "HOSTS",
     "SERVER_NAME",
     "InstallError",
     "InstallPlan",
+    "add_arguments",
+    "apply_plan",
     "config_path",
     "host_config_paths",
     "installed_command",
-    "server_entry",
     "plan_install",
-    "apply_plan",
     "read_entry",
+    "run",
+    "server_entry",
 ]
 
 SERVER_NAME = "myagentmail"
@@ -140,11 +140,13 @@ def _load(path: Path) -> tuple[str | None, dict[str, Any]]:
         return None, {}
     except OSError as error:
         raise InstallError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InstallError(f"{path} is not UTF-8 text; fix or move it, then run `mam-mcp install` again") from None
     if not text.strip():
         return text, {}
     try:
         data = json.loads(text)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         raise InstallError(f"{path} is not valid JSON ({error.msg}, line {error.lineno}); fix or move it, "
                            "then run `mam-mcp install` again") from None
     if not isinstance(data, dict):
@@ -203,7 +205,7 @@ def apply_plan(plan: InstallPlan, *, now: datetime | None = None) -> Path | None
     backup = None
     mode = 0o600
     if plan.before is not None:
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
         backup = plan.path.with_name(f"{plan.path.name}.{stamp}.bak")
         shutil.copy2(plan.path, backup)
         mode = plan.path.stat().st_mode & 0o777

@@ -6,7 +6,7 @@ import argparse
 
 from mam_mcp.config import Settings
 
-__all__ = ["add_arguments", "add_selection_arguments", "run", "http_options"]
+__all__ = ["add_arguments", "add_selection_arguments", "http_options", "run"]
 
 DEFAULT_HTTP_PORT = 8000
 
