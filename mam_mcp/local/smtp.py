@@ -55,7 +55,8 @@ class _IngressHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content if envelope.original_content is not None else b""
-        mail_from = envelope.mail_from or ""
+        # aiosmtpd reports the null reverse-path of bounces (MAIL FROM:<>) as "<>"; it means no sender.
+        mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         rcpt_tos = list(envelope.rcpt_tos)
         # Shielded: a client hanging up mid-ingest must not cancel a store transaction half-way.
         task: asyncio.Task[object] = asyncio.ensure_future(self._ingest(raw, mail_from, rcpt_tos))

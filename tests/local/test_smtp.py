@@ -120,6 +120,18 @@ async def test_delivers_exact_bytes_envelope_and_answers_250(
     assert rcpts == ["agent@mam.localhost"]
 
 
+async def test_null_sender_of_a_bounce_is_an_empty_mail_from(
+    ingress: SmtpIngress, ingest: RecordingIngest
+) -> None:
+    with anyio.fail_after(5):
+        async with client_for(ingress) as client:
+            await client.ehlo()
+            await client.mail("")
+            await client.rcpt("agent@mam.localhost")
+            await client.data(MESSAGE)
+    assert ingest.calls[0][1:] == ("", ["agent@mam.localhost"])
+
+
 async def test_says_250_only_after_ingest_returned(ingress: SmtpIngress, ingest: RecordingIngest) -> None:
     ingest.gate = asyncio.Event()
     with anyio.fail_after(5):
