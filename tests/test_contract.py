@@ -96,11 +96,11 @@ async def backend(
 
 
 @asynccontextmanager
-async def tools(tmp_path: Path, backend: FakeBackend | LocalBackend) -> AsyncIterator[Client]:
+async def tools(tmp_path: Path, backend: FakeBackend | LocalBackend, **overrides: Any) -> AsyncIterator[Client]:
     async def factory(settings: Settings) -> MamClient:
         return MamClient(base_url="http://backend.test", api_key=backend.key, transport=backend.transport())
 
-    settings = make_settings(tmp_path, hosted=backend.mode == "hosted", env={"MAM_MCP_MODE": backend.mode})
+    settings = make_settings(tmp_path, hosted=backend.mode == "hosted", env={"MAM_MCP_MODE": backend.mode}, **overrides)
     server = build_server(settings, client_factory=factory)
     async with Client(server) as client:
         yield client

@@ -48,6 +48,11 @@ LOCAL_READ = READ
 TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
     "email": ("mam_mcp.tools.email",),
     "drafts": ("mam_mcp.tools.drafts",),
+    "inbox_admin": ("mam_mcp.tools.inbox_admin",),
+    "lists": ("mam_mcp.tools.lists",),
+    "domains": ("mam_mcp.tools.domains",),
+    "workspaces": ("mam_mcp.tools.workspaces",),
+    "webhooks": ("mam_mcp.tools.webhooks",),
 }
 
 

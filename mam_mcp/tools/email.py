@@ -85,10 +85,11 @@ async def create_inbox(
     ] = None,
     display_name: Annotated[str | None, Field(max_length=100, pattern=r"^[^\r\n]*$")] = None,
     domain: Annotated[str | None, Field(max_length=253, pattern=r"^[A-Za-z0-9.-]+$", description="A verified custom domain.")] = None,
+    workspace_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$", description="Tenant keys: the workspace to create it in.")] = None,
 ) -> CallToolResult:
     """Create a new inbox with its own email address (e.g. one per signup). Returns its id and address."""
     client = await rt.client()
-    inbox = await client.inboxes.create(username=username, display_name=display_name, domain=domain)
+    inbox = await client.inboxes.create(username=username, display_name=display_name, domain=domain, workspace_id=workspace_id)
     data = {"id": inbox.id, "email": inbox.email, "display_name": inbox.display_name}
     text = f"Created inbox {inbox.id} with address {inbox.email}."
     if rt.settings.mode == "local":
