@@ -53,6 +53,10 @@ TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
     "domains": ("mam_mcp.tools.domains",),
     "workspaces": ("mam_mcp.tools.workspaces",),
     "webhooks": ("mam_mcp.tools.webhooks",),
+    "linkedin": ("mam_mcp.tools.linkedin",),
+    "linkedin_signals": ("mam_mcp.tools.linkedin_signals",),
+    "linkedin_posts": ("mam_mcp.tools.linkedin_posts",),
+    "linkedin_sessions": ("mam_mcp.tools.linkedin_sessions",),
 }
 
 
