@@ -15,6 +15,10 @@ WebSocket protocol (frames exactly as in the reference's websockets.md):
   Each `subscribe` replaces the previous filter; an invalid one leaves it unchanged and answers
   an `error` frame. `/v1/inboxes/{inbox_id}/ws` is subscribed to its inbox before `connected`
   is sent; a key that cannot see that inbox gets an `error` frame and close code 4403.
+- Scoping: an inbox id the key cannot see (or that does not exist: same answer, nothing leaks)
+  gets `Forbidden inbox_id: …`; wk_/ak_ keys naming another workspace get `Forbidden
+  workspace_id: …`; tk_ keys may name any workspace id (events never leave their tenant anyway).
+  The `subscribed` echo shows the effective lists: a wk_ key's own workspace, an ak_ key's inbox.
 - `{"type":"ping"}` every `ping_interval` seconds; client `pong` (and `ping`) frames are ignored.
 """
 
