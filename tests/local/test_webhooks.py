@@ -220,7 +220,7 @@ async def test_a_receiver_slower_than_the_timeout_is_retried(tmp_path: Path, rec
     receiver.fail_first = 1
     receiver.hang_on_failures = True
     dispatcher = WebhookDispatcher(
-        config_for(tmp_path, webhook_timeout_seconds=0.3),
+        config_for(tmp_path, webhook_timeout_seconds=1.0),
         targets=targets_of(Target("wh_1", receiver.url, SECRET)),
     )
     await dispatcher.start()
