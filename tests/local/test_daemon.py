@@ -3,6 +3,7 @@ idle shutdown, shutdown endpoint, signals), plus its small parts in process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,3 +147,51 @@ async def test_smtp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             async with daemon_process(config):
                 pass
     assert f"SMTP port {port}" in str(caught.value) and "MAM_LOCAL_SMTP_PORT" in str(caught.value)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_mam_mcp_local_runs_in_the_foreground_and_never_prints_the_key(tmp_path: Path) -> None:
+    import subprocess
+
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    from tests.local.fixtures_c import REPO_ROOT, child_env
+
+    data_dir = tmp_path / "data"
+    env = child_env()
+    env.pop("MYAGENTMAIL_API_KEY", None)
+    env.pop("MYAGENTMAIL_KEY", None)
+    process = await anyio.open_process(
+        [sys.executable, "-m", "mam_mcp.cli", "--mode", "local", "--data-dir", str(data_dir), "local",
+         "--http-port", "0", "--smtp-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        with anyio.fail_after(20):
+            banner = (await BufferedByteReceiveStream(process.stdout).receive_until(b"Press Ctrl-C", 8192)).decode()
+        state = json.loads((data_dir / "daemon.json").read_text())
+        key = (data_dir / "api_key").read_text().strip()
+        assert str(data_dir) in banner and str(data_dir / "api_key") in banner
+        assert f"http://127.0.0.1:{state['httpPort']}/v1" in banner
+        assert f"SMTP_HOST=127.0.0.1 SMTP_PORT={state['smtpPort']}" in banner
+        assert "Idle stop: never" in banner
+        assert key not in banner
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(15):
+            assert await process.wait() == 0
+        assert process.stderr is not None
+        log = b""
+        with anyio.fail_after(5), contextlib.suppress(anyio.EndOfStream):
+            while True:  # until EOF: the process has exited
+                log += await process.stderr.receive(65536)
+        assert b"listening:" in log and key.encode() not in log
+        assert not (data_dir / "daemon.json").exists()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.aclose()
