@@ -208,3 +208,35 @@ def test_install_skill_copies_the_shipped_skill(tmp_path: Path, capsys: pytest.C
     assert main(["install-skill", "--dir", str(target)]) == 0
     assert "already up to date" in capsys.readouterr().out
     assert (installed / "notes.md").read_text() == "mine"
+
+
+# --- docs/hosts.md and server.json stay true -------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_hosts_doc_shows_what_install_dry_run_prints(host: str) -> None:
+    out = io.StringIO()
+    install(host=host, scope="user", dry_run=True, command="/home/you/.local/bin/mam-mcp",
+            env={"HOME": "/home/you"}, platform="linux", project_dir=Path("/home/you/project"), out=out)
+    assert out.getvalue().strip() in (ROOT / "docs" / "hosts.md").read_text(encoding="utf-8")
+
+
+def test_server_json_matches_the_package_and_the_mcp_name_line() -> None:
+    import re
+
+    from mam_mcp import __version__
+
+    manifest = json.loads((ROOT / "server.json").read_text(encoding="utf-8"))
+    assert manifest["$schema"].startswith("https://static.modelcontextprotocol.io/schemas/")
+    assert re.fullmatch(r"io\.github\.[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+", manifest["name"])
+    assert 1 <= len(manifest["description"]) <= 100  # the registry rejects longer ones
+    assert manifest["version"] == __version__
+    (package,) = manifest["packages"]
+    assert package["registryType"] == "pypi" and package["identifier"] == "mam-mcp"
+    assert package["version"] == __version__ and package["transport"] == {"type": "stdio"}
+    assert package["packageArguments"] == [{"type": "positional", "value": "serve"}]
+    secrets = [v for v in package["environmentVariables"] if v.get("isSecret")]
+    assert [v["name"] for v in secrets] == ["MYAGENTMAIL_API_KEY"] and not secrets[0]["isRequired"]
+    marker = f"mcp-name: {manifest['name']}"
+    assert marker in (ROOT / "docs" / "hosts.md").read_text(encoding="utf-8")
