@@ -732,8 +732,18 @@ class EmailStore:
         limit: int = 20,
         offset: int = 0,
     ) -> list[Row]:
-        sql = "SELECT m.* FROM messages m WHERE m.inbox_id=? AND m.deleted=0"
-        args: list[Any] = [inbox_id]
+        match = _fts_query(q) if q else ""
+        if match:
+            # Walk the full-text matches newest first (rowid = seq) and stop at the page: fast for
+            # rare and common words alike, where an IN (...) list of every match is not.
+            sql = (
+                "SELECT m.* FROM message_fts f JOIN messages m ON m.seq=f.rowid"
+                " WHERE message_fts MATCH ? AND m.inbox_id=? AND m.deleted=0"
+            )
+            args: list[Any] = [match, inbox_id]
+        else:
+            sql = "SELECT m.* FROM messages m WHERE m.inbox_id=? AND m.deleted=0"
+            args = [inbox_id]
         if direction:
             sql += " AND m.direction=?"
             args.append(direction)
@@ -749,10 +759,8 @@ class EmailStore:
         if after:
             sql += " AND m.at > ?"
             args.append(after)
-        if q and (match := _fts_query(q)):
-            sql += " AND m.seq IN (SELECT rowid FROM message_fts WHERE message_fts MATCH ?)"
-            args.append(match)
-        sql += " ORDER BY m.at DESC, m.seq DESC LIMIT ? OFFSET ?"
+        sql += " ORDER BY f.rowid DESC" if match else " ORDER BY m.at DESC, m.seq DESC"
+        sql += " LIMIT ? OFFSET ?"
         args += [limit, offset]
         return await self._read(lambda c: [dict(r) for r in c.execute(sql, args)])
 
