@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html as html_entities
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
@@ -64,7 +65,8 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p, re.IGNORECASE)
     for p in (
         r"(?:https?://|www\.)\S+",
-        r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+        r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+        r"(?:[*•·x]{2,}|\bX{2,})[ \u00a0-]?\d{2,4}\b",  # masked card / account numbers: ****4821
         r"#[\w-]+",  # hex colours, issue / order numbers, hashtags
         r"(?:©|\(c\)|copyright)\s*\d{4}(?:\s*[-–]\s*\d{4})?",
         # dates: ISO, numeric, and with month names (en/de/fr/es)
@@ -83,8 +85,8 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         r"\b(?:tel|phone|call(?:\s+us)?|fax|mobile|hotline|telefon|t[ée]l[ée]phone|t[ée]l|tel[ée]fono|"
         r"llámanos|whatsapp)\b\.?:?\s*(?:at\s+|on\s+|unter\s+|au\s+|al\s+)?\+?\d[\d\s()./-]{5,}\d",
         # prices
-        rf"{_CURRENCY}\s?{_AMOUNT}",
-        rf"{_AMOUNT}\s?{_CURRENCY}(?!\w)",
+        rf"(?<!\w){_CURRENCY}\s?{_AMOUNT}",
+        rf"(?<![\d.,]){_AMOUNT}\s?{_CURRENCY}(?!\w)",
         # quantities with a unit, IP addresses
         rf"\b\d+(?:[.,]\d+)?\s*{_UNIT}(?!\w)",
         r"\b\d{1,3}(?:\.\d{1,3}){3}\b",
@@ -94,8 +96,9 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         r"\b(?:order|invoice|ticket|tracking|shipment|parcel|package|reference|ref|case|account|acct|"
         r"customer|member(?:ship)?|booking|reservation|transaction|receipt|request|session|client|"
         r"item|sku|serial|model|flight|room|seat|card|iban|vat|tax|policy|claim|total|amount|subtotal|"
-        r"issue|pull\s+request|pr|build|version|release|ip|id|"
-        r"\w*bestell\w*|rechnung\w*|auftrag\w*|kunden\w*|sendung\w*|vorgang\w*|konto\w*|betrag|"
+        r"issue|pull\s+request|pr|build|version|release|ip|id|hrb|hra|ust-?id\w*|registration|company|"
+        r"registered\s+in\s+\w+(?:\s+and\s+\w+)?|siret|siren|rcs|cif|nif|"
+        r"bestell\w*|\w+bestell\w*|rechnung\w*|auftrag\w*|kunden\w*|sendung\w*|vorgang\w*|konto\w*|betrag|"
         r"commande|facture|dossier|colis|montant|pedido|factura|cuenta|env[ií]o|referencia|importe|"
         r"(?:zip|postal|post|promo|discount|coupon|voucher|gift|referral|error|status|country|area)"
         r"\s*code|postcode|zipcode|plz|gutscheincode|rabattcode|code\s+(?:promo|postal)|"
@@ -109,7 +112,7 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
 _ADDRESS_LINE = re.compile(
     r"\b\d{1,5}[a-z]?\s+(?:[\w.'-]+\s+){0,3}(?:street|st\.|avenue|ave\.?|road|rd\.|boulevard|blvd\.?|"
     r"lane|drive|way|place|plaza|parkway)\b|\b(?:suite|ste\.|floor|p\.?\s?o\.?\s+box)\s+\d"
-    r"|\w*(?:straße|strasse|str\.|weg|platz|allee|gasse|damm|ring)\s+\d"
+    r"|\b\w*(?:straße|strasse|str\.|weg|platz|allee|gasse|damm|ring)\s+\d"
     r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|bd|place|allée|chemin|quai)\b"
     r"|\b(?:calle|c/|avenida|avda\.?|paseo|plaza)\s+[\w ]+,?\s*\d",
     re.IGNORECASE,
@@ -117,10 +120,18 @@ _ADDRESS_LINE = re.compile(
 _POSTCODE_CITY_LINE = re.compile(r"^\s*(?:[A-Z]{1,2}-)?\d{4,5}\s+\w", re.MULTILINE)
 
 _KEYWORD = re.compile(
-    r"\w*code\b|c[óo]digo|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|\botp\b|passcode|\bpin\b|"
+    r"\b\w*code\b|c[óo]digo|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|\botp\b|passcode|\bpin\b|"
     r"\btan\b|token|2fa|two[- ]factor|zwei[- ]faktor|mot\s+de\s+passe|contrase[ñn]a|clave",
     re.IGNORECASE,
 )
+# "Use 482913 to sign in": weaker hints, trusted only right next to a digit code
+_ACTION_WORDS = re.compile(
+    r"sign(?:ing)?[- ]?in|log(?:ging)?[- ]?in|confirm\w*|enter|anmeld\w*|best[äa]tig\w*|eingeben|"
+    r"connexion|connecter|saisi\w*|iniciar\s+sesi[óo]n|introduce",
+    re.IGNORECASE,
+)
+_ACTION_WINDOW = 25
+_ACTION_PENALTY = 40  # a real code keyword anywhere in its window wins
 _NO_WORD_BEFORE = r"(?<![\w.,/:#+$€£@-])(?<!\d )(?<!\d\u00a0)"
 _NO_WORD_AFTER = r"(?![\w/@]|[.,:-]\w|[ \u00a0]\d)"
 _DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d{4,8})" + _NO_WORD_AFTER)
@@ -132,6 +143,9 @@ _ALNUM = re.compile(
     r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})(?![\w/@]|[-.]\w)"
 )
 
+_LONG_TOKEN = re.compile(r"\S{41,}")
+_MAX_SCANNED_CHARS = 30_000
+_SENDER_TAGGED = re.compile(r"[A-Z]-(\d{4,8})")
 _WINDOW = {"digits": 80, "alnum": 40, "year": 12}  # max chars between keyword and candidate
 _ALNUM_PENALTY = 15  # a digit code at the same distance is the likelier answer
 
@@ -144,14 +158,17 @@ class _Candidate:
     kind: str  # digits | alnum | year
 
 
-def _blank(text: str, start: int, end: int) -> str:
-    return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+def _blanks(match: re.Match[str]) -> str:
+    """Same-length blank for a match, so positions and line breaks stay where they were."""
+    return re.sub(r"[^\n]", " ", match.group(0))
 
 
 def _mask_decoys(text: str) -> str:
+    # Codes sit early in a mail and never inside a 40+ character token; both caps keep
+    # the patterns linear on giant newsletters and base64 blobs.
+    text = _LONG_TOKEN.sub(_blanks, text[:_MAX_SCANNED_CHARS])
     for pattern in _DECOYS:
-        for match in reversed(list(pattern.finditer(text))):
-            text = _blank(text, match.start(), match.end())
+        text = pattern.sub(_blanks, text)
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if _ADDRESS_LINE.search(line):
@@ -181,8 +198,14 @@ def _candidates(masked: str) -> list[_Candidate]:
         found.append(_Candidate(value, match.start(1), match.end(1), kind))
         taken.append(match.span(1))
     for match in _ALNUM.finditer(masked):
-        if _is_alnum_code(match.group(1)) and not any(s <= match.start(1) < e for s, e in taken):
-            found.append(_Candidate(match.group(1), match.start(1), match.end(1), "alnum"))
+        token = match.group(1)
+        if not _is_alnum_code(token) or any(s <= match.start(1) < e for s, e in taken):
+            continue
+        tagged = _SENDER_TAGGED.fullmatch(token)  # G-482913: the form wants 482913
+        if tagged:
+            found.append(_Candidate(tagged.group(1), match.start(1), match.end(1), "digits"))
+        else:
+            found.append(_Candidate(token, match.start(1), match.end(1), "alnum"))
     return found
 
 
@@ -194,24 +217,31 @@ def _alone_on_line(masked: str, cand: _Candidate) -> bool:
 
 
 def _keyword_distance(keywords: list[tuple[int, int]], cand: _Candidate) -> int | None:
-    distances = [
-        cand.start - end if end <= cand.start else start - cand.end
-        for start, end in keywords
-        if end <= cand.start or start >= cand.end
-    ]
+    """Characters between the candidate and the nearest keyword before or after it."""
+    # keywords come from finditer: sorted and non-overlapping, so ends are sorted too
+    before = bisect_right(keywords, cand.start, key=lambda span: span[1])
+    after = bisect_left(keywords, cand.end, key=lambda span: span[0])
+    distances = []
+    if before > 0:
+        distances.append(cand.start - keywords[before - 1][1])
+    if after < len(keywords):
+        distances.append(keywords[after][0] - cand.end)
     return min(distances) if distances else None
 
 
-def _best_code(text: str, message_has_keyword: bool) -> tuple[int, int, str] | None:
-    """(score, position, code) of the likeliest code in one text, or None."""
-    masked = _mask_decoys(text)
+def _best_code(masked: str, message_has_keyword: bool) -> tuple[int, int, str] | None:
+    """(score, position, code) of the likeliest code in one decoy-masked text, or None."""
     keywords = [m.span() for m in _KEYWORD.finditer(masked)]
+    action_words = [m.span() for m in _ACTION_WORDS.finditer(masked)]
     best: tuple[int, int, str] | None = None
     for cand in _candidates(masked):
         distance = _keyword_distance(keywords, cand)
+        action_distance = _keyword_distance(action_words, cand) if cand.kind == "digits" else None
         window = _WINDOW[cand.kind]
         if distance is not None and distance <= window:
             score = distance
+        elif action_distance is not None and action_distance <= _ACTION_WINDOW:
+            score = action_distance + _ACTION_PENALTY
         elif cand.kind != "year" and message_has_keyword and _alone_on_line(masked, cand):
             score = window + 1
         else:
@@ -224,24 +254,22 @@ def _best_code(text: str, message_has_keyword: bool) -> tuple[int, int, str] | N
     return best
 
 
-def _mentions_code(text: str) -> bool:
-    return bool(_KEYWORD.search(_mask_decoys(text)))
-
-
 def extract_code(subject: str | None, text: str | None, html: str | None = None) -> str | None:
     """The one-time code of a verification / login mail, or None.
 
-    Digit codes have 4-8 digits; grouped digits (`483 921`, `483-921`) come back as digits
-    only (`483921`) because that is what code fields accept. Alphanumeric codes (`K7X-92Q`,
-    `AB12CD`: upper case, at least two digits) come back as written, dash included, and
-    only next to a code keyword. The subject is preferred, then the text part, then HTML.
+    Digit codes have 4-8 digits; grouped digits (`483 921`, `483-921`, one digit per HTML
+    cell) come back as digits only (`483921`) because that is what code fields accept, and
+    so does a sender-tagged `G-482913`. Alphanumeric codes (`K7X-92Q`, `AB12CD`: upper case,
+    at least two digits) come back as written, dash included, and only next to a code
+    keyword. The subject is preferred, then the text part, then the HTML part.
     """
-    bodies = [body for body in (text or "", html_to_text(html) if html else "") if body.strip()]
-    message_has_keyword = any(_mentions_code(part) for part in [subject or "", *bodies])
-    if not message_has_keyword:
-        return None
-    for part in [subject or "", *bodies]:
-        best = _best_code(part, message_has_keyword)
+    masked_parts = [_mask_decoys(part) for part in (subject, text) if part and part.strip()]
+    html_text = html_to_text(html) if html else ""
+    if html_text:
+        masked_parts.append(_mask_decoys(html_text))
+    message_has_keyword = any(_KEYWORD.search(part) for part in masked_parts)
+    for masked in masked_parts:
+        best = _best_code(masked, message_has_keyword)
         if best is not None:
             return best[2]
     return None
@@ -281,6 +309,7 @@ _SOCIAL_HOSTS = frozenset(
     "discord.com".split()
 )
 _TEXT_URL = re.compile(r"https?://[^\s<>\"'\[\]{}|\\^`]+", re.IGNORECASE)
+_CONTEXT_CHARS = 120  # of text before a link that may say what it is for
 _URL_TAIL = ".,;:!?'\")]>}*"
 
 
@@ -309,15 +338,19 @@ class _AnchorCollector(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in ("a", "area") and self._open:
             href, texts, nearby = self._open.pop()
-            self.links.append(_Link(href, " ".join(" ".join(texts).split()), nearby))
+            anchor = " ".join(" ".join(texts).split())[:_CONTEXT_CHARS]
+            self.links.append(_Link(href, anchor, nearby))
 
     def handle_data(self, data: str) -> None:
         for _, texts, _ in self._open:
-            texts.append(data)
+            if sum(map(len, texts)) < _CONTEXT_CHARS:
+                texts.append(data[:_CONTEXT_CHARS])
         if not self._open:
             for match in _TEXT_URL.finditer(data):
-                self.links.append(_Link(match.group(0), data[: match.start()][-80:], self._recent_text))
-        self._recent_text = " ".join((self._recent_text + " " + data).split())[-120:]
+                before = data[max(0, match.start() - _CONTEXT_CHARS) : match.start()]
+                self.links.append(_Link(match.group(0), before, self._recent_text))
+        recent = self._recent_text + " " + data[-_CONTEXT_CHARS:]
+        self._recent_text = " ".join(recent.split())[-_CONTEXT_CHARS:]
 
 
 def _links_in_html(html: str) -> list[_Link]:
@@ -330,8 +363,9 @@ def _links_in_html(html: str) -> list[_Link]:
 def _links_in_text(text: str) -> list[_Link]:
     links = []
     for match in _TEXT_URL.finditer(text):
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        above = text[max(0, line_start - 120) : line_start]
+        window_start = max(0, match.start() - _CONTEXT_CHARS)  # bounded: long lines stay linear
+        line_start = text.rfind("\n", window_start, match.start()) + 1 or window_start
+        above = text[max(0, line_start - _CONTEXT_CHARS) : line_start]
         links.append(_Link(match.group(0), text[line_start : match.start()], above))
     return links
 

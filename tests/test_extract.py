@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -67,6 +68,18 @@ def test_corpus_first_link(name: str) -> None:
 )
 def test_code_shapes_next_to_a_keyword_are_found(body: str, code: str) -> None:
     assert extract_code(None, body) == code
+
+
+def test_sender_tagged_code_comes_back_as_digits() -> None:
+    assert extract_code("G-482913 is your Gmail-like verification code", None) == "482913"
+
+
+def test_code_next_to_a_sign_in_instruction_is_found_without_a_code_keyword() -> None:
+    assert extract_code("Welcome back", "Use 482913 to sign in to Acme.") == "482913"
+
+
+def test_code_keyword_wins_over_a_sign_in_instruction() -> None:
+    assert extract_code(None, "Sign in 2 times with 771203? No: your code is 604218") == "604218"
 
 
 def test_code_in_the_subject_wins_over_one_in_the_body() -> None:
@@ -141,6 +154,8 @@ def test_empty_input_yields_nothing() -> None:
         "https://example.com/verify/839201?code=449120",
         "sam.4821@example.com",
         "card ending in 4821",
+        "card ****4821",
+        "Amtsgericht Berlin HRB 123456",
         "promo code SAVE2026",
         "zip code 94105",
         "IP 198.51.100.23",
@@ -155,6 +170,22 @@ def test_decoy_number_near_a_keyword_is_not_a_code(decoy: str) -> None:
 def test_year_is_a_code_only_right_next_to_the_keyword() -> None:
     assert extract_code(None, "Your code: 1987") == "1987"
     assert extract_code(None, "Your code is ready. Thanks for being with us since 1987.") is None
+
+
+def test_huge_bodies_stay_fast() -> None:
+    """Pathological inputs (long tokens, digit runs, thousands of decoys) are scanned in linear time."""
+    bodies = [
+        "Your code " + "a" * 30_000 + " 482913",
+        "code " + "1" * 30_000,
+        "code " + "1 " * 15_000,
+        "x" * 30_000 + "@",
+        "Order 12345 on 2026-11-25, call 555-123-4567, $12.00, https://x.example/a " * 1_000,
+    ]
+    started = time.monotonic()
+    for body in bodies:
+        extract_code("Your code", body, f"<p>{body}</p>")
+        extract_links(body, f"<p>{body}</p>")
+    assert time.monotonic() - started < 5  # quadratic regexes took minutes here
 
 
 def test_decoys_around_the_code_do_not_win() -> None:
