@@ -113,6 +113,15 @@ class SmtpRelay:
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
         if not rcpts:
             raise RelayRejected(True, "no recipients")
+        # aiosmtplib "cleans" odd addresses (drops CR/LF, cuts at a space) and would send to another
+        # mailbox than the one asked for: refuse anything that is not a bare addr-spec instead.
+        bad = [
+            address
+            for address in (*rcpts, *([mail_from] if mail_from else []))
+            if not _is_bare_address(address)
+        ]
+        if bad:
+            raise self._rejected(True, f"invalid address: {bad[0][:200]!r}")
         client = aiosmtplib.SMTP(
             hostname=self._url.host,
             port=self._url.port,
@@ -137,9 +146,14 @@ class SmtpRelay:
             raise self._rejected(
                 exc.code >= 500, f"relay answered {exc.code} {exc.message}", code=exc.code
             ) from None
+        except aiosmtplib.SMTPNotSupported as exc:
+            # The relay lacks something we need (STARTTLS, SMTPUTF8, AUTH): a set-up problem, not a bounce.
+            raise self._rejected(False, f"relay cannot take this message: {exc}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Connection trouble, TLS failures and timeouts are worth another try later.
             raise self._rejected(False, f"relay unreachable: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # aiosmtplib refuses an address it cannot put on the wire
+            raise self._rejected(True, f"invalid address: {exc}") from None
         if errors:
             refused = {address: f"{response.code} {response.message}" for address, response in errors.items()}
             accepted = tuple(r for r in rcpts if r not in errors)
@@ -184,3 +198,10 @@ class SmtpRelay:
         if not all(address.isascii() for address in (mail_from, *rcpts)):
             options.append("SMTPUTF8")
         return options
+
+
+def _is_bare_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    if not (at and local and domain):
+        return False
+    return not any(ch.isspace() or ch in "<>" or ord(ch) < 32 or ord(ch) == 127 for ch in address)

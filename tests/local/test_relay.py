@@ -286,3 +286,37 @@ async def test_unreachable_relay_is_temporary() -> None:
         await relay.send("agent@mam.localhost", ["person@example.org"], RAW)
     assert rejected.value.permanent is False
     assert PASSWORD not in str(rejected.value)
+
+
+async def test_an_address_that_cannot_go_on_the_wire_is_permanent(start_relay: Callable[..., Any]) -> None:
+    far = await start_relay()
+    relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
+    hostile = [
+        "victim@example.org>\r\nRCPT TO:<other@example.org",
+        "a\r\nb@x.org",
+        "bad address",
+        "no-at-sign",
+        "@x.org",
+    ]
+    for address in hostile:
+        with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+            await relay.send("agent@mam.localhost", ["fine@example.org", address], RAW)
+        assert rejected.value.permanent is True
+        assert "invalid address" in rejected.value.message
+    with pytest.raises(RelayRejected):
+        await relay.send("agent@mam.localhost>\r\nX", ["fine@example.org"], RAW)
+    assert far.handler.received == []  # nothing went out, not even to the valid recipient
+
+
+async def test_utf8_addresses_need_a_relay_that_speaks_smtputf8(start_relay: Callable[..., Any]) -> None:
+    far = await start_relay()  # aiosmtpd without enable_SMTPUTF8
+    relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
+    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+        await relay.send("agent@mam.localhost", ["jürgen@example.org"], RAW)
+    assert rejected.value.permanent is False
+    utf8 = await start_relay(enable_SMTPUTF8=True)
+    with anyio.fail_after(5):
+        await SmtpRelay(f"smtp://127.0.0.1:{utf8.port}").send(
+            "agent@mam.localhost", ["jürgen@example.org"], RAW
+        )
+    assert utf8.handler.received[0].rcpt_tos == ["jürgen@example.org"]
