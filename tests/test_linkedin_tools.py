@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
 
@@ -26,11 +27,13 @@ RULE = ("Flag founders and heads of sales at B2B SaaS complaining about cold ema
 
 
 @asynccontextmanager
-async def linkedin_client(tmp_path: Path, fake: FakeHostedAPI, **overrides: Any) -> AsyncIterator[Client]:
+async def linkedin_client(tmp_path: Path, fake: FakeHostedAPI, *, transport: httpx2.AsyncBaseTransport | None = None,
+                          **overrides: Any) -> AsyncIterator[Client]:
     """An MCP client of a hosted-mode server (all toolsets unless overridden) whose API is the fake."""
     async def factory(settings: Settings) -> MamClient:
         assert settings.api_key is not None
-        return MamClient(base_url="http://fake", api_key=settings.api_key.get_secret_value(), transport=fake.transport())
+        return MamClient(base_url="http://fake", api_key=settings.api_key.get_secret_value(),
+                         transport=transport or fake.transport())
 
     overrides.setdefault("toolsets", "all")
     server = build_server(make_settings(tmp_path, **overrides), client_factory=factory)

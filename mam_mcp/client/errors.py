@@ -158,7 +158,10 @@ class Conflict(MamError):
 
 class RateLimited(MamError):
     code = "RATE_LIMITED"
-    default_hint = "Rate limited: wait for the Retry-After time before calling again; do not loop."
+    default_hint = (
+        "Rate limited: wait for the Retry-After time before calling again; do not loop. The 'llm' bucket "
+        "(LinkedIn searches and signal runs) allows 60 a minute."
+    )
 
 
 class LinkedInRateLimited(MamError):
@@ -173,12 +176,12 @@ class NoSessionAvailable(MamError):
 
 class SessionNotFound(MamError):
     code = "SESSION_NOT_FOUND"
-    default_hint = "That LinkedIn session id is invalid or revoked: omit session_id to auto-distribute."
+    default_hint = "That LinkedIn session id is invalid or revoked: omit session_id to auto-distribute (linkedin_list_sessions lists the live ones)."
 
 
 class TooManySessions(MamError):
     code = "TOO_MANY_SESSIONS"
-    default_hint = "The LinkedIn session cap is reached: revoke an unused session before connecting a new one."
+    default_hint = "The LinkedIn session cap (default 10) is reached: revoke an unused session (linkedin_revoke_session) before connecting a new one."
 
 
 class ProfileNotFound(MamError):

@@ -96,15 +96,15 @@ def check_connection_note(note: str) -> str:
         return note
     if chars > NOTE_MAX:
         raise ValueError(f"the note is {chars} characters ({size} UTF-8 bytes); LinkedIn allows at most {NOTE_MAX}. Shorten it")
-    ascii_version = "".join(_ASCII_FOR.get(ch, ch) for ch in note)
-    ascii_size = len(ascii_version.encode("utf-8"))
+    head = (f"the note is {chars} characters but {size} UTF-8 bytes; LinkedIn allows at most {NOTE_MAX} bytes "
+            "(em-dashes, smart quotes and emoji take 2-4 bytes each)")
     fancy = sorted({ch for ch in note if ch in _ASCII_FOR})
-    swaps = ", ".join(f"{ch!s} -> {_ASCII_FOR[ch]!r}" for ch in fancy) or "none available"
+    if not fancy:
+        raise ValueError(f"{head}. Shorten it or drop the emoji/accented characters")
+    ascii_size = len("".join(_ASCII_FOR.get(ch, ch) for ch in note).encode("utf-8"))
+    swaps = ", ".join(f"{ch} -> {_ASCII_FOR[ch]!r}" for ch in fancy)
     outcome = f"that makes it {ascii_size} bytes" + (" and it fits" if ascii_size <= NOTE_MAX else "; shorten it too")
-    raise ValueError(
-        f"the note is {chars} characters but {size} UTF-8 bytes; LinkedIn allows at most {NOTE_MAX} bytes "
-        f"(em-dashes, smart quotes and emoji take 2-4 bytes each). Use ASCII replacements ({swaps}): {outcome}"
-    )
+    raise ValueError(f"{head}. Use ASCII replacements ({swaps}): {outcome}")
 
 
 def check_profile_url(value: str) -> str:

@@ -41,9 +41,10 @@ async def linkedin_session_utilization(rt: Runtime) -> CallToolResult:
         left = ", ".join(f"{k} {v}/{usage.budget.get(k, '?')}" for k, v in sorted(s.remaining.items()))
         paused = f" PAUSED until {s.rate_limited_until} ({s.rate_limit_reason or 'rate limited'})" if s.rate_limited_until else ""
         lines.append(f"- {s.session_id} {s.label or ''} [{s.status or '?'}]{paused}: left {left or 'n/a'}")
-    low = bool(usage.sessions) and all(s.remaining.get("profile_lookup", 99) < 5 for s in usage.sessions)
+    # Headroom = some session neither paused nor nearly out of profile lookups (the reference's nudge rule).
+    headroom = any(not s.rate_limited_until and s.remaining.get("profile_lookup", 99) >= 5 for s in usage.sessions)
     text = f"Daily budget per session: {usage.budget}.\n" + "\n".join(lines)
-    if low or not usage.sessions:
+    if not headroom:
         text += f"\nLittle headroom left. {_CONNECT}"
     return ok(text, {"budget": usage.budget, "sessions": sessions})
 
