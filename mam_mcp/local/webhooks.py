@@ -217,9 +217,10 @@ class WebhookDispatcher:
         now = self._clock()
         lease_until = now + self._config.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         due = await self._run(self._db.claim_due, now, lease_until, CLAIM_BATCH, sorted(self._in_flight))
+        for row in due:  # all claimed rows count as in flight, so a stop releases them too
+            self._in_flight[row.id] = row.attempts
         for row in due:
             await limit.acquire()
-            self._in_flight[row.id] = row.attempts
             posts.start_soon(self._attempt_and_release, row, limit)
         if len(due) == CLAIM_BATCH:
             return 0.0

@@ -349,3 +349,27 @@ async def test_delivery_log_is_per_webhook_newest_first(tmp_path: Path, receiver
     assert len(await dispatcher.list_deliveries("wh_1", limit=2)) == 2
     assert await dispatcher.list_deliveries("wh_unknown") == []
     assert await dispatcher.get_delivery(log[0].id) == log[0]
+
+
+async def test_a_burst_is_delivered_exactly_once_per_event(tmp_path: Path, receiver: Receiver) -> None:
+    dispatcher = WebhookDispatcher(
+        config_for(tmp_path), targets=targets_of(Target("wh_1", receiver.url, SECRET))
+    )
+    events = [make_event() for _ in range(80)]  # more than one claim batch, more than the POST concurrency
+    await dispatcher.start()
+    try:
+        with anyio.fail_after(20):
+            for event in events:
+                await dispatcher.enqueue(event)
+            await receiver.wait_for(len(events))
+            for _ in range(2000):
+                log = await dispatcher.list_deliveries("wh_1", limit=500)
+                if all(d.status == "delivered" for d in log):
+                    break
+                await asyncio.sleep(0.005)
+    finally:
+        await dispatcher.stop()
+    assert len(receiver.requests) == len(events)
+    bodies = sorted(r.body for r in receiver.requests)
+    assert bodies == sorted(encode_payload(e) for e in events)
+    assert len(log) == len(events) and all(d.status == "delivered" and d.attempts == 1 for d in log)
