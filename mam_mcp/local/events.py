@@ -441,7 +441,9 @@ class _Channel:
         if self.websocket.application_state != WebSocketState.CONNECTED:
             raise _SocketGone
         try:
-            await self.websocket.send_text(json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+            await self.websocket.send_text(
+                json.dumps(frame, ensure_ascii=False, separators=(",", ":"), default=str)
+            )
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             raise _SocketGone from exc
 

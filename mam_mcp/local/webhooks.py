@@ -99,7 +99,9 @@ class WebhookDelivery(BaseModel):
 
 def encode_payload(event: InboxEvent) -> bytes:
     """The exact bytes POSTed (and signed) for an event: compact JSON of its webhook payload."""
-    return json.dumps(event.webhook_payload(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(event.webhook_payload(), ensure_ascii=False, separators=(",", ":"), default=str).encode(
+        "utf-8"
+    )
 
 
 def sign_body(secret: str, body: bytes) -> str:
