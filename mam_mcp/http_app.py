@@ -24,6 +24,7 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ from mam_mcp.tools._runtime import ClientFactory
 
 __all__ = [
     "SELECTION_HEADERS",
+    "HttpAppFactory",
     "HttpOptions",
     "HttpStartRefused",
     "RequestGuard",
@@ -310,3 +312,14 @@ def _install_first(server: MCPServer, narrowing: ToolNarrowing) -> None:
     chain = server.middleware
     index = next((i for i, m in enumerate(chain) if type(m).__name__ == "ArgumentGuard"), len(chain))
     chain.insert(index, narrowing)
+
+
+@dataclass(frozen=True)
+class HttpAppFactory:
+    """Builds the app inside each worker process (`--workers N`): picklable, so uvicorn can spawn workers with it."""
+
+    settings: Settings
+    options: HttpOptions
+
+    def __call__(self) -> RequestGuard:
+        return build_http_app(self.settings, self.options)

@@ -6,6 +6,7 @@ port; tools reach the strict fake hosted API in-process.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -278,3 +279,54 @@ async def test_sse_transport_with_token_and_selection(tmp_path: Path, fake: Fake
             assert not result.is_error and inbox["id"] in str(result.structured_content)
         async with httpx2.AsyncClient() as http:
             assert (await http.get(f"{base}/sse")).status_code == 401
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_serve_command_over_http_end_to_end(tmp_path: Path, fake: FakeHostedAPI, workers: int) -> None:
+    """`mam-mcp serve --transport http --port 0 --stateless [--workers 2]` as a real process: announce, serve
+    (from each worker process), no secret in its log."""
+    inbox = fake.seed_inbox("scout")
+    async with fake.serving() as base_url:
+        env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_DATA_HOME": str(tmp_path / "d"),
+               "PATH": "/usr/bin:/bin", "MYAGENTMAIL_API_KEY": FAKE_KEY, "MYAGENTMAIL_BASE_URL": base_url,
+               "MAM_MCP_AUTH_TOKEN": TOKEN, "MAM_MCP_LOG_LEVEL": "DEBUG"}
+        command = [sys.executable, "-m", "mam_mcp.cli", "serve", "--transport", "http", "--port", "0", "--stateless",
+                   "--workers", str(workers)]
+        process = await anyio.open_process(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        log = b""
+        try:
+            assert process.stderr is not None
+            with anyio.fail_after(60):
+                while b"/mcp (bearer token required" not in log or log.count(b"Application startup complete") < workers:
+                    log += await process.stderr.receive()
+            url = log.decode().split("serving http on ", 1)[1].split(" ", 1)[0]
+            pids = set(re.findall(r"Started server process \[(\d+)\]", log.decode()))
+            assert len(pids) == workers
+            for mode in ("legacy", "2026-07-28", "2026-07-28"):  # each client opens its own connections
+                async with mcp_client(url, bearer(), mode=mode) as client:
+                    result = await client.call_tool("list_inboxes", {})
+                    assert not result.is_error and inbox["id"] in str(result.structured_content)
+            async with httpx2.AsyncClient() as http:
+                assert (await http.post(url, json={}, headers=bearer("wrong-token-wrong-token"))).status_code == 401
+        finally:
+            process.terminate()
+            with anyio.fail_after(10):
+                await process.wait()
+                assert process.stderr is not None
+                async for chunk in process.stderr:
+                    log += chunk
+    text = log.decode()
+    assert TOKEN not in text and FAKE_KEY not in text and "wrong-token-wrong-token" not in text
+
+
+def test_workers_need_stateless_streamable_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mam_mcp.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "c"))
+    monkeypatch.setenv("MAM_MCP_MODE", "local")
+    for flags in (["--transport", "http"], ["--transport", "sse", "--stateless"]):
+        assert main(["serve", *flags, "--workers", "2"]) == 2
+        assert "--workers needs --transport http --stateless" in capsys.readouterr().err

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(behind a load balancer)")
     parser.add_argument("--json-response", dest="json_response", action="store_true",
                         help="answer streamable HTTP requests with JSON instead of an SSE stream")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the port (streamable HTTP with --stateless only)")
 
 
 def http_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -96,11 +98,16 @@ def _run_http(args: argparse.Namespace, settings: Settings) -> int:
     from mam_mcp.tools._catalog import SelectionError
 
     options = http_options(args)
+    if args.workers > 1 and (options.transport != "http" or not options.stateless):
+        print("mam-mcp: --workers needs --transport http --stateless (sessions live in one process)", file=sys.stderr)
+        return 2
     try:
-        app = build_http_app(settings, options)
+        app = build_http_app(settings, options)  # in the parent too: refuse bad options before any worker starts
     except (HttpStartRefused, SelectionError) as error:
         print(f"mam-mcp: {error}", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        return _run_workers(settings, options, args.workers)
     server = app.server  # type: ignore[attr-defined]
     level = settings.log_level.lower() if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR") else "warning"
     config = uvicorn.Config(
@@ -135,6 +142,30 @@ def _run_http(args: argparse.Namespace, settings: Settings) -> int:
             await server.runtime.aclose()
 
     anyio.run(serve)
+    return 0
+
+
+def _run_workers(settings: Settings, options, workers: int) -> int:  # type: ignore[no-untyped-def]
+    """Several stateless worker processes on one port (uvicorn's supervisor; each builds its own app)."""
+    import sys
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from mam_mcp.http_app import HttpAppFactory
+
+    level = settings.log_level.lower() if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR") else "warning"
+    config = uvicorn.Config(
+        HttpAppFactory(settings, options), factory=True, workers=workers, host=options.host, port=options.port,
+        log_level=level, access_log=settings.log_level == "DEBUG", server_header=False, proxy_headers=False,
+        lifespan="on", log_config=None,
+    )
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    auth = "bearer token required" if settings.auth_token else "no token (loopback only)"
+    print(f"mam-mcp: serving http on http://{_url_host(host)}:{port}{options.path} ({auth}; {workers} workers)",
+          file=sys.stderr, flush=True)
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
