@@ -206,18 +206,21 @@ class LocalBackend:
         lock = self._send_locks.setdefault((inbox_id, idempotency_key), asyncio.Lock())
         try:
             async with lock:
-                previous = await self.store.idempotent_message(inbox_id, idempotency_key)
+                previous = await self._previous_send(inbox_id, idempotency_key)
                 if previous is not None:
                     return SendResult(
-                        previous["id"],
-                        previous["thread_id"],
-                        previous["status"],
-                        previous["message_id_hdr"] or "",
+                        previous.id, previous.thread_id, previous.status, previous.message_id, draft_id
                     )
                 return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id)
         finally:
             if not lock.locked():
                 self._send_locks.pop((inbox_id, idempotency_key), None)
+
+    async def _previous_send(self, inbox_id: str, idempotency_key: str) -> SendResult | None:
+        row = await self.store.idempotent_message(inbox_id, idempotency_key)
+        if row is None:
+            return None
+        return SendResult(row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "")
 
     async def _send_once(
         self, inbox_id: str, outgoing: Outgoing, idempotency_key: str | None, draft_id: str | None
@@ -427,6 +430,12 @@ class LocalBackend:
     async def send_draft(
         self, inbox_id: str, draft_id: str, *, verified: bool, idempotency_key: str | None = None
     ) -> SendResult:
+        if idempotency_key is not None:  # a retried draft send: the draft is already gone
+            previous = await self._previous_send(inbox_id, idempotency_key)
+            if previous is not None:
+                return SendResult(
+                    previous.id, previous.thread_id, previous.status, previous.message_id, draft_id
+                )
         draft = await self.store.get_draft(inbox_id, draft_id)
         if draft is None:
             raise BackendError.not_found("draft")

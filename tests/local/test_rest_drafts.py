@@ -75,3 +75,17 @@ async def test_draft_validation_and_delete(local_api: httpx2.AsyncClient, make_i
     assert no_rcpt.status_code == 400 and no_rcpt.json()["details"][0]["path"] == "to"
     assert (await local_api.delete(f"{base}/{empty['id']}")).json() == {"ok": True}
     assert (await local_api.delete(f"{base}/{empty['id']}")).status_code == 404
+
+
+async def test_retried_draft_send_with_idempotency_key_returns_first_result(
+    local_api: httpx2.AsyncClient, make_inbox: Any, relay: RecordingRelay
+) -> None:
+    inbox = await make_inbox("scout")
+    base = f"/v1/inboxes/{inbox['id']}/drafts"
+    draft = (await local_api.post(base, json={"to": "ceo@example.com", "subject": "s", "text": "t"})).json()
+    headers = {"Idempotency-Key": "draft-send-1"}
+    first = await local_api.post(f"{base}/{draft['id']}/send", json={"verified": True}, headers=headers)
+    again = await local_api.post(f"{base}/{draft['id']}/send", json={"verified": True}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json() and first.json()["draftId"] == draft["id"]
+    assert len(relay.sent) == 1

@@ -8,8 +8,8 @@ import httpx2
 
 import mam_mcp
 from mam_mcp.client.models import Inbox, InboxKey, InboxList
-from mam_mcp.local.keys import LOCKOUT_FAILURES
-from tests.local.conftest import LocalBackendFixture
+from mam_mcp.local.keys import LOCKOUT_FAILURES, FailedAuthLockout
+from tests.local.conftest import LocalBackendFixture, RecordingRelay
 
 
 def _client(app: Any, key: str | None = None, **headers: str) -> httpx2.AsyncClient:
@@ -149,3 +149,35 @@ async def test_health_needs_no_auth(local_backend: LocalBackendFixture) -> None:
     assert health["ok"] is True and health["service"] == "mam-mcp-local"
     assert health["version"] == mam_mcp.__version__ and health["smtpPort"] == backend.smtp_port
     assert isinstance(health["pid"], int)
+
+
+def test_lockout_expires_and_counts_only_recent_failures() -> None:
+    now = [1000.0]
+    lockout = FailedAuthLockout(clock=lambda: now[0])
+    for _ in range(LOCKOUT_FAILURES - 1):
+        lockout.record_failure("h")
+    now[0] += 61  # the earlier failures fall out of the 60 s window
+    lockout.record_failure("h")
+    assert lockout.locked_for("h") == 0
+    for _ in range(LOCKOUT_FAILURES - 1):
+        lockout.record_failure("h")
+    assert lockout.locked_for("h") == 15 * 60
+    assert lockout.locked_for("other") == 0
+    now[0] += 15 * 60
+    assert lockout.locked_for("h") == 0
+
+
+async def test_primary_alias_is_the_from_address(
+    local_api: httpx2.AsyncClient, make_inbox: Any, relay: RecordingRelay
+) -> None:
+    inbox = await make_inbox("alpha", displayName="Alpha")
+    await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/addresses", json={"email": "hello@mam.localhost", "primary": True}
+    )
+    sent = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/send",
+        json={"to": "x@example.com", "subject": "s", "text": "t", "verified": True},
+    )
+    assert sent.status_code == 201
+    mail_from, _, raw = relay.sent[0]
+    assert mail_from == "hello@mam.localhost" and b"From: Alpha <hello@mam.localhost>" in raw
