@@ -55,6 +55,11 @@ _US_STATES = (
 )
 _CURRENCY = r"(?:[$€£¥₹]|USD|EUR|GBP|CHF|JPY|CAD|AUD|INR|SEK|NOK|DKK|PLN|euros?|dollars?|Euro)"
 _AMOUNT = r"(?:\d{1,3}(?:[ \u00a0.,']\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)"
+_LABELLED_VALUE = (
+    r"(?:\s*(?:no\.?|nr\.?|number|nummer|num[ée]ro|n[úu]mero|id|n°|n\.?º|num\.?))?"
+    r"(?:\s+(?:ending\s+in|ending|endet\s+auf|se\s+terminant\s+par|terminada\s+en))?"
+    r"\s*[:.]?\s*(?:is\s+|ist\s+|est\s+|es\s+)?[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*"
+)
 _UNIT = (
     r"(?:%|percent|minutes?|mins?|hours?|hrs?|days?|seconds?|secs?|weeks?|months?|years?|"
     r"minuten|stunden|tagen?|sekunden|heures?|jours?|secondes?|minutos?|horas?|d[ií]as?|segundos?|"
@@ -98,29 +103,29 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         r"item|sku|serial|model|flight|room|seat|card|iban|vat|tax|policy|claim|total|amount|subtotal|"
         r"issue|pull\s+request|pr|build|version|release|ip|id|hrb|hra|ust-?id\w*|registration|company|"
         r"registered\s+in\s+\w+(?:\s+and\s+\w+)?|siret|siren|rcs|cif|nif|"
-        r"bestell\w*|\w+bestell\w*|rechnung\w*|auftrag\w*|kunden\w*|sendung\w*|vorgang\w*|konto\w*|betrag|"
+        r"betrag|"
         r"commande|facture|dossier|colis|montant|pedido|factura|cuenta|env[ií]o|referencia|importe|"
         r"(?:zip|postal|post|promo|discount|coupon|voucher|gift|referral|error|status|country|area)"
         r"\s*code|postcode|zipcode|plz|gutscheincode|rabattcode|code\s+(?:promo|postal)|"
         r"c[oó]digo\s+(?:promocional|postal|de\s+descuento))"
-        r"(?:\s*(?:no\.?|nr\.?|number|nummer|num[ée]ro|n[úu]mero|id|n°|num\.?))?"
-        r"(?:\s+(?:ending\s+in|ending|endet\s+auf|se\s+terminant\s+par|terminada\s+en))?"
-        r"\s*[:.]?\s*(?:is\s+|ist\s+|est\s+|es\s+)?[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*",
+        + _LABELLED_VALUE,
+        # German compounds (Bestellnummer, Kundennummer, Sendungsnummer) match inside words
+        r"(?:bestell|rechnung|auftrag|kunden|sendung|vorgang|konto)\w*" + _LABELLED_VALUE,
     )
 )
 # Street addresses: the whole line is blanked, and a following "10115 Berlin" line too.
 _ADDRESS_LINE = re.compile(
     r"\b\d{1,5}[a-z]?\s+(?:[\w.'-]+\s+){0,3}(?:street|st\.|avenue|ave\.?|road|rd\.|boulevard|blvd\.?|"
     r"lane|drive|way|place|plaza|parkway)\b|\b(?:suite|ste\.|floor|p\.?\s?o\.?\s+box)\s+\d"
-    r"|\b\w*(?:straße|strasse|str\.|weg|platz|allee|gasse|damm|ring)\s+\d"
+    r"|(?:straße|strasse|str\.|weg|platz|allee|gasse|damm|ring)\s+\d"
     r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|bd|place|allée|chemin|quai)\b"
-    r"|\b(?:calle|c/|avenida|avda\.?|paseo|plaza)\s+[\w ]+,?\s*\d",
+    r"|\b(?:calle|c/|avenida|avda\.?|paseo|plaza)\s+[\w ]{1,40}?,?\s*\d",
     re.IGNORECASE,
 )
 _POSTCODE_CITY_LINE = re.compile(r"^\s*(?:[A-Z]{1,2}-)?\d{4,5}\s+\w", re.MULTILINE)
 
 _KEYWORD = re.compile(
-    r"\b\w*code\b|c[óo]digo|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|\botp\b|passcode|\bpin\b|"
+    r"code\b|c[óo]digo|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|\botp\b|passcode|\bpin\b|"
     r"\btan\b|token|2fa|two[- ]factor|zwei[- ]faktor|mot\s+de\s+passe|contrase[ñn]a|clave",
     re.IGNORECASE,
 )

@@ -185,7 +185,7 @@ def test_huge_bodies_stay_fast() -> None:
     for body in bodies:
         extract_code("Your code", body, f"<p>{body}</p>")
         extract_links(body, f"<p>{body}</p>")
-    assert time.monotonic() - started < 5  # quadratic regexes took minutes here
+    assert time.monotonic() - started < 10  # quadratic regexes took minutes here
 
 
 def test_decoys_around_the_code_do_not_win() -> None:
