@@ -334,6 +334,8 @@ class _EventSockets:
                     await work()
                 except (_SocketGone, SubscriberDropped):
                     pass
+                except Exception:  # a bug in one socket's handling must end that socket only
+                    logger.exception("events: WebSocket task failed")
                 finally:
                     tasks.cancel_scope.cancel()
 
