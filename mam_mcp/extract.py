@@ -31,8 +31,8 @@ def html_to_text(html: str) -> str:
     if not html or not html.strip():
         return ""
     # Lazy: inscriptis (and lxml) cost import time that plain-text mail never needs.
-    from inscriptis import get_text
-    from inscriptis.model.config import ParserConfig
+    from inscriptis import get_text  # type: ignore[import-untyped]
+    from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
 
     text = get_text(html, ParserConfig(display_links=False, display_images=False))
     text = text.replace("\u00a0", " ").replace("\u200b", "").replace("\u200c", "")
@@ -87,8 +87,10 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}",
         r"\(\d{2,5}\)\s?\d{3,4}[\s.-]?\d{3,4}",
         r"\b\d{3}[.-]\d{3}[.-]\d{4}\b",
-        r"\b(?:tel|phone|call(?:\s+us)?|fax|mobile|hotline|telefon|t[ée]l[ée]phone|t[ée]l|tel[ée]fono|"
-        r"llámanos|whatsapp)\b\.?:?\s*(?:at\s+|on\s+|unter\s+|au\s+|al\s+)?\+?\d[\d\s()./-]{5,}\d",
+        (
+            r"\b(?:tel|phone|call(?:\s+us)?|fax|mobile|hotline|telefon|t[ée]l[ée]phone|t[ée]l|tel[ée]fono|"
+            r"llámanos|whatsapp)\b\.?:?\s*(?:at\s+|on\s+|unter\s+|au\s+|al\s+)?\+?\d[\d\s()./-]{5,}\d"
+        ),
         # prices
         rf"(?<!\w){_CURRENCY}\s?{_AMOUNT}",
         rf"(?<![\d.,]){_AMOUNT}\s?{_CURRENCY}(?!\w)",
@@ -107,8 +109,7 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         r"commande|facture|dossier|colis|montant|pedido|factura|cuenta|env[ií]o|referencia|importe|"
         r"(?:zip|postal|post|promo|discount|coupon|voucher|gift|referral|error|status|country|area)"
         r"\s*code|postcode|zipcode|plz|gutscheincode|rabattcode|code\s+(?:promo|postal)|"
-        r"c[oó]digo\s+(?:promocional|postal|de\s+descuento))"
-        + _LABELLED_VALUE,
+        r"c[oó]digo\s+(?:promocional|postal|de\s+descuento))" + _LABELLED_VALUE,
         # German compounds (Bestellnummer, Kundennummer, Sendungsnummer) match inside words
         r"(?:bestell|rechnung|auftrag|kunden|sendung|vorgang|konto)\w*" + _LABELLED_VALUE,
     )
@@ -144,9 +145,7 @@ _DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d{4,8})" + _NO_WORD_AFTER)
 _GROUPED = re.compile(_NO_WORD_BEFORE + r"(\d{3}[ \u00a0-]\d{3}|\d{4}[ \u00a0-]\d{4})" + _NO_WORD_AFTER)
 # 6 1 0 7 3 2: one digit per inline element, spaced apart by HTML-to-text conversion
 _SPACED_DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d(?: \d){3,7})" + _NO_WORD_AFTER)
-_ALNUM = re.compile(
-    r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})(?![\w/@]|[-.]\w)"
-)
+_ALNUM = re.compile(r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})(?![\w/@]|[-.]\w)")
 
 _LONG_TOKEN = re.compile(r"\S{41,}")
 _MAX_SCANNED_CHARS = 30_000
@@ -309,9 +308,11 @@ _TRACKING_PIXEL = re.compile(
 )
 _IMAGE_PATH = re.compile(r"\.(?:png|jpe?g|gif|webp|svg|ico|bmp)$", re.IGNORECASE)
 _SOCIAL_HOSTS = frozenset(
-    "facebook.com fb.com twitter.com x.com t.co instagram.com linkedin.com youtube.com youtu.be "
-    "tiktok.com pinterest.com reddit.com threads.net mastodon.social wa.me t.me discord.gg "
-    "discord.com".split()
+    {
+        *("facebook.com", "fb.com", "twitter.com", "x.com", "t.co", "instagram.com", "linkedin.com"),
+        *("youtube.com", "youtu.be", "tiktok.com", "pinterest.com", "reddit.com", "threads.net"),
+        *("mastodon.social", "wa.me", "t.me", "discord.gg", "discord.com"),
+    }
 )
 _TEXT_URL = re.compile(r"https?://[^\s<>\"'\[\]{}|\\^`]+", re.IGNORECASE)
 _CONTEXT_CHARS = 120  # of text before a link that may say what it is for

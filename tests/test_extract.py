@@ -110,7 +110,12 @@ def test_html_is_used_when_the_text_part_is_a_stub() -> None:
 
 
 def test_code_split_over_inline_spans_is_joined() -> None:
-    assert extract_code(None, None, "<p>Code:</p><p><span>6</span><span>1</span><span>0</span><span>7</span></p>") == "6107"
+    assert (
+        extract_code(
+            None, None, "<p>Code:</p><p><span>6</span><span>1</span><span>0</span><span>7</span></p>"
+        )
+        == "6107"
+    )
 
 
 def test_mail_without_a_code_keyword_yields_nothing() -> None:
@@ -281,7 +286,9 @@ def test_links_are_deduplicated_across_text_and_html() -> None:
 
 
 def test_trailing_punctuation_is_not_part_of_a_text_link() -> None:
-    assert extract_links("Open (https://a.example/magic/abc), then come back.") == ["https://a.example/magic/abc"]
+    assert extract_links("Open (https://a.example/magic/abc), then come back.") == [
+        "https://a.example/magic/abc"
+    ]
 
 
 def test_at_most_limit_links_are_returned() -> None:
