@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("mam_mcp.commands.logout", "remove the API key from the credentials file"),
     "doctor": ("mam_mcp.commands.doctor", "check mode, key, API, WebSocket, local backend, LinkedIn and host configs"),
     "install-skill": ("mam_mcp.commands.install_skill", "copy the myagentmail skill into .claude/skills"),
+    "linkedin": ("mam_mcp.commands.linkedin", "connect a LinkedIn account in this terminal (passwords never go through MCP)"),
 }
 
 _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")
