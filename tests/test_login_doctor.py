@@ -240,3 +240,27 @@ def test_doctor_text_output_marks_failures_with_fixes(
         assert main(["doctor"]) == 1
     text = capsys.readouterr().out
     assert "[FAIL] smtp_port" in text and "fix: set MAM_LOCAL_SMTP_PORT" in text
+
+
+async def test_doctor_local_mode_with_the_daemon_running(tmp_path: Path) -> None:
+    """A real daemon (started as a tool call would start it): daemon, SMTP banner, API and WebSocket all pass."""
+    from mam_mcp.local.launcher import ensure_daemon
+    from tests.local.fixtures_c import kill_pid
+
+    settings = make_settings(tmp_path, hosted=False, env={"MAM_LOCAL_HTTP_PORT": "0", "MAM_LOCAL_SMTP_PORT": "0"})
+    config = settings.local_config()
+    try:
+        handle = await ensure_daemon(config, timeout=30)
+        report = await diagnose(settings, env={"HOME": str(tmp_path / "home")}, platform="linux",
+                                project_dir=tmp_path, command=COMMAND)
+    finally:
+        state_file = config.data_dir / "daemon.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if "pid" in state:
+            kill_pid(int(state["pid"]))
+    checks = _by_name(report)
+    assert report.ok, render_text(report)
+    assert checks["local_daemon"].data["running"] is True
+    assert checks["smtp_port"].status == "ok" and checks["smtp_port"].data["port"] == handle.smtp_port
+    assert checks["api"].status == "ok" and checks["websocket"].status == "ok"
+    assert handle.api_key not in report.model_dump_json()
