@@ -283,7 +283,7 @@ def extract_code(subject: str | None, text: str | None, html: str | None = None)
 
 _STRONG_LINK_WORDS = re.compile(
     r"verif|confirm|activat|activer|activar|aktivier|magic|validat|valider|reset|"
-    r"email[-_]?confirmation|bestätig|best%c3%a4tig|vérifi|v%c3%a9rifi|restablec|réinitialis|zurücksetz|"
+    r"email[-_]?confirmation|best(?:ä|ae|%c3%a4)tig|vérifi|v%c3%a9rifi|restablec|réinitialis|zurücksetz|"
     r"passwor[dt]|mot-de-passe",
     re.IGNORECASE,
 )
@@ -390,11 +390,16 @@ def _is_dropped(link: _Link) -> bool:
     host = (parts.hostname or "").lower().removeprefix("www.")
     if parts.scheme.lower() not in ("http", "https") or not host:
         return True
-    if host in _SOCIAL_HOSTS or _IMAGE_PATH.search(parts.path):
+    if _is_social(host) or _IMAGE_PATH.search(parts.path):
         return True
     if _TRACKING_PIXEL.search(f"{parts.path}?{parts.query}"):
         return True
-    return bool(_DROPPED_LINK_WORDS.search(link.url) or _DROPPED_LINK_WORDS.search(link.anchor))
+    # only the words right before a plain-text URL name it ("... privacy. Confirm: <url>" is kept)
+    return bool(_DROPPED_LINK_WORDS.search(link.url) or _DROPPED_LINK_WORDS.search(link.anchor[-40:]))
+
+
+def _is_social(host: str) -> bool:
+    return any(host == social or host.endswith("." + social) for social in _SOCIAL_HOSTS)
 
 
 def _link_score(link: _Link) -> int:

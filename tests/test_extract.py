@@ -279,6 +279,18 @@ def test_unwanted_links_are_dropped(html: str) -> None:
     assert extract_links(None, html) == []
 
 
+def test_social_subdomains_are_dropped() -> None:
+    assert extract_links(
+        None, '<a href="https://m.facebook.com/acme">f</a><a href="https://a.example/">a</a>'
+    ) == ["https://a.example/"]
+
+
+def test_a_link_is_dropped_for_the_words_right_before_it_not_the_whole_line() -> None:
+    text = "We respect your privacy and never share your data. Confirm here: https://a.example/c/1\n"
+    assert extract_links(text) == ["https://a.example/c/1"]
+    assert extract_links("Tired of these mails? Unsubscribe: https://a.example/u/1\n") == []
+
+
 def test_links_are_deduplicated_across_text_and_html() -> None:
     text = "Verify: https://a.example/verify?x=1&y=2."
     html = '<a href="https://a.example/verify?x=1&amp;y=2">Verify</a>'
