@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from email import policy
 from email.message import EmailMessage
@@ -46,6 +48,26 @@ def test_corpus_code(name: str) -> None:
 def test_corpus_first_link(name: str) -> None:
     _, text, html = _parts(CORPUS / name)
     assert extract_links(text, html)[:1] == EXPECTED[name]["links"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_links_are_distinct_http_and_free_of_unwanted_ones(name: str) -> None:
+    _, text, html = _parts(CORPUS / name)
+    links = extract_links(text, html)
+    assert len(links) == len(set(links)) <= 5
+    for link in links:
+        assert link.startswith(("http://", "https://")) and "&amp;" not in link
+        assert not any(word in link.lower() for word in ("unsubscribe", "privacy", "datenschutz", "baja"))
+        assert not any(host in link for host in ("twitter.com", "x.com/", "facebook.com", "instagram.com"))
+        assert not link.endswith((".png", ".gif", ".jpg"))
+
+
+def test_inscriptis_is_imported_only_when_html_is_converted() -> None:
+    probe = "import sys, mam_mcp.extract as e; e.extract_code('s', 'code 1234'); print('inscriptis' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 # --- codes: what counts ----------------------------------------------------------------------
