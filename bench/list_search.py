@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -28,11 +29,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from mam_mcp.local.config import LocalConfig  # noqa: E402
-from mam_mcp.local.store import EmailStore  # noqa: E402
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.store import EmailStore
 
 FILL_CHUNK = 2000  # concurrent insert_inbound calls in flight; the writer batches up to 512 per commit
-COMMON_WORDS = ["account", "update", "meeting", "invoice", "report", "project", "review", "team", "order", "welcome"]
+COMMON_WORDS = [
+    "account",
+    "update",
+    "meeting",
+    "invoice",
+    "report",
+    "project",
+    "review",
+    "team",
+    "order",
+    "welcome",
+]
 # Search terms and the share of messages they appear in (by construction below).
 RARE, MEDIUM, COMMON = "zephyrine", "quarterly", "account"
 
@@ -94,12 +106,14 @@ async def store_results(store: EmailStore, inbox_id: str, iterations: int) -> di
         results[f"search_{name}"] = {
             "query": word,
             "page": len(rows),
-            **await measure(lambda word=word: store.list_messages(inbox_id, q=word, limit=20), iterations),
+            **await measure(functools.partial(store.list_messages, inbox_id, q=word, limit=20), iterations),
         }
     return results
 
 
-async def rest_results(config: LocalConfig, store: EmailStore, inbox_id: str, tenant_id: str, iterations: int) -> dict[str, Any]:
+async def rest_results(
+    config: LocalConfig, store: EmailStore, inbox_id: str, tenant_id: str, iterations: int
+) -> dict[str, Any]:
     import httpx2
 
     from mam_mcp.local.app import create_app
@@ -109,7 +123,9 @@ async def rest_results(config: LocalConfig, store: EmailStore, inbox_id: str, te
     api_key = (await backend.keys.mint("tk", tenant_id=tenant_id, name="bench")).key
     app = create_app(backend)
     transport = httpx2.ASGITransport(app=app)
-    async with httpx2.AsyncClient(transport=transport, base_url="http://local", headers={"X-API-Key": api_key}) as http:
+    async with httpx2.AsyncClient(
+        transport=transport, base_url="http://local", headers={"X-API-Key": api_key}
+    ) as http:
 
         async def get(params: dict[str, Any]) -> None:
             response = await http.get(f"/v1/inboxes/{inbox_id}/messages", params=params)
@@ -119,14 +135,14 @@ async def rest_results(config: LocalConfig, store: EmailStore, inbox_id: str, te
         for name, word in (("rare", RARE), ("medium", MEDIUM), ("common", COMMON)):
             results[f"search_{name}"] = {
                 "query": word,
-                **await measure(lambda word=word: get({"limit": 20, "q": word}), iterations),
+                **await measure(functools.partial(get, {"limit": 20, "q": word}), iterations),
             }
     return results
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mam-bench-100k-"))
-    config = LocalConfig(data_dir=data_dir)
+    config = LocalConfig(data_dir=data_dir, http_port=0, smtp_port=0)
     async with EmailStore(config) as store:
         recipient = f"bench@{config.domain}"
         found = store.inbox_for_address(recipient)
@@ -134,7 +150,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if found is None:
             tenant_id = await store.create_tenant()
             inbox = await store.create_inbox(
-                tenant_id=tenant_id, workspace_id=None, username="bench", domain=config.domain, display_name=None
+                tenant_id=tenant_id,
+                workspace_id=None,
+                username="bench",
+                domain=config.domain,
+                display_name=None,
             )
             inbox_id = inbox["id"]
             fill_seconds = await fill(store, recipient, args.messages)
@@ -143,7 +163,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             inbox_id, tenant, _ = found
         out: dict[str, Any] = {
             "benchmark": "list_search",
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
             "messages": args.messages,
             "fill_seconds": round(fill_seconds, 1) if fill_seconds is not None else "reused",
             "fill_msgs_per_s": round(args.messages / fill_seconds) if fill_seconds else None,
@@ -162,10 +186,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--iterations", type=int, default=300, help="timed calls per measurement")
-    parser.add_argument("--data-dir", type=Path, help="reuse (or create) the store here instead of a temp dir")
+    parser.add_argument(
+        "--data-dir", type=Path, help="reuse (or create) the store here instead of a temp dir"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp data dir")
     parser.add_argument("--store-only", action="store_true", help="skip the REST measurements")
     args = parser.parse_args()

@@ -47,6 +47,18 @@ class Target:
     name: str
     port: int
     recipient: str
+    pid: int | None = None  # the server process, for its CPU time per message
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc): robust to a busy machine, unlike msgs/s."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def make_message(index: int, size: int, recipient: str) -> bytes:
@@ -69,7 +81,9 @@ class SmtpClient:
 
     @classmethod
     async def connect(cls, port: int) -> SmtpClient:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), CONNECT_TIMEOUT_SECONDS)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), CONNECT_TIMEOUT_SECONDS
+        )
         client = cls(reader, writer)
         await client.reply("220")
         writer.write(b"EHLO bench.example\r\n")
@@ -78,7 +92,9 @@ class SmtpClient:
 
     async def reply(self, expected: str) -> str:
         while True:
-            line = (await asyncio.wait_for(self.reader.readline(), REPLY_TIMEOUT_SECONDS)).decode("ascii", "replace")
+            line = (await asyncio.wait_for(self.reader.readline(), REPLY_TIMEOUT_SECONDS)).decode(
+                "ascii", "replace"
+            )
             if not line:
                 raise ConnectionError("server closed the connection")
             if len(line) < 4 or line[3] != "-":
@@ -109,14 +125,20 @@ class SmtpClient:
             await self.writer.wait_closed()
 
 
-async def run_load(target: Target, connections: int, total: int, size: int, first_index: int) -> dict[str, Any]:
+async def run_load(
+    target: Target, connections: int, total: int, size: int, first_index: int
+) -> dict[str, Any]:
     per_connection = total // connections
     messages = [
-        [make_message(first_index + c * per_connection + i, size, target.recipient) for i in range(per_connection)]
+        [
+            make_message(first_index + c * per_connection + i, size, target.recipient)
+            for i in range(per_connection)
+        ]
         for c in range(connections)
     ]
     clients = [await SmtpClient.connect(target.port) for _ in range(connections)]
     latencies: list[float] = []
+    cpu_before = cpu_seconds(target.pid)
 
     async def drive(client: SmtpClient, batch: list[bytes]) -> None:
         for raw in batch:
@@ -125,12 +147,19 @@ async def run_load(target: Target, connections: int, total: int, size: int, firs
     started = time.perf_counter()
     await asyncio.gather(*(drive(client, batch) for client, batch in zip(clients, messages, strict=True)))
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(target.pid)
     for client in clients:
         await client.close()
     latencies.sort()
+    cpu_ms = (
+        round((cpu_after - cpu_before) * 1000 / len(latencies), 3)
+        if cpu_before is not None and cpu_after is not None
+        else None
+    )
     return {
         "messages": len(latencies),
         "msgs_per_s": round(len(latencies) / elapsed, 1),
+        "server_cpu_ms_per_msg": cpu_ms,
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 3),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
     }
@@ -149,7 +178,7 @@ async def wait_for_port(port: int, process: subprocess.Popen[bytes] | None, time
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
             client = await SmtpClient.connect(port)
-        except (OSError, RuntimeError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, RuntimeError):
             await asyncio.sleep(0.1)
             continue
         await client.close()
@@ -172,11 +201,14 @@ async def durable_target(work: Path) -> AsyncIterator[Target]:
     config = LocalConfig(data_dir=work / "durable", http_port=0, smtp_port=0, idle_timeout_seconds=0)
     handle = await ensure_daemon(config, timeout=60)
     try:
-        async with httpx2.AsyncClient(base_url=handle.base_url, headers={"X-API-Key": handle.api_key}) as http:
+        async with httpx2.AsyncClient(
+            base_url=handle.base_url, headers={"X-API-Key": handle.api_key}
+        ) as http:
             response = await http.post("/v1/inboxes", json={"username": "bench"})
             response.raise_for_status()
             recipient = response.json()["email"]
-        yield Target("durable", handle.smtp_port, recipient)
+            pid = (await http.get("/_mam/health")).json()["pid"]
+        yield Target("durable", handle.smtp_port, recipient, pid)
     finally:
         async with httpx2.AsyncClient(timeout=30) as http:
             with contextlib.suppress(httpx2.HTTPError):
@@ -201,10 +233,10 @@ asyncio.run(main())
 @contextlib.asynccontextmanager
 async def ceiling_target(work: Path) -> AsyncIterator[Target]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", CEILING_SERVER, str(port)])
+    process = subprocess.Popen([sys.executable, "-c", CEILING_SERVER, str(port)])  # noqa: ASYNC220 - returns at once
     try:
         await wait_for_port(port, process)
-        yield Target("ceiling", port, "someone@bench.example")
+        yield Target("ceiling", port, "someone@bench.example", process.pid)
     finally:
         stop_process(process)
 
@@ -216,8 +248,12 @@ def ensure_maildev(directory: Path) -> Path:
         if npm is None:
             raise RuntimeError("npm is needed to install maildev")
         directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(directory), "maildev"],
-                       check=True, stdout=subprocess.DEVNULL, timeout=600)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(directory), "maildev"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=600,
+        )
     return binary
 
 
@@ -225,13 +261,15 @@ def ensure_maildev(directory: Path) -> Path:
 async def maildev_target(work: Path, maildev_dir: Path) -> AsyncIterator[Target]:
     binary = ensure_maildev(maildev_dir)
     port, web = free_port(), free_port()
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
         [str(binary), "--smtp", str(port), "--web", str(web), "--ip", "127.0.0.1", "--web-ip", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=work,
     )
     try:
         await wait_for_port(port, process)
-        yield Target("maildev", port, "someone@bench.example")
+        yield Target("maildev", port, "someone@bench.example", process.pid)
     finally:
         stop_process(process)
 
@@ -241,6 +279,11 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "msgs_per_s": statistics.median(r["msgs_per_s"] for r in rounds),
         "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
         "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
+        "server_cpu_ms_per_msg": (
+            statistics.median(r["server_cpu_ms_per_msg"] for r in rounds)
+            if all(r["server_cpu_ms_per_msg"] is not None for r in rounds)
+            else None
+        ),
         "rounds": rounds,
     }
 
@@ -269,25 +312,38 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         index += total
     return {
         "benchmark": "smtp_ingest",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "message_bytes": len(make_message(0, args.size, "bench@mam.localhost")),
         "rounds": args.rounds,
         "results": {
-            name: {f"{conns}_connection{'s' if conns != '1' else ''}": summarize(r) for conns, r in by_conns.items()}
+            name: {
+                f"{conns}_connection{'s' if conns != '1' else ''}": summarize(r)
+                for conns, r in by_conns.items()
+            }
             for name, by_conns in results.items()
         },
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--targets", default="durable,ceiling,maildev")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages-single", type=int, default=300, help="messages per round on 1 connection")
-    parser.add_argument("--messages-concurrent", type=int, default=1600, help="messages per round over 8 connections")
+    parser.add_argument(
+        "--messages-concurrent", type=int, default=1600, help="messages per round over 8 connections"
+    )
     parser.add_argument("--size", type=int, default=5 * 1024, help="message size in bytes")
     parser.add_argument(
-        "--maildev-dir", type=Path, default=Path(tempfile.gettempdir()) / "mam-bench-maildev",
+        "--maildev-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "mam-bench-maildev",
         help="npm prefix holding maildev (installed there when absent)",
     )
     args = parser.parse_args()

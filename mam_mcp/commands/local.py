@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mam_mcp.config import Settings
     from mam_mcp.local.config import LocalConfig
 
-__all__ = ["add_arguments", "run", "describe_daemon"]
+__all__ = ["add_arguments", "describe_daemon", "run"]
 
 HELP = "run the local mail backend (REST, WebSocket, SMTP) in the foreground"
 
@@ -24,16 +24,28 @@ HELP = "run the local mail backend (REST, WebSocket, SMTP) in the foreground"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS: an unset flag must not overwrite the global `mam-mcp --data-dir X local` value.
     parser.add_argument(
-        "--data-dir", type=Path, default=argparse.SUPPRESS, help="where mail, the key and logs live (MAM_LOCAL_DATA_DIR)"
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where mail, the key and logs live (MAM_LOCAL_DATA_DIR)",
     )
     parser.add_argument(
-        "--http-port", type=int, default=argparse.SUPPRESS, help="REST/WebSocket port on 127.0.0.1 (MAM_LOCAL_HTTP_PORT, 8725)"
+        "--http-port",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="REST/WebSocket port on 127.0.0.1 (MAM_LOCAL_HTTP_PORT, 8725)",
     )
     parser.add_argument(
-        "--smtp-port", type=int, default=argparse.SUPPRESS, help="SMTP port on 127.0.0.1 (MAM_LOCAL_SMTP_PORT, 2525)"
+        "--smtp-port",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="SMTP port on 127.0.0.1 (MAM_LOCAL_SMTP_PORT, 2525)",
     )
     parser.add_argument(
-        "--idle-timeout", type=float, default=0.0, help="stop after this many seconds without a client (default 0 = never)"
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds without a client (default 0 = never)",
     )
     parser.add_argument(
         "--relay-url",
@@ -109,7 +121,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from mam_mcp.local.daemon import DaemonError, first_daemon_error
 
     config = local_config_from_args(args, settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:

@@ -15,24 +15,42 @@ from mam_mcp.local.config import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConf
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="python -m mam_mcp.local", description="Run the mam-mcp local mail daemon.")
+    parser = argparse.ArgumentParser(
+        prog="python -m mam_mcp.local", description="Run the mam-mcp local mail daemon."
+    )
     parser.add_argument("--config-stdin", action="store_true", help="read the LocalConfig as JSON from stdin")
     parser.add_argument("--data-dir", type=Path, help="where the database, key and logs live")
-    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="REST/WebSocket port (0 = any)")
-    parser.add_argument("--smtp-port", type=int, default=DEFAULT_SMTP_PORT, help="SMTP port (0 = any)")
-    parser.add_argument("--idle-timeout", type=float, default=None, help="seconds without a client before stopping (0 = never)")
     parser.add_argument(
-        "--ready-line", action="store_true", help="print the state JSON (pid, ports) as one stdout line when ready"
+        "--http-port", type=int, default=DEFAULT_HTTP_PORT, help="REST/WebSocket port (0 = any)"
+    )
+    parser.add_argument("--smtp-port", type=int, default=DEFAULT_SMTP_PORT, help="SMTP port (0 = any)")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        help="seconds without a client before stopping (0 = never)",
     )
     parser.add_argument(
-        "--lock-wait", type=float, default=10.0, help="seconds to wait for a stopping predecessor on this data dir"
+        "--ready-line",
+        action="store_true",
+        help="print the state JSON (pid, ports) as one stdout line when ready",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a stopping predecessor on this data dir",
     )
     args = parser.parse_args(argv)
     if args.config_stdin:
         return LocalConfig.model_validate_json(sys.stdin.buffer.read()), args
     if args.data_dir is None:
         parser.error("--data-dir is required without --config-stdin")
-    values: dict[str, object] = {"data_dir": args.data_dir, "http_port": args.http_port, "smtp_port": args.smtp_port}
+    values: dict[str, object] = {
+        "data_dir": args.data_dir,
+        "http_port": args.http_port,
+        "smtp_port": args.smtp_port,
+    }
     if args.idle_timeout is not None:
         values["idle_timeout_seconds"] = args.idle_timeout
     return LocalConfig.model_validate(values), args
@@ -59,7 +77,9 @@ async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     # httpx2 logs full request URLs at INFO; keep them out of the daemon log.
     for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

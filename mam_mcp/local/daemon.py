@@ -34,11 +34,21 @@ from starlette.routing import BaseRoute, Route
 import mam_mcp
 from mam_mcp.local.config import LocalConfig
 
-__all__ = ["DaemonError", "first_daemon_error", "run_daemon", "ActivityTracker", "load_or_mint_key", "write_secret_file"]
+__all__ = [
+    "ActivityTracker",
+    "DaemonError",
+    "first_daemon_error",
+    "load_or_mint_key",
+    "run_daemon",
+    "write_secret_file",
+]
 
 logger = logging.getLogger("mam_mcp.local.daemon")
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
 
 HTTP_PORT_ENV = "MAM_LOCAL_HTTP_PORT"
 SMTP_PORT_ENV = "MAM_LOCAL_SMTP_PORT"
@@ -200,7 +210,9 @@ def shutdown_route(tenant_key: str, request_shutdown: Callable[[], None]) -> Rou
     async def shutdown(request: Request) -> JSONResponse:
         presented = _presented_key(request)
         if not presented or not hmac.compare_digest(presented.encode(), tenant_key.encode()):
-            return JSONResponse({"error": "a valid tenant key is required", "code": "AUTH_INVALID"}, status_code=401)
+            return JSONResponse(
+                {"error": "a valid tenant key is required", "code": "AUTH_INVALID"}, status_code=401
+            )
         request_shutdown()
         return JSONResponse({"ok": True}, status_code=202)
 
@@ -229,7 +241,7 @@ def _signal_handlers(request_shutdown: Callable[[], None]) -> Iterator[None]:
     import asyncio
 
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, request_shutdown)
@@ -243,7 +255,9 @@ def _signal_handlers(request_shutdown: Callable[[], None]) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _watch_idle(tracker: ActivityTracker, idle_timeout: float, request_shutdown: Callable[[], None]) -> None:
+async def _watch_idle(
+    tracker: ActivityTracker, idle_timeout: float, request_shutdown: Callable[[], None]
+) -> None:
     """Request shutdown once nothing has been open for `idle_timeout` seconds."""
     while True:
         changed = tracker.changed
@@ -287,7 +301,10 @@ def _smtp_port_error(config: LocalConfig, exc: OSError) -> DaemonError | None:
 
 
 async def run_daemon(
-    config: LocalConfig, *, ready: anyio.Event | None = None, lock_wait_seconds: float = RUNNING_LOCK_WAIT_SECONDS
+    config: LocalConfig,
+    *,
+    ready: anyio.Event | None = None,
+    lock_wait_seconds: float = RUNNING_LOCK_WAIT_SECONDS,
 ) -> None:
     """Run the daemon until shutdown is requested; `ready` is set once both listeners listen.
 
@@ -377,7 +394,9 @@ async def _tenant_key(config: LocalConfig, backend: Any) -> str:
 
     key = await load_or_mint_key(config, mint)
     if backend.authenticate(key) is None:
-        logger.warning("the key in %s is unknown to the database (was it reset?): minting a new one", config.key_path)
+        logger.warning(
+            "the key in %s is unknown to the database (was it reset?): minting a new one", config.key_path
+        )
         stale = config.key_path.with_name(config.key_path.name + ".stale")
         os.replace(config.key_path, stale)
         os.unlink(stale)
@@ -416,7 +435,13 @@ async def _serve_http(
             return
         _write_state_file(config)
         try:
-            logger.info("listening: http://%s:%d smtp %s:%d", config.host, config.http_port, config.host, config.smtp_port)
+            logger.info(
+                "listening: http://%s:%d smtp %s:%d",
+                config.host,
+                config.http_port,
+                config.host,
+                config.smtp_port,
+            )
             if ready is not None:
                 ready.set()
             with _signal_handlers(stop.set):

@@ -30,11 +30,11 @@ from mam_mcp.local.config import LocalConfig
 __all__ = [
     "DAEMON_SERVICE_NAME",
     "DaemonHandle",
+    "DaemonProbe",
     "DaemonStartError",
     "ensure_daemon",
     "probe_daemon",
     "stop_daemon",
-    "DaemonProbe",
 ]
 
 DAEMON_SERVICE_NAME = "mam-mcp-local"
@@ -72,8 +72,11 @@ class DaemonProbe:
     @property
     def current(self) -> bool:
         """Our daemon, of this data dir and this version: use it."""
-        return self.kind == "ours" and self.owned and self.health is not None and (
-            self.health.get("version") == mam_mcp.__version__
+        return (
+            self.kind == "ours"
+            and self.owned
+            and self.health is not None
+            and (self.health.get("version") == mam_mcp.__version__)
         )
 
 
@@ -111,8 +114,10 @@ async def probe_daemon(config: LocalConfig) -> DaemonProbe:
         health = response.json()
     except ValueError:
         return DaemonProbe(kind="foreign", port=port)
-    if response.status_code != 200 or not isinstance(health, dict) or (
-        health.get("service") != DAEMON_SERVICE_NAME
+    if (
+        response.status_code != 200
+        or not isinstance(health, dict)
+        or (health.get("service") != DAEMON_SERVICE_NAME)
     ):
         return DaemonProbe(kind="foreign", port=port)
     state = _read_state(config)
@@ -124,7 +129,9 @@ def _read_key(config: LocalConfig) -> str:
     try:
         return config.key_path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise DaemonStartError(f"the daemon's key file {config.key_path} cannot be read: {exc.strerror}") from None
+        raise DaemonStartError(
+            f"the daemon's key file {config.key_path} cannot be read: {exc.strerror}"
+        ) from None
 
 
 def _handle(config: LocalConfig, probe: DaemonProbe, *, started: bool) -> DaemonHandle:

@@ -31,9 +31,9 @@ EXIT_TIMEOUT = 15.0
 # Runs the daemon while reporting another version: a stale daemon for the launcher to replace.
 STALE_VERSION = "0.0.0-stale"
 STALE_DAEMON_PRELUDE = (
-    "import sys, mam_mcp; mam_mcp.__version__ = %r\n"
+    f"import sys, mam_mcp; mam_mcp.__version__ = {STALE_VERSION!r}\n"
     "from mam_mcp.local.__main__ import main\n"
-    "sys.exit(main(sys.argv[1:]))\n" % STALE_VERSION
+    "sys.exit(main(sys.argv[1:]))\n"
 )
 
 
@@ -96,7 +96,7 @@ async def daemon_process(
     config.data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = config.data_dir.with_name(f"{config.data_dir.name}-daemon-{os.urandom(4).hex()}.log")
     program = ["-c", prelude] if prelude else ["-m", "mam_mcp.local"]
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log:  # noqa: ASYNC230 - a local file for the child's stderr, opened at once
         process = await anyio.open_process(
             [sys.executable, *program, "--config-stdin", "--ready-line", "--lock-wait", str(lock_wait)],
             stdin=subprocess.PIPE,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import stat
 import sys
@@ -119,7 +118,7 @@ async def test_idle_daemon_stops_by_itself_and_removes_its_state_file(tmp_path: 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_stops_the_daemon_cleanly(tmp_path: Path, signum: int) -> None:
+async def test_signal_stops_the_daemon_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
     config = daemon_config(tmp_path / "data")
     async with daemon_process(config) as daemon:
         daemon.process.send_signal(signum)
@@ -172,7 +171,9 @@ async def test_mam_mcp_local_runs_in_the_foreground_and_never_prints_the_key(tmp
     try:
         assert process.stdout is not None
         with anyio.fail_after(20):
-            banner = (await BufferedByteReceiveStream(process.stdout).receive_until(b"Press Ctrl-C", 8192)).decode()
+            banner = (
+                await BufferedByteReceiveStream(process.stdout).receive_until(b"Press Ctrl-C", 8192)
+            ).decode()
         state = json.loads((data_dir / "daemon.json").read_text())
         key = (data_dir / "api_key").read_text().strip()
         assert str(data_dir) in banner and str(data_dir / "api_key") in banner

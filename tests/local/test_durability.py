@@ -64,7 +64,9 @@ async def test_mail_acknowledged_with_250_survives_sigkill(tmp_path: Path) -> No
                 async with aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.smtp_port, timeout=10) as smtp:
                     for n in range(50):
                         subject = f"code c{connection}-{n}"
-                        await smtp.send_message(_mail(inbox["email"], subject, f"Your code is {connection}{n:04d}."))
+                        await smtp.send_message(
+                            _mail(inbox["email"], subject, f"Your code is {connection}{n:04d}.")
+                        )
                         accepted.append(subject)
                         if len(accepted) == kill_after:
                             daemon.process.kill()  # SIGKILL the moment the 250 is in
@@ -82,8 +84,8 @@ async def test_mail_acknowledged_with_250_survives_sigkill(tmp_path: Path) -> No
     by_subject = {m["subject"]: m for m in messages}
     assert set(accepted) <= set(by_subject), f"lost after SIGKILL: {set(accepted) - set(by_subject)}"
     for subject in accepted:
-        connection, n = subject.removeprefix("code c").split("-")
-        assert f"Your code is {connection}{int(n):04d}." in str(by_subject[subject]["plainBody"])
+        sender_no, n = subject.removeprefix("code c").split("-")
+        assert f"Your code is {sender_no}{int(n):04d}." in str(by_subject[subject]["plainBody"])
         assert by_subject[subject]["direction"] == "inbound"
 
 
@@ -119,7 +121,9 @@ async def test_webhook_retry_pending_at_sigkill_is_delivered_once_after_restart(
     async with daemon_process(config) as daemon:
         inbox = await _create_inbox(daemon, "hooks")
         async with daemon.client() as http:
-            created = await http.post("/v1/webhooks", json={"url": receiver.url, "events": ["message.received"]})
+            created = await http.post(
+                "/v1/webhooks", json={"url": receiver.url, "events": ["message.received"]}
+            )
         assert created.status_code == 201, created.text
         secret = created.json()["secret"]
         await aiosmtplib.send(

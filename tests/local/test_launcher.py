@@ -61,7 +61,9 @@ async def _health(handle: DaemonHandle) -> dict[str, object]:
         return (await http.get(f"{handle.base_url}/_mam/health")).json()
 
 
-async def test_first_call_starts_the_daemon_and_later_calls_reuse_it(tmp_path: Path, launched: list[Path]) -> None:
+async def test_first_call_starts_the_daemon_and_later_calls_reuse_it(
+    tmp_path: Path, launched: list[Path]
+) -> None:
     config = daemon_config(tmp_path / "data")
     launched.append(config.data_dir)
     first = await ensure_daemon(config)
@@ -89,7 +91,9 @@ async def test_a_fixed_port_is_used_as_configured(tmp_path: Path, launched: list
     assert handle.base_url == f"http://127.0.0.1:{port}" and handle.started
 
 
-async def test_a_daemon_of_another_version_is_stopped_and_replaced(tmp_path: Path, launched: list[Path]) -> None:
+async def test_a_daemon_of_another_version_is_stopped_and_replaced(
+    tmp_path: Path, launched: list[Path]
+) -> None:
     config = daemon_config(tmp_path / "data")
     launched.append(config.data_dir)
     async with daemon_process(config, prelude=STALE_DAEMON_PRELUDE) as stale:
@@ -102,7 +106,9 @@ async def test_a_daemon_of_another_version_is_stopped_and_replaced(tmp_path: Pat
     assert health["version"] == mam_mcp.__version__ and health["pid"] != stale.pid
 
 
-async def test_a_daemon_that_dies_during_start_is_reported_with_its_log(tmp_path: Path, launched: list[Path]) -> None:
+async def test_a_daemon_that_dies_during_start_is_reported_with_its_log(
+    tmp_path: Path, launched: list[Path]
+) -> None:
     import socket
 
     config_dir = tmp_path / "data"
@@ -183,7 +189,10 @@ async def test_four_processes_racing_start_exactly_one_daemon(tmp_path: Path, la
 
 async def test_a_foreign_program_on_the_http_port_is_a_clear_error(tmp_path: Path) -> None:
     body = b'{"service": "something-else"}'
-    reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
     server, port = await _serve_http_reply(reply)
     try:
         config = daemon_config(tmp_path / "data", http_port=port)
