@@ -116,8 +116,9 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
 )
 # Street addresses: the whole line is blanked, and a following "10115 Berlin" line too.
 _ADDRESS_LINE = re.compile(
-    r"\b\d{1,5}[a-z]?\s+(?:[\w.'-]+\s+){0,3}(?:street|st\.|avenue|ave\.?|road|rd\.|boulevard|blvd\.?|"
-    r"lane|drive|way|place|plaza|parkway)\b|\b(?:suite|ste\.|floor|p\.?\s?o\.?\s+box)\s+\d"
+    r"\b\d{1,5}[a-z]?\s+(?:[\w.'-]+\s+){0,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|"
+    r"lane|ln|drive|dr|way|place|plaza|parkway|pkwy|court|ct)\b"
+    r"|\b(?:suite|ste\.|floor|unit|apt\.?|pmb|p\.?\s?o\.?\s+box)\s+\d"
     r"|(?:straße|strasse|str\.|weg|platz|allee|gasse|damm|ring)\s+\d"
     r"|\b\d{1,4},?\s+(?:rue|avenue|boulevard|bd|place|allée|chemin|quai)\b"
     r"|\b(?:calle|c/|avenida|avda\.?|paseo|plaza)\s+[\w ]{1,40}?,?\s*\d",
@@ -136,7 +137,7 @@ _ACTION_WORDS = re.compile(
     r"connexion|connecter|saisi\w*|iniciar\s+sesi[óo]n|introduce",
     re.IGNORECASE,
 )
-_ACTION_WINDOW = 25
+_ACTION_WINDOW = 12
 _ACTION_PENALTY = 40  # a real code keyword anywhere in its window wins
 _NO_WORD_BEFORE = r"(?<![\w.,/:#+$€£@-])(?<!\d )(?<!\d\u00a0)"
 _NO_WORD_AFTER = r"(?![\w/@]|[.,:-]\w|[ \u00a0]\d)"

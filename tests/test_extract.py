@@ -100,6 +100,16 @@ def test_code_next_to_a_sign_in_instruction_is_found_without_a_code_keyword() ->
     assert extract_code("Welcome back", "Use 482913 to sign in to Acme.") == "482913"
 
 
+def test_a_number_a_sentence_away_from_a_sign_in_word_is_not_a_code() -> None:
+    assert (
+        extract_code(
+            "Confirm your email",
+            "Welcome aboard! You are 10482 on the waitlist.\nConfirm: https://x.example/c",
+        )
+        is None
+    )
+
+
 def test_code_keyword_wins_over_a_sign_in_instruction() -> None:
     assert extract_code(None, "Sign in 2 times with 771203? No: your code is 604218") == "604218"
 
@@ -177,6 +187,8 @@ def test_empty_input_yields_nothing() -> None:
         "tracking number 1Z999AA10123456784",
         "Springfield, IL 62704",
         "Musterstraße 12, 10115 Berlin",
+        "548 Market St PMB 90375, San Francisco, California 94104-5401",
+        "1600 Amphitheatre Parkway\nMountain View, CA 94043",
         "colour #4285F4",
         "https://example.com/verify/839201?code=449120",
         "sam.4821@example.com",
