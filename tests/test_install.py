@@ -210,7 +210,7 @@ def test_install_skill_copies_the_shipped_skill(tmp_path: Path, capsys: pytest.C
     assert (installed / "notes.md").read_text() == "mine"
 
 
-# --- docs/hosts.md and server.json stay true -------------------------------------------------------------
+# --- README host sections and server.json stay true -------------------------------------------------------------
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -219,7 +219,7 @@ def test_hosts_doc_shows_what_install_dry_run_prints(host: str) -> None:
     out = io.StringIO()
     install(host=host, scope="user", dry_run=True, command="/home/you/.local/bin/mam-mcp",
             env={"HOME": "/home/you"}, platform="linux", project_dir=Path("/home/you/project"), out=out)
-    assert out.getvalue().strip() in (ROOT / "docs" / "hosts.md").read_text(encoding="utf-8")
+    assert out.getvalue().strip() in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_server_json_matches_the_package_and_the_mcp_name_line() -> None:
@@ -239,4 +239,4 @@ def test_server_json_matches_the_package_and_the_mcp_name_line() -> None:
     secrets = [v for v in package["environmentVariables"] if v.get("isSecret")]
     assert [v["name"] for v in secrets] == ["MYAGENTMAIL_API_KEY"] and not secrets[0]["isRequired"]
     marker = f"mcp-name: {manifest['name']}"
-    assert marker in (ROOT / "docs" / "hosts.md").read_text(encoding="utf-8")
+    assert marker in (ROOT / "README.md").read_text(encoding="utf-8")
