@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import mam_mcp
 from mam_mcp.local.backend import BackendError, LocalBackend
@@ -49,11 +52,41 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, code, message)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.error(
-        "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
-    )
-    return _error(500, "INTERNAL_ERROR", "internal error")
+class _OpaqueErrors:
+    """Any unexpected exception becomes a bare 500 INTERNAL_ERROR; the log gets its type and frames only.
+
+    An exception message may quote a key or a mail address, so it is never logged or returned;
+    and unlike Starlette's own handler nothing is re-raised for the server to print.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing unexpected leaves as a trace
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            logger.error(
+                "unhandled %s on %s %s\n%s",
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+                frames,
+            )
+            if not started:
+                await _error(500, "INTERNAL_ERROR", "internal error")(scope, receive, send)
 
 
 def create_app(backend: LocalBackend, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
@@ -82,8 +115,8 @@ def create_app(backend: LocalBackend, *, extra_routes: Sequence[BaseRoute] = ())
         exception_handlers={
             BackendError: _backend_error,
             HTTPException: _http_error,
-            Exception: _unexpected,
         },
+        middleware=[Middleware(_OpaqueErrors)],
     )
     app.state.backend = backend
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
+import pytest
 
 import mam_mcp
 from mam_mcp.client.models import Inbox, InboxKey, InboxList
@@ -181,3 +182,22 @@ async def test_primary_alias_is_the_from_address(
     assert sent.status_code == 201
     mail_from, _, raw = relay.sent[0]
     assert mail_from == "hello@mam.localhost" and b"From: Alpha <hello@mam.localhost>" in raw
+
+
+async def test_unexpected_errors_are_opaque(
+    local_backend: LocalBackendFixture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend, app, key = local_backend
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"database exploded near {key}")
+
+    monkeypatch.setattr(backend.store, "list_inboxes", broken)
+    transport = httpx2.ASGITransport(app=app)  # raises if anything escapes the app
+    async with httpx2.AsyncClient(
+        transport=transport, base_url="http://t", headers={"X-API-Key": key}
+    ) as client:
+        response = await client.get("/v1/inboxes")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error", "code": "INTERNAL_ERROR"}
+    assert "RuntimeError" in caplog.text and key not in caplog.text
