@@ -60,10 +60,15 @@ _LABELLED_VALUE = (
     r"(?:\s+(?:ending\s+in|ending|endet\s+auf|se\s+terminant\s+par|terminada\s+en))?"
     r"\s*[:.]?\s*(?:is\s+|ist\s+|est\s+|es\s+)?[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*"
 )
+_COUNTED = (
+    r"(?:points|pts|miles|credits|coins|stars|followers|views|likes|steps|calories|words|pages|files|"
+    r"messages|photos|songs|seats|licenses|teams|companies|customers|downloads|punkte|meilen|"
+    r"points|crédits|puntos|millas|créditos)"
+)
 _UNIT = (
     r"(?:%|percent|minutes?|mins?|hours?|hrs?|days?|seconds?|secs?|weeks?|months?|years?|"
     r"minuten|stunden|tagen?|sekunden|heures?|jours?|secondes?|minutos?|horas?|d[ií]as?|segundos?|"
-    r"kb|mb|gb|px|pts?|points?|miles?|km|users?|members?|people|items?|orders?)"
+    r"kb|mb|gb|px|pts?|points?|miles?|km|users?|members?|people|items?|orders?|" + _COUNTED + ")"
 )
 # Things a code is never part of; each match is blanked before candidates are looked for.
 _DECOYS: tuple[re.Pattern[str], ...] = tuple(
@@ -96,6 +101,7 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         rf"(?<![\d.,]){_AMOUNT}\s?{_CURRENCY}(?!\w)",
         # quantities with a unit, IP addresses
         rf"\b\d+(?:[.,]\d+)?\s*{_UNIT}(?!\w)",
+        rf"\b\d[\d.,]*\s+[a-z]+\s+{_COUNTED}(?!\w)",  # 1000 bonus points, 2500 free credits
         r"\b\d{1,3}(?:\.\d{1,3}){3}\b",
         # US "CA 94105"
         rf"(?-i:\b(?:{_US_STATES})\s+\d{{5}}(?:-\d{{4}})?\b)",

@@ -65,7 +65,12 @@ def test_corpus_links_are_distinct_http_and_free_of_unwanted_ones(name: str) -> 
 def test_inscriptis_is_imported_only_when_html_is_converted() -> None:
     probe = "import sys, mam_mcp.extract as e; e.extract_code('s', 'code 1234'); print('inscriptis' in sys.modules)"
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=CORPUS.parents[2],
     )
     assert result.stdout.strip() == "False"
 
@@ -199,6 +204,8 @@ def test_empty_input_yields_nothing() -> None:
         "zip code 94105",
         "IP 198.51.100.23",
         "expires in 1440 minutes",
+        "get 1000 bonus points and 2500 miles",
+        "join 1200 teams",
         "© 2026 Acme",
     ],
 )
