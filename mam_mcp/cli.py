@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")
+# Commands that repair a broken configuration; they run even when settings do not resolve.
+_REPAIR_COMMANDS = frozenset({"login", "logout", "doctor", "install", "install-skill", "tools"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(overrides=overrides)
     except ValueError as error:
-        print(f"mam-mcp: {error}", file=sys.stderr)
-        return 2
+        if args.command not in _REPAIR_COMMANDS:
+            print(f"mam-mcp: {error}", file=sys.stderr)
+            return 2
+        # The commands that fix a broken set-up must still run: fall back to local mode and say why.
+        print(f"mam-mcp: note: {error}", file=sys.stderr)
+        settings = Settings.load(overrides={**overrides, "mode": "local"}).model_copy(
+            update={"mode_reason": f"configuration problem: {error}"}
+        )
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args, settings) or 0)

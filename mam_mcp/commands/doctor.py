@@ -76,7 +76,9 @@ async def diagnose(
 ) -> DoctorReport:
     """Run every check. `client_factory` (tests) gives the API client; by default hosted mode builds one
     from the settings and local mode uses the daemon if it is running (doctor never starts it)."""
-    checks = [Check(name="mode", status="ok", detail=f"{settings.mode} ({settings.mode_reason})",
+    broken = settings.mode_reason.startswith("configuration problem")
+    checks = [Check(name="mode", status="fail" if broken else "ok", detail=f"{settings.mode} ({settings.mode_reason})",
+                    fix="run `mam-mcp login`, or unset MAM_MCP_MODE to use the local backend" if broken else None,
                     data={"mode": settings.mode})]
     client = None
     if settings.mode == "hosted":

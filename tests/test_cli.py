@@ -1,0 +1,42 @@
+"""The `mam-mcp` command line: help, catalogue, and what happens with a broken configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MYAGENTMAIL_", "MAM_"))}
+    base.update({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_DATA_HOME": str(tmp_path / "d"),
+                 "MAM_LOCAL_SMTP_PORT": "1", "MAM_LOCAL_HTTP_PORT": "1"})
+    base.update(env or {})
+    return subprocess.run([sys.executable, "-m", "mam_mcp.cli", *args], env=base, capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    out = _run(tmp_path, "--help").stdout
+    for command in ("serve", "tools", "local", "demo", "install", "login", "logout", "doctor", "install-skill"):
+        assert command in out
+
+
+def test_tools_prints_the_selected_catalogue(tmp_path: Path) -> None:
+    result = _run(tmp_path, "tools", "--toolsets", "drafts", "--read-only")
+    assert result.returncode == 0
+    assert "list_drafts" in result.stdout and "send_draft" not in result.stdout
+
+
+def test_unknown_toolset_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    result = _run(tmp_path, "serve", "--toolsets", "emails")
+    assert result.returncode == 2
+    assert "unknown toolset(s): emails" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hosted_mode_without_a_key_stops_serve_but_doctor_explains(tmp_path: Path) -> None:
+    serve = _run(tmp_path, "serve", env={"MAM_MCP_MODE": "hosted"})
+    assert serve.returncode == 2 and "mam-mcp login" in serve.stderr
+    doctor = _run(tmp_path, "doctor", env={"MAM_MCP_MODE": "hosted"})
+    assert doctor.returncode != 0
+    assert "[FAIL] mode" in doctor.stdout and "mam-mcp login" in doctor.stdout
