@@ -80,8 +80,10 @@ async def test_post_and_conversation_urns_are_one_encoded_path_segment(
     assert messages.messages[0].text == "hi"
     paths = [path for _, path, _ in recorder.seen]
     assert paths[0].startswith("/v1/linkedin/posts/urn%3Ali%3Aactivity%3A7332661864792854528/comments?")
-    assert paths[1].startswith("/v1/linkedin/conversations/urn%3Ali%3Amsg_conversation%3A%28urn%3Ali%3Afsd_profile"
-                               "%3AACoAAB%2C2-abc%3D%3D%29/messages?")
+    assert paths[1].startswith(
+        "/v1/linkedin/conversations/urn%3Ali%3Amsg_conversation%3A%28urn%3Ali%3Afsd_profile"
+        "%3AACoAAB%2C2-abc%3D%3D%29/messages?"
+    )
     assert not fake.violations
 
 
@@ -113,14 +115,25 @@ def test_connection_note_limits_count_characters_and_bytes() -> None:
 
 
 def test_urn_and_profile_reference_shapes() -> None:
-    assert check_post_urn("https://www.linkedin.com/feed/update/urn:li:ugcPost:7332661864792854528/") == \
-        "urn:li:ugcPost:7332661864792854528"
-    for bad in ("activity:123", "urn:li:activity:12", "https://example.com/?u=urn:li:activity:7332661864792854528"):
+    assert (
+        check_post_urn("https://www.linkedin.com/feed/update/urn:li:ugcPost:7332661864792854528/")
+        == "urn:li:ugcPost:7332661864792854528"
+    )
+    for bad in (
+        "activity:123",
+        "urn:li:activity:12",
+        "https://example.com/?u=urn:li:activity:7332661864792854528",
+    ):
         with pytest.raises(ValueError):
             check_post_urn(bad)
     with pytest.raises(ValueError):
         check_conversation_urn("not a urn")
-    for good in ("https://www.linkedin.com/in/jane-smith/", "jane-smith", "ACoAABcdEf", "urn:li:fsd_profile:ACoAAB"):
+    for good in (
+        "https://www.linkedin.com/in/jane-smith/",
+        "jane-smith",
+        "ACoAABcdEf",
+        "urn:li:fsd_profile:ACoAAB",
+    ):
         assert check_profile_ref(good) == good
     for bad in ("https://www.linkedin.com/company/acme/", "jane smith", "../../etc"):
         with pytest.raises(ValueError):
@@ -128,13 +141,21 @@ def test_urn_and_profile_reference_shapes() -> None:
 
 
 def test_signal_body_per_kind() -> None:
-    assert signal_body(kind="engagement", name="n", intent_description="rule",
-                       target_url="https://www.linkedin.com/in/jane/") == {
-        "kind": "engagement", "name": "n", "intentDescription": "rule",
-        "target": {"kind": "profile", "url": "https://www.linkedin.com/in/jane/"}}
+    assert signal_body(
+        kind="engagement", name="n", intent_description="rule", target_url="https://www.linkedin.com/in/jane/"
+    ) == {
+        "kind": "engagement",
+        "name": "n",
+        "intentDescription": "rule",
+        "target": {"kind": "profile", "url": "https://www.linkedin.com/in/jane/"},
+    }
     with pytest.raises(ValidationFailed, match="at most 500"):
-        signal_body(kind="job_change_watchlist", name="n", intent_description="rule",
-                    profile_urls=[f"https://www.linkedin.com/in/p{i}/" for i in range(501)])
+        signal_body(
+            kind="job_change_watchlist",
+            name="n",
+            intent_description="rule",
+            profile_urls=[f"https://www.linkedin.com/in/p{i}/" for i in range(501)],
+        )
 
 
 def test_signature_verification_is_hmac_sha256_v1_hex() -> None:

@@ -58,7 +58,9 @@ async def client(fake: FakeHostedAPI) -> AsyncIterator[MamClient]:
         yield mam
 
 
-async def test_password_login_without_challenge(client: MamClient, fake: FakeHostedAPI, li: LinkedInFake) -> None:
+async def test_password_login_without_challenge(
+    client: MamClient, fake: FakeHostedAPI, li: LinkedInFake
+) -> None:
     terminal = ScriptedTerminal(["me@example.com", PASSWORD])
     assert await connect_account(client, terminal, label="Founder account") == 0
     assert [secret for _, secret in terminal.prompts] == [False, True], "the password is read with getpass"
@@ -66,7 +68,7 @@ async def test_password_login_without_challenge(client: MamClient, fake: FakeHos
     assert session["label"] == "Founder account"
     assert f"Connected LinkedIn session {session['id']} (Founder account)" in terminal.output
     assert PASSWORD not in terminal.output
-    login = [r for r in fake.requests if r.path == "/v1/linkedin/sessions"][0]
+    login = next(r for r in fake.requests if r.path == "/v1/linkedin/sessions")
     assert login.json == {"email": "me@example.com", "password": PASSWORD, "label": "Founder account"}
     assert not fake.violations
 
@@ -75,8 +77,12 @@ async def test_pin_challenge(client: MamClient, fake: FakeHostedAPI, li: LinkedI
     li.challenge = "pin"
     terminal = ScriptedTerminal([PASSWORD, li.pin])
     assert await connect_account(client, terminal, email="me@example.com") == 0
-    verify = [r for r in fake.requests if r.path == "/v1/linkedin/sessions/verify"][0]
-    assert verify.json is not None and verify.json["pin"] == li.pin and verify.json["challengeId"].startswith("chl_")
+    verify = next(r for r in fake.requests if r.path == "/v1/linkedin/sessions/verify")
+    assert (
+        verify.json is not None
+        and verify.json["pin"] == li.pin
+        and verify.json["challengeId"].startswith("chl_")
+    )
     assert len(li.sessions) == 1
 
 
@@ -87,7 +93,9 @@ async def test_wrong_pin_is_reported(client: MamClient, li: LinkedInFake) -> Non
     assert "wrong PIN" in terminal.output and not li.sessions
 
 
-async def test_mobile_app_approval_is_polled_until_approved(client: MamClient, fake: FakeHostedAPI, li: LinkedInFake) -> None:
+async def test_mobile_app_approval_is_polled_until_approved(
+    client: MamClient, fake: FakeHostedAPI, li: LinkedInFake
+) -> None:
     li.challenge = "mobile"
     li.polls_before_approval = 2
     terminal = ScriptedTerminal([PASSWORD])
@@ -96,11 +104,16 @@ async def test_mobile_app_approval_is_polled_until_approved(client: MamClient, f
     assert "mobile app" in terminal.output and len(li.sessions) == 1
 
 
-async def test_empty_pin_falls_back_to_app_approval_and_gives_up_in_bounded_time(client: MamClient, li: LinkedInFake) -> None:
+async def test_empty_pin_falls_back_to_app_approval_and_gives_up_in_bounded_time(
+    client: MamClient, li: LinkedInFake
+) -> None:
     li.challenge = "pin"
     li.polls_before_approval = 1000
     terminal = ScriptedTerminal([PASSWORD, ""])
-    assert await connect_account(client, terminal, email="me@example.com", poll_interval=0.01, max_wait=0.05) == 1
+    assert (
+        await connect_account(client, terminal, email="me@example.com", poll_interval=0.01, max_wait=0.05)
+        == 1
+    )
     assert "No approval arrived in time" in terminal.output
 
 
@@ -108,7 +121,7 @@ async def test_cookie_import(client: MamClient, fake: FakeHostedAPI, li: LinkedI
     terminal = ScriptedTerminal(["AQEDAR-secret-li-at", '"ajax:123456789"'])
     assert await connect_account(client, terminal, use_cookies=True, label="CEO") == 0
     assert [secret for _, secret in terminal.prompts] == [True, True]
-    body = [r for r in fake.requests if r.path == "/v1/linkedin/sessions/import"][0].json
+    body = next(r for r in fake.requests if r.path == "/v1/linkedin/sessions/import").json
     assert body == {"liAt": "AQEDAR-secret-li-at", "jsessionId": "ajax:123456789", "label": "CEO"}
     assert "AQEDAR-secret-li-at" not in terminal.output and len(li.sessions) == 1
 
@@ -131,7 +144,9 @@ async def test_sessions_listing(client: MamClient, li: LinkedInFake) -> None:
     assert await list_sessions(client, terminal) == 0 and f"{sid}  Founder  active" in terminal.output
 
 
-def test_the_command_is_registered_and_refuses_local_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_is_registered_and_refuses_local_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = build_parser().parse_args(["linkedin", "connect", "--label", "x", "--cookies"])
     assert args.command == "linkedin" and args.linkedin_action == "connect" and args.cookies
     assert run(args, make_settings(tmp_path, hosted=False)) == 2

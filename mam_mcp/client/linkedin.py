@@ -32,38 +32,38 @@ from mam_mcp.client.linkedin_models import (
     SearchList,
     SearchRun,
     SentMessage,
+    SessionList,
     Signal,
     SignalEnvelope,
     SignalList,
     SignalRun,
-    SessionList,
     Utilization,
     Watchlist,
     WebhookTest,
 )
 
 __all__ = [
-    "LinkedIn",
-    "Sessions",
-    "Profiles",
+    "NOTE_MAX",
+    "SIGNAL_KINDS",
+    "WATCHLIST_MAX",
     "Connections",
     "ContentSearch",
-    "Searches",
-    "Signals",
-    "SignalWatchlist",
-    "Posts",
-    "DirectMessages",
     "Conversations",
-    "NOTE_MAX",
-    "WATCHLIST_MAX",
-    "SIGNAL_KINDS",
-    "check_connection_note",
-    "check_profile_url",
-    "check_company_url",
+    "DirectMessages",
+    "LinkedIn",
+    "Posts",
+    "Profiles",
+    "Searches",
+    "Sessions",
+    "SignalWatchlist",
+    "Signals",
     "check_actor_url",
-    "check_profile_ref",
-    "check_post_urn",
+    "check_company_url",
+    "check_connection_note",
     "check_conversation_urn",
+    "check_post_urn",
+    "check_profile_ref",
+    "check_profile_url",
     "signal_body",
 ]
 
@@ -76,9 +76,19 @@ T = TypeVar("T")
 
 # --- local checks (raise ValueError; usable as pydantic AfterValidators) ------------------------------
 _ASCII_FOR = {
-    "\u2014": "-", "\u2013": "-", "\u2012": "-", "\u2212": "-",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'", "\u201a": "'",
-    "\u2026": "...", "\u00a0": " ", "\u2022": "-",
+    "\u2014": "-",
+    "\u2013": "-",
+    "\u2012": "-",
+    "\u2212": "-",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u2026": "...",
+    "\u00a0": " ",
+    "\u2022": "-",
 }
 _LINKEDIN_HOST = r"^https?://(?:[a-z]{2,3}\.)?linkedin\.com"
 _PROFILE_URL = re.compile(_LINKEDIN_HOST + r"/in/[^/?#\s]{2,100}/?(?:[?#]\S*)?$", re.IGNORECASE)
@@ -95,15 +105,21 @@ def check_connection_note(note: str) -> str:
     if chars <= NOTE_MAX and size <= NOTE_MAX:
         return note
     if chars > NOTE_MAX:
-        raise ValueError(f"the note is {chars} characters ({size} UTF-8 bytes); LinkedIn allows at most {NOTE_MAX}. Shorten it")
-    head = (f"the note is {chars} characters but {size} UTF-8 bytes; LinkedIn allows at most {NOTE_MAX} bytes "
-            "(em-dashes, smart quotes and emoji take 2-4 bytes each)")
+        raise ValueError(
+            f"the note is {chars} characters ({size} UTF-8 bytes); LinkedIn allows at most {NOTE_MAX}. Shorten it"
+        )
+    head = (
+        f"the note is {chars} characters but {size} UTF-8 bytes; LinkedIn allows at most {NOTE_MAX} bytes "
+        "(em-dashes, smart quotes and emoji take 2-4 bytes each)"
+    )
     fancy = sorted({ch for ch in note if ch in _ASCII_FOR})
     if not fancy:
         raise ValueError(f"{head}. Shorten it or drop the emoji/accented characters")
     ascii_size = len("".join(_ASCII_FOR.get(ch, ch) for ch in note).encode("utf-8"))
     swaps = ", ".join(f"{ch} -> {_ASCII_FOR[ch]!r}" for ch in fancy)
-    outcome = f"that makes it {ascii_size} bytes" + (" and it fits" if ascii_size <= NOTE_MAX else "; shorten it too")
+    outcome = f"that makes it {ascii_size} bytes" + (
+        " and it fits" if ascii_size <= NOTE_MAX else "; shorten it too"
+    )
     raise ValueError(f"{head}. Use ASCII replacements ({swaps}): {outcome}")
 
 
@@ -125,8 +141,10 @@ def check_actor_url(value: str) -> str:
     """A profile (/in/) or company (/company/) URL."""
     value = value.strip()
     if not (_PROFILE_URL.match(value) or _COMPANY_URL.match(value)):
-        raise ValueError("expected a LinkedIn profile (https://www.linkedin.com/in/<slug>/) or company "
-                         "(https://www.linkedin.com/company/<slug>/) URL")
+        raise ValueError(
+            "expected a LinkedIn profile (https://www.linkedin.com/in/<slug>/) or company "
+            "(https://www.linkedin.com/company/<slug>/) URL"
+        )
     return value
 
 
@@ -135,15 +153,19 @@ def check_profile_ref(value: str) -> str:
     value = value.strip()
     if _PROFILE_URL.match(value) or _SLUG.match(value) or _PROFILE_URN.match(value):
         return value
-    raise ValueError("expected a LinkedIn profile URL (https://www.linkedin.com/in/<slug>/), a slug, "
-                     "an ACoA... profile id or a profile URN")
+    raise ValueError(
+        "expected a LinkedIn profile URL (https://www.linkedin.com/in/<slug>/), a slug, "
+        "an ACoA... profile id or a profile URN"
+    )
 
 
 def check_post_urn(value: str) -> str:
     """A post URN (urn:li:activity:<digits>, ugcPost, share), also found inside a post URL."""
     found = _POST_URN.search(value.strip())
     if not found or (not value.strip().startswith("urn:") and "linkedin.com/" not in value):
-        raise ValueError("expected a post URN like urn:li:activity:7332661864792854528 (or a post URL containing one)")
+        raise ValueError(
+            "expected a post URN like urn:li:activity:7332661864792854528 (or a post URL containing one)"
+        )
     return found.group(0)
 
 
@@ -164,7 +186,9 @@ def _checked(field: str, check: Callable[[T], T], value: T) -> T:
 
 def _in_range(field: str, value: int | None, low: int, high: int) -> int | None:
     if value is not None and not low <= value <= high:
-        raise ValidationFailed(f"{field}: must be between {low} and {high}", hint="Fix the argument; nothing was sent.")
+        raise ValidationFailed(
+            f"{field}: must be between {low} and {high}", hint="Fix the argument; nothing was sent."
+        )
     return value
 
 
@@ -185,8 +209,9 @@ class _Namespace:
     def __init__(self, http: HttpCore) -> None:
         self._http = http
 
-    async def _spend(self, method: str, path: str, *, json: Any = None, timeout: float | None = None,
-                     what: str, hint: str) -> Any:
+    async def _spend(
+        self, method: str, path: str, *, json: Any = None, timeout: float | None = None, what: str, hint: str
+    ) -> Any:
         """A request that spends quota or acts on LinkedIn: a send, whose lost answer is reported."""
         try:
             return await self._http.request(method, path, json=json, timeout=timeout, send=True)
@@ -207,15 +232,21 @@ class Sessions(_Namespace):
 
     async def verify(self, *, challenge_id: str, pin: str, label: str | None = None) -> LoginResult:
         body = _body(challengeId=challenge_id, pin=pin, label=label)
-        return LoginResult.model_validate(await self._http.request("POST", "/linkedin/sessions/verify", json=body))
+        return LoginResult.model_validate(
+            await self._http.request("POST", "/linkedin/sessions/verify", json=body)
+        )
 
     async def poll(self, *, challenge_id: str, label: str | None = None) -> LoginResult:
         body = _body(challengeId=challenge_id, label=label)
-        return LoginResult.model_validate(await self._http.request("POST", "/linkedin/sessions/poll", json=body))
+        return LoginResult.model_validate(
+            await self._http.request("POST", "/linkedin/sessions/poll", json=body)
+        )
 
     async def import_cookies(self, *, li_at: str, jsession_id: str, label: str | None = None) -> LoginResult:
         body = _body(liAt=li_at, jsessionId=jsession_id, label=label)
-        return LoginResult.model_validate(await self._http.request("POST", "/linkedin/sessions/import", json=body))
+        return LoginResult.model_validate(
+            await self._http.request("POST", "/linkedin/sessions/import", json=body)
+        )
 
     async def revoke(self, session_id: str) -> None:
         await self._http.request("DELETE", f"/linkedin/sessions/{_seg(session_id)}")
@@ -230,32 +261,45 @@ class Profiles(_Namespace):
         url = _checked("profile_url", check_profile_url, profile_url)
         body = _body(sessionId=session_id, profileUrl=url)
         data = await self._spend(
-            "POST", "/linkedin/profiles/lookup", json=body, what="the lookup may have run",
+            "POST",
+            "/linkedin/profiles/lookup",
+            json=body,
+            what="the lookup may have run",
             hint="A lookup changes nothing: retrying is safe but spends another of the 30/day profile lookups.",
         )
         return ProfileLookup.model_validate(data)
 
 
 class Connections(_Namespace):
-    async def send(self, target: str, *, message: str | None = None, session_id: str | None = None) -> ConnectionResult:
+    async def send(
+        self, target: str, *, message: str | None = None, session_id: str | None = None
+    ) -> ConnectionResult:
         target = _checked("target", check_profile_ref, target)
         if message is not None:
             message = _checked("note", check_connection_note, message)
         body = _body(sessionId=session_id, target=target, message=message)
         data = await self._spend(
-            "POST", "/linkedin/connections", json=body, what="the connection request may have been sent",
+            "POST",
+            "/linkedin/connections",
+            json=body,
+            what="the connection request may have been sent",
             hint="Do not resend blindly: ask the user to check the invitation in LinkedIn first.",
         )
         return ConnectionResult.model_validate(data)
 
 
 class ContentSearch(_Namespace):
-    async def content(self, keyword: str, *, session_id: str, date_posted: str | None = None,
-                      count: int | None = None) -> ContentPosts:
+    async def content(
+        self, keyword: str, *, session_id: str, date_posted: str | None = None, count: int | None = None
+    ) -> ContentPosts:
         _in_range("count", count, 1, 25)
         body = _body(sessionId=session_id, keyword=keyword, datePosted=date_posted, count=count)
         data = await self._spend(
-            "POST", "/linkedin/search/content", json=body, timeout=LONG_TIMEOUT, what="the search may have run",
+            "POST",
+            "/linkedin/search/content",
+            json=body,
+            timeout=LONG_TIMEOUT,
+            what="the search may have run",
             hint="A raw search changes nothing: retrying is safe but spends search quota again.",
         )
         return ContentPosts.model_validate(data)
@@ -264,14 +308,31 @@ class ContentSearch(_Namespace):
 class Searches(_Namespace):
     """Historical searches with a firing rule: synchronous (10-15 s), persisted, free to re-open."""
 
-    async def run(self, *, query: str, intent_description: str, lookback: str | None = None,
-                  min_intent: str | None = None, limit: int | None = None,
-                  session_id: str | None = None) -> SearchRun:
+    async def run(
+        self,
+        *,
+        query: str,
+        intent_description: str,
+        lookback: str | None = None,
+        min_intent: str | None = None,
+        limit: int | None = None,
+        session_id: str | None = None,
+    ) -> SearchRun:
         _in_range("limit", limit, 1, 100)
-        body = _body(query=query, intentDescription=intent_description, lookback=lookback, minIntent=min_intent,
-                     limit=limit, sessionId=session_id)
+        body = _body(
+            query=query,
+            intentDescription=intent_description,
+            lookback=lookback,
+            minIntent=min_intent,
+            limit=limit,
+            sessionId=session_id,
+        )
         data = await self._spend(
-            "POST", "/linkedin/searches", json=body, timeout=LONG_TIMEOUT, what="the search may have run",
+            "POST",
+            "/linkedin/searches",
+            json=body,
+            timeout=LONG_TIMEOUT,
+            what="the search may have run",
             hint="Searches are persisted: call linkedin_list_searches and re-open it (free) before running it again.",
         )
         return SearchRun.model_validate(data)
@@ -283,7 +344,9 @@ class Searches(_Namespace):
         )
 
     async def get(self, search_id: str) -> SearchRun:
-        return SearchRun.model_validate(await self._http.request("GET", f"/linkedin/searches/{_seg(search_id)}"))
+        return SearchRun.model_validate(
+            await self._http.request("GET", f"/linkedin/searches/{_seg(search_id)}")
+        )
 
 
 # --- signals ----------------------------------------------------------------------------------------------
@@ -312,7 +375,9 @@ def signal_body(
         problems.append("query: required for kind=keyword (the LinkedIn keyword pre-filter)")
     if kind == "engagement":
         if not target_url:
-            problems.append("target_url: required for kind=engagement (a /in/ profile or /company/ URL to watch)")
+            problems.append(
+                "target_url: required for kind=engagement (a /in/ profile or /company/ URL to watch)"
+            )
         else:
             url = _checked("target_url", check_actor_url, target_url)
             target = {"kind": "company" if _COMPANY_URL.match(url) else "profile", "url": url}
@@ -321,12 +386,19 @@ def signal_body(
         if not urls:
             problems.append("profile_urls: required for kind=job_change_watchlist (1-500 profile URLs)")
         elif len(urls) > WATCHLIST_MAX:
-            problems.append(f"profile_urls: {len(urls)} given; at most {WATCHLIST_MAX} per signal (split the list)")
+            problems.append(
+                f"profile_urls: {len(urls)} given; at most {WATCHLIST_MAX} per signal (split the list)"
+            )
         else:
-            watchlist = [{"profileUrl": _checked(f"profile_urls.{i}", check_profile_url, u)} for i, u in enumerate(urls)]
+            watchlist = [
+                {"profileUrl": _checked(f"profile_urls.{i}", check_profile_url, u)}
+                for i, u in enumerate(urls)
+            ]
     if kind in SESSION_SCOPED_KINDS and not session_id:
-        problems.append(f"session_id: required for kind={kind} (the inbox and network belong to one account; "
-                        "see linkedin_list_sessions)")
+        problems.append(
+            f"session_id: required for kind={kind} (the inbox and network belong to one account; "
+            "see linkedin_list_sessions)"
+        )
     unused = {
         "query": query if kind not in ("keyword",) else None,
         "target_url": target_url if kind != "engagement" else None,
@@ -335,9 +407,18 @@ def signal_body(
     problems += [f"{name_}: not used by kind={kind}" for name_, value in unused.items() if value]
     if problems:
         raise ValidationFailed("; ".join(problems), hint="Fix the named argument(s); nothing was sent.")
-    return _body(kind=kind, name=name, query=query if kind == "keyword" else None, target=target, watchlist=watchlist,
-                 intentDescription=intent_description, cadence=cadence, webhookUrl=webhook_url,
-                 filterMinIntent=filter_min_intent, sessionId=session_id)
+    return _body(
+        kind=kind,
+        name=name,
+        query=query if kind == "keyword" else None,
+        target=target,
+        watchlist=watchlist,
+        intentDescription=intent_description,
+        cadence=cadence,
+        webhookUrl=webhook_url,
+        filterMinIntent=filter_min_intent,
+        sessionId=session_id,
+    )
 
 
 class SignalWatchlist(_Namespace):
@@ -349,9 +430,15 @@ class SignalWatchlist(_Namespace):
     async def add(self, signal_id: str, entries: Sequence[tuple[str, str | None]]) -> Watchlist:
         """`entries` are (profile URL, optional label)."""
         if not 1 <= len(entries) <= WATCHLIST_MAX:
-            raise ValidationFailed(f"profile_urls: give 1-{WATCHLIST_MAX} entries", hint="Fix the argument; nothing was sent.")
-        body = {"entries": [_body(profileUrl=_checked(f"profile_urls.{i}", check_profile_url, url), label=label)
-                            for i, (url, label) in enumerate(entries)]}
+            raise ValidationFailed(
+                f"profile_urls: give 1-{WATCHLIST_MAX} entries", hint="Fix the argument; nothing was sent."
+            )
+        body = {
+            "entries": [
+                _body(profileUrl=_checked(f"profile_urls.{i}", check_profile_url, url), label=label)
+                for i, (url, label) in enumerate(entries)
+            ]
+        }
         return Watchlist.model_validate(
             await self._http.request("POST", f"/linkedin/signals/{_seg(signal_id)}/watchlist", json=body)
         )
@@ -369,7 +456,10 @@ class Signals(_Namespace):
         """Create a signal of any kind (`signal_body` arguments). Its `webhook_secret` is returned once."""
         body = signal_body(**fields)
         data = await self._spend(
-            "POST", "/linkedin/signals", json=body, what="the signal may have been created",
+            "POST",
+            "/linkedin/signals",
+            json=body,
+            what="the signal may have been created",
             hint="Call linkedin_list_signals before creating it again (a duplicate would fire twice).",
         )
         return SignalEnvelope.model_validate(data).signal
@@ -394,15 +484,22 @@ class Signals(_Namespace):
 
     async def run(self, signal_id: str) -> SignalRun:
         data = await self._spend(
-            "POST", f"/linkedin/signals/{_seg(signal_id)}/run", timeout=LONG_TIMEOUT, what="the poll may have run",
+            "POST",
+            f"/linkedin/signals/{_seg(signal_id)}/run",
+            timeout=LONG_TIMEOUT,
+            what="the poll may have run",
             hint="Check linkedin_list_signal_matches before running it again.",
         )
         return SignalRun.model_validate(data)
 
-    async def matches(self, signal_id: str, *, limit: int | None = None, since_id: str | None = None) -> MatchList:
+    async def matches(
+        self, signal_id: str, *, limit: int | None = None, since_id: str | None = None
+    ) -> MatchList:
         _in_range("limit", limit, 1, 100)
         data = await self._http.request(
-            "GET", f"/linkedin/signals/{_seg(signal_id)}/matches", params={"limit": limit, "sinceId": since_id}
+            "GET",
+            f"/linkedin/signals/{_seg(signal_id)}/matches",
+            params={"limit": limit, "sinceId": since_id},
         )
         return MatchList.model_validate(data)
 
@@ -425,7 +522,9 @@ class Posts(_Namespace):
         url = _checked("author_url", check_actor_url, author_url)
         _in_range("count", count, 1, 100)
         data = await self._http.request(
-            "GET", "/linkedin/posts/by-author", params={"sessionId": session_id, "profileUrl": url, "count": count}
+            "GET",
+            "/linkedin/posts/by-author",
+            params={"sessionId": session_id, "profileUrl": url, "count": count},
         )
         return ContentPosts.model_validate(data)
 
@@ -447,10 +546,13 @@ class Posts(_Namespace):
 
 
 class DirectMessages(_Namespace):
-    async def send(self, *, session_id: str, text: str, recipient: str | None = None,
-                   conversation_urn: str | None = None) -> SentMessage:
+    async def send(
+        self, *, session_id: str, text: str, recipient: str | None = None, conversation_urn: str | None = None
+    ) -> SentMessage:
         if (recipient is None) == (conversation_urn is None):
-            raise ValidationFailed("pass exactly one of recipient or conversation_urn", hint="Nothing was sent.")
+            raise ValidationFailed(
+                "pass exactly one of recipient or conversation_urn", hint="Nothing was sent."
+            )
         if recipient is not None:
             recipient = _checked("recipient", check_profile_ref, recipient)
         if conversation_urn is not None:
@@ -459,7 +561,10 @@ class DirectMessages(_Namespace):
             raise ValidationFailed("text: empty message", hint="Nothing was sent.")
         body = _body(sessionId=session_id, text=text, recipient=recipient, conversationUrn=conversation_urn)
         data = await self._spend(
-            "POST", "/linkedin/messages", json=body, what="the message may have been delivered",
+            "POST",
+            "/linkedin/messages",
+            json=body,
+            what="the message may have been delivered",
             hint="Read the thread with linkedin_get_conversation before sending it again.",
         )
         return SentMessage.model_validate(data)

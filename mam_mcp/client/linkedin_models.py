@@ -14,53 +14,55 @@ from pydantic import AliasChoices, Field, SecretStr
 from mam_mcp.client.models import ApiModel
 
 __all__ = [
-    "SignalKind",
-    "Intent",
     "Cadence",
-    "Lookback",
-    "DatePosted",
-    "LinkedInSession",
-    "SessionList",
-    "LoginResult",
-    "SessionUsage",
-    "Utilization",
-    "Profile",
-    "ProfileLookup",
+    "Classification",
+    "CommentList",
     "ConnectionResult",
     "ContentPost",
     "ContentPosts",
-    "SearchAuthor",
-    "Classification",
-    "SearchResult",
-    "Search",
-    "SearchDiagnostics",
-    "SearchRun",
-    "SearchList",
-    "SignalTarget",
-    "Signal",
-    "SignalEnvelope",
-    "SignalList",
-    "SignalMatch",
-    "MatchList",
-    "Delivery",
-    "DeliveryList",
-    "WatchlistEntry",
-    "Watchlist",
-    "PostComment",
-    "PostReaction",
-    "CommentList",
-    "ReactionList",
-    "Participant",
     "Conversation",
     "ConversationList",
+    "DatePosted",
+    "Delivery",
+    "DeliveryList",
     "DirectMessage",
     "DirectMessageList",
+    "Intent",
+    "LinkedInSession",
+    "LoginResult",
+    "Lookback",
+    "MatchList",
+    "Participant",
+    "PostComment",
+    "PostReaction",
+    "Profile",
+    "ProfileLookup",
+    "ReactionList",
+    "Search",
+    "SearchAuthor",
+    "SearchDiagnostics",
+    "SearchList",
+    "SearchResult",
+    "SearchRun",
     "SentMessage",
+    "SessionList",
+    "SessionUsage",
+    "Signal",
+    "SignalEnvelope",
+    "SignalKind",
+    "SignalList",
+    "SignalMatch",
     "SignalRun",
+    "SignalTarget",
+    "Utilization",
+    "Watchlist",
+    "WatchlistEntry",
     "WebhookTest",
 ]
 
-SignalKind = Literal["keyword", "engagement", "job_change_watchlist", "connection_accepted", "message_received"]
+SignalKind = Literal[
+    "keyword", "engagement", "job_change_watchlist", "connection_accepted", "message_received"
+]
 Intent = Literal["low", "medium", "high"]
 Cadence = Literal["daily", "every_12h", "every_6h", "manual"]
 Lookback = Literal["past-24h", "past-week", "past-month"]
@@ -311,7 +313,9 @@ class PostComment(ApiModel):
 
 
 class PostReaction(ApiModel):
-    actor: SearchAuthor = Field(default_factory=SearchAuthor, validation_alias=AliasChoices("actor", "author"))
+    actor: SearchAuthor = Field(
+        default_factory=SearchAuthor, validation_alias=AliasChoices("actor", "author")
+    )
     reaction_type: str | None = None
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mam_mcp.client.errors import MamError
     from mam_mcp.client.linkedin_models import LoginResult
 
-__all__ = ["Terminal", "ConsoleTerminal", "add_arguments", "run", "connect_account", "list_sessions"]
+__all__ = ["ConsoleTerminal", "Terminal", "add_arguments", "connect_account", "list_sessions", "run"]
 
 POLL_INTERVAL = 3.0
 MAX_APPROVAL_WAIT = 300.0
@@ -45,11 +45,16 @@ class ConsoleTerminal:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="linkedin_action", metavar="ACTION")
-    connect = actions.add_parser("connect", help="connect a LinkedIn account (email + password, or --cookies)")
+    connect = actions.add_parser(
+        "connect", help="connect a LinkedIn account (email + password, or --cookies)"
+    )
     connect.add_argument("--label", help="a name for the account, e.g. 'Founder account'")
     connect.add_argument("--email", help="LinkedIn login email (asked if omitted)")
-    connect.add_argument("--cookies", action="store_true",
-                         help="import the li_at and JSESSIONID cookies of a logged-in browser instead")
+    connect.add_argument(
+        "--cookies",
+        action="store_true",
+        help="import the li_at and JSESSIONID cookies of a logged-in browser instead",
+    )
     actions.add_parser("sessions", help="list the connected LinkedIn accounts")
 
 
@@ -59,16 +64,26 @@ def _problem(error: MamError) -> str:
 
 
 def _connected(terminal: Terminal, result: LoginResult) -> int:
-    terminal.say(f"Connected LinkedIn session {result.session_id}" + (f" ({result.label})" if result.label else "")
-                 + ". The LinkedIn tools now use it; they auto-distribute across all connected accounts.")
+    terminal.say(
+        f"Connected LinkedIn session {result.session_id}"
+        + (f" ({result.label})" if result.label else "")
+        + ". The LinkedIn tools now use it; they auto-distribute across all connected accounts."
+    )
     return 0
 
 
-async def _wait_for_app(client: MamClient, terminal: Terminal, challenge_id: str, label: str | None, *,
-                        poll_interval: float, max_wait: float) -> int:
+async def _wait_for_app(
+    client: MamClient,
+    terminal: Terminal,
+    challenge_id: str,
+    label: str | None,
+    *,
+    poll_interval: float,
+    max_wait: float,
+) -> int:
     import anyio
 
-    terminal.say("Approve the sign-in in the LinkedIn mobile app (\"Yes, it's me\"). Waiting...")
+    terminal.say('Approve the sign-in in the LinkedIn mobile app ("Yes, it\'s me"). Waiting...')
     for _ in range(max(1, int(max_wait / max(poll_interval, 0.001)))):  # bounded: at most max_wait
         result = await client.linkedin.sessions.poll(challenge_id=challenge_id, label=label)
         if result.ok:
@@ -81,21 +96,32 @@ async def _wait_for_app(client: MamClient, terminal: Terminal, challenge_id: str
     return 1
 
 
-async def connect_account(client: MamClient, terminal: Terminal, *, label: str | None = None,
-                          email: str | None = None, use_cookies: bool = False,
-                          poll_interval: float = POLL_INTERVAL, max_wait: float = MAX_APPROVAL_WAIT) -> int:
+async def connect_account(
+    client: MamClient,
+    terminal: Terminal,
+    *,
+    label: str | None = None,
+    email: str | None = None,
+    use_cookies: bool = False,
+    poll_interval: float = POLL_INTERVAL,
+    max_wait: float = MAX_APPROVAL_WAIT,
+) -> int:
     """Run the connect dialogue; returns the exit status. Secrets stay in local variables only."""
     from mam_mcp.client.errors import MamError
 
     try:
         if use_cookies:
-            terminal.say("Paste the cookies of a browser logged in to linkedin.com (DevTools > Application > Cookies).")
+            terminal.say(
+                "Paste the cookies of a browser logged in to linkedin.com (DevTools > Application > Cookies)."
+            )
             li_at = terminal.secret("li_at: ")
             jsession = terminal.secret("JSESSIONID: ").strip('"')
             if not li_at or not jsession:
                 terminal.say("Both cookies are needed.")
                 return 2
-            result = await client.linkedin.sessions.import_cookies(li_at=li_at, jsession_id=jsession, label=label)
+            result = await client.linkedin.sessions.import_cookies(
+                li_at=li_at, jsession_id=jsession, label=label
+            )
         else:
             email = email or terminal.ask("LinkedIn email: ")
             password = terminal.secret("LinkedIn password (not shown; sent only to MyAgentMail): ")
@@ -109,16 +135,21 @@ async def connect_account(client: MamClient, terminal: Terminal, *, label: str |
             terminal.say(f"LinkedIn refused: {result.error or 'unknown reason'}.")
             return 1
         if result.challenge_type == "pin":
-            pin = terminal.ask("LinkedIn sent a verification PIN (email or SMS). Enter it, or press Enter to "
-                               "approve in the LinkedIn app instead: ")
+            pin = terminal.ask(
+                "LinkedIn sent a verification PIN (email or SMS). Enter it, or press Enter to "
+                "approve in the LinkedIn app instead: "
+            )
             if pin:
-                verified = await client.linkedin.sessions.verify(challenge_id=result.challenge_id, pin=pin, label=label)
+                verified = await client.linkedin.sessions.verify(
+                    challenge_id=result.challenge_id, pin=pin, label=label
+                )
                 if verified.ok:
                     return _connected(terminal, verified)
                 terminal.say(f"The PIN was not accepted: {verified.error or 'rejected'}.")
                 return 1
-        return await _wait_for_app(client, terminal, result.challenge_id, label,
-                                   poll_interval=poll_interval, max_wait=max_wait)
+        return await _wait_for_app(
+            client, terminal, result.challenge_id, label, poll_interval=poll_interval, max_wait=max_wait
+        )
     except MamError as error:
         terminal.say(_problem(error))
         return 1
@@ -145,8 +176,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print("usage: mam-mcp linkedin {connect,sessions}", file=sys.stderr)
         return 2
     if settings.mode != "hosted" or settings.api_key is None:
-        print("mam-mcp: LinkedIn needs the hosted MyAgentMail API: run `mam-mcp login` or set MYAGENTMAIL_API_KEY "
-              "(the local backend has no LinkedIn).", file=sys.stderr)
+        print(
+            "mam-mcp: LinkedIn needs the hosted MyAgentMail API: run `mam-mcp login` or set MYAGENTMAIL_API_KEY "
+            "(the local backend has no LinkedIn).",
+            file=sys.stderr,
+        )
         return 2
     import anyio
 
@@ -158,7 +192,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         async with MamClient(base_url=settings.base_url, api_key=api_key) as client:
             if action == "sessions":
                 return await list_sessions(client, ConsoleTerminal())
-            return await connect_account(client, ConsoleTerminal(), label=args.label, email=args.email,
-                                         use_cookies=args.cookies)
+            return await connect_account(
+                client, ConsoleTerminal(), label=args.label, email=args.email, use_cookies=args.cookies
+            )
 
     return anyio.run(main)

@@ -14,10 +14,10 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import AfterValidator, Field
 
-from mam_mcp.client import MamClient
 from mam_mcp.client._http import LONG_TIMEOUT
 from mam_mcp.client.errors import MamError, NoSessionAvailable, ValidationFailed
 from mam_mcp.client.linkedin import (
+    LinkedIn,
     check_connection_note,
     check_profile_ref,
     check_profile_url,
@@ -79,16 +79,25 @@ ProfileRef = Annotated[
 
 
 # --- shared behaviour -----------------------------------------------------------------------------------
-async def resolve_session(client: MamClient, session_id: str | None) -> str:
+async def linkedin_api(rt: Runtime) -> LinkedIn:
+    """The LinkedIn namespaces of the runtime's client (typed: `MamClient.linkedin` is imported lazily)."""
+    client = await rt.client()
+    api: LinkedIn = client.linkedin
+    return api
+
+
+async def resolve_session(api: LinkedIn, session_id: str | None) -> str:
     """The session to act as: the given one, else the only connected one, else an error listing them."""
     if session_id:
         return session_id
-    sessions = await client.linkedin.sessions.list()
+    sessions = await api.sessions.list()
     live = [s for s in sessions if (s.status or "").lower() not in _DEAD_SESSION_STATUSES]
     if len(live) == 1:
-        return live[0].id
+        return str(live[0].id)
     listed = [{"id": s.id, "label": s.label, "status": s.status} for s in sessions[:20]]
-    listing = "; ".join(f"{s['id']} ({s['label'] or 'no label'}, {s['status'] or 'status unknown'})" for s in listed)
+    listing = "; ".join(
+        f"{s['id']} ({s['label'] or 'no label'}, {s['status'] or 'status unknown'})" for s in listed
+    )
     if not live:
         raise NoSessionAvailable(
             "no connected LinkedIn account" + (f" is usable: {listing}" if sessions else ""),
@@ -114,7 +123,9 @@ async def with_progress(ctx: Context | None, label: str, work: Callable[[], Awai
         started = anyio.current_time()
         for _ in range(int(LONG_TIMEOUT / PROGRESS_INTERVAL) + 2):  # bounded by the request's own timeout
             elapsed = anyio.current_time() - started
-            await ctx.report_progress(round(elapsed, 1), LONG_TIMEOUT, f"{label}: {elapsed:.0f}s (typically 10-15 s)")
+            await ctx.report_progress(
+                round(elapsed, 1), LONG_TIMEOUT, f"{label}: {elapsed:.0f}s (typically 10-15 s)"
+            )
             await anyio.sleep(PROGRESS_INTERVAL)
 
     async with anyio.create_task_group() as tasks:
@@ -137,22 +148,42 @@ def one_line(text: str | None, limit: int = 300) -> str:
 
 def author_data(author: SearchAuthor | None) -> dict[str, Any]:
     a = author or SearchAuthor()
-    return {"name": a.name, "role": a.role, "company": a.company, "headline": a.headline, "profile_url": a.profile_url}
+    return {
+        "name": a.name,
+        "role": a.role,
+        "company": a.company,
+        "headline": a.headline,
+        "profile_url": a.profile_url,
+    }
 
 
 def author_line(author: dict[str, Any]) -> str:
-    where = ", ".join(filter(None, [author.get("role"), author.get("company")])) or author.get("headline") or ""
-    return f"{author.get('name') or 'unknown'}" + (f" ({where})" if where else "") + f" {author.get('profile_url') or ''}"
+    where = (
+        ", ".join(filter(None, [author.get("role"), author.get("company")])) or author.get("headline") or ""
+    )
+    return (
+        f"{author.get('name') or 'unknown'}"
+        + (f" ({where})" if where else "")
+        + f" {author.get('profile_url') or ''}"
+    )
 
 
 def signal_data(signal: Signal) -> dict[str, Any]:
     """A signal as agents see it: never the webhook secret."""
     data = {
-        "id": signal.id, "kind": signal.kind, "name": signal.name, "query": signal.query,
-        "target": signal.target.wire() if signal.target else None, "cadence": signal.cadence,
-        "enabled": signal.enabled, "session_id": signal.session_id, "min_intent": signal.filter_min_intent,
-        "webhook_url": signal.webhook_url, "matches_count": signal.matches_count,
-        "watchlist_count": signal.watchlist_count, "last_polled_at": signal.last_polled_at,
+        "id": signal.id,
+        "kind": signal.kind,
+        "name": signal.name,
+        "query": signal.query,
+        "target": signal.target.wire() if signal.target else None,
+        "cadence": signal.cadence,
+        "enabled": signal.enabled,
+        "session_id": signal.session_id,
+        "min_intent": signal.filter_min_intent,
+        "webhook_url": signal.webhook_url,
+        "matches_count": signal.matches_count,
+        "watchlist_count": signal.watchlist_count,
+        "last_polled_at": signal.last_polled_at,
         "last_error": signal.last_error,
     }
     return {k: v for k, v in data.items() if v is not None}
@@ -161,16 +192,24 @@ def signal_data(signal: Signal) -> dict[str, Any]:
 def signal_line(s: dict[str, Any]) -> str:
     state = "" if s.get("enabled", True) else ", paused"
     what = s.get("query") or (s.get("target") or {}).get("url") or ""
-    return (f"- {s['id']} [{s.get('kind') or 'keyword'}] {s.get('name') or ''}" + (f" ({what})" if what else "")
-            + f" cadence {s.get('cadence') or '?'}{state}, {s.get('matches_count') or 0} matches")
+    return (
+        f"- {s['id']} [{s.get('kind') or 'keyword'}] {s.get('name') or ''}"
+        + (f" ({what})" if what else "")
+        + f" cadence {s.get('cadence') or '?'}{state}, {s.get('matches_count') or 0} matches"
+    )
 
 
 def match_data(match: SignalMatch) -> dict[str, Any]:
     c = match.classification
     return {
-        "id": match.id, "post_url": match.post_url, "excerpt": one_line(match.post_excerpt),
-        "author": author_data(match.author), "intent": c.intent if c else None, "reason": c.reason if c else None,
-        "found_at": match.found_at, **({"pending_enrichment": True} if match.pending_enrichment else {}),
+        "id": match.id,
+        "post_url": match.post_url,
+        "excerpt": one_line(match.post_excerpt),
+        "author": author_data(match.author),
+        "intent": c.intent if c else None,
+        "reason": c.reason if c else None,
+        "found_at": match.found_at,
+        **({"pending_enrichment": True} if match.pending_enrichment else {}),
     }
 
 
@@ -188,22 +227,39 @@ _HEALTH_HINTS = {
 def search_text(run: SearchRun, fence: UntrustedFence) -> tuple[str, dict[str, Any]]:
     """Text and data of a search: results fenced as untrusted, or readable diagnostics when empty."""
     s = run.search
-    results = []
+    results: list[dict[str, Any]] = []
     for r in run.results:
         c = r.classification
-        results.append({
-            "author": author_data(r.author), "post_url": r.post_url, "excerpt": one_line(r.post_excerpt),
-            "intent": c.intent if c else None, "reason": c.reason if c else None, "triage_score": r.triage_score,
-        })
-    data: dict[str, Any] = {"search_id": s.id, "query": s.query, "lookback": s.lookback, "count": len(results),
-                            "results": results, "untrusted": True}
-    head = f"Search {s.id}: {len(results)} result(s) for {s.query!r}" + (f" ({s.lookback})" if s.lookback else "")
+        results.append(
+            {
+                "author": author_data(r.author),
+                "post_url": r.post_url,
+                "excerpt": one_line(r.post_excerpt),
+                "intent": c.intent if c else None,
+                "reason": c.reason if c else None,
+                "triage_score": r.triage_score,
+            }
+        )
+    data: dict[str, Any] = {
+        "search_id": s.id,
+        "query": s.query,
+        "lookback": s.lookback,
+        "count": len(results),
+        "results": results,
+        "untrusted": True,
+    }
+    head = f"Search {s.id}: {len(results)} result(s) for {s.query!r}" + (
+        f" ({s.lookback})" if s.lookback else ""
+    )
     if s.error_code:
         data["error_code"] = s.error_code
         head += f"; the search reported {s.error_code}: {s.error_message or ''}".rstrip()
     if results:
-        lines = [f"{i}. [{r['intent'] or '?'}] {author_line(r['author'])}\n   {r['post_url'] or ''}\n   "
-                 f"post: {r['excerpt']}\n   why: {r['reason'] or ''}" for i, r in enumerate(results, 1)]
+        lines = [
+            f"{i}. [{r['intent'] or '?'}] {author_line(r['author'])}\n   {r['post_url'] or ''}\n   "
+            f"post: {r['excerpt']}\n   why: {r['reason'] or ''}"
+            for i, r in enumerate(results, 1)
+        ]
         return f"{head}. {UNTRUSTED_LINKEDIN}\n" + fence.wrap("\n".join(lines)), data
     d = run.diagnostics
     if d is None:
@@ -233,12 +289,17 @@ async def linkedin_search_posts(
     ctx: Context | None = None,
 ) -> CallToolResult:
     """One-shot intent search (10-15 s): LinkedIn posts classified by your firing rule. Returns authors (role, company, profile URL) and why each matched, or why nothing did."""
-    client = await rt.client()
+    api = await linkedin_api(rt)
 
     async def run() -> SearchRun:
-        return await client.linkedin.searches.run(query=query, intent_description=intent_description,
-                                                  lookback=lookback, min_intent=min_intent, limit=limit,
-                                                  session_id=session_id)
+        return await api.searches.run(
+            query=query,
+            intent_description=intent_description,
+            lookback=lookback,
+            min_intent=min_intent,
+            limit=limit,
+            session_id=session_id,
+        )
 
     result = await with_progress(ctx, "searching LinkedIn", run)
     text, data = search_text(result, UntrustedFence())
@@ -260,10 +321,17 @@ async def linkedin_create_signal(
     session_id: SessionId = None,
 ) -> CallToolResult:
     """Create a recurring LinkedIn watcher. kind: keyword (needs query), engagement (people engaging with target_url's posts), job_change_watchlist (profile_urls), connection_accepted or message_received (need session_id)."""
-    client = await rt.client()
-    signal = await client.linkedin.signals.create(
-        kind=kind, name=name, intent_description=intent_description, query=query, target_url=target_url,
-        profile_urls=profile_urls, cadence=cadence, webhook_url=webhook_url, filter_min_intent=min_intent,
+    api = await linkedin_api(rt)
+    signal = await api.signals.create(
+        kind=kind,
+        name=name,
+        intent_description=intent_description,
+        query=query,
+        target_url=target_url,
+        profile_urls=profile_urls,
+        cadence=cadence,
+        webhook_url=webhook_url,
+        filter_min_intent=min_intent,
         session_id=session_id,
     )
     data = signal_data(signal)
@@ -271,8 +339,10 @@ async def linkedin_create_signal(
     if signal.webhook_secret is not None and signal.webhook_secret.get_secret_value():
         path = rt.save_secret(f"linkedin-signal-{signal.id}", signal.webhook_secret.get_secret_value())
         data["webhook_secret_file"] = str(path)
-        text += (f" Its webhook secret (shown only once) was saved to {path} (mode 0600); receivers verify the "
-                 "X-MyAgentMail-Signature header with it. Do not print the file.")
+        text += (
+            f" Its webhook secret (shown only once) was saved to {path} (mode 0600); receivers verify the "
+            "X-MyAgentMail-Signature header with it. Do not print the file."
+        )
     text += " New matches: linkedin_list_signal_matches."
     return ok(text, data)
 
@@ -280,10 +350,13 @@ async def linkedin_create_signal(
 @toolset.tool(title="List LinkedIn signals", annotations=READ)
 async def linkedin_list_signals(rt: Runtime) -> CallToolResult:
     """List LinkedIn signals with kind, cadence, state and match counts."""
-    client = await rt.client()
-    items = [signal_data(s) for s in await client.linkedin.signals.list()]
-    text = f"{len(items)} signal(s)" + (":\n" + "\n".join(signal_line(s) for s in items) if items else
-                                        ". Create one with linkedin_create_signal.")
+    api = await linkedin_api(rt)
+    items = [signal_data(s) for s in await api.signals.list()]
+    text = f"{len(items)} signal(s)" + (
+        ":\n" + "\n".join(signal_line(s) for s in items)
+        if items
+        else ". Create one with linkedin_create_signal."
+    )
     return ok(text, {"signals": items, "count": len(items)})
 
 
@@ -292,30 +365,44 @@ async def linkedin_list_signal_matches(
     rt: Runtime,
     signal_id: Id,
     limit: Annotated[int, Field(ge=1, le=100)] = 20,
-    since_id: Annotated[str | None, AfterValidator(_plain_id), Field(description="Only matches after this one.")] = None,
+    since_id: Annotated[
+        str | None, AfterValidator(_plain_id), Field(description="Only matches after this one.")
+    ] = None,
 ) -> CallToolResult:
     """A signal's matches: author (role, company, profile URL), post excerpt, intent and reason."""
-    client = await rt.client()
-    matches = [match_data(m) for m in (await client.linkedin.signals.matches(signal_id, limit=limit, since_id=since_id)).matches]
+    api = await linkedin_api(rt)
+    matches = [
+        match_data(m) for m in (await api.signals.matches(signal_id, limit=limit, since_id=since_id)).matches
+    ]
     data = {"matches": matches, "count": len(matches), "untrusted": True}
     if not matches:
         return ok(f"No matches for signal {signal_id} yet.", data)
-    lines = [f"- {m['id']} [{m['intent'] or '?'}] {author_line(m['author'])}\n  {m['post_url'] or ''}\n  "
-             f"post: {m['excerpt']}\n  why: {m['reason'] or ''}" for m in matches]
-    return ok(f"{len(matches)} match(es). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data)
+    lines = [
+        f"- {m['id']} [{m['intent'] or '?'}] {author_line(m['author'])}\n  {m['post_url'] or ''}\n  "
+        f"post: {m['excerpt']}\n  why: {m['reason'] or ''}"
+        for m in matches
+    ]
+    return ok(
+        f"{len(matches)} match(es). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data
+    )
 
 
 @toolset.tool(title="Look up LinkedIn profile", annotations=READ)
-async def linkedin_lookup_profile(rt: Runtime, profile_url: ProfileUrl, session_id: SessionId = None) -> CallToolResult:
+async def linkedin_lookup_profile(
+    rt: Runtime, profile_url: ProfileUrl, session_id: SessionId = None
+) -> CallToolResult:
     """Resolve a LinkedIn profile URL to name, headline and profile id (exact slug match only)."""
-    client = await rt.client()
-    profile = (await client.linkedin.profiles.lookup(profile_url, session_id=session_id)).profile
+    api = await linkedin_api(rt)
+    profile = (await api.profiles.lookup(profile_url, session_id=session_id)).profile
     data = {k: v for k, v in profile.model_dump(exclude_none=True).items() if isinstance(v, (str, int, bool))}
     data["untrusted"] = True
     summary = ", ".join(filter(None, [profile.name, profile.headline]))
     fence = UntrustedFence()
-    return ok(f"Profile {profile.profile_id or profile.public_identifier or profile_url}. {UNTRUSTED_LINKEDIN}\n"
-              + fence.wrap(summary or "(no name or headline)"), data)
+    return ok(
+        f"Profile {profile.profile_id or profile.public_identifier or profile_url}. {UNTRUSTED_LINKEDIN}\n"
+        + fence.wrap(summary or "(no name or headline)"),
+        data,
+    )
 
 
 @toolset.tool(title="Send LinkedIn connection request", annotations=SEND)
@@ -330,10 +417,14 @@ async def linkedin_send_connection_request(
     session_id: SessionId = None,
 ) -> CallToolResult:
     """Send a LinkedIn connection request, optionally with a note. Cannot be undone: get the user's approval first."""
-    client = await rt.client()
-    result = await client.linkedin.connections.send(target, message=note, session_id=session_id)
-    data = {"ok": result.ok if result.ok is not None else True, "target": target, "status": result.status,
-            "with_note": note is not None}
+    api = await linkedin_api(rt)
+    result = await api.connections.send(target, message=note, session_id=session_id)
+    data = {
+        "ok": result.ok if result.ok is not None else True,
+        "target": target,
+        "status": result.status,
+        "with_note": note is not None,
+    }
     return ok(f"Connection request sent to {target}" + (" with a note." if note else "."), data)
 
 
@@ -345,27 +436,43 @@ async def linkedin_send_message(
     session_id: SessionFor = None,
 ) -> CallToolResult:
     """Send a LinkedIn DM to a 1st-degree connection. Cannot be undone: get the user's approval first."""
-    client = await rt.client()
-    sid = await resolve_session(client, session_id)
-    sent = await client.linkedin.messages.send(session_id=sid, text=text, recipient=recipient)
-    data = {"message_urn": sent.message_urn, "conversation_urn": sent.conversation_urn,
-            "delivered_at": sent.delivered_at, "session_id": sid}
+    api = await linkedin_api(rt)
+    sid = await resolve_session(api, session_id)
+    sent = await api.messages.send(session_id=sid, text=text, recipient=recipient)
+    data = {
+        "message_urn": sent.message_urn,
+        "conversation_urn": sent.conversation_urn,
+        "delivered_at": sent.delivered_at,
+        "session_id": sid,
+    }
     return ok(f"Message sent to {recipient} (conversation {sent.conversation_urn}).", data)
 
 
 @toolset.tool(title="List LinkedIn conversations", annotations=READ)
 async def linkedin_list_conversations(rt: Runtime, session_id: SessionFor = None) -> CallToolResult:
     """The ~20 latest LinkedIn DM threads: participants, unread count, preview."""
-    client = await rt.client()
-    sid = await resolve_session(client, session_id)
-    conversations = (await client.linkedin.conversations.list(session_id=sid)).conversations
-    items = [{
-        "conversation_urn": c.conversation_urn, "participants": [p.model_dump(exclude_none=True) for p in c.participants],
-        "unread_count": c.unread_count, "preview": one_line(c.preview, 160), "last_activity_at": c.last_activity_at,
-    } for c in conversations]
+    api = await linkedin_api(rt)
+    sid = await resolve_session(api, session_id)
+    conversations = (await api.conversations.list(session_id=sid)).conversations
+    items: list[dict[str, Any]] = [
+        {
+            "conversation_urn": c.conversation_urn,
+            "participants": [p.model_dump(exclude_none=True) for p in c.participants],
+            "unread_count": c.unread_count,
+            "preview": one_line(c.preview, 160),
+            "last_activity_at": c.last_activity_at,
+        }
+        for c in conversations
+    ]
     data = {"conversations": items, "count": len(items), "session_id": sid, "untrusted": True}
     if not items:
         return ok("No conversations.", data)
-    lines = [f"- {c['conversation_urn']} with {', '.join(p.get('name') or '?' for p in c['participants'])}"
-             f" (unread {c['unread_count'] or 0}): {c['preview']}" for c in items]
-    return ok(f"{len(items)} conversation(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data)
+    lines = [
+        f"- {c['conversation_urn']} with {', '.join(p.get('name') or '?' for p in c['participants'])}"
+        f" (unread {c['unread_count'] or 0}): {c['preview']}"
+        for c in items
+    ]
+    return ok(
+        f"{len(items)} conversation(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)),
+        data,
+    )

@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from mam_mcp.tools._catalog import DELETE, READ, Toolset
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
-from mam_mcp.tools.linkedin import Id
+from mam_mcp.tools.linkedin import Id, linkedin_api
 
 toolset = Toolset(
     "linkedin_sessions",
@@ -23,9 +23,11 @@ _CONNECT = "To add an account the user runs `mam-mcp linkedin connect` in a term
 @toolset.tool(title="List LinkedIn sessions", annotations=READ)
 async def linkedin_list_sessions(rt: Runtime) -> CallToolResult:
     """List connected LinkedIn accounts (id, label, status). Tools auto-distribute across them; do not pick one yourself."""
-    client = await rt.client()
-    sessions = [s.model_dump(exclude_none=True) for s in await client.linkedin.sessions.list()]
-    lines = [f"- {s['id']} {s.get('label') or '(no label)'}: {s.get('status') or 'unknown'}" for s in sessions]
+    api = await linkedin_api(rt)
+    sessions = [s.model_dump(exclude_none=True) for s in await api.sessions.list()]
+    lines = [
+        f"- {s['id']} {s.get('label') or '(no label)'}: {s.get('status') or 'unknown'}" for s in sessions
+    ]
     text = f"{len(sessions)} LinkedIn session(s)" + (":\n" + "\n".join(lines) if lines else f". {_CONNECT}")
     return ok(text, {"sessions": sessions, "count": len(sessions)})
 
@@ -33,16 +35,22 @@ async def linkedin_list_sessions(rt: Runtime) -> CallToolResult:
 @toolset.tool(title="LinkedIn quota per session", annotations=READ)
 async def linkedin_session_utilization(rt: Runtime) -> CallToolResult:
     """Daily LinkedIn budget and what each session used and has left, with rate-limit pauses. Low everywhere means connect another account."""
-    client = await rt.client()
-    usage = await client.linkedin.sessions.utilization()
+    api = await linkedin_api(rt)
+    usage = await api.sessions.utilization()
     sessions = [s.model_dump(exclude_none=True) for s in usage.sessions]
     lines = []
     for s in usage.sessions:
         left = ", ".join(f"{k} {v}/{usage.budget.get(k, '?')}" for k, v in sorted(s.remaining.items()))
-        paused = f" PAUSED until {s.rate_limited_until} ({s.rate_limit_reason or 'rate limited'})" if s.rate_limited_until else ""
+        paused = (
+            f" PAUSED until {s.rate_limited_until} ({s.rate_limit_reason or 'rate limited'})"
+            if s.rate_limited_until
+            else ""
+        )
         lines.append(f"- {s.session_id} {s.label or ''} [{s.status or '?'}]{paused}: left {left or 'n/a'}")
     # Headroom = some session neither paused nor nearly out of profile lookups (the reference's nudge rule).
-    headroom = any(not s.rate_limited_until and s.remaining.get("profile_lookup", 99) >= 5 for s in usage.sessions)
+    headroom = any(
+        not s.rate_limited_until and s.remaining.get("profile_lookup", 99) >= 5 for s in usage.sessions
+    )
     text = f"Daily budget per session: {usage.budget}.\n" + "\n".join(lines)
     if not headroom:
         text += f"\nLittle headroom left. {_CONNECT}"
@@ -52,6 +60,6 @@ async def linkedin_session_utilization(rt: Runtime) -> CallToolResult:
 @toolset.tool(title="Revoke LinkedIn session", annotations=DELETE)
 async def linkedin_revoke_session(rt: Runtime, session_id: Id) -> CallToolResult:
     """Disconnect a LinkedIn account from MyAgentMail (e.g. to make room under the session cap). Signals pinned to it stop working."""
-    client = await rt.client()
-    await client.linkedin.sessions.revoke(session_id)
+    api = await linkedin_api(rt)
+    await api.sessions.revoke(session_id)
     return ok(f"Revoked LinkedIn session {session_id}.", {"revoked": True, "id": session_id})
