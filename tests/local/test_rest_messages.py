@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 from email import policy
 from typing import Any
@@ -382,3 +383,59 @@ async def test_oversized_request_body_is_refused(local_api: httpx2.AsyncClient, 
     too_long = {"to": "a@example.com", "subject": "s", "text": "x" * (5 * 1024 * 1024 + 1), "verified": True}
     response = await local_api.post(f"/v1/inboxes/{inbox['id']}/send", json=too_long)
     assert response.status_code == 400 and response.json()["details"][0]["path"] == "text"
+
+
+def _nested(depth: int) -> bytes:
+    head = b"".join(
+        f'Content-Type: multipart/mixed; boundary="n{i}"\r\n\r\n--n{i}\r\n'.encode() for i in range(depth)
+    )
+    tail = b"".join(f"\r\n--n{i}--\r\n".encode() for i in reversed(range(depth)))
+    return b"Subject: nested\r\n" + head + b"Content-Type: text/plain\r\n\r\ndeep inside" + tail
+
+
+BIG_BLOB = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+
+
+@pytest.mark.parametrize(
+    ("raw", "subject"),
+    [
+        (
+            b"Subject: =?koi8-r?B?8NLJ18XU?=\r\nContent-Type: text/plain; charset=no-such\r\n\r\n\xff\xfe",
+            "Привет",
+        ),
+        (b"Subject: " + b"H" * 100_000 + b"\r\n" + b"X-Junk: y\r\n" * 3000 + b"\r\nbody", "H" * 16_384),
+        (_nested(100), "nested"),
+    ],
+    ids=["charsets", "huge-headers", "nested-100"],
+)
+async def test_hostile_mail_is_stored_and_listed(
+    local_backend: LocalBackendFixture,
+    local_api: httpx2.AsyncClient,
+    make_inbox: Any,
+    raw: bytes,
+    subject: str,
+) -> None:
+    inbox = await make_inbox("scout")
+    await _inbound(local_backend, raw)
+    message = await _only_message(local_api, inbox["id"])
+    assert message["subject"] == subject
+    raw_back = await local_api.get(f"/v1/inboxes/{inbox['id']}/messages/{message['id']}/raw")
+    assert raw_back.content == raw
+
+
+async def test_ten_megabyte_attachment_over_rest(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any
+) -> None:
+    inbox = await make_inbox("scout")
+    encoded = base64.encodebytes(BIG_BLOB)
+    raw = (
+        b'Subject: big\r\nContent-Type: multipart/mixed; boundary="z"\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\n'
+        b"see attached\r\n--z\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="big.bin"\r\n\r\n' + encoded + b"--z--\r\n"
+    )
+    await _inbound(local_backend, raw)
+    message = await _only_message(local_api, inbox["id"])
+    base = f"/v1/inboxes/{inbox['id']}/messages/{message['id']}/attachments"
+    listed = (await local_api.get(base)).json()["attachments"]
+    assert [(a["filename"], a["size"]) for a in listed] == [("big.bin", len(BIG_BLOB))]
+    assert (await local_api.get(f"{base}/{listed[0]['id']}")).content == BIG_BLOB
