@@ -382,7 +382,11 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
             shutdown_route(tenant_key, stop.set),
         ]
         app = tracker.wrap(create_app(backend, extra_routes=routes))
-        await _serve_http(bound, http_sock, app, tracker, stop, ready)
+        try:
+            await _serve_http(bound, http_sock, app, tracker, stop, ready)
+        finally:
+            # No new mail once HTTP is down, before the dispatcher and store close (the stack unwinds next).
+            await smtp.stop()
     logger.info("stopped")
 
 

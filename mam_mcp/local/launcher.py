@@ -44,6 +44,7 @@ _PROBE_TIMEOUT_SECONDS = 2.0
 _POLL_FIRST_SECONDS = 0.02
 _POLL_MAX_SECONDS = 0.25
 _LOG_TAIL_LINES = 5
+_SETTLE_SECONDS = 2.0
 
 
 class DaemonStartError(RuntimeError):
@@ -168,7 +169,7 @@ async def ensure_daemon(config: LocalConfig, *, timeout: float = 15.0) -> Daemon
     await _acquire(lock, deadline, config)
     try:
         # Someone may have started it while we waited for the lock.
-        probe = await probe_daemon(config)
+        probe = await _settled_probe(config, deadline)
         if probe.current:
             return _handle(config, probe, started=False)
         if probe.kind == "foreign" or (probe.kind == "ours" and not probe.owned):
@@ -184,6 +185,19 @@ async def ensure_daemon(config: LocalConfig, *, timeout: float = 15.0) -> Daemon
         return _handle(config, probe, started=True)
     finally:
         lock.release()
+
+
+async def _settled_probe(config: LocalConfig, deadline: float) -> DaemonProbe:
+    """Probe; a daemon of ours whose state file does not name it yet may be just starting
+    (e.g. `mam-mcp local` run by hand): give it a moment to write the file before judging."""
+    settle_until = min(deadline, time.monotonic() + _SETTLE_SECONDS)
+    delay = _POLL_FIRST_SECONDS
+    while True:
+        probe = await probe_daemon(config)
+        if not (probe.kind == "ours" and not probe.owned) or time.monotonic() >= settle_until:
+            return probe
+        await anyio.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX_SECONDS)
 
 
 async def _acquire(lock: filelock.FileLock, deadline: float, config: LocalConfig) -> None:

@@ -91,6 +91,24 @@ async def test_a_fixed_port_is_used_as_configured(tmp_path: Path, launched: list
     assert handle.base_url == f"http://127.0.0.1:{port}" and handle.started
 
 
+async def test_the_daemon_of_another_data_dir_on_the_port_is_not_used(
+    tmp_path: Path, launched: list[Path]
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    theirs = daemon_config(tmp_path / "theirs", http_port=port)
+    launched.append(theirs.data_dir)
+    await ensure_daemon(theirs)
+    with pytest.raises(DaemonStartError) as caught:
+        await ensure_daemon(daemon_config(tmp_path / "ours", http_port=port), timeout=10)
+    message = str(caught.value)
+    assert "another data dir" in message and f"port {port}" in message and "MAM_LOCAL_HTTP_PORT" in message
+    assert not (tmp_path / "ours" / "api_key").exists()  # never given the other tenant's key
+
+
 async def test_a_daemon_of_another_version_is_stopped_and_replaced(
     tmp_path: Path, launched: list[Path]
 ) -> None:
