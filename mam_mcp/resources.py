@@ -63,7 +63,8 @@ def register_resources(server: MCPServer, rt: Runtime) -> None:
     )
     async def message_markdown(inbox_id: str, message_id: str) -> str:
         client = await rt.client()
-        message = await client.messages.get(inbox_id, message_id)
+        # Reading a resource should not change read state; the local backend can peek, the hosted API cannot.
+        message = await client.messages.get(inbox_id, message_id, peek=rt.settings.mode == "local")
         body = body_text(message, max_chars=20_000, strip_quotes=False)
         attachments = "\n".join(
             f"- `{a.id}` {a.filename} ({a.content_type}, {a.size} bytes)" for a in (message.attachments or [])

@@ -235,3 +235,17 @@ async def test_inbox_creation_and_listing(tmp_path: Path, backend: FakeBackend |
         assert created["id"] in [i["id"] for i in listed["inboxes"]]
         duplicate = await client.call_tool("create_inbox", {"username": "scout"})
         assert duplicate.is_error and duplicate.content[0].text.startswith("CONFLICT:")
+
+
+async def test_message_resource_reads_without_marking_read_where_the_backend_allows(
+    tmp_path: Path, backend: FakeBackend | LocalBackend
+) -> None:
+    inbox = await backend.seed_inbox("agent")
+    await backend.deliver(inbox, sender="jane@example.com", subject="Peek", text="look but do not touch")
+    async with tools(tmp_path, backend) as client:
+        summary = (await call(client, "list_messages", {"inbox_id": inbox["id"]}))["messages"][0]
+        resource = await client.read_resource(f"myagentmail://inboxes/{inbox['id']}/messages/{summary['id']}")
+        assert "look but do not touch" in resource.contents[0].text
+        after = (await call(client, "list_messages", {"inbox_id": inbox["id"]}))["messages"][0]
+    # The hosted API marks on every GET; the local backend peeks.
+    assert after["read"] is (backend.mode == "hosted")

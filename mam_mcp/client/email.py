@@ -186,8 +186,10 @@ class Messages(_Namespace):
         data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/messages", params=params)
         return MessageList.model_validate(data)
 
-    async def get(self, inbox_id: str, message_id: str) -> Message:
-        data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}")
+    async def get(self, inbox_id: str, message_id: str, *, peek: bool = False) -> Message:
+        """Get a message (the API marks it read). `peek=True` (local backend only) leaves it unread."""
+        params = {"peek": True} if peek else None
+        data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}", params=params)
         return Message.model_validate(data)
 
     async def mark(self, inbox_id: str, message_id: str, *, is_read: bool) -> Message:

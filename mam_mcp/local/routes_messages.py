@@ -187,8 +187,9 @@ async def list_messages(request: Request) -> JSONResponse:
 async def get_message(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
+    # `peek=true` (ours): read without marking read, for previews such as the MCP message resource.
     row = await backend_of(request).store.get_message(
-        record.id, request.path_params["message_id"], mark_read=True
+        record.id, request.path_params["message_id"], mark_read=not bool_param(request, "peek")
     )
     if row is None:
         raise BackendError.not_found("message")
