@@ -157,7 +157,12 @@ _ALNUM = re.compile(r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})
 _LONG_TOKEN = re.compile(r"\S{41,}")
 _MAX_SCANNED_CHARS = 30_000
 _SENDER_TAGGED = re.compile(r"[A-Z]-(\d{4,8})")
-_WINDOW = {"digits": 80, "alnum": 40, "year": 12}  # max chars between keyword and candidate
+# a 4-digit number that could be a year is a code only when labelled this directly
+_YEAR_LABEL_BEFORE = re.compile(r"\s*(?::|is|ist|est|es|lautet|=)?\s*:?\s*", re.IGNORECASE)
+_YEAR_LABEL_AFTER = re.compile(
+    r"\s+(?:is\s+your|ist\s+dein|est\s+votre|es\s+tu)(?:\s+\w+){0,2}\s+", re.IGNORECASE
+)
+_WINDOW = {"digits": 80, "alnum": 40, "year": 40}  # max chars between keyword and candidate
 _ALNUM_PENALTY = 15  # a digit code at the same distance is the likelier answer
 
 
@@ -240,6 +245,16 @@ def _keyword_distance(keywords: list[tuple[int, int]], cand: _Candidate) -> int 
     return min(distances) if distances else None
 
 
+def _labels_directly(masked: str, keywords: list[tuple[int, int]], cand: _Candidate) -> bool:
+    """A keyword right before ("code: 1987", "code is 1987") or after ("1987 is your code")."""
+    before = [end for _, end in keywords if end <= cand.start]
+    after = [start for start, _ in keywords if start >= cand.end]
+    return bool(
+        (before and _YEAR_LABEL_BEFORE.fullmatch(masked[before[-1] : cand.start]))
+        or (after and _YEAR_LABEL_AFTER.fullmatch(masked[cand.end : after[0]]))
+    )
+
+
 def _best_code(masked: str, message_has_keyword: bool) -> tuple[int, int, str] | None:
     """(score, position, code) of the likeliest code in one decoy-masked text, or None."""
     keywords = [m.span() for m in _KEYWORD.finditer(masked)]
@@ -249,6 +264,8 @@ def _best_code(masked: str, message_has_keyword: bool) -> tuple[int, int, str] |
         distance = _keyword_distance(keywords, cand)
         action_distance = _keyword_distance(action_words, cand) if cand.kind == "digits" else None
         window = _WINDOW[cand.kind]
+        if cand.kind == "year" and not _labels_directly(masked, keywords, cand):
+            continue
         if distance is not None and distance <= window:
             score = distance
         elif action_distance is not None and action_distance <= _ACTION_WINDOW:

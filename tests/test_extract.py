@@ -215,7 +215,10 @@ def test_decoy_number_near_a_keyword_is_not_a_code(decoy: str) -> None:
 
 def test_year_is_a_code_only_right_next_to_the_keyword() -> None:
     assert extract_code(None, "Your code: 1987") == "1987"
+    assert extract_code(None, "Your code is 1987.") == "1987"
+    assert extract_code(None, "1987 is your Acme code") == "1987"
     assert extract_code(None, "Your code is ready. Thanks for being with us since 1987.") is None
+    assert extract_code("Your Acme verification for 2026", None) is None
 
 
 def test_huge_bodies_stay_fast() -> None:
