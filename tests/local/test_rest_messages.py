@@ -82,6 +82,7 @@ async def test_get_marks_read_mark_delete_raw_and_attachments(
     message = listed.messages[0]
     assert message.is_read is False and message.has_attachments is True
     base = f"/v1/inboxes/{inbox['id']}/messages/{message.id}"
+    assert (await local_api.get(base, params={"peek": "true"})).json()["isRead"] is False
     detail = Message.model_validate((await local_api.get(base)).json())
     assert detail.is_read is True and detail.cc_addresses == ["boss@example.com", "scout2@mam.localhost"]
     assert detail.attachments and detail.attachments[0].filename == "leads.csv"
