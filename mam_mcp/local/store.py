@@ -1151,7 +1151,7 @@ class EmailStore:
 
         def run(c: sqlite3.Connection) -> Row:
             counts = c.execute(
-                "SELECT SUM(m.direction='outbound' AND m.status!='bounced') AS sent,"
+                "SELECT SUM(m.direction='outbound' AND m.status NOT IN ('bounced', 'failed', 'pending')) AS sent,"
                 " SUM(m.direction='inbound') AS received, SUM(m.status='bounced') AS bounced"
                 f" FROM messages m JOIN inboxes i ON i.id=m.inbox_id WHERE {scope_sql}{window_sql}",
                 scope_args + window_args,
