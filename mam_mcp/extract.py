@@ -150,8 +150,10 @@ _NO_WORD_AFTER = r"(?![\w/@]|[.,:-]\w|[ \u00a0]\d)"
 _DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d{4,8})" + _NO_WORD_AFTER)
 # 483 921 / 483-921 / 4839 2156: the group separator is dropped (forms take digits only)
 _GROUPED = re.compile(_NO_WORD_BEFORE + r"(\d{3}[ \u00a0-]\d{3}|\d{4}[ \u00a0-]\d{4})" + _NO_WORD_AFTER)
-# 6 1 0 7 3 2: one digit per inline element, spaced apart by HTML-to-text conversion
-_SPACED_DIGITS = re.compile(_NO_WORD_BEFORE + r"(\d(?: \d){3,7})" + _NO_WORD_AFTER)
+# 6 1 0 7 3 2: one digit per inline element or table cell, spaced apart by HTML-to-text conversion
+_SPACED_DIGITS = re.compile(
+    _NO_WORD_BEFORE + r"(?<!\d  )(?<!\d   )(\d(?: {1,3}\d){3,7})(?! {1,3}\d)" + _NO_WORD_AFTER
+)
 _ALNUM = re.compile(r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})(?![\w/@]|[-.]\w)")
 
 _LONG_TOKEN = re.compile(r"\S{41,}")

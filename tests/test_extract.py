@@ -155,6 +155,15 @@ def test_code_split_over_inline_spans_is_joined() -> None:
     )
 
 
+def test_code_with_one_digit_per_table_cell_is_joined() -> None:
+    html = (
+        "<p>Your verification code:</p><table><tr>"
+        + "".join(f"<td>{d}</td>" for d in "483921")
+        + "</tr></table>"
+    )
+    assert extract_code(None, None, html) == "483921"
+
+
 def test_mail_without_a_code_keyword_yields_nothing() -> None:
     assert extract_code("Welcome!", "Thanks for joining. Your member number is 558812. See you 2026.") is None
 
