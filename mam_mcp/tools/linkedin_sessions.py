@@ -51,7 +51,8 @@ async def linkedin_session_utilization(rt: Runtime) -> CallToolResult:
     headroom = any(
         not s.rate_limited_until and s.remaining.get("profile_lookup", 99) >= 5 for s in usage.sessions
     )
-    text = f"Daily budget per session: {usage.budget}.\n" + "\n".join(lines)
+    budget = ", ".join(f"{k} {v}" for k, v in sorted(usage.budget.items()))
+    text = f"Daily budget per session: {budget or 'unknown'}.\n" + "\n".join(lines)
     if not headroom:
         text += f"\nLittle headroom left. {_CONNECT}"
     return ok(text, {"budget": usage.budget, "sessions": sessions})
