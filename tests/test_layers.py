@@ -1,0 +1,58 @@
+"""Import fences (AST): dependencies point one way, cli -> server -> tools -> client; local stands apart."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mam_mcp"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        ("local", ("mam_mcp.tools", "mam_mcp.server", "mam_mcp.client", "mam_mcp.commands", "mam_mcp.cli", "mcp")),
+        ("client", ("mam_mcp.tools", "mam_mcp.server", "mam_mcp.commands", "mam_mcp.cli", "mam_mcp.local", "mcp")),
+        ("tools", ("mam_mcp.server", "mam_mcp.commands", "mam_mcp.cli", "mam_mcp.http_app")),
+    ],
+)
+def test_layer_does_not_import_upwards(folder: str, forbidden: tuple[str, ...]) -> None:
+    offenders = []
+    for path in _modules(folder):
+        for name in _imports(path):
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_serve_start_up_path_has_no_heavy_imports() -> None:
+    # What the SDK itself imports (uvicorn, starlette) is paid by any MCP server; this guards our own.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import mam_mcp.cli, mam_mcp.server, mam_mcp.commands.serve; "
+        "from mam_mcp.server import build_server; "
+        "heavy = [m for m in ('inscriptis', 'lxml', 'aiosmtpd', 'aiosmtplib', 'sqlite3', 'mam_mcp.local.store', "
+        "'mam_mcp.local.app', 'mam_mcp.http_app', 'bpe_openai') if m in sys.modules]; print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"heavy modules imported on the serve path: {result.stdout.strip()}"
