@@ -236,6 +236,7 @@ async def test_sessions_utilization_and_revoke(tmp_path: Path, fake: FakeHostedA
     a = li.add_session("Founder")
     b = li.add_session("CEO", status="rate_limited")
     li.usage[a] = {"profile_lookup": 28}
+    li.sessions[a]["liAt"] = "AQEDAR-undocumented-cookie"  # a field the API might add: never echoed
     async with linkedin_client(tmp_path, fake) as client:
         listed = await client.call_tool("linkedin_list_sessions", {})
         usage = await client.call_tool("linkedin_session_utilization", {})
@@ -243,6 +244,7 @@ async def test_sessions_utilization_and_revoke(tmp_path: Path, fake: FakeHostedA
         again = await client.call_tool("linkedin_revoke_session", {"session_id": b})
     assert {s["id"] for s in listed.structured_content["sessions"]} == {a, b}
     assert "Founder: active" in text_of(listed)
+    assert "AQEDAR" not in text_of(listed) + json.dumps(listed.structured_content)
     assert usage.structured_content["budget"]["profile_lookup"] == 30
     assert "profile_lookup 2/30" in text_of(usage) and "PAUSED until" in text_of(usage)
     assert "mam-mcp linkedin connect" in text_of(usage), "low headroom everywhere: suggest another account"

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from mam_mcp.client._http import LONG_TIMEOUT
 from mam_mcp.client.errors import MamError, NoSessionAvailable, ValidationFailed
@@ -147,6 +147,11 @@ async def with_progress(ctx: Context | None, label: str, work: Callable[[], Awai
     return result[0]
 
 
+def known_fields(model: BaseModel) -> dict[str, Any]:
+    """The documented fields of an API model only: fields the API adds later (extra="allow") stay out of output."""
+    return model.model_dump(exclude_none=True, include=set(type(model).model_fields))
+
+
 def one_line(text: str | None, limit: int = 300) -> str:
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -270,7 +275,7 @@ def search_text(run: SearchRun, fence: UntrustedFence) -> tuple[str, dict[str, A
     d = run.diagnostics
     if d is None:
         return head + ". No diagnostics were returned.", data
-    data["diagnostics"] = d.model_dump(exclude_none=True)
+    data["diagnostics"] = known_fields(d)
     health = d.scraper_health_hint or "unknown"
     why = (
         f"LinkedIn returned {d.candidates_examined or 0} candidate post(s), {d.candidates_with_empty_body or 0} with "
@@ -400,7 +405,7 @@ async def linkedin_lookup_profile(
     """Resolve a LinkedIn profile URL to name, headline and profile id (exact slug match only)."""
     api = await linkedin_api(rt)
     profile = (await api.profiles.lookup(profile_url, session_id=session_id)).profile
-    data = {k: v for k, v in profile.model_dump(exclude_none=True).items() if isinstance(v, (str, int, bool))}
+    data = known_fields(profile)
     data["untrusted"] = True
     summary = ", ".join(filter(None, [profile.name, profile.headline]))
     fence = UntrustedFence()
@@ -463,7 +468,7 @@ async def linkedin_list_conversations(rt: Runtime, session_id: SessionFor = None
     items: list[dict[str, Any]] = [
         {
             "conversation_urn": c.conversation_urn,
-            "participants": [p.model_dump(exclude_none=True) for p in c.participants],
+            "participants": [known_fields(p) for p in c.participants],
             "unread_count": c.unread_count,
             "preview": one_line(c.preview, 160),
             "last_activity_at": c.last_activity_at,

@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from mam_mcp.tools._catalog import DELETE, READ, Toolset
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
-from mam_mcp.tools.linkedin import Id, linkedin_api
+from mam_mcp.tools.linkedin import Id, known_fields, linkedin_api
 
 toolset = Toolset(
     "linkedin_sessions",
@@ -24,7 +24,7 @@ _CONNECT = "To add an account the user runs `mam-mcp linkedin connect` in a term
 async def linkedin_list_sessions(rt: Runtime) -> CallToolResult:
     """List connected LinkedIn accounts (id, label, status). Tools auto-distribute across them; do not pick one yourself."""
     api = await linkedin_api(rt)
-    sessions = [s.model_dump(exclude_none=True) for s in await api.sessions.list()]
+    sessions = [known_fields(s) for s in await api.sessions.list()]
     lines = [
         f"- {s['id']} {s.get('label') or '(no label)'}: {s.get('status') or 'unknown'}" for s in sessions
     ]
@@ -37,7 +37,7 @@ async def linkedin_session_utilization(rt: Runtime) -> CallToolResult:
     """Daily LinkedIn budget and what each session used and has left, with rate-limit pauses. Low everywhere means connect another account."""
     api = await linkedin_api(rt)
     usage = await api.sessions.utilization()
-    sessions = [s.model_dump(exclude_none=True) for s in usage.sessions]
+    sessions = [known_fields(s) for s in usage.sessions]
     lines = []
     for s in usage.sessions:
         left = ", ".join(f"{k} {v}/{usage.budget.get(k, '?')}" for k, v in sorted(s.remaining.items()))

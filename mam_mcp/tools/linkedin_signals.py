@@ -13,6 +13,7 @@ from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.linkedin import (
     Id,
     ProfileUrl,
+    known_fields,
     linkedin_api,
     one_line,
     search_text,
@@ -102,9 +103,7 @@ async def linkedin_run_signal(rt: Runtime, signal_id: Id, ctx: Context | None = 
 async def linkedin_list_signal_deliveries(rt: Runtime, signal_id: Id) -> CallToolResult:
     """The webhook delivery log of a signal: status, attempts and the receiver's HTTP status, newest first."""
     api = await linkedin_api(rt)
-    deliveries = [
-        d.model_dump(exclude_none=True) for d in (await api.signals.deliveries(signal_id)).deliveries
-    ]
+    deliveries = [known_fields(d) for d in (await api.signals.deliveries(signal_id)).deliveries]
     lines = [
         f"- {d['id']} {d.get('status') or '?'} attempts {d.get('attempts', 0)} HTTP {d.get('response_status', '-')}"
         + (f" error: {one_line(d['error'], 120)}" if d.get("error") else "")
@@ -121,7 +120,7 @@ async def linkedin_test_signal_webhook(rt: Runtime, signal_id: Id) -> CallToolRe
     """Send a synthetic signed event to the signal's webhook URL and report the receiver's answer."""
     api = await linkedin_api(rt)
     result = await api.signals.test_webhook(signal_id)
-    data = result.model_dump(exclude_none=True)
+    data = known_fields(result)
     state = "accepted" if result.ok else "failed"
     return ok(
         f"Test event {state}"
@@ -135,7 +134,7 @@ async def linkedin_test_signal_webhook(rt: Runtime, signal_id: Id) -> CallToolRe
 async def linkedin_list_watchlist(rt: Runtime, signal_id: Id) -> CallToolResult:
     """List the profiles a job_change_watchlist signal watches, with entry ids."""
     api = await linkedin_api(rt)
-    entries = [e.model_dump(exclude_none=True) for e in (await api.signals.watchlist.list(signal_id)).entries]
+    entries = [known_fields(e) for e in (await api.signals.watchlist.list(signal_id)).entries]
     lines = [
         f"- {e.get('id')} {e['profile_url']}" + (f" ({e['label']})" if e.get("label") else "")
         for e in entries
@@ -155,7 +154,7 @@ async def linkedin_add_watchlist_entries(
     """Add profiles to a job_change_watchlist signal (500 per signal at most). The first poll of each only records the current role."""
     api = await linkedin_api(rt)
     result = await api.signals.watchlist.add(signal_id, [(url, None) for url in profile_urls])
-    entries = [e.model_dump(exclude_none=True) for e in result.entries]
+    entries = [known_fields(e) for e in result.entries]
     return ok(
         f"Added {len(profile_urls)} profile(s) to signal {signal_id}.",
         {"entries": entries, "added": len(profile_urls)},
