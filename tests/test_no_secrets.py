@@ -75,3 +75,13 @@ async def test_no_secret_in_tool_output_logs_or_errors_at_debug(tmp_path: Path) 
     everything = "\n".join(outputs) + logs
     for secret in (TENANT_KEY, inbox_key, relay_password, "seeded-imap-password"):
         assert secret not in everything, f"secret leaked: {secret[:6]}…"
+
+
+async def test_inbox_model_drops_imap_and_smtp_passwords_from_repr_and_dumps() -> None:
+    fake = FakeHostedAPI(api_key=TENANT_KEY)
+    inbox = fake.seed_inbox("agent")
+    async with MamClient(base_url="http://fake", api_key=TENANT_KEY, transport=fake.transport()) as client:
+        fetched = await client.inboxes.get(inbox["id"])  # GET /inboxes/:id carries IMAP/SMTP credentials
+    assert fetched.email == inbox["email"]
+    shown = " ".join((repr(fetched), str(fetched), json.dumps(fetched.model_dump(mode="json")), json.dumps(fetched.wire())))
+    assert "seeded-imap-password" not in shown

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -58,6 +58,9 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+_MAIL_CREDENTIAL_KEYS = frozenset({"imap", "smtp", "imapPassword", "smtpPassword", "imap_password", "smtp_password"})
+
+
 class InboxAddress(ApiModel):
     email: str
     primary: bool = False
@@ -76,6 +79,14 @@ class Inbox(ApiModel):
     # Returned once by POST /inboxes?reveal=true; "" when redacted. Never shown to agents.
     api_key: str | None = Field(default=None, repr=False)
     credentials_revealed: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_mail_credentials(cls, data: Any) -> Any:
+        # GET /inboxes/:id carries IMAP/SMTP passwords; kept as extras they would show in repr and dumps (DESIGN §3).
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in _MAIL_CREDENTIAL_KEYS}
+        return data
 
 
 class InboxList(ApiModel):
