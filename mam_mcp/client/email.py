@@ -50,7 +50,9 @@ __all__ = [
 
 def _seg(value: str) -> str:
     """One path segment, escaped so an id can never change the path."""
-    return quote(str(value), safe="")
+    segment = quote(str(value), safe="")
+    # quote() leaves "." and "..", which the URL layer resolves as dot-segments (/inboxes/../webhooks).
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
 
 def _body(**fields: Any) -> dict[str, Any]:
