@@ -336,16 +336,18 @@ async def get_attachment(
             hint="Ask the human to open it in the mailbox, or fetch it with the REST API outside the chat.",
         )
     uri = f"myagentmail://inboxes/{inbox_id}/messages/{message_id}/attachments/{attachment_id}"
+    # The filename is the sender's words too: it stays inside the fence, never in our own sentence.
+    fence = UntrustedFence()
+    name_line = f"Filename: {raw.filename or '(none)'}"
     if _is_text(content_type):
         text = raw.content.decode("utf-8", errors="replace")
         truncated = len(text) > TEXT_ATTACHMENT_CHARS
         text = text[:TEXT_ATTACHMENT_CHARS]
-        fence = UntrustedFence()
         return ok(
-            f"Attachment {raw.filename or attachment_id} ({content_type}, {size} bytes)"
+            f"Attachment {attachment_id} ({content_type}, {size} bytes)"
             + (" [truncated]" if truncated else "")
             + f". {UNTRUSTED_NOTE}\n"
-            + fence.wrap(text),
+            + fence.wrap(f"{name_line}\n\n{text}"),
             {**meta, "text": text, "truncated": truncated},
         )
     blob = EmbeddedResource(
@@ -353,7 +355,8 @@ async def get_attachment(
         resource={"uri": uri, "mimeType": content_type, "blob": base64.b64encode(raw.content).decode("ascii")},
     )
     return ok(
-        f"Attachment {raw.filename or attachment_id} ({content_type}, {size} bytes) is attached as a blob resource.",
+        f"Attachment {attachment_id} ({content_type}, {size} bytes) is attached as a blob resource. {UNTRUSTED_NOTE}\n"
+        + fence.wrap(name_line),
         {**meta, "uri": uri},
         extra=[blob],
     )
