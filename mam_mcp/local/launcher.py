@@ -172,6 +172,9 @@ async def ensure_daemon(config: LocalConfig, *, timeout: float = 15.0) -> Daemon
         probe = await _settled_probe(config, deadline)
         if probe.current:
             return _handle(config, probe, started=False)
+        stale_ephemeral = config.http_port == 0 and not (probe.kind == "ours" and probe.owned)
+        if stale_ephemeral:
+            probe = DaemonProbe(kind="none", port=0)  # a dead daemon's port, reused: a new one picks its own
         if probe.kind == "foreign" or (probe.kind == "ours" and not probe.owned):
             raise _port_taken_error(config, probe)
         if probe.kind == "ours":

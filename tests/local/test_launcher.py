@@ -230,3 +230,19 @@ async def test_a_non_http_listener_on_the_port_is_reported_as_foreign(tmp_path: 
     finally:
         server.close()
     assert probe.kind == "foreign" and probe.port == port
+
+
+async def test_a_crashed_ephemeral_daemons_port_now_used_by_another_program_is_ignored(
+    tmp_path: Path, launched: list[Path]
+) -> None:
+    server, port = await _serve_http_reply(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+    config = daemon_config(tmp_path / "data")  # http_port 0: the port comes from the state file
+    launched.append(config.data_dir)
+    config.data_dir.mkdir()
+    config.state_path.write_text(json.dumps({"pid": 2**22 + 1, "httpPort": port, "smtpPort": 1}))
+    try:
+        handle = await ensure_daemon(config)
+    finally:
+        server.close()
+    assert handle.started and handle.base_url != f"http://127.0.0.1:{port}"
+    assert (await _health(handle))["pid"] == _state_pid(config.data_dir)
