@@ -34,7 +34,18 @@ _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")
 _REPAIR_COMMANDS = frozenset({"login", "logout", "doctor", "install", "install-skill", "tools"})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line; "serve" for a bare `mam-mcp`; None for help."""
+    if any(token in ("-h", "--help") for token in argv):
+        return None
+    named = next((token for token in argv if token in COMMANDS), None)
+    if named is None and any(not token.startswith("-") for token in argv):
+        return None  # a word that is no command (or an option's value): build all, argparse explains
+    return named or "serve"
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that subcommand (hosts start `serve` often: skip the others' imports)."""
     parser = argparse.ArgumentParser(
         prog="mam-mcp",
         description="MCP server that gives AI agents real email inboxes. With no API key it runs an embedded "
@@ -48,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module_name).add_arguments(command_parser)
     return parser
@@ -57,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mam_mcp.config import Settings
 
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(only=_requested_command(args_list))
     args = parser.parse_args(args_list)
     if args.command is None:  # bare `mam-mcp` is `mam-mcp serve` (what hosts run)
         args = parser.parse_args([*args_list, "serve"])

@@ -95,3 +95,21 @@ async def test_send_tools_take_verified_where_the_reference_requires_it(tmp_path
     by_name = {t["name"]: t for t in await _list_tools(tmp_path)}
     for name in ("send_email", "forward_email", "create_draft"):
         assert by_name[name]["inputSchema"]["properties"]["verified"]["type"] == "boolean"
+
+
+def test_hosted_only_table_matches_the_toolsets() -> None:
+    from mam_mcp.tools._catalog import DEFAULT_HOSTED_TOOLSETS, HOSTED_ONLY_TOOLSETS
+
+    sets = load_toolsets()
+    assert {ts.name for ts in sets if ts.hosted_only} == HOSTED_ONLY_TOOLSETS
+    assert {ts.name for ts in sets if ts.hosted_only and ts.default} == set(DEFAULT_HOSTED_TOOLSETS)
+
+
+def test_local_mode_leaves_hosted_toolsets_out_and_says_why() -> None:
+    specs, notes = select_tools(mode="local")
+    assert specs and not any(s.hosted_only for s in specs)
+    assert notes == ["toolsets linkedin need the hosted API (set an API key); not registered"]
+    specs, notes = select_tools(mode="local", tools=["list_inboxes", "linkedin_search_posts"])
+    assert [s.name for s in specs] == ["list_inboxes"] and "linkedin" in notes[0]
+    _, notes = select_tools(mode="local", toolsets=["all"])
+    assert "linkedin_sessions" in notes[0]

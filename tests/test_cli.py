@@ -40,3 +40,9 @@ def test_hosted_mode_without_a_key_stops_serve_but_doctor_explains(tmp_path: Pat
     doctor = _run(tmp_path, "doctor", env={"MAM_MCP_MODE": "hosted"})
     assert doctor.returncode != 0
     assert "[FAIL] mode" in doctor.stdout and "mam-mcp login" in doctor.stdout
+
+
+def test_unknown_command_lists_the_real_ones(tmp_path: Path) -> None:
+    result = _run(tmp_path, "sevre")
+    assert result.returncode == 2
+    assert "invalid choice: 'sevre'" in result.stderr and "doctor" in result.stderr

@@ -58,6 +58,10 @@ TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
     "linkedin_posts": ("mam_mcp.tools.linkedin_posts",),
     "linkedin_sessions": ("mam_mcp.tools.linkedin_sessions",),
 }
+# Toolsets that need the hosted API. Known here so local mode (the default) need not import them:
+# their models cost ~50 ms of cold start. tests/test_catalog.py checks this matches `hosted_only`.
+HOSTED_ONLY_TOOLSETS = frozenset({"linkedin", "linkedin_signals", "linkedin_posts", "linkedin_sessions"})
+DEFAULT_HOSTED_TOOLSETS = ("linkedin",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +146,19 @@ def select_tools(
 ) -> tuple[list[ToolSpec], list[str]]:
     """Pick the tools to register. Returns (specs, notes) — notes say what was left out and why."""
     notes: list[str] = []
-    all_sets = load_toolsets()
+    local_names = [n for n in TOOLSET_MODULES if n not in HOSTED_ONLY_TOOLSETS]
+    all_sets = load_toolsets(local_names if mode != "hosted" else None)
+    known_tools = {spec.name for ts in all_sets for spec in ts.specs}
+    if mode != "hosted" and any(n not in known_tools for n in [*(tools or ()), *exclude_tools]):
+        all_sets = load_toolsets()  # a hosted-only tool was named: load it to validate it and say why it is off
     by_set = {ts.name: ts for ts in all_sets}
     by_tool = {spec.name: spec for ts in all_sets for spec in ts.specs}
 
-    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in by_set]
+    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in TOOLSET_MODULES]
     if unknown_sets:
-        raise SelectionError(f"unknown toolset(s): {', '.join(unknown_sets)}; known: all, {', '.join(by_set)}")
+        raise SelectionError(
+            f"unknown toolset(s): {', '.join(unknown_sets)}; known: all, {', '.join(TOOLSET_MODULES)}"
+        )
     unknown_tools = [n for n in [*(tools or ()), *exclude_tools] if n not in by_tool]
     if unknown_tools:
         raise SelectionError(f"unknown tool(s): {', '.join(unknown_tools)}; run `mam-mcp tools` for the list")
@@ -162,14 +172,23 @@ def select_tools(
             names = list(by_set)
         else:
             names = list(dict.fromkeys(toolsets))
+        if mode != "hosted":
+            if not toolsets:
+                skipped = list(DEFAULT_HOSTED_TOOLSETS)
+            elif "all" in toolsets:
+                skipped = sorted(HOSTED_ONLY_TOOLSETS)
+            else:
+                skipped = [n for n in names if n in HOSTED_ONLY_TOOLSETS]
+            if skipped:
+                notes.append(f"toolsets {', '.join(skipped)} need the hosted API (set an API key); not registered")
+            names = [n for n in names if n in by_set]
         chosen = [spec for n in names for spec in by_set[n].specs]
 
     excluded = set(exclude_tools)
     chosen = [s for s in chosen if s.name not in excluded]
-    if mode != "hosted":
+    if mode != "hosted" and any(s.hosted_only for s in chosen):  # named with --tools
         dropped = sorted({s.toolset for s in chosen if s.hosted_only})
-        if dropped:
-            notes.append(f"toolsets {', '.join(dropped)} need the hosted API (set an API key); not registered")
+        notes.append(f"toolsets {', '.join(dropped)} need the hosted API (set an API key); not registered")
         chosen = [s for s in chosen if not s.hosted_only]
     if read_only:
         chosen = [s for s in chosen if s.read_only]

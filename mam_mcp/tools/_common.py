@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client.models import Message
-from mam_mcp.extract import html_to_text
 
 __all__ = [
     "InboxId",
@@ -91,6 +90,12 @@ _REPLY_HEADER = re.compile(
     re.IGNORECASE,
 )
 _OUTLOOK_HEADER = re.compile(r"^\s*From:\s.+", re.IGNORECASE)
+
+
+def html_to_text(html: str) -> str:
+    from mam_mcp.extract import html_to_text as convert  # lazy: its patterns cost start-up time
+
+    return convert(html)
 
 
 def strip_quoted(text: str) -> tuple[str, bool]:
