@@ -42,7 +42,10 @@ def system_nameserver(resolv_conf: Path = Path("/etc/resolv.conf")) -> str:
 def _encode_name(name: str) -> bytes:
     out = b""
     for label in name.rstrip(".").split("."):
-        encoded = label.encode("idna") if label else b""
+        try:
+            encoded = label.encode("idna") if label else b""
+        except UnicodeError:  # e.g. a non-ASCII label whose punycode form is over 63 octets
+            raise DnsError(f"invalid domain name: {name[:300]!r}") from None
         if not encoded or len(encoded) > 63:
             raise DnsError(f"invalid domain name: {name!r}")
         out += bytes([len(encoded)]) + encoded

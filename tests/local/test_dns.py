@@ -79,6 +79,8 @@ async def test_nxdomain_is_empty_and_silence_times_out(dns_port: int) -> None:
 async def test_invalid_names_and_missing_nameserver(tmp_path: Path) -> None:
     with pytest.raises(DnsError):
         await resolve_mx("bad..name", nameserver="127.0.0.1", port=9)
+    with pytest.raises(DnsError):  # 63 characters, but over 63 octets once punycoded
+        await resolve_txt("_mam-verify." + "é" * 63 + ".example", nameserver="127.0.0.1", port=9)
     empty = tmp_path / "resolv.conf"
     empty.write_text("# nothing\n")
     with pytest.raises(DnsError):
