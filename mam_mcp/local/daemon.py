@@ -340,6 +340,9 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         return backend_ref[0].is_local_recipient(address)
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(
+            _signal_handlers(stop.set)
+        )  # from the start: a SIGTERM mid-start stops cleanly too
         http_sock = _bind_http_socket(config)
         stack.callback(http_sock.close)
         store = EmailStore(config)
@@ -401,9 +404,7 @@ async def _tenant_key(config: LocalConfig, backend: Any) -> str:
         logger.warning(
             "the key in %s is unknown to the database (was it reset?): minting a new one", config.key_path
         )
-        stale = config.key_path.with_name(config.key_path.name + ".stale")
-        os.replace(config.key_path, stale)
-        os.unlink(stale)
+        config.key_path.unlink()
         key = await load_or_mint_key(config, mint)
     return key
 
@@ -426,38 +427,39 @@ async def _serve_http(
             server_header=False,
         )
     )
-    async with anyio.create_task_group() as tasks:
+    try:
+        async with anyio.create_task_group() as tasks:
 
-        async def serve() -> None:
-            await server.serve(sockets=[sock])
-            stop.set()  # uvicorn ended on its own (a startup failure): take the rest down too
+            async def serve() -> None:
+                await server.serve(sockets=[sock])
+                stop.set()  # uvicorn ended on its own (a startup failure): take the rest down too
 
-        tasks.start_soon(serve)
-        with anyio.fail_after(30):
-            await _wait_first(server.listening, stop)
-        if stop.is_set():
-            return
-        _write_state_file(config)
-        try:
-            logger.info(
-                "listening: http://%s:%d smtp %s:%d",
-                config.host,
-                config.http_port,
-                config.host,
-                config.smtp_port,
-            )
-            if ready is not None:
-                ready.set()
-            with _signal_handlers(stop.set):
+            tasks.start_soon(serve)
+            try:
+                with anyio.fail_after(30):
+                    await _wait_first(server.listening, stop)
+                if stop.is_set():
+                    return
+                _write_state_file(config)
+                logger.info(
+                    "listening: http://%s:%d smtp %s:%d",
+                    config.host,
+                    config.http_port,
+                    config.host,
+                    config.smtp_port,
+                )
+                if ready is not None:
+                    ready.set()
                 async with anyio.create_task_group() as watchers:
                     if config.idle_timeout_seconds > 0:
                         watchers.start_soon(_watch_idle, tracker, config.idle_timeout_seconds, stop.set)
                     await stop.wait()
                     watchers.cancel_scope.cancel()
-        finally:
-            server.should_exit = True
-    # Removed only once the HTTP port is closed: until then a launcher must see this daemon as ours.
-    _remove_state_file(config)
+            finally:
+                server.should_exit = True
+    finally:
+        # Removed only once the HTTP port is closed: until then a launcher must see this daemon as ours.
+        _remove_state_file(config)
 
 
 async def _wait_first(*events: anyio.Event) -> None:
