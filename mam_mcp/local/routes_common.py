@@ -115,9 +115,7 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:  # refuse before reading it into memory
         raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")
+    raw = await _bounded_body(request)
     if not raw.strip():
         if optional:
             return model()
@@ -139,6 +137,18 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
         raise BackendError(
             400, "VALIDATION_ERROR", f"{first['path']}: {first['message']}", details=details
         ) from None
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The body, refused as soon as it passes the cap (a chunked body declares no length up front)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error_message(err: Any) -> str:

@@ -386,6 +386,25 @@ async def test_oversized_request_body_is_refused(local_api: httpx2.AsyncClient, 
     assert response.status_code == 400 and response.json()["details"][0]["path"] == "text"
 
 
+async def test_chunked_body_without_length_is_refused_once_past_the_cap(
+    local_api: httpx2.AsyncClient, make_inbox: Any
+) -> None:
+    inbox = await make_inbox("scout")
+    mib = 1024 * 1024
+    sent = 0
+
+    async def endless_json() -> Any:  # no Content-Length: the server must count as it reads
+        nonlocal sent
+        yield b'{"to": "a@example.com", "subject": "s", "text": "'
+        for _ in range(64):
+            sent += 1
+            yield b"x" * mib
+
+    response = await local_api.post(f"/v1/inboxes/{inbox['id']}/send", content=endless_json())
+    assert response.status_code == 413 and response.json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert sent <= 13, f"read {sent} MiB before refusing"
+
+
 def _nested(depth: int) -> bytes:
     head = b"".join(
         f'Content-Type: multipart/mixed; boundary="n{i}"\r\n\r\n--n{i}\r\n'.encode() for i in range(depth)
