@@ -196,3 +196,38 @@ async def test_mam_mcp_local_runs_in_the_foreground_and_never_prints_the_key(tmp
             process.kill()
             await process.wait()
         await process.aclose()
+
+
+async def test_run_daemon_in_process_sets_ready_and_returns_after_shutdown(tmp_path: Path) -> None:
+    import httpx2
+
+    from mam_mcp.local.daemon import run_daemon
+
+    config = daemon_config(tmp_path / "data")
+    ready = anyio.Event()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lambda: run_daemon(config, ready=ready))
+            await ready.wait()
+            state = json.loads(config.state_path.read_text())
+            key = config.key_path.read_text().strip()
+            async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{state['httpPort']}") as http:
+                assert (await http.get("/_mam/health")).json()["smtpPort"] == state["smtpPort"]
+                assert (
+                    await http.post("/_mam/shutdown", headers={"Authorization": f"Bearer {key}"})
+                ).status_code == 202
+    assert not config.state_path.exists()
+
+
+def test_importing_the_daemon_and_launcher_loads_no_mcp_layer_and_starts_nothing() -> None:
+    import subprocess
+
+    from tests.local.fixtures_c import REPO_ROOT, child_env
+
+    code = (
+        "import sys, threading, mam_mcp.local.daemon, mam_mcp.local.launcher\n"
+        "bad = [m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', 'mam_mcp.tools', 'mam_mcp.server'))]\n"
+        "heavy = [m for m in ('mam_mcp.local.store', 'mam_mcp.local.app') if m in sys.modules]\n"
+        "assert not bad and not heavy and threading.active_count() == 1, (bad, heavy)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), cwd=REPO_ROOT, timeout=60)
