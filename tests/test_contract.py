@@ -217,6 +217,24 @@ async def test_drafts_for_approval_send_in_thread(tmp_path: Path, backend: FakeB
         assert (await call(client, "list_drafts", {"inbox_id": inbox["id"]}))["drafts"] == []
 
 
+async def test_a_draft_to_a_new_address_is_sent_only_with_verified(
+    tmp_path: Path, backend: FakeBackend | LocalBackend
+) -> None:
+    inbox = await backend.seed_inbox("agent")
+    async with tools(tmp_path, backend) as client:
+        draft = await call(
+            client, "create_draft",
+            {"inbox_id": inbox["id"], "to": ["new@example.com"], "subject": "Hello", "body": "b", "verified": True},
+        )
+        refused = await client.call_tool("send_draft", {"inbox_id": inbox["id"], "draft_id": draft["id"]})
+        assert refused.is_error and refused.content[0].text.startswith("VALIDATION_ERROR:"), refused.content[0].text
+        assert "verified" in refused.content[0].text
+        sent = await call(client, "send_draft", {"inbox_id": inbox["id"], "draft_id": draft["id"], "verified": True})
+        assert sent["id"] and sent["draft_id"] == draft["id"]
+        outbound = await call(client, "list_messages", {"inbox_id": inbox["id"], "direction": "outbound"})
+        assert [m["to"] for m in outbound["messages"]] == [["new@example.com"]]
+
+
 async def test_unknown_ids_are_not_found_with_a_hint(tmp_path: Path, backend: FakeBackend | LocalBackend) -> None:
     inbox = await backend.seed_inbox("agent")
     async with tools(tmp_path, backend) as client:

@@ -275,9 +275,12 @@ class Drafts(_Namespace):
     async def delete(self, inbox_id: str, draft_id: str) -> dict[str, Any]:
         return await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}")
 
-    async def send(self, inbox_id: str, draft_id: str) -> SendResult:
+    async def send(self, inbox_id: str, draft_id: str, *, verified: bool = False) -> SendResult:
         data = await self._http.request(
-            "POST", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send", send=True
+            "POST",
+            f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send",
+            json={"verified": True} if verified else None,
+            send=True,
         )
         return SendResult.model_validate(data)
 

@@ -67,8 +67,8 @@ async def create_draft(
     )
     data = {**_draft_data(draft), "verified": verified}
     text = _draft_text("Created", draft)
-    if verified:
-        text += " It will be sent with verified=true when send_draft is called."
+    if verified:  # the API takes `verified` only when the draft is sent; nothing stores it with the draft
+        text += " Pass verified=true to send_draft as well when it is approved."
     return ok(text, data)
 
 
@@ -104,10 +104,12 @@ async def list_drafts(rt: Runtime, inbox_id: InboxId) -> CallToolResult:
 
 
 @toolset.tool(title="Send draft", annotations=SEND)
-async def send_draft(rt: Runtime, inbox_id: InboxId, draft_id: DraftId) -> CallToolResult:
+async def send_draft(
+    rt: Runtime, inbox_id: InboxId, draft_id: DraftId, verified: Verified = False
+) -> CallToolResult:
     """Send a draft (after human approval) and delete it. Replies stay in their thread. Cannot be undone."""
     client = await rt.client()
-    result = await client.drafts.send(inbox_id, draft_id)
+    result = await client.drafts.send(inbox_id, draft_id, verified=verified)
     status = result.status or "sent"
     if status == "captured":
         text = (
