@@ -20,10 +20,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(api[_-]?key|apikey|token|secret|password|passwd|pwd)=([^&\s\"']+)"), r"\1=[REDACTED]"),
     # Header-style "X-API-Key: value" / "Authorization: Bearer value".
     (re.compile(r"(?i)\b(x-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)(bearer\s+)?[^\s\"',}]+"), r"\1\2\3[REDACTED]"),
-    # Credentials in URLs: scheme://user:pass@host.
-    (re.compile(r"([a-z][a-z0-9+.\-]*://[^:/@\s]+):[^@\s]+@"), r"\1:[REDACTED]@"),
-    # Webhook signing secrets as commonly formatted.
-    (re.compile(r"\b(whsec|sigsec)_[A-Za-z0-9]{6,}"), r"\1_[REDACTED]"),
+    # Credentials in URLs: scheme://user:pass@host (up to the netloc's last @: a password may hold a raw @).
+    (re.compile(r"([a-z][a-z0-9+.\-]*://[^:/@\s]+):[^\s/]+@"), r"\1:[REDACTED]@"),
+    # Webhook signing secrets as commonly formatted (token_urlsafe: '-' and '_' included).
+    (re.compile(r"\b(whsec|sigsec)_[A-Za-z0-9_\-]{6,}"), r"\1_[REDACTED]"),
 ]
 
 

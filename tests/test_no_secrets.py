@@ -31,6 +31,14 @@ def test_redaction_covers_keys_headers_urls_and_query_strings() -> None:
     assert "smtp.example.com" in cleaned and "myagentmail.com/v1/ws" in cleaned
 
 
+def test_redaction_takes_whole_url_safe_secrets_and_passwords_with_a_raw_at() -> None:
+    line = "webhook whsec_Ab3dEf-Gh_IjKlMnOpQ-rs relay smtps://bob:p@ss-word@smtp.example.com:465 done"
+    cleaned = redact(line)
+    for fragment in ("Gh_IjKlMnOpQ", "-rs ", "p@ss", "ss-word"):
+        assert fragment not in cleaned, cleaned
+    assert "smtp.example.com:465" in cleaned and cleaned.endswith(" done")
+
+
 async def test_no_secret_in_tool_output_logs_or_errors_at_debug(tmp_path: Path) -> None:
     fake = FakeHostedAPI(api_key=TENANT_KEY)
     inbox = fake.seed_inbox("agent")
