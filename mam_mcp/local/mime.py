@@ -48,6 +48,7 @@ _SUBJECT_PREFIX_RE = re.compile(
     re.IGNORECASE,
 )
 _LIST_TAG_RE = re.compile(r"^\s*\[[^\]]{1,40}\]\s*")
+_CONTENT_TYPE_RE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,127}$")
 
 
 class HeaderInjectionError(ValueError):
@@ -251,7 +252,7 @@ def _walk(part: Message, result: ParsedMessage, *, depth: int, budget: list[int]
     if budget[0] < 0 or depth > MAX_DEPTH:
         result.defects += 1
         return
-    ctype = (part.get_content_type() or "text/plain").lower()
+    ctype = _clean_content_type(part.get_content_type())
     if part.is_multipart():
         children = part.get_payload()
         if not isinstance(children, list):
@@ -275,6 +276,13 @@ def _walk(part: Message, result: ParsedMessage, *, depth: int, budget: list[int]
             result.html_body = text
             return
     _add_attachment(part, result, ctype, data=_payload_bytes(part), filename=filename)
+
+
+def _clean_content_type(value: str | None) -> str:
+    """compat32 keeps a folded header's CR/LF inside the type; it is served and re-sent as a header later."""
+    words = (value or "text/plain").lower().split()
+    ctype = words[0] if words else "text/plain"
+    return ctype if _CONTENT_TYPE_RE.match(ctype) else "application/octet-stream"
 
 
 def _embedded_bytes(children: list[Any]) -> bytes:

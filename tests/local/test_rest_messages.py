@@ -386,6 +386,32 @@ async def test_oversized_request_body_is_refused(local_api: httpx2.AsyncClient, 
     assert response.status_code == 400 and response.json()["details"][0]["path"] == "text"
 
 
+async def test_folded_attachment_content_type_is_stored_clean_so_download_and_forward_work(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any
+) -> None:
+    inbox = await make_inbox("scout")
+    raw = (
+        b"From: jane@example.com\r\nTo: scout@mam.localhost\r\nSubject: report\r\n"
+        b"Content-Type: multipart/mixed; boundary=BB\r\n\r\n--BB\r\nContent-Type: text/plain\r\n\r\nsee pdf\r\n"
+        b"--BB\r\nContent-Type: application/pdf\r\n X-Injected: 1\r\n"
+        b"Content-Disposition: attachment; filename=report.pdf\r\n\r\n%PDF-1.4\r\n--BB--\r\n"
+    )
+    await _inbound(local_backend, raw)
+    message = await _only_message(local_api, inbox["id"])
+    listed = (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages/{message['id']}/attachments")).json()
+    attachment = listed["attachments"][0]
+    assert attachment["contentType"] == "application/pdf"
+    download = await local_api.get(
+        f"/v1/inboxes/{inbox['id']}/messages/{message['id']}/attachments/{attachment['id']}"
+    )
+    assert download.status_code == 200 and download.headers["content-type"] == "application/pdf"
+    assert "x-injected" not in download.headers
+    forwarded = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/forward/{message['id']}", json={"to": "boss@example.org", "verified": True}
+    )
+    assert forwarded.status_code == 201, forwarded.json()
+
+
 async def test_chunked_body_without_length_is_refused_once_past_the_cap(
     local_api: httpx2.AsyncClient, make_inbox: Any
 ) -> None:
