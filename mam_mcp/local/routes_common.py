@@ -26,6 +26,7 @@ __all__ = [
     "MAX_SUBJECT_CHARS",
     "StrictBody",
     "address_list",
+    "attachment_wire",
     "authenticate",
     "backend_of",
     "draft_wire",

@@ -16,6 +16,7 @@ from mam_mcp.local.routes_common import (
     MAX_SUBJECT_CHARS,
     StrictBody,
     address_list,
+    attachment_wire,
     authenticate,
     backend_of,
     bool_param,
@@ -233,19 +234,7 @@ async def list_attachments(request: Request) -> JSONResponse:
     rows = await backend_of(request).store.list_attachments(record.id, request.path_params["message_id"])
     if rows is None:
         raise BackendError.not_found("message")
-    return json_response(
-        {
-            "attachments": [
-                {
-                    "id": r["id"],
-                    "filename": r["filename"],
-                    "contentType": r["content_type"],
-                    "size": r["size"],
-                }
-                for r in rows
-            ]
-        }
-    )
+    return json_response({"attachments": [attachment_wire(r) for r in rows]})
 
 
 def _content_disposition(filename: str) -> str:
