@@ -131,7 +131,14 @@ def write_secret_file(path: Path, content: str) -> None:
             out.write(content.encode("utf-8"))
             out.flush()
             os.fsync(out.fileno())
-        os.link(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            if path.exists():  # a file system without hard links: rename, never over an existing key
+                raise FileExistsError(errno.EEXIST, "key file exists", str(path)) from None
+            os.rename(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
