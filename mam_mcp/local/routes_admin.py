@@ -19,6 +19,7 @@ from mam_mcp.local.routes_common import (
     StrictBody,
     authenticate,
     backend_of,
+    check_tenant_workspace,
     inbox_in_scope,
     iso_param,
     json_response,
@@ -26,6 +27,7 @@ from mam_mcp.local.routes_common import (
     parse_body,
     require_kind,
     valid_address,
+    visible_inbox,
 )
 from mam_mcp.local.store import ConflictError, Row
 
@@ -194,9 +196,7 @@ async def create_domain(request: Request) -> JSONResponse:
         raise BackendError(409, "CONFLICT", "that is the local backend's own domain")
     workspace_id = scope.workspace_id if scope.kind == "wk" else body.workspace_id
     if scope.kind == "tk" and workspace_id is not None:
-        workspace = await backend.store.get_workspace(workspace_id)
-        if workspace is None or workspace["tenant_id"] != scope.tenant_id:
-            raise BackendError.not_found("workspace")
+        await check_tenant_workspace(backend, scope, workspace_id)
     try:
         row = await backend.store.create_domain(
             tenant_id=scope.tenant_id, workspace_id=workspace_id, domain=domain, token=secrets.token_hex(16)
@@ -387,16 +387,9 @@ async def create_webhook(request: Request) -> JSONResponse:
     backend = backend_of(request)
     workspace_id = scope.workspace_id if scope.kind == "wk" else body.workspace_id
     if scope.kind == "tk" and workspace_id is not None:
-        workspace = await backend.store.get_workspace(workspace_id)
-        if workspace is None or workspace["tenant_id"] != scope.tenant_id:
-            raise BackendError.not_found("workspace")
+        await check_tenant_workspace(backend, scope, workspace_id)
     if body.inbox_id is not None:
-        record = backend.store.inbox_record(body.inbox_id)
-        if record is None or not scope.can_see(
-            tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id
-        ):
-            raise BackendError.not_found("inbox")
-        workspace_id = record.workspace_id
+        workspace_id = visible_inbox(backend, scope, body.inbox_id).workspace_id
     row = await backend.store.create_webhook(
         tenant_id=scope.tenant_id,
         workspace_id=workspace_id,
@@ -446,15 +439,9 @@ async def metrics(request: Request) -> JSONResponse:
     workspace_id = scope.workspace_id if scope.kind != "tk" else request.query_params.get("workspace") or None
     inbox_id = scope.inbox_id if scope.kind == "ak" else request.query_params.get("inbox") or None
     if scope.kind == "tk" and workspace_id is not None:
-        workspace = await backend.store.get_workspace(workspace_id)
-        if workspace is None or workspace["tenant_id"] != scope.tenant_id:
-            raise BackendError.not_found("workspace")
+        await check_tenant_workspace(backend, scope, workspace_id)
     if inbox_id is not None and scope.kind != "ak":
-        record = backend.store.inbox_record(inbox_id)
-        if record is None or not scope.can_see(
-            tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id
-        ):
-            raise BackendError.not_found("inbox")
+        visible_inbox(backend, scope, inbox_id)
     start, end = iso_param(request, "from"), iso_param(request, "to")
     counts = await backend.store.metrics(
         scope.tenant_id,

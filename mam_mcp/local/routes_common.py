@@ -29,6 +29,7 @@ __all__ = [
     "attachment_wire",
     "authenticate",
     "backend_of",
+    "check_tenant_workspace",
     "draft_wire",
     "inbox_in_scope",
     "inbox_wire",
@@ -39,6 +40,7 @@ __all__ = [
     "require_kind",
     "thread_wire",
     "valid_address",
+    "visible_inbox",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -101,12 +103,24 @@ def require_kind(scope: KeyScope, *kinds: KeyKind) -> None:
 
 def inbox_in_scope(request: Request, scope: KeyScope) -> InboxRecord:
     """The path's inbox if the key may see it; 404 otherwise (existence is never revealed)."""
-    record = backend_of(request).store.inbox_record(request.path_params["inbox_id"])
+    return visible_inbox(backend_of(request), scope, request.path_params["inbox_id"])
+
+
+def visible_inbox(backend: LocalBackend, scope: KeyScope, inbox_id: str) -> InboxRecord:
+    """The inbox if the key may see it; 404 otherwise (existence is never revealed)."""
+    record = backend.store.inbox_record(inbox_id)
     if record is None or not scope.can_see(
         tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id
     ):
         raise BackendError.not_found("inbox")
     return record
+
+
+async def check_tenant_workspace(backend: LocalBackend, scope: KeyScope, workspace_id: str) -> None:
+    """404 unless the workspace a tk_ key names is in its own tenant."""
+    workspace = await backend.store.get_workspace(workspace_id)
+    if workspace is None or workspace["tenant_id"] != scope.tenant_id:
+        raise BackendError.not_found("workspace")
 
 
 # ---------------------------------------------------------------- request parsing

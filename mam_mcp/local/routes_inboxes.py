@@ -18,6 +18,7 @@ from mam_mcp.local.routes_common import (
     authenticate,
     backend_of,
     bool_param,
+    check_tenant_workspace,
     inbox_in_scope,
     inbox_wire,
     json_response,
@@ -68,9 +69,7 @@ async def _target_workspace(backend: LocalBackend, scope: KeyScope, requested: s
         return scope.workspace_id
     if requested is None:
         return None
-    workspace = await backend.store.get_workspace(requested)
-    if workspace is None or workspace["tenant_id"] != scope.tenant_id:
-        raise BackendError.not_found("workspace")
+    await check_tenant_workspace(backend, scope, requested)
     return requested
 
 

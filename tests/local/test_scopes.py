@@ -177,6 +177,12 @@ async def test_workspaces_and_webhooks_are_scoped(world: World) -> None:
         assert (await tk_b.get("/v1/metrics", params={"inbox": world.inboxes["A0"]})).status_code == 404
         assert (await tk_b.get("/v1/metrics", params={"workspace": w1})).status_code == 404
         assert (await wk1.get("/v1/metrics")).json()["resources"]["inboxes"] == 1
+        # nor hang a webhook or a domain on another scope's inbox or workspace
+        hook = {"url": "https://h.example/x"}
+        assert (await tk_b.post("/v1/webhooks", json={**hook, "inboxId": world.inboxes["A0"]})).status_code == 404
+        assert (await tk_b.post("/v1/webhooks", json={**hook, "workspaceId": w1})).status_code == 404
+        assert (await wk1.post("/v1/webhooks", json={**hook, "inboxId": world.inboxes["A2"]})).status_code == 404
+        assert (await tk_b.post("/v1/domains", json={"domain": "b.example", "workspaceId": w1})).status_code == 404
 
 
 async def test_domains_are_scoped(world: World) -> None:
