@@ -45,6 +45,7 @@ _POLL_FIRST_SECONDS = 0.02
 _POLL_MAX_SECONDS = 0.25
 _LOG_TAIL_LINES = 5
 _SETTLE_SECONDS = 2.0
+_LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
 
 class DaemonStartError(RuntimeError):
@@ -273,6 +274,7 @@ def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
     # The daemon must run the very mam_mcp we are (a checkout, a venv): same code, same version.
     package_root = str(Path(mam_mcp.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    _rotate_log(_log_path(config))
     with open(_log_path(config), "ab") as log:
         process = subprocess.Popen(
             daemon_command(),
@@ -289,6 +291,15 @@ def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
     process.stdin.write(config.model_dump_json().encode("utf-8"))
     process.stdin.close()
     return process
+
+
+def _rotate_log(path: Path) -> None:
+    """Keep one previous log: a daemon logs a line per accepted message, and runs for weeks."""
+    try:
+        if path.stat().st_size > _LOG_ROTATE_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+    except OSError:
+        pass
 
 
 def _log_tail(config: LocalConfig) -> str:

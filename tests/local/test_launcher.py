@@ -66,8 +66,12 @@ async def test_first_call_starts_the_daemon_and_later_calls_reuse_it(
 ) -> None:
     config = daemon_config(tmp_path / "data")
     launched.append(config.data_dir)
+    config.data_dir.mkdir()
+    (config.data_dir / "daemon.log").write_bytes(b"old line\n" * 1_200_000)  # over 10 MB: rotated at start
     first = await ensure_daemon(config)
     assert first.started is True
+    assert (config.data_dir / "daemon.log.1").read_bytes().startswith(b"old line\n")
+    assert b"old line" not in (config.data_dir / "daemon.log").read_bytes()
     assert first.api_key == config.key_path.read_text().strip() and first.api_key not in repr(first)
     health = await _health(first)
     assert health["version"] == mam_mcp.__version__ and health["smtpPort"] == first.smtp_port
