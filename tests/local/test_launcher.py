@@ -83,6 +83,14 @@ async def test_first_call_starts_the_daemon_and_later_calls_reuse_it(
     assert "listening:" in (config.data_dir / "daemon.log").read_text()
 
 
+async def test_a_daemon_started_by_hand_is_reused(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as by_hand:  # as `mam-mcp local` would run it
+        handle = await ensure_daemon(config)
+        assert not handle.started and handle.base_url == by_hand.base_url
+        assert handle.api_key == by_hand.api_key and handle.smtp_port == by_hand.smtp_port
+
+
 async def test_a_fixed_port_is_used_as_configured(tmp_path: Path, launched: list[Path]) -> None:
     import socket
 
