@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field
 from mam_mcp.client.models import Message
 
 __all__ = [
+    "ResourceId",
     "InboxId",
     "MessageId",
     "ThreadId",
@@ -55,10 +56,11 @@ def _email(value: str) -> str:
     return value
 
 
-InboxId = Annotated[str, Field(pattern=_ID_PATTERN)]
-MessageId = Annotated[str, Field(pattern=_ID_PATTERN)]
-ThreadId = Annotated[str, Field(pattern=_ID_PATTERN)]
-DraftId = Annotated[str, Field(pattern=_ID_PATTERN)]
+ResourceId = Annotated[str, Field(pattern=_ID_PATTERN)]  # any id the API hands out; one path segment
+InboxId = ResourceId
+MessageId = ResourceId
+ThreadId = ResourceId
+DraftId = ResourceId
 Limit = Annotated[int, Field(ge=1, le=100)]
 Offset = Annotated[int, Field(ge=0, le=100_000)]
 EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from mam_mcp.client.models import Domain
 from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, Toolset
+from mam_mcp.tools._common import ResourceId
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
 
@@ -14,7 +15,7 @@ toolset = Toolset("domains", "Custom sending domains and DNS records.")
 
 DomainName = Annotated[str, Field(min_length=3, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}(?:\.[A-Za-z0-9-]{1,63})+$")]
 WorkspaceOption = Annotated[
-    str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$", description="Workspace to put it in (tenant keys).")
+    ResourceId | None, Field(description="Workspace to put it in (tenant keys).")
 ]
 
 

@@ -55,7 +55,7 @@ async def create_draft(
     cc: OptionalRecipients | None = None,
     bcc: OptionalRecipients | None = None,
     reply_to_message_id: Annotated[
-        str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$", description="Make it an in-thread reply to this message.")
+        MessageId | None, Field(description="Make it an in-thread reply to this message.")
     ] = None,
     verified: Verified = False,
 ) -> CallToolResult:
@@ -133,4 +133,4 @@ async def delete_draft(rt: Runtime, inbox_id: InboxId, draft_id: DraftId) -> Cal
     return ok(f"Deleted draft {draft_id}; nothing was sent.", {"id": draft_id, "deleted": True})
 
 
-__all__ = ["toolset", "MessageId"]
+__all__ = ["toolset"]

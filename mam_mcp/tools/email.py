@@ -18,6 +18,7 @@ from mam_mcp.tools._common import (
     Offset,
     OptionalRecipients,
     Recipients,
+    ResourceId,
     Subject,
     ThreadId,
     Verified,
@@ -85,7 +86,7 @@ async def create_inbox(
     ] = None,
     display_name: Annotated[str | None, Field(max_length=100, pattern=r"^[^\r\n]*$")] = None,
     domain: Annotated[str | None, Field(max_length=253, pattern=r"^[A-Za-z0-9.-]+$", description="A verified custom domain.")] = None,
-    workspace_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$", description="Tenant keys: the workspace to create it in.")] = None,
+    workspace_id: Annotated[ResourceId | None, Field(description="Tenant keys: the workspace to create it in.")] = None,
 ) -> CallToolResult:
     """Create a new inbox with its own email address (e.g. one per signup). Returns its id and address."""
     client = await rt.client()
@@ -320,7 +321,7 @@ async def get_attachment(
     rt: Runtime,
     inbox_id: InboxId,
     message_id: MessageId,
-    attachment_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$")],
+    attachment_id: ResourceId,
 ) -> CallToolResult:
     """Download an attachment: text types come back as text, other types as an embedded blob resource (max 5 MB)."""
     client = await rt.client()

@@ -7,13 +7,13 @@ from pydantic import Field
 
 from mam_mcp.client.models import AddressList
 from mam_mcp.tools._catalog import DELETE, READ, WRITE, Toolset
-from mam_mcp.tools._common import EmailAddress, InboxId
+from mam_mcp.tools._common import EmailAddress, InboxId, ResourceId
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
 
 toolset = Toolset("lists", "Named address lists inside an inbox.")
 
-ListId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$")]
+ListId = ResourceId
 
 
 def _list_data(item: AddressList) -> dict[str, Any]:
@@ -77,7 +77,7 @@ async def add_list_entry(
 
 @toolset.tool(title="Remove list entry", annotations=DELETE)
 async def remove_list_entry(
-    rt: Runtime, inbox_id: InboxId, list_id: ListId, entry_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$")]
+    rt: Runtime, inbox_id: InboxId, list_id: ListId, entry_id: ResourceId
 ) -> CallToolResult:
     """Remove an entry from a list."""
     await (await rt.client()).lists.remove_entry(inbox_id, list_id, entry_id)

@@ -7,13 +7,13 @@ from pydantic import Field
 
 from mam_mcp.client.models import Webhook
 from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, Toolset
+from mam_mcp.tools._common import ResourceId
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
 
 toolset = Toolset("webhooks", "Webhooks for inbox events, and usage metrics.")
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
-WebhookId = Annotated[str, Field(pattern=_ID)]
+WebhookId = ResourceId
 EventName = Literal["message.received", "message.sent", "message.bounced"]
 WebhookUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")]
 IsoTime = Annotated[str, Field(max_length=40, pattern=r"^\d{4}-\d{2}-\d{2}[T0-9:.+\-Z]*$")]
@@ -28,8 +28,8 @@ async def create_webhook(
     rt: Runtime,
     url: WebhookUrl,
     events: Annotated[list[EventName], Field(min_length=1, max_length=3)],
-    inbox_id: Annotated[str | None, Field(pattern=_ID, description="Only this inbox's events.")] = None,
-    workspace_id: Annotated[str | None, Field(pattern=_ID, description="Only this workspace's events (tenant keys).")] = None,
+    inbox_id: Annotated[ResourceId | None, Field(description="Only this inbox's events.")] = None,
+    workspace_id: Annotated[ResourceId | None, Field(description="Only this workspace's events (tenant keys).")] = None,
 ) -> CallToolResult:
     """Register a URL to receive signed POSTs for inbox events. The signing secret is written to a 0600 file, never shown."""
     webhook = await (await rt.client()).webhooks.create(url=url, events=list(events), inbox_id=inbox_id, workspace_id=workspace_id)
@@ -88,8 +88,8 @@ async def get_metrics(
     rt: Runtime,
     since: Annotated[IsoTime | None, Field(description="ISO start time.")] = None,
     until: Annotated[IsoTime | None, Field(description="ISO end time.")] = None,
-    workspace_id: Annotated[str | None, Field(pattern=_ID)] = None,
-    inbox_id: Annotated[str | None, Field(pattern=_ID)] = None,
+    workspace_id: ResourceId | None = None,
+    inbox_id: ResourceId | None = None,
 ) -> CallToolResult:
     """Counts of sent, received and bounced mail (watch the bounce rate: high bounces pause an inbox)."""
     metrics = await (await rt.client()).metrics.get(since=since, until=until, workspace=workspace_id, inbox=inbox_id)

@@ -7,13 +7,13 @@ from pydantic import Field
 
 from mam_mcp.client.models import Workspace, WorkspaceKey
 from mam_mcp.tools._catalog import DELETE, READ, WRITE, Toolset
+from mam_mcp.tools._common import ResourceId
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
 
 toolset = Toolset("workspaces", "Workspaces for multi-tenant isolation, and their keys.")
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
-WorkspaceId = Annotated[str, Field(pattern=_ID)]
+WorkspaceId = ResourceId
 
 
 def _workspace_data(workspace: Workspace) -> dict[str, Any]:
@@ -77,7 +77,7 @@ async def list_workspace_keys(rt: Runtime, workspace_id: WorkspaceId) -> CallToo
 
 @toolset.tool(title="Revoke workspace key", annotations=DELETE)
 async def revoke_workspace_key(
-    rt: Runtime, workspace_id: WorkspaceId, key_id: Annotated[str, Field(pattern=_ID)]
+    rt: Runtime, workspace_id: WorkspaceId, key_id: ResourceId
 ) -> CallToolResult:
     """Revoke a workspace key; clients using it stop working at once."""
     await (await rt.client()).workspaces.revoke_key(workspace_id, key_id)
