@@ -46,7 +46,7 @@ LOCAL_READ = READ
 # Toolset name -> modules; imported only when the server is built. The first module defines
 # `toolset`; later ones add tools to it (e.g. wait_for_email lives in its own module).
 TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
-    "email": ("mam_mcp.tools.email",),
+    "email": ("mam_mcp.tools.email", "mam_mcp.tools.wait"),
     "drafts": ("mam_mcp.tools.drafts",),
     "inbox_admin": ("mam_mcp.tools.inbox_admin",),
     "lists": ("mam_mcp.tools.lists",),
