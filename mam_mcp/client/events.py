@@ -216,7 +216,8 @@ class EventStream:
         self._client = client
         self.inbox_ids = list(inbox_ids)
         self.event_types = list(event_types)
-        self._since = since or datetime.now(UTC)
+        self._since = since or datetime.now(UTC)  # polled messages before this never count
+        self._newest_seen: datetime | None = None  # server time of the newest event so far
         self.poll_interval = poll_interval
         self._local_filters = local_filters
         self._use_websocket = use_websocket
@@ -265,8 +266,8 @@ class EventStream:
             self._seen[key] = None
         while len(self._seen) > _DEDUP_MEMORY:
             self._seen.popitem(last=False)
-        if event.received_at is not None and event.received_at > self._since:
-            self._since = event.received_at  # server time of the newest event: the next poll's floor
+        if event.received_at is not None and (self._newest_seen is None or event.received_at > self._newest_seen):
+            self._newest_seen = event.received_at
         try:
             self._send.send_nowait(event)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -423,7 +424,9 @@ class EventStream:
             directions.append(("inbound", "message.received"))
         if "message.sent" in self.event_types:
             directions.append(("outbound", "message.sent"))
-        since = self._since - POLL_SLACK  # tolerate server timestamps that tie or arrive slightly out of order
+        since = self._since
+        if self._newest_seen is not None:  # look back a little: server timestamps may tie or land out of order
+            since = max(since, self._newest_seen - POLL_SLACK)
         for inbox_id in inbox_ids:
             for direction, event_type in directions:
                 fresh = await self._messages_since(inbox_id, direction, since)
