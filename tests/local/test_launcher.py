@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -154,17 +155,19 @@ async def test_a_daemon_that_dies_during_start_is_reported_with_its_log(
     assert str(config_dir / "daemon.log") in message
 
 
-async def test_concurrent_calls_in_one_process_start_one_daemon(tmp_path: Path, launched: list[Path]) -> None:
+async def test_concurrent_calls_in_four_threads_start_one_daemon(
+    tmp_path: Path, launched: list[Path]
+) -> None:
     config = daemon_config(tmp_path / "data")
     launched.append(config.data_dir)
     handles: list[DaemonHandle] = []
 
-    async def call() -> None:
-        handles.append(await ensure_daemon(config, timeout=30))
+    def call_in_own_loop() -> None:  # each thread its own event loop, as separate hosts would have
+        handles.append(anyio.run(functools.partial(ensure_daemon, config, timeout=30)))
 
     async with anyio.create_task_group() as tasks:
         for _ in range(4):
-            tasks.start_soon(call)
+            tasks.start_soon(functools.partial(anyio.to_thread.run_sync, call_in_own_loop))
     assert sorted(h.started for h in handles) == [False, False, False, True]
     assert len({h.base_url for h in handles}) == 1
 
