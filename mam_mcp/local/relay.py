@@ -135,6 +135,8 @@ class SmtpRelay:
         )
         try:
             async with client:
+                if client.is_ehlo_or_helo_needed:  # without TLS or AUTH nothing has said EHLO yet
+                    await _greet(client)
                 errors, _ = await client.sendmail(
                     mail_from, rcpts, raw, mail_options=self._mail_options(client, mail_from, rcpts, raw)
                 )
@@ -198,6 +200,14 @@ class SmtpRelay:
         if not all(address.isascii() for address in (mail_from, *rcpts)):
             options.append("SMTPUTF8")
         return options
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO before MAIL, so `_mail_options` sees the relay's extensions (8BITMIME); HELO for a relay without ESMTP."""
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await client.helo()
 
 
 def _is_bare_address(address: str) -> bool:

@@ -129,6 +129,15 @@ async def test_plain_smtp_without_auth(start_relay: Callable[..., Any]) -> None:
     assert envelope.original_content == RAW
 
 
+async def test_eight_bit_mail_is_declared_to_a_plain_relay_without_auth(start_relay: Callable[..., Any]) -> None:
+    far = await start_relay()  # no STARTTLS and no AUTH: nothing makes the client say EHLO before MAIL
+    relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}", local_hostname="mam.test")
+    with anyio.fail_after(5):
+        await relay.send("agent@mam.localhost", ["person@example.org"], RAW)
+    [envelope] = far.handler.received
+    assert "BODY=8BITMIME" in envelope.mail_options
+
+
 async def test_plain_smtp_with_auth_decodes_user_and_password(start_relay: Callable[..., Any]) -> None:
     far = await start_relay(auth_require_tls=False, auth_required=True)
     relay = SmtpRelay(f"smtp://{USER_IN_URL}:{PASSWORD_IN_URL}@127.0.0.1:{far.port}")
