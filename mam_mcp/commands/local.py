@@ -97,7 +97,7 @@ async def _serve(config: LocalConfig, out: TextIO) -> int:
         pid = probe.health.get("pid") if probe.health else "?"
         out.write(
             f"a mam-mcp daemon (pid {pid}) already serves {config.data_dir} on port {probe.port}; "
-            "stop it first or use another --data-dir\n"
+            f"stop it first (kill {pid}) or use another --data-dir\n"
         )
         return 1
     ready = anyio.Event()
@@ -114,18 +114,15 @@ async def _serve(config: LocalConfig, out: TextIO) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
-
     import anyio
 
     from mam_mcp.local.daemon import DaemonError, first_daemon_error
 
     config = local_config_from_args(args, settings)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    from mam_mcp.logs import configure_logging
+
+    # Redacting stderr handler; httpx2's URL-logging loggers kept at WARNING.
+    configure_logging("INFO")
     try:
         return anyio.run(_serve, config, sys.stdout)
     except (DaemonError, BaseExceptionGroup) as exc:

@@ -7,7 +7,6 @@ carries a password and a command line is visible to every user of the machine.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -77,12 +76,10 @@ async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # httpx2 logs full request URLs at INFO; keep them out of the daemon log.
-    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    from mam_mcp.logs import configure_logging
+
+    # Redacting stderr handler; httpx2's URL-logging loggers kept at WARNING.
+    configure_logging("INFO")
 
     import anyio
 
