@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, TypeVar
@@ -337,7 +336,3 @@ def draft_wire(row: Row) -> dict[str, Any]:
 
 def ok() -> JSONResponse:
     return JSONResponse({"ok": True})
-
-
-def wire_list(key: str, rows: Iterable[Row], shape: Any) -> JSONResponse:
-    return JSONResponse({key: [shape(r) for r in rows]})

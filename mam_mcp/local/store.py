@@ -442,14 +442,6 @@ class EmailStore:
             )
         )
 
-    async def find_key(self, key_hash: str) -> KeyRecord | None:
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT * FROM api_keys WHERE key_hash=? AND revoked_at IS NULL", (key_hash,)
-            ).fetchone()
-        )
-        return _key_record(row) if row else None
-
     async def active_keys(self) -> list[KeyRecord]:
         rows = await self._read(
             lambda c: c.execute("SELECT * FROM api_keys WHERE revoked_at IS NULL").fetchall()
