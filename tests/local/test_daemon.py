@@ -231,3 +231,23 @@ def test_importing_the_daemon_and_launcher_loads_no_mcp_layer_and_starts_nothing
         "assert not bad and not heavy and threading.active_count() == 1, (bad, heavy)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), cwd=REPO_ROOT, timeout=60)
+
+
+async def test_mam_mcp_local_refuses_when_the_data_dir_already_has_a_daemon(tmp_path: Path) -> None:
+
+    from tests.local.fixtures_c import REPO_ROOT, child_env
+
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as running:
+        command = [sys.executable, "-m", "mam_mcp.cli", "--mode", "local", "--data-dir", str(config.data_dir)]
+        result = await anyio.run_process(
+            [*command, "local", "--http-port", "0", "--smtp-port", "0"],
+            env=child_env(),
+            cwd=REPO_ROOT,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert (
+            f"pid {running.pid}" in result.stdout.decode() and running.api_key not in result.stdout.decode()
+        )
+        assert running.process.returncode is None  # the running daemon is untouched
