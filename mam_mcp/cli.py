@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("mam_mcp.commands.doctor", "check mode, key, API, WebSocket, local backend, LinkedIn and host configs"),
     "install-skill": ("mam_mcp.commands.install_skill", "copy the myagentmail skill into .claude/skills"),
     "linkedin": ("mam_mcp.commands.linkedin", "connect a LinkedIn account in this terminal (passwords never go through MCP)"),
+    "tail": ("mam_mcp.commands.tail", "print inbox events as JSON lines (for jq)"),
+    "listen": ("mam_mcp.commands.listen", "POST inbox events to a local URL as signed webhooks (no public URL needed)"),
 }
 
 _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")

@@ -1,0 +1,147 @@
+"""`mam-mcp listen --forward URL [--inbox ID] [--event TYPE]`: inbox events POSTed to a local URL as signed webhooks.
+
+The "no ngrok" loop: a web app on a laptop gets the reference's webhook payload (not the
+WebSocket frame), signed exactly like a webhook (`x-mam-signature`: hex HMAC-SHA256 of the raw
+body), from events this command receives over the WebSocket. The signing secret is generated
+at start, written to a new 0600 file (its path is printed) and shown once on the terminal; it
+is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments
+from mam_mcp.config import Settings
+
+if TYPE_CHECKING:
+    import anyio
+
+    from mam_mcp.client import MamClient
+    from mam_mcp.client.events import InboxEvent
+
+__all__ = ["add_arguments", "run", "forward_events", "sign", "new_forwarding_secret"]
+
+FORWARD_TIMEOUT = 10.0  # as the reference's webhook delivery
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--forward", required=True, metavar="URL",
+                        help="where to POST each event, e.g. http://localhost:3000/webhooks/mam")
+    add_event_arguments(parser)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The `x-mam-signature` value: hex HMAC-SHA256 of the raw body with the secret."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def new_forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]:
+    """A fresh signing secret in a new 0600 file; the secret itself is shown only on a terminal."""
+    from mam_mcp.tools._runtime import write_secret_file
+
+    secret = "whsec_" + secrets.token_hex(24)
+    path = write_secret_file(settings.secrets_dir, "listen-signing-secret", secret)
+    print(f"signing secret saved to {path} (mode 0600)", file=status)
+    if status.isatty():
+        print(f"signing secret (shown once): {secret}", file=status)
+    else:
+        print("the secret is not shown: stderr is not a terminal; read it from that file", file=status)
+    status.flush()
+    return secret, path
+
+
+async def _payload(client: MamClient, event: InboxEvent) -> dict[str, Any]:
+    """The webhook payload; frames do not say whether a message has attachments, so ask (not marking it read)."""
+    message = event.message
+    has_attachments = message.has_attachments if message is not None else None
+    if has_attachments is None and message is not None and message.inbox_id and message.message_id:
+        from mam_mcp.client.errors import MamError
+
+        try:
+            has_attachments = bool(await client.attachments.list(message.inbox_id, message.message_id))
+        except MamError:
+            has_attachments = False
+    return event.webhook_payload(has_attachments=bool(has_attachments))
+
+
+async def forward_events(
+    client: MamClient,
+    *,
+    url: str,
+    secret: str,
+    inbox_ids: Sequence[str] = (),
+    event_types: Sequence[str] = EVENT_TYPES,
+    local_filters: bool = False,
+    status: TextIO = sys.stderr,
+    max_events: int | None = None,
+    ready: anyio.Event | None = None,
+) -> int:
+    """POST each event to `url`, signed; one status line per delivery. Returns how many were delivered (2xx)."""
+    import httpx2
+
+    from mam_mcp.client.events import open_event_stream
+
+    delivered = seen = 0
+    async with httpx2.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False) as http, open_event_stream(
+        client, inbox_ids=inbox_ids, event_types=event_types, local_filters=local_filters
+    ) as events:
+        await events.ready.wait()
+        print(f"forwarding {', '.join(event_types)} to {url} via {events.transport} (Ctrl-C to stop)",
+              file=status, flush=True)
+        if ready is not None:
+            ready.set()
+        async for event in events:
+            body = json.dumps(await _payload(client, event), separators=(",", ":")).encode()
+            headers = {"content-type": "application/json", "x-mam-signature": sign(secret, body)}
+            try:
+                response = await http.post(url, content=body, headers=headers)
+                outcome = f"HTTP {response.status_code}"
+                delivered += response.is_success
+            except httpx2.HTTPError as error:
+                outcome = f"not delivered ({type(error).__name__})"
+            message_id = event.message.message_id if event.message else "-"
+            print(f"{event.event_type} {message_id} -> {outcome}", file=status, flush=True)
+            seen += 1
+            if max_events is not None and seen >= max_events:
+                break
+    return delivered
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import anyio
+
+    from mam_mcp.client.errors import MamError
+    from mam_mcp.tools._runtime import default_client_factory
+
+    if not args.forward.startswith(("http://", "https://")):
+        print("mam-mcp listen: --forward must be an http:// or https:// URL", file=sys.stderr)
+        return 2
+    secret, _ = new_forwarding_secret(settings, status=sys.stderr)
+
+    async def listen() -> None:
+        client = await default_client_factory(settings)
+        async with client:
+            await forward_events(
+                client,
+                url=args.forward,
+                secret=secret,
+                inbox_ids=args.inbox_ids or (),
+                event_types=tuple(args.event_types or EVENT_TYPES),
+                local_filters=settings.mode == "local",
+            )
+
+    try:
+        anyio.run(listen)
+    except MamError as error:
+        print(f"mam-mcp listen: {error.to_text()}", file=sys.stderr)
+        return 1
+    return 0
