@@ -44,12 +44,12 @@ def child_env() -> dict[str, str]:
 
 
 def daemon_config(data_dir: Path, **overrides: Any) -> LocalConfig:
-    """Ephemeral ports, no idle stop, fast webhook retries."""
+    """Ephemeral ports, fast webhook retries."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "http_port": 0,
         "smtp_port": 0,
-        "idle_timeout_seconds": 0,
+        "idle_timeout_seconds": 300,  # a daemon a crashed test failed to kill still stops by itself
         "webhook_retry_base_seconds": 0.05,
         "webhook_timeout_seconds": 2.0,
     }
