@@ -33,6 +33,7 @@ from mam_mcp.local.relay import RelayRejected
 from mam_mcp.local.store import EmailStore, event_message
 
 __all__ = [
+    "MAX_RECIPIENTS",
     "BackendError",
     "EventSink",
     "LocalBackend",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 50  # in to, cc and bcc together, on every send path (drafts included)
 
 EventSink = Callable[[InboxEvent], Awaitable[None] | None]
 
@@ -469,6 +472,8 @@ class LocalBackend:
 
 
 def _check_headers(outgoing: Outgoing) -> None:
+    if len(outgoing.to) + len(outgoing.cc) + len(outgoing.bcc) > MAX_RECIPIENTS:
+        raise BackendError.validation("to", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
     try:
         check_header_safe("subject", outgoing.subject)
         for name in ("to", "cc", "bcc"):

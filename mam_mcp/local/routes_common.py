@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from mam_mcp.local.backend import BackendError, LocalBackend
+from mam_mcp.local.backend import MAX_RECIPIENTS, BackendError, LocalBackend
 from mam_mcp.local.model import KeyKind, KeyScope
 from mam_mcp.local.store import InboxRecord, Row
 
@@ -46,7 +46,6 @@ M = TypeVar("M", bound=BaseModel)
 
 MAX_SUBJECT_CHARS = 998
 MAX_BODY_CHARS = 5 * 1024 * 1024
-MAX_RECIPIENTS = 50
 MAX_REQUEST_BYTES = 12 * 1024 * 1024
 _ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 

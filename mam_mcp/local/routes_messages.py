@@ -12,7 +12,6 @@ from starlette.routing import Route
 from mam_mcp.local.backend import BackendError, Outgoing, SendResult
 from mam_mcp.local.routes_common import (
     MAX_BODY_CHARS,
-    MAX_RECIPIENTS,
     MAX_SUBJECT_CHARS,
     StrictBody,
     address_list,
@@ -92,11 +91,6 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _check_total(*groups: list[str]) -> None:
-    if sum(len(g) for g in groups) > MAX_RECIPIENTS:
-        raise BackendError.validation("to", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
-
-
 def _result(result: SendResult) -> JSONResponse:
     return json_response(result.wire(), 201)
 
@@ -108,7 +102,6 @@ async def send_message(request: Request) -> JSONResponse:
     to, cc, bcc = (address_list(v, n) for v, n in ((body.to, "to"), (body.cc, "cc"), (body.bcc, "bcc")))
     if not to:
         raise BackendError.validation("to", "at least one recipient is required")
-    _check_total(to, cc, bcc)
     outgoing = Outgoing(
         to=to, cc=cc, bcc=bcc, subject=body.subject, plain_body=body.plain(), html_body=body.rich(),
         verified=body.verified,
@@ -132,7 +125,6 @@ async def _reply(request: Request, *, reply_all: bool) -> JSONResponse:
         cc=cc,
         bcc=bcc,
     )
-    _check_total(outgoing.to, outgoing.cc, outgoing.bcc)
     return _result(await backend.send(record.id, outgoing, idempotency_key=_idempotency_key(request)))
 
 
@@ -151,7 +143,6 @@ async def forward(request: Request) -> JSONResponse:
     to, cc, bcc = (address_list(v, n) for v, n in ((body.to, "to"), (body.cc, "cc"), (body.bcc, "bcc")))
     if not to:
         raise BackendError.validation("to", "at least one recipient is required")
-    _check_total(to, cc, bcc)
     backend = backend_of(request)
     outgoing = await backend.forward_outgoing(
         record.id, request.path_params["message_id"], to=to, cc=cc, bcc=bcc,

@@ -89,3 +89,15 @@ async def test_retried_draft_send_with_idempotency_key_returns_first_result(
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json() and first.json()["draftId"] == draft["id"]
     assert len(relay.sent) == 1
+
+
+async def test_draft_send_caps_recipients_in_to_cc_and_bcc_together(
+    local_api: httpx2.AsyncClient, make_inbox: Any, relay: RecordingRelay
+) -> None:
+    inbox = await make_inbox("scout")
+    base = f"/v1/inboxes/{inbox['id']}/drafts"
+    many = [f"r{i}@example.com" for i in range(40)]
+    draft = (await local_api.post(base, json={"to": many, "cc": many, "subject": "s", "text": "b"})).json()
+    refused = await local_api.post(f"{base}/{draft['id']}/send", json={"verified": True})
+    assert refused.status_code == 400 and refused.json()["details"][0]["path"] == "to", refused.json()
+    assert relay.sent == [] and (await local_api.get(f"{base}/{draft['id']}")).status_code == 200
