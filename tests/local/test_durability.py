@@ -115,8 +115,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def test_webhook_retry_pending_at_sigkill_is_delivered_once_after_restart(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    # Retries after ~0.5 s: long enough to kill the daemon between the failure and the retry.
-    config = daemon_config(tmp_path / "data", webhook_retry_base_seconds=0.5)
+    # The retry is due ~2 s after the failure (at least 1.6 with jitter): ample time to kill the
+    # daemon between the failure and the retry, short enough for the restarted one to do it soon.
+    config = daemon_config(tmp_path / "data", webhook_retry_base_seconds=2.0)
     receiver.fail_first = 1_000  # every POST fails until the restart
     async with daemon_process(config) as daemon:
         inbox = await _create_inbox(daemon, "hooks")
