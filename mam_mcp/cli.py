@@ -88,9 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         # The commands that fix a broken set-up must still run: fall back to local mode and say why.
         print(f"mam-mcp: note: {error}", file=sys.stderr)
-        settings = Settings.load(overrides={**overrides, "mode": "local"}).model_copy(
-            update={"mode_reason": f"configuration problem: {error}"}
-        )
+        try:
+            settings = Settings.load(overrides={**overrides, "mode": "local"}).model_copy(
+                update={"mode_reason": f"configuration problem: {error}"}
+            )
+        except ValueError as still:  # not a mode problem (e.g. a bad port): nothing to fall back to
+            print(f"mam-mcp: {still}", file=sys.stderr)
+            return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args, settings) or 0)

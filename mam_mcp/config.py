@@ -66,6 +66,19 @@ def _split(value: str | None) -> tuple[str, ...] | None:
     return items or None
 
 
+def _port(name: str, value: object) -> int:
+    """A port from a flag or the environment; the error names the setting instead of int()'s message."""
+    if value is None or value == "":
+        return DEFAULT_HTTP_PORT if name == "MAM_LOCAL_HTTP_PORT" else DEFAULT_SMTP_PORT
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{name} must be a port number (0-65535), not {str(value)[:40]!r}")
+    return port
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -178,8 +191,8 @@ class Settings(BaseModel):
             read_only=read_only,
             config_dir=cfg_dir,
             data_dir=Path(flags.get("data_dir") or env.get("MAM_LOCAL_DATA_DIR") or default_data_dir(env, platform)),
-            local_http_port=int(flags.get("http_port") or env.get("MAM_LOCAL_HTTP_PORT") or DEFAULT_HTTP_PORT),
-            local_smtp_port=int(flags.get("smtp_port") or env.get("MAM_LOCAL_SMTP_PORT") or DEFAULT_SMTP_PORT),
+            local_http_port=_port("MAM_LOCAL_HTTP_PORT", flags.get("http_port") or env.get("MAM_LOCAL_HTTP_PORT")),
+            local_smtp_port=_port("MAM_LOCAL_SMTP_PORT", flags.get("smtp_port") or env.get("MAM_LOCAL_SMTP_PORT")),
             local_domain=str(flags.get("domain") or env.get("MAM_LOCAL_DOMAIN") or DEFAULT_DOMAIN),
             relay_url=SecretStr(relay) if relay else None,
             log_level=str(flags.get("log_level") or env.get("MAM_MCP_LOG_LEVEL") or "WARNING").upper(),

@@ -42,6 +42,13 @@ def test_hosted_mode_without_a_key_stops_serve_but_doctor_explains(tmp_path: Pat
     assert "[FAIL] mode" in doctor.stdout and "mam-mcp login" in doctor.stdout
 
 
+def test_a_bad_port_is_named_and_repair_commands_do_not_crash(tmp_path: Path) -> None:
+    for command in ("serve", "doctor", "tools"):
+        result = _run(tmp_path, command, env={"MAM_LOCAL_HTTP_PORT": "eighty"})
+        assert result.returncode == 2, (command, result.stderr)
+        assert "MAM_LOCAL_HTTP_PORT must be a port number" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_unknown_command_lists_the_real_ones(tmp_path: Path) -> None:
     result = _run(tmp_path, "sevre")
     assert result.returncode == 2
