@@ -29,17 +29,17 @@ from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_transport import FakeTransport
 
 __all__ = [
-    "RequestWatch",
-    "LocalStack",
-    "HostedStack",
-    "local_stack",
-    "hosted_stack",
-    "verification_mail",
-    "until",
     "CODE",
+    "HTML",
     "LINK",
     "PLAIN",
-    "HTML",
+    "HostedStack",
+    "LocalStack",
+    "RequestWatch",
+    "hosted_stack",
+    "local_stack",
+    "until",
+    "verification_mail",
 ]
 
 CODE = "483921"
@@ -72,7 +72,7 @@ class RequestWatch:
         await self.app(scope, receive, watched_send)
 
     def answered(self, pattern: str) -> anyio.Event:
-        """Set once the next request matching `pattern` (`METHOD /path`) has had its full answer; arm it first."""
+        """Set once the next request matching `pattern` (`METHOD /path`) is fully answered; arm it first."""
         event = anyio.Event()
         self._waiters.append((re.compile(pattern), event))
         return event
@@ -117,11 +117,15 @@ class LocalStack:
     inboxes: list[dict[str, Any]] = field(default_factory=list)
 
     def client(self) -> MamClient:
-        return MamClient(base_url="http://local.test", api_key=self.tenant_key, transport=FakeTransport(self.watch))
+        return MamClient(
+            base_url="http://local.test", api_key=self.tenant_key, transport=FakeTransport(self.watch)
+        )
 
     async def create_inbox(self, username: str) -> dict[str, Any]:
         async with httpx2.AsyncClient(
-            transport=FakeTransport(self.watch), base_url="http://local.test", headers={"X-API-Key": self.tenant_key}
+            transport=FakeTransport(self.watch),
+            base_url="http://local.test",
+            headers={"X-API-Key": self.tenant_key},
         ) as api:
             response = await api.post("/v1/inboxes", json={"username": username})
             assert response.status_code == 201, response.text
@@ -145,7 +149,9 @@ async def local_stack(
     hub = EventHub()
     backend.add_event_sink(hub.publish)
     routes = (
-        websocket_routes(hub, authenticate=backend.authenticate, inbox_owner=backend.inbox_owner, ping_interval=3600)
+        websocket_routes(
+            hub, authenticate=backend.authenticate, inbox_owner=backend.inbox_owner, ping_interval=3600
+        )
         if websockets
         else []
     )
@@ -165,7 +171,9 @@ class HostedStack:
     watch: RequestWatch
 
     def client(self) -> MamClient:
-        return MamClient(base_url="http://fake", api_key=self.fake.api_key, transport=FakeTransport(self.watch))
+        return MamClient(
+            base_url="http://fake", api_key=self.fake.api_key, transport=FakeTransport(self.watch)
+        )
 
 
 @asynccontextmanager

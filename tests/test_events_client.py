@@ -38,13 +38,21 @@ async def drain(events: EventStream) -> AsyncIterator[InboxEvent]:
 async def test_events_arrive_over_the_websocket_with_whole_html_bodies() -> None:
     fake = FakeHostedAPI()
     inbox = fake.seed_inbox("scout")
-    big_html = "<html><body>" + "<p>Your code: 483921</p>" * 10_000 + "</body></html>"  # ~240 KB, over httpx2's 64 KiB
+    big_html = (
+        "<html><body>" + "<p>Your code: 483921</p>" * 10_000 + "</body></html>"
+    )  # ~240 KB, over httpx2's 64 KiB
     async with fake_client(fake) as client, open_event_stream(client, inbox_ids=[inbox["id"]]) as events:
         with anyio.fail_after(5):
             await events.ready.wait()
         assert events.transport == "websocket"
-        stored = fake.deliver_inbound(inbox["id"], from_address="a@b.example", from_name="Ann", subject="Hi",
-                                      plain_body=None, html_body=big_html)
+        stored = fake.deliver_inbound(
+            inbox["id"],
+            from_address="a@b.example",
+            from_name="Ann",
+            subject="Hi",
+            plain_body=None,
+            html_body=big_html,
+        )
         event = await next_event(events)
     assert event.source == "websocket" and event.event_type == "message.received"
     assert event.event_id.startswith("evt_") or event.event_id
@@ -61,13 +69,16 @@ async def test_a_refused_socket_falls_back_to_polling_with_documented_parameters
     fake = FakeHostedAPI()
     fake.refuse_websockets = True
     inbox = fake.seed_inbox("scout")
-    async with fake_client(fake) as client, open_event_stream(
-        client, inbox_ids=[inbox["id"]], poll_interval=0.05
-    ) as events:
+    async with (
+        fake_client(fake) as client,
+        open_event_stream(client, inbox_ids=[inbox["id"]], poll_interval=0.05) as events,
+    ):
         with anyio.fail_after(5):
             await events.ready.wait()
         assert events.transport == "polling"
-        stored = fake.deliver_inbound(inbox["id"], from_address="a@b.example", subject="Code", plain_body=PLAIN)
+        stored = fake.deliver_inbound(
+            inbox["id"], from_address="a@b.example", subject="Code", plain_body=PLAIN
+        )
         event = await next_event(events)
     assert event.source == "poll" and event.message is not None
     assert event.message.message_id == stored["id"] and event.message.plain_body == PLAIN
@@ -102,9 +113,12 @@ async def test_pings_are_ignored_and_events_still_flow() -> None:
 async def test_a_dropped_socket_polls_then_reconnects_without_duplicates(local_backend: Any) -> None:  # noqa: F811
     async with local_stack(local_backend) as stack:
         inbox = await stack.create_inbox("scout")
-        async with stack.client() as client, open_event_stream(
-            client, inbox_ids=[inbox["id"]], poll_interval=0.05, local_filters=True
-        ) as events:
+        async with (
+            stack.client() as client,
+            open_event_stream(
+                client, inbox_ids=[inbox["id"]], poll_interval=0.05, local_filters=True
+            ) as events,
+        ):
             with anyio.fail_after(5):
                 await events.ready.wait()
 
@@ -123,7 +137,9 @@ async def test_a_dropped_socket_polls_then_reconnects_without_duplicates(local_b
             after = await next_event(events)
             extra = [e async for e in drain(events)]
         assert [e.message.subject for e in (first, during, after) if e.message] == [
-            "first", "during the outage", "after reconnect",
+            "first",
+            "during the outage",
+            "after reconnect",
         ]
         assert (first.source, during.source, after.source) == ("websocket", "poll", "websocket")
         assert extra == [], "the backfill poll after the reconnect re-listed messages already delivered"
@@ -135,9 +151,12 @@ async def test_polling_only_sees_mail_after_since_and_uses_the_local_after_filte
         inbox = await stack.create_inbox("scout")
         raw = verification_mail("noreply@acme.example.com", inbox["email"], subject="old")
         await stack.send_smtp(inbox["email"], raw)
-        async with stack.client() as client, open_event_stream(
-            client, inbox_ids=[inbox["id"]], poll_interval=0.05, local_filters=True, use_websocket=False
-        ) as events:
+        async with (
+            stack.client() as client,
+            open_event_stream(
+                client, inbox_ids=[inbox["id"]], poll_interval=0.05, local_filters=True, use_websocket=False
+            ) as events,
+        ):
             await events.ready.wait()
             listed = stack.watch.answered(r"^GET /v1/inboxes/[^/]+/messages$")
             await listed.wait()
@@ -151,9 +170,10 @@ async def test_events_over_a_real_loopback_socket() -> None:
     fake = FakeHostedAPI()
     inbox = fake.seed_inbox("scout")
     async with fake.serving() as base_url:
-        async with MamClient(base_url=base_url, api_key=fake.api_key) as client, open_event_stream(
-            client, inbox_ids=[inbox["id"]]
-        ) as events:
+        async with (
+            MamClient(base_url=base_url, api_key=fake.api_key) as client,
+            open_event_stream(client, inbox_ids=[inbox["id"]]) as events,
+        ):
             with anyio.fail_after(5):
                 await events.ready.wait()
             assert events.transport == "websocket"
@@ -163,25 +183,55 @@ async def test_events_over_a_real_loopback_socket() -> None:
 
 
 def test_an_event_has_the_frame_and_the_webhook_shapes_of_the_reference() -> None:
-    event = InboxEvent.model_validate({
-        "type": "event", "event_type": "message.received", "event_id": "evt_1",
-        "message": {"inbox_id": "i1", "thread_id": "t1", "message_id": "m1", "from": "Jane Doe <jane@x.example>",
-                    "to": ["me@y.example"], "subject": "Hi", "plain_body": "b", "html_body": None,
-                    "timestamp": "2026-04-11T09:12:34.000Z"},
-        "thread": {"thread_id": "t1", "subject": "Hi"},
-    })
+    event = InboxEvent.model_validate(
+        {
+            "type": "event",
+            "event_type": "message.received",
+            "event_id": "evt_1",
+            "message": {
+                "inbox_id": "i1",
+                "thread_id": "t1",
+                "message_id": "m1",
+                "from": "Jane Doe <jane@x.example>",
+                "to": ["me@y.example"],
+                "subject": "Hi",
+                "plain_body": "b",
+                "html_body": None,
+                "timestamp": "2026-04-11T09:12:34.000Z",
+            },
+            "thread": {"thread_id": "t1", "subject": "Hi"},
+        }
+    )
     assert event.frame() == {
-        "type": "event", "event_type": "message.received", "event_id": "evt_1",
-        "message": {"inbox_id": "i1", "thread_id": "t1", "message_id": "m1", "from": "Jane Doe <jane@x.example>",
-                    "to": ["me@y.example"], "subject": "Hi", "plain_body": "b", "timestamp": "2026-04-11T09:12:34.000Z"},
+        "type": "event",
+        "event_type": "message.received",
+        "event_id": "evt_1",
+        "message": {
+            "inbox_id": "i1",
+            "thread_id": "t1",
+            "message_id": "m1",
+            "from": "Jane Doe <jane@x.example>",
+            "to": ["me@y.example"],
+            "subject": "Hi",
+            "plain_body": "b",
+            "timestamp": "2026-04-11T09:12:34.000Z",
+        },
         "thread": {"thread_id": "t1", "subject": "Hi"},
     }
     assert event.webhook_payload(has_attachments=True) == {
-        "event": "message.received", "messageId": "m1", "inboxId": "i1", "threadId": "t1",
-        "from": "Jane Doe <jane@x.example>", "to": "me@y.example", "subject": "Hi", "hasAttachments": True,
+        "event": "message.received",
+        "messageId": "m1",
+        "inboxId": "i1",
+        "threadId": "t1",
+        "from": "Jane Doe <jane@x.example>",
+        "to": "me@y.example",
+        "subject": "Hi",
+        "hasAttachments": True,
         "timestamp": "2026-04-11T09:12:34.000Z",
     }
     polled = InboxEvent.from_message(event.to_message())
     assert (polled.event_id, polled.source, polled.message and polled.message.from_) == (
-        "poll_m1", "poll", "Jane Doe <jane@x.example>",
+        "poll_m1",
+        "poll",
+        "Jane Doe <jane@x.example>",
     )

@@ -29,7 +29,17 @@ from tests.fakes.hosted_api import FakeHostedAPI
 from tests.local.conftest import local_backend, local_config  # noqa: F401  (fixtures)
 from tests.local.fixtures_b import serve_receiver
 
-WEBHOOK_KEYS = {"event", "messageId", "inboxId", "threadId", "from", "to", "subject", "hasAttachments", "timestamp"}
+WEBHOOK_KEYS = {
+    "event",
+    "messageId",
+    "inboxId",
+    "threadId",
+    "from",
+    "to",
+    "subject",
+    "hasAttachments",
+    "timestamp",
+}
 
 
 def reference_verify(raw_body: bytes, signature: str, secret: str) -> bool:
@@ -94,19 +104,29 @@ async def mam_mcp_process(tmp_path: Path, base_url: str, key: str, *args: str) -
 async def test_tail_prints_each_event_as_one_json_line_as_it_happens(tmp_path: Path) -> None:
     fake = FakeHostedAPI()
     inbox = fake.seed_inbox("scout")
-    async with fake.serving() as base_url, mam_mcp_process(
-        tmp_path, base_url, fake.api_key, "tail", "--inbox", inbox["id"], "--event", "message.received"
-    ) as process:
+    async with (
+        fake.serving() as base_url,
+        mam_mcp_process(
+            tmp_path, base_url, fake.api_key, "tail", "--inbox", inbox["id"], "--event", "message.received"
+        ) as process,
+    ):
         assert process.stdout is not None and process.stderr is not None
         status, out = Lines(process.stderr), Lines(process.stdout)
         with anyio.fail_after(30):
             assert "via websocket" in await status.line_containing("listening for message.received")
-            stored = fake.deliver_inbound(inbox["id"], from_address="noreply@acme.example.com",
-                                          subject="Your code is 483921", plain_body="Your code: 483921")
+            stored = fake.deliver_inbound(
+                inbox["id"],
+                from_address="noreply@acme.example.com",
+                subject="Your code is 483921",
+                plain_body="Your code: 483921",
+            )
             frame = json.loads(await out.next_line())
     assert frame["type"] == "event" and frame["event_type"] == "message.received"
     assert frame["event_id"].startswith("evt_")
-    assert frame["message"]["message_id"] == stored["id"] and frame["message"]["plain_body"] == "Your code: 483921"
+    assert (
+        frame["message"]["message_id"] == stored["id"]
+        and frame["message"]["plain_body"] == "Your code: 483921"
+    )
     assert fake.api_key not in "\n".join(status.seen)
     assert not fake.violations
 
@@ -118,11 +138,22 @@ async def test_tail_events_writes_frames_for_mail_received_over_smtp(local_backe
         async with stack.client() as client:
             ready = anyio.Event()
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(lambda: tail_events(client, inbox_ids=[inbox["id"]], local_filters=True, out=out,
-                                                     status=status, max_events=1, ready=ready))
+                tasks.start_soon(
+                    lambda: tail_events(
+                        client,
+                        inbox_ids=[inbox["id"]],
+                        local_filters=True,
+                        out=out,
+                        status=status,
+                        max_events=1,
+                        ready=ready,
+                    )
+                )
                 with anyio.fail_after(10):
                     await ready.wait()
-                    await stack.send_smtp(inbox["email"], verification_mail("noreply@acme.example.com", inbox["email"]))
+                    await stack.send_smtp(
+                        inbox["email"], verification_mail("noreply@acme.example.com", inbox["email"])
+                    )
     [line] = out.getvalue().splitlines()
     frame = json.loads(line)
     assert frame["message"]["subject"] == "Confirm your Acme account"
@@ -131,7 +162,8 @@ async def test_tail_events_writes_frames_for_mail_received_over_smtp(local_backe
 
 
 async def test_listen_posts_signed_webhook_payloads_to_a_real_receiver(
-    tmp_path: Path, local_backend: Any  # noqa: F811
+    tmp_path: Path,
+    local_backend: Any,  # noqa: F811
 ) -> None:
     secret, _ = new_forwarding_secret(make_settings(tmp_path, hosted=False), status=io.StringIO())
     status = io.StringIO()
@@ -140,13 +172,23 @@ async def test_listen_posts_signed_webhook_payloads_to_a_real_receiver(
         async with stack.client() as client:
             ready = anyio.Event()
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(lambda: forward_events(
-                    client, url=receiver.url, secret=secret, inbox_ids=[inbox["id"]], local_filters=True,
-                    status=status, max_events=2, ready=ready,
-                ))
+                tasks.start_soon(
+                    lambda: forward_events(
+                        client,
+                        url=receiver.url,
+                        secret=secret,
+                        inbox_ids=[inbox["id"]],
+                        local_filters=True,
+                        status=status,
+                        max_events=2,
+                        ready=ready,
+                    )
+                )
                 with anyio.fail_after(10):
                     await ready.wait()
-                    await stack.send_smtp(inbox["email"], verification_mail("noreply@acme.example.com", inbox["email"]))
+                    await stack.send_smtp(
+                        inbox["email"], verification_mail("noreply@acme.example.com", inbox["email"])
+                    )
                     await stack.send_smtp(inbox["email"], mail_with_attachment(inbox["email"]))
                     await receiver.wait_for(2)
     first, second = receiver.requests
@@ -155,7 +197,11 @@ async def test_listen_posts_signed_webhook_payloads_to_a_real_receiver(
         assert not reference_verify(posted.body + b" ", posted.headers["x-mam-signature"], secret)
         payload = json.loads(posted.body)
         assert set(payload) == WEBHOOK_KEYS, "the webhook shape of the reference, not the WebSocket frame"
-        assert (payload["event"], payload["inboxId"], payload["to"]) == ("message.received", inbox["id"], inbox["email"])
+        assert (payload["event"], payload["inboxId"], payload["to"]) == (
+            "message.received",
+            inbox["id"],
+            inbox["email"],
+        )
     assert json.loads(first.body)["subject"] == "Confirm your Acme account"
     assert json.loads(first.body)["hasAttachments"] is False
     assert json.loads(second.body)["hasAttachments"] is True
@@ -191,15 +237,23 @@ def test_listen_refuses_a_forward_target_that_is_not_http(tmp_path: Path) -> Non
 async def test_listen_command_end_to_end_against_the_hosted_api(tmp_path: Path) -> None:
     fake = FakeHostedAPI()
     inbox = fake.seed_inbox("scout")
-    async with fake.serving() as base_url, serve_receiver() as receiver, mam_mcp_process(
-        tmp_path, base_url, fake.api_key, "listen", "--forward", receiver.url, "--inbox", inbox["id"]
-    ) as process:
+    async with (
+        fake.serving() as base_url,
+        serve_receiver() as receiver,
+        mam_mcp_process(
+            tmp_path, base_url, fake.api_key, "listen", "--forward", receiver.url, "--inbox", inbox["id"]
+        ) as process,
+    ):
         status = Lines(process.stderr)
         with anyio.fail_after(30):
             saved = await status.line_containing("signing secret saved to ")
             await status.line_containing("forwarding ")
-            fake.deliver_inbound(inbox["id"], from_address="noreply@acme.example.com", subject="Code 483921",
-                                 plain_body="Your code: 483921")
+            fake.deliver_inbound(
+                inbox["id"],
+                from_address="noreply@acme.example.com",
+                subject="Code 483921",
+                plain_body="Your code: 483921",
+            )
             await receiver.wait_for(1)
     secret_file = Path(saved.split("signing secret saved to ", 1)[1].split(" (mode", 1)[0])
     secret = secret_file.read_text().strip()

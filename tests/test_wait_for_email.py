@@ -23,7 +23,16 @@ from mam_mcp.config import Settings
 from mam_mcp.server import build_server
 from mam_mcp.tools import wait as wait_module
 from tests.conftest import make_settings
-from tests.event_stack import CODE, HTML, LINK, PLAIN, RequestWatch, hosted_stack, local_stack, verification_mail
+from tests.event_stack import (
+    CODE,
+    HTML,
+    LINK,
+    PLAIN,
+    RequestWatch,
+    hosted_stack,
+    local_stack,
+    verification_mail,
+)
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.local.conftest import local_backend, local_config  # noqa: F401  (fixtures)
 
@@ -61,16 +70,26 @@ def mailroom(tmp_path: Path, local_backend: Any):  # type: ignore[no-untyped-def
             async with local_stack(local_backend, websockets=websockets) as stack:
                 inbox = await stack.create_inbox("signup")
 
-                async def deliver(subject: str = "Confirm your Acme account", sender: str = "noreply@acme.example.com") -> None:
-                    reply = await stack.send_smtp(inbox["email"], verification_mail(sender, inbox["email"], subject=subject), sender)
+                async def deliver(
+                    subject: str = "Confirm your Acme account", sender: str = "noreply@acme.example.com"
+                ) -> None:
+                    reply = await stack.send_smtp(
+                        inbox["email"], verification_mail(sender, inbox["email"], subject=subject), sender
+                    )
                     assert reply.startswith("2")
 
                 async def factory(settings: Settings) -> MamClient:
                     return stack.client()
 
                 yield Mailroom(
-                    kind, inbox["id"], inbox["email"], make_settings(tmp_path, hosted=False), factory, stack.watch,
-                    deliver, lambda: stack.hub.subscriber_count,
+                    kind,
+                    inbox["id"],
+                    inbox["email"],
+                    make_settings(tmp_path, hosted=False),
+                    factory,
+                    stack.watch,
+                    deliver,
+                    lambda: stack.hub.subscriber_count,
                 )
             return
         fake = FakeHostedAPI()
@@ -78,17 +97,30 @@ def mailroom(tmp_path: Path, local_backend: Any):  # type: ignore[no-untyped-def
         inbox = fake.seed_inbox("signup")
         async with hosted_stack(fake) as stack:
 
-            async def deliver_hosted(subject: str = "Confirm your Acme account", sender: str = "noreply@acme.example.com") -> None:
+            async def deliver_hosted(
+                subject: str = "Confirm your Acme account", sender: str = "noreply@acme.example.com"
+            ) -> None:
                 fake.deliver_inbound(
-                    inbox["id"], from_address=sender, from_name="Acme", subject=subject, plain_body=PLAIN, html_body=HTML
+                    inbox["id"],
+                    from_address=sender,
+                    from_name="Acme",
+                    subject=subject,
+                    plain_body=PLAIN,
+                    html_body=HTML,
                 )
 
             async def hosted_factory(settings: Settings) -> MamClient:
                 return stack.client()
 
             yield Mailroom(
-                kind, inbox["id"], inbox["email"], make_settings(tmp_path), hosted_factory, stack.watch,
-                deliver_hosted, lambda: fake.hub.subscriber_count,
+                kind,
+                inbox["id"],
+                inbox["email"],
+                make_settings(tmp_path),
+                hosted_factory,
+                stack.watch,
+                deliver_hosted,
+                lambda: fake.hub.subscriber_count,
             )
             assert not fake.violations
 
@@ -132,7 +164,9 @@ async def test_mail_sent_while_waiting_is_returned_with_code_and_link(mailroom: 
     async with mailroom(kind) as room, room.mcp() as client:
         with anyio.fail_after(15):
             started = time.monotonic()
-            result = await call_while_delivering(client, room, {"inbox_id": room.inbox_id, "timeout_seconds": 30})
+            result = await call_while_delivering(
+                client, room, {"inbox_id": room.inbox_id, "timeout_seconds": 30}
+            )
         assert time.monotonic() - started < 10
         data = assert_found_verification(result, via="websocket")
         assert data["message"]["from"] == "noreply@acme.example.com"
@@ -144,17 +178,23 @@ async def test_mail_that_arrived_before_the_call_is_found(mailroom: Any, kind: s
     async with mailroom(kind) as room, room.mcp() as client:
         await room.deliver()
         with anyio.fail_after(10):
-            result = await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 30})
+            result = await client.call_tool(
+                "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 30}
+            )
         assert_found_verification(result, via="existing")
 
 
 @BACKENDS
-async def test_websocket_refused_falls_back_to_polling(mailroom: Any, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_websocket_refused_falls_back_to_polling(
+    mailroom: Any, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(wait_module.POLL_INTERVAL, "hosted", 0.2)
     monkeypatch.setitem(wait_module.POLL_INTERVAL, "local", 0.2)
     async with mailroom(kind, websockets=False) as room, room.mcp() as client:
         with anyio.fail_after(15):
-            result = await call_while_delivering(client, room, {"inbox_id": room.inbox_id, "timeout_seconds": 30})
+            result = await call_while_delivering(
+                client, room, {"inbox_id": room.inbox_id, "timeout_seconds": 30}
+            )
         assert_found_verification(result, via="poll")
         assert any(path.startswith("WS /v1/ws") for path in room.watch.seen), "the socket was tried first"
 
@@ -174,7 +214,9 @@ async def test_timeout_is_a_found_false_result_with_a_cursor_to_call_again(mailr
     assert "call wait_for_email again" in result.content[0].text
 
 
-async def test_progress_notifications_arrive_while_waiting(mailroom: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_progress_notifications_arrive_while_waiting(
+    mailroom: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(wait_module, "PROGRESS_INTERVAL", 0.1)
     updates: list[tuple[float, float | None, str | None]] = []
 
@@ -184,7 +226,9 @@ async def test_progress_notifications_arrive_while_waiting(mailroom: Any, monkey
     async with mailroom("local") as room, room.mcp() as client:
         with anyio.fail_after(10):
             result = await client.call_tool(
-                "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 1}, progress_callback=on_progress
+                "wait_for_email",
+                {"inbox_id": room.inbox_id, "timeout_seconds": 1},
+                progress_callback=on_progress,
             )
     assert result.structured_content["found"] is False
     assert len(updates) >= 4
@@ -200,14 +244,18 @@ async def test_cancellation_ends_the_wait_at_once(mailroom: Any, kind: str) -> N
         listed = room.watch.answered(LIST_ANSWERED)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(client.call_tool, "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 600})
+                tasks.start_soon(
+                    client.call_tool, "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 600}
+                )
                 await listed.wait()
                 assert room.subscribers() == 1
                 cancelled_at = time.monotonic()
                 tasks.cancel_scope.cancel()
             assert time.monotonic() - cancelled_at < 1.0
             # The server is still serving, and the abandoned wait has let go of its subscription.
-            again = await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 1})
+            again = await client.call_tool(
+                "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 1}
+            )
             assert again.structured_content["found"] is False
             assert room.subscribers() == 0
 
@@ -217,20 +265,27 @@ async def test_the_cursor_stops_the_same_message_satisfying_the_next_wait(mailro
     async with mailroom(kind) as room:
         await room.deliver()
         async with room.mcp() as client:
-            first = (await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 5}))
+            first = await client.call_tool(
+                "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 5}
+            )
             cursor = first.structured_content["cursor"]
             # Same process, no cursor: an already returned message is skipped.
-            again = await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 1})
+            again = await client.call_tool(
+                "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 1}
+            )
             assert again.structured_content["found"] is False
         # A fresh server (a stateless worker) knows nothing returned before; the cursor carries it.
         async with room.mcp() as client:
             with anyio.fail_after(10):
                 stale = await client.call_tool(
-                    "wait_for_email", {"inbox_id": room.inbox_id, "received_after": cursor, "timeout_seconds": 1}
+                    "wait_for_email",
+                    {"inbox_id": room.inbox_id, "received_after": cursor, "timeout_seconds": 1},
                 )
                 assert stale.structured_content["found"] is False
                 fresh = await call_while_delivering(
-                    client, room, {"inbox_id": room.inbox_id, "received_after": cursor, "timeout_seconds": 30},
+                    client,
+                    room,
+                    {"inbox_id": room.inbox_id, "received_after": cursor, "timeout_seconds": 30},
                     subject="Your new Acme code",
                 )
         assert fresh.structured_content["found"] is True
@@ -246,8 +301,13 @@ async def test_filters_skip_mail_that_does_not_match(mailroom: Any, kind: str) -
             result = await call_while_delivering(
                 client,
                 room,
-                {"inbox_id": room.inbox_id, "from_contains": "ACME.example", "subject_contains": "confirm",
-                 "body_contains": "verification code", "timeout_seconds": 30},
+                {
+                    "inbox_id": room.inbox_id,
+                    "from_contains": "ACME.example",
+                    "subject_contains": "confirm",
+                    "body_contains": "verification code",
+                    "timeout_seconds": 30,
+                },
             )
         assert_found_verification(result, via="websocket")
 
@@ -255,7 +315,9 @@ async def test_filters_skip_mail_that_does_not_match(mailroom: Any, kind: str) -
 async def test_extract_false_returns_the_message_without_code_or_links(mailroom: Any) -> None:
     async with mailroom("hosted") as room, room.mcp() as client:
         await room.deliver()
-        result = await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "extract": False, "timeout_seconds": 5})
+        result = await client.call_tool(
+            "wait_for_email", {"inbox_id": room.inbox_id, "extract": False, "timeout_seconds": 5}
+        )
     data = result.structured_content
     assert data["found"] is True and data["code"] is None and data["links"] == []
 

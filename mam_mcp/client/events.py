@@ -45,12 +45,12 @@ if TYPE_CHECKING:  # a runtime import would be circular: mam_mcp.client may impo
     from mam_mcp.client import MamClient
 
 __all__ = [
+    "MAX_EVENT_BYTES",
     "EventMessage",
     "EventStream",
     "InboxEvent",
     "open_event_stream",
     "parse_time",
-    "MAX_EVENT_BYTES",
 ]
 
 logger = logging.getLogger("mam_mcp.client.events")
@@ -177,21 +177,30 @@ class InboxEvent(BaseModel):
     @classmethod
     def from_message(cls, message: Message, event_type: str = "message.received") -> InboxEvent:
         """A polled message in the event shape (`event_id` derived from the message id)."""
-        to_wire = EventMessage(
-            message_id=message.id,
-            inbox_id=message.inbox_id,
-            thread_id=message.thread_id,
-            from_=f"{message.from_name} <{message.from_address}>" if message.from_name else message.from_address,
-            to=message.to_addresses,
-            subject=message.subject,
-            plain_body=message.plain_body,
-            html_body=message.html_body,
-            timestamp=message.date,
-            has_attachments=bool(message.has_attachments) or bool(message.attachments),
+        sender = (
+            f"{message.from_name} <{message.from_address}>" if message.from_name else message.from_address
+        )
+        to_wire = EventMessage.model_validate(
+            {
+                "message_id": message.id,
+                "inbox_id": message.inbox_id,
+                "thread_id": message.thread_id,
+                "from": sender,
+                "to": message.to_addresses,
+                "subject": message.subject,
+                "plain_body": message.plain_body,
+                "html_body": message.html_body,
+                "timestamp": message.date,
+                "has_attachments": bool(message.has_attachments) or bool(message.attachments),
+            }
         )
         thread = {"thread_id": message.thread_id, "subject": message.subject} if message.thread_id else None
         return cls(
-            event_type=event_type, event_id=f"poll_{message.id}", message=to_wire, thread=thread, source="poll"
+            event_type=event_type,
+            event_id=f"poll_{message.id}",
+            message=to_wire,
+            thread=thread,
+            source="poll",
         )
 
 
@@ -266,7 +275,9 @@ class EventStream:
             self._seen[key] = None
         while len(self._seen) > _DEDUP_MEMORY:
             self._seen.popitem(last=False)
-        if event.received_at is not None and (self._newest_seen is None or event.received_at > self._newest_seen):
+        if event.received_at is not None and (
+            self._newest_seen is None or event.received_at > self._newest_seen
+        ):
             self._newest_seen = event.received_at
         try:
             self._send.send_nowait(event)
@@ -283,7 +294,9 @@ class EventStream:
             try:
                 await self._socket_session()
             except _SocketFailed as failure:
-                logger.info("events: WebSocket unavailable (%s); polling every %.1fs", failure, self.poll_interval)
+                logger.info(
+                    "events: WebSocket unavailable (%s); polling every %.1fs", failure, self.poll_interval
+                )
             except MamError as error:  # the server rejected the subscription itself: polling cannot help
                 self._fail(error)
                 return
@@ -425,7 +438,9 @@ class EventStream:
         if "message.sent" in self.event_types:
             directions.append(("outbound", "message.sent"))
         since = self._since
-        if self._newest_seen is not None:  # look back a little: server timestamps may tie or land out of order
+        if (
+            self._newest_seen is not None
+        ):  # look back a little: server timestamps may tie or land out of order
             since = max(since, self._newest_seen - POLL_SLACK)
         for inbox_id in inbox_ids:
             for direction, event_type in directions:
@@ -439,7 +454,11 @@ class EventStream:
         found: list[Message] = []
         for page_number in range(POLL_MAX_PAGES):
             page = await self._client.messages.list(
-                inbox_id, direction=direction, limit=POLL_PAGE, offset=page_number * POLL_PAGE, extra_filters=extra
+                inbox_id,
+                direction=direction,
+                limit=POLL_PAGE,
+                offset=page_number * POLL_PAGE,
+                extra_filters=extra,
             )
             reached_older = False
             for message in page.messages:
@@ -456,7 +475,7 @@ class EventStream:
 def _async_client(client: MamClient) -> httpx2.AsyncClient:
     # The socket must share the API client's base URL, X-API-Key header and transport (tests run it
     # in-process); HttpCore keeps its AsyncClient private, so it is reached here in one place.
-    return client.http._client  # noqa: SLF001
+    return client.http._client
 
 
 def _decode(text: str) -> dict[str, Any]:
@@ -521,7 +540,9 @@ async def open_event_stream(
         tasks.start_soon(stream._run)
         try:
             yield stream
-        except Exception as raised:  # re-raised below as itself, not wrapped in the task group's ExceptionGroup
+        except (
+            Exception
+        ) as raised:  # re-raised below as itself, not wrapped in the task group's ExceptionGroup
             error = raised
         finally:
             with anyio.CancelScope(shield=True):

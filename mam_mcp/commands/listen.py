@@ -1,4 +1,4 @@
-"""`mam-mcp listen --forward URL [--inbox ID] [--event TYPE]`: inbox events POSTed to a local URL as signed webhooks.
+"""`mam-mcp listen --forward URL [--inbox ID] [--event TYPE]`: events POSTed to a local URL as webhooks.
 
 The "no ngrok" loop: a web app on a laptop gets the reference's webhook payload (not the
 WebSocket frame), signed exactly like a webhook (`x-mam-signature`: hex HMAC-SHA256 of the raw
@@ -28,14 +28,18 @@ if TYPE_CHECKING:
     from mam_mcp.client import MamClient
     from mam_mcp.client.events import InboxEvent
 
-__all__ = ["add_arguments", "run", "forward_events", "sign", "new_forwarding_secret"]
+__all__ = ["add_arguments", "forward_events", "new_forwarding_secret", "run", "sign"]
 
 FORWARD_TIMEOUT = 10.0  # as the reference's webhook delivery
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--forward", required=True, metavar="URL",
-                        help="where to POST each event, e.g. http://localhost:3000/webhooks/mam")
+    parser.add_argument(
+        "--forward",
+        required=True,
+        metavar="URL",
+        help="where to POST each event, e.g. http://localhost:3000/webhooks/mam",
+    )
     add_event_arguments(parser)
 
 
@@ -60,7 +64,7 @@ def new_forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, P
 
 
 async def _payload(client: MamClient, event: InboxEvent) -> dict[str, Any]:
-    """The webhook payload; frames do not say whether a message has attachments, so ask (not marking it read)."""
+    """The webhook payload; frames do not say whether there are attachments, so ask (without marking read)."""
     message = event.message
     has_attachments = message.has_attachments if message is not None else None
     if has_attachments is None and message is not None and message.inbox_id and message.message_id:
@@ -85,18 +89,24 @@ async def forward_events(
     max_events: int | None = None,
     ready: anyio.Event | None = None,
 ) -> int:
-    """POST each event to `url`, signed; one status line per delivery. Returns how many were delivered (2xx)."""
+    """POST each event to `url`, signed; a status line per delivery. Returns how many got a 2xx."""
     import httpx2
 
     from mam_mcp.client.events import open_event_stream
 
     delivered = seen = 0
-    async with httpx2.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False) as http, open_event_stream(
-        client, inbox_ids=inbox_ids, event_types=event_types, local_filters=local_filters
-    ) as events:
+    async with (
+        httpx2.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False) as http,
+        open_event_stream(
+            client, inbox_ids=inbox_ids, event_types=event_types, local_filters=local_filters
+        ) as events,
+    ):
         await events.ready.wait()
-        print(f"forwarding {', '.join(event_types)} to {url} via {events.transport} (Ctrl-C to stop)",
-              file=status, flush=True)
+        print(
+            f"forwarding {', '.join(event_types)} to {url} via {events.transport} (Ctrl-C to stop)",
+            file=status,
+            flush=True,
+        )
         if ready is not None:
             ready.set()
         async for event in events:

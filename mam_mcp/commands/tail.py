@@ -1,4 +1,4 @@
-"""`mam-mcp tail [--inbox ID] [--event TYPE]`: print inbox events as JSON lines (one WebSocket frame per line, for jq).
+"""`mam-mcp tail [--inbox ID] [--event TYPE]`: print inbox events as JSON lines (one frame a line, for jq).
 
 Status goes to stderr; stdout carries only events, flushed line by line so `| jq` sees each at once.
 """
@@ -18,17 +18,29 @@ if TYPE_CHECKING:
 
     from mam_mcp.client import MamClient
 
-__all__ = ["add_arguments", "run", "tail_events", "EVENT_TYPES"]
+__all__ = ["EVENT_TYPES", "add_arguments", "run", "tail_events"]
 
 EVENT_TYPES = ("message.received", "message.sent", "message.bounced")
 
 
 def add_event_arguments(parser: argparse.ArgumentParser) -> None:
     """--inbox / --event, shared with `listen`."""
-    parser.add_argument("--inbox", dest="inbox_ids", action="append", metavar="ID", default=None,
-                        help="only events of this inbox (repeatable, up to 10; default: every inbox the key sees)")
-    parser.add_argument("--event", dest="event_types", action="append", choices=EVENT_TYPES, default=None,
-                        help="only this event type (repeatable; default: all)")
+    parser.add_argument(
+        "--inbox",
+        dest="inbox_ids",
+        action="append",
+        metavar="ID",
+        default=None,
+        help="only events of this inbox (repeatable, up to 10; default: every inbox the key sees)",
+    )
+    parser.add_argument(
+        "--event",
+        dest="event_types",
+        action="append",
+        choices=EVENT_TYPES,
+        default=None,
+        help="only this event type (repeatable; default: all)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +58,7 @@ async def tail_events(
     max_events: int | None = None,
     ready: anyio.Event | None = None,
 ) -> int:
-    """Write each event's frame to `out` as one JSON line until cancelled (or `max_events`); returns the count."""
+    """Write each event's frame to `out` as a JSON line until cancelled or `max_events`; returns the count."""
     from mam_mcp.client.events import open_event_stream
 
     count = 0
@@ -54,7 +66,11 @@ async def tail_events(
         client, inbox_ids=inbox_ids, event_types=event_types, local_filters=local_filters
     ) as events:
         await events.ready.wait()
-        print(f"listening for {', '.join(event_types)} via {events.transport} (Ctrl-C to stop)", file=status, flush=True)
+        print(
+            f"listening for {', '.join(event_types)} via {events.transport} (Ctrl-C to stop)",
+            file=status,
+            flush=True,
+        )
         if ready is not None:
             ready.set()
         async for event in events:
