@@ -273,7 +273,8 @@ class _EventSockets:
 
     async def _serve_accepted(self, websocket: WebSocket, url_inbox_id: str | None) -> None:
         channel = _Channel(websocket)
-        scope = await self._scope_of(websocket)
+        key = presented_key(websocket)
+        scope = await self._scope_of(key)
         if scope is None:
             await channel.close(CLOSE_UNAUTHORIZED, "invalid or missing API key")
             return
@@ -292,7 +293,7 @@ class _EventSockets:
             email = await self._visible_inbox_email(scope, scope.inbox_id)
         with self._hub.subscribe(event_filter) as subscription:
             await channel.send({"type": "connected", "inboxId": inbox_id, "email": email})
-            await self._converse(channel, scope, subscription, url_inbox_id)
+            await self._converse(channel, key or "", scope, subscription, url_inbox_id)
         if subscription.ended.is_set() and websocket.application_state == WebSocketState.CONNECTED:
             code, reason = (
                 (CLOSE_TOO_SLOW, "subscriber too slow; events were dropped")
@@ -302,8 +303,7 @@ class _EventSockets:
             with anyio.move_on_after(2):  # a client that stopped reading may never take the close frame
                 await channel.close(code, reason)
 
-    async def _scope_of(self, websocket: WebSocket) -> KeyScope | None:
-        key = presented_key(websocket)
+    async def _scope_of(self, key: str | None) -> KeyScope | None:
         if key is None:
             return None
         try:
@@ -324,7 +324,7 @@ class _EventSockets:
         )
 
     async def _converse(
-        self, channel: _Channel, scope: KeyScope, subscription: Subscription, url_inbox_id: str | None
+        self, channel: _Channel, key: str, scope: KeyScope, subscription: Subscription, url_inbox_id: str | None
     ) -> None:
         async with anyio.create_task_group() as tasks:
 
@@ -342,7 +342,7 @@ class _EventSockets:
             tasks.start_soon(
                 until_closed, lambda: self._receive_frames(channel, scope, subscription, url_inbox_id)
             )
-            tasks.start_soon(until_closed, lambda: self._forward_events(channel, subscription))
+            tasks.start_soon(until_closed, lambda: self._forward_events(channel, key, subscription))
             if self._ping_interval > 0:
                 tasks.start_soon(until_closed, lambda: self._send_pings(channel))
             tasks.start_soon(until_closed, self._until_ended(subscription))
@@ -354,8 +354,12 @@ class _EventSockets:
 
         return wait
 
-    async def _forward_events(self, channel: _Channel, subscription: Subscription) -> None:
+    async def _forward_events(self, channel: _Channel, key: str, subscription: Subscription) -> None:
         async for event in subscription:
+            # Scope is checked at connect; a key revoked since (or its inbox deleted) must stop receiving.
+            if await self._scope_of(key) is None:
+                await channel.close(CLOSE_UNAUTHORIZED, "API key revoked")
+                return
             await channel.send(event.ws_frame())
 
     async def _send_pings(self, channel: _Channel) -> None:

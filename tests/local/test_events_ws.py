@@ -402,6 +402,24 @@ async def test_keys_only_ever_see_their_scope(hub: EventHub) -> None:
                     assert seen == inboxes, key
 
 
+async def test_a_revoked_key_stops_receiving_on_an_open_socket(
+    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serving(hub) as connect:
+        with anyio.fail_after(10):
+            async with connect(key="wk_a1") as ws:
+                await next_frame(ws)
+                await subscribe(ws)
+                first = make_event("inb_a1")
+                hub.publish(first)
+                assert await next_frame(ws) == first.ws_frame()
+                monkeypatch.delitem(KEYS, "wk_a1")  # revoked (or its workspace deleted) while connected
+                hub.publish(make_event("inb_a1"))
+                with pytest.raises(WebSocketDisconnect) as closed:  # the close comes first: no event frame
+                    await ws.receive_text(timeout=5)
+                assert closed.value.code == 4401
+
+
 async def test_legacy_inbox_route_is_subscribed_before_connected(hub: EventHub) -> None:
     async with serving(hub) as connect:
         with anyio.fail_after(10):
