@@ -22,7 +22,6 @@ __all__ = [
     "UPDATE",
     "DELETE",
     "SEND",
-    "LOCAL_READ",
     "Toolset",
     "ToolSpec",
     "TOOLSET_MODULES",
@@ -40,8 +39,6 @@ UPDATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempoten
 DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 # Sends email or spends quota: cannot be taken back; hosts ask the human first.
 SEND = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
-# Reads that never leave this machine's data (e.g. a waiting read): still open world via the API.
-LOCAL_READ = READ
 
 # Toolset name -> modules; imported only when the server is built. The first module defines
 # `toolset`; later ones add tools to it (e.g. wait_for_email lives in its own module).
