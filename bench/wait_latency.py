@@ -14,7 +14,8 @@ from the start of the SMTP send (transfer, parse, durable commit, event, tool) t
 - push: the tool as shipped (WebSocket `/v1/ws`);
 - polling: the same tool with the WebSocket turned off, so it polls
   `GET /v1/inboxes/:id/messages` every `--poll-interval` seconds (0.5 s is what the tool uses in
-  local mode; 2 s in hosted mode).
+  local mode; 2 s in hosted mode). Each mail is sent at a random moment of the polling cycle
+  (uniform over one interval, fixed seed), as real mail arrives.
 
 Two bench-only patches, both in this file: the tool's `_existing_match` is wrapped to say
 "now waiting", and for the polling run `open_event_stream` gets `use_websocket=False`.
@@ -30,6 +31,7 @@ import contextlib
 import functools
 import json
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -130,6 +132,7 @@ async def measure(
     from_send: list[float] = []
     vias: dict[str, int] = {}
     cursor = None
+    phase = random.Random(7)  # mail arrives at a random moment of the polling cycle, reproducibly
     try:
         async with (
             Client(server) as client,
@@ -155,6 +158,8 @@ async def measure(
                     async with anyio.create_task_group() as tasks:
                         tasks.start_soon(call)
                         await waiting.wait()
+                        if mode == "polling":
+                            await anyio.sleep(phase.uniform(0, wait_module.POLL_INTERVAL["local"]))
                         sent_at = time.perf_counter()
                         await smtp.sendmail(
                             "noreply@acme.example.com",

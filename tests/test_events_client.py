@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from mam_mcp.client import MamClient
-from mam_mcp.client.errors import AuthForbidden
+from mam_mcp.client.errors import AuthForbidden, AuthInvalid
 from mam_mcp.client.events import EventStream, InboxEvent, open_event_stream
 from tests.event_stack import PLAIN, local_stack, until, verification_mail
 from tests.fakes.hosted_api import FakeHostedAPI
@@ -235,3 +235,14 @@ def test_an_event_has_the_frame_and_the_webhook_shapes_of_the_reference() -> Non
         "poll",
         "Jane Doe <jane@x.example>",
     )
+
+
+async def test_a_bad_key_surfaces_as_auth_invalid_from_the_stream() -> None:
+    fake = FakeHostedAPI()
+    inbox = fake.seed_inbox("scout")
+    client = MamClient(base_url="http://fake", api_key="tk_wrong", transport=FakeTransport(fake.app))
+    async with client, open_event_stream(client, inbox_ids=[inbox["id"]], poll_interval=0.05) as events:
+        with anyio.fail_after(5):
+            await events.ready.wait()
+            with pytest.raises(AuthInvalid):
+                await events.__anext__()
