@@ -144,7 +144,8 @@ class LocalBackend:
         self.txt_resolver: TxtResolver = txt_resolver or resolve_txt
         self.keys = keys or KeyRing(store)
         self._sinks: list[EventSink] = []
-        self._send_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Idempotency-Key -> [lock, holders]; an entry lives while anyone holds or awaits its lock.
+        self._send_locks: dict[tuple[str, str], list[Any]] = {}
 
     @property
     def smtp_port(self) -> int:
@@ -167,6 +168,9 @@ class LocalBackend:
     async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboxEvent]:
         """Store mail received over SMTP (durably) and emit `message.received` per inbox."""
         events = await self.store.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
+        if rcpt_tos and not events:
+            # Every recipient vanished between RCPT and DATA (inbox deleted): refuse, never 250 into nowhere.
+            raise LookupError("no local inbox for any recipient")
         for event in events:
             await self.emit(event)
         return events
@@ -206,9 +210,11 @@ class LocalBackend:
         _check_headers(outgoing)
         if idempotency_key is None:
             return await self._send_once(inbox_id, outgoing, None, draft_id)
-        lock = self._send_locks.setdefault((inbox_id, idempotency_key), asyncio.Lock())
+        key = (inbox_id, idempotency_key)
+        entry = self._send_locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
         try:
-            async with lock:
+            async with entry[0]:
                 previous = await self._previous_send(inbox_id, idempotency_key)
                 if previous is not None:
                     return SendResult(
@@ -216,8 +222,9 @@ class LocalBackend:
                     )
                 return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id)
         finally:
-            if not lock.locked():
-                self._send_locks.pop((inbox_id, idempotency_key), None)
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._send_locks.pop(key, None)
 
     async def _previous_send(self, inbox_id: str, idempotency_key: str) -> SendResult | None:
         row = await self.store.idempotent_message(inbox_id, idempotency_key)
@@ -305,9 +312,17 @@ class LocalBackend:
     ) -> str:
         local = [r for r in recipients if self.is_local_recipient(r)]
         remote = [r for r in recipients if r not in local]
-        if local:
-            await self.ingest(raw, from_address, local)
         status = "delivered"
+        if local:
+            try:
+                await self.ingest(raw, from_address, local)
+            except Exception as exc:  # noqa: BLE001 - the message must not stay "pending" forever
+                logger.warning("local delivery of %s failed: %s", row["id"], type(exc).__name__)
+                await self.store.set_message_status(row["id"], "failed")
+                raise BackendError(
+                    502, "SMTP_ERROR",
+                    f"local delivery of message {row['id']} failed; it is stored with status failed",
+                ) from None
         if remote and self.relay is None:
             status = "captured"  # no relay configured: kept here, not sent anywhere
         elif remote and self.relay is not None:
@@ -315,7 +330,12 @@ class LocalBackend:
                 await self.relay.send(from_address, remote, raw)
                 status = "sent"
             except RelayRejected as exc:
-                status = "bounced" if exc.permanent else "failed"
+                if exc.accepted:
+                    # Some recipients got it: reporting a failure would invite a duplicate resend.
+                    logger.warning("relay refused %d of %d recipients of %s", len(exc.refused), len(remote), row["id"])
+                    status = "partial"
+                else:
+                    status = "bounced" if exc.permanent else "failed"
             except Exception as exc:  # noqa: BLE001 - network errors reach the caller as SMTP_ERROR
                 logger.warning("relay failed: %s", type(exc).__name__)
                 status = "failed"
