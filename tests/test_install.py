@@ -126,6 +126,7 @@ def test_dry_run_prints_a_diff_and_writes_nothing(tmp_path: Path, host: str) -> 
     assert f'+        "{SERVER_NAME}": {{' in output
     assert f'+            "command": "{COMMAND}",' in output
     assert not [line for line in output.splitlines() if line.startswith("-") and not line.startswith("---")]
+    assert "ghp_keep_me" not in output, "other servers' secrets in the host config are not echoed as context"
 
 
 def test_dry_run_on_a_missing_file_diffs_from_dev_null(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -23,12 +24,15 @@ from mam_mcp.client.errors import (
     error_from_response,
 )
 
-__all__ = ["HttpCore", "RawResponse", "DEFAULT_TIMEOUT", "LONG_TIMEOUT"]
+__all__ = ["HttpCore", "RawResponse", "DEFAULT_TIMEOUT", "LONG_TIMEOUT", "SEND_TIMEOUT", "path_segment", "json_body"]
 
 logger = logging.getLogger("mam_mcp.client")
 
 DEFAULT_TIMEOUT = 20.0
 LONG_TIMEOUT = 90.0  # synchronous LinkedIn searches and signal runs take 10-15 s, sometimes much more
+# A send may wait on an SMTP relay (30 s per step locally): give up later than it does, or we would
+# report "outcome unknown" for a send that is still going through.
+SEND_TIMEOUT = 60.0
 
 _RETRYABLE_GET_STATUS = {502, 503}
 _NON_RETRYABLE_429_CODES = {"LINKEDIN_RATE_LIMITED", "AUTH_LOCKOUT"}
@@ -111,6 +115,8 @@ class HttpCore:
         kwargs: dict[str, Any] = {"params": clean_params, "headers": headers}
         if json is not None:
             kwargs["json"] = json
+        if timeout is None and send:
+            timeout = SEND_TIMEOUT
         if timeout is not None:
             kwargs["timeout"] = timeout
         if send:
@@ -192,6 +198,18 @@ class HttpCore:
             return response.json()
         except ValueError:
             raise MamError(f"the API returned a non-JSON answer (HTTP {response.status_code})") from None
+
+
+def path_segment(value: str) -> str:
+    """One URL path segment, escaped so an id can never change the path."""
+    segment = quote(str(value), safe="")
+    # quote() leaves "." and "..", which the URL layer resolves as dot-segments (/inboxes/../webhooks).
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
+def json_body(**fields: Any) -> dict[str, Any]:
+    """A JSON body with unset (None) fields left out."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _param(value: Any) -> Any:

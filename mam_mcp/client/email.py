@@ -7,9 +7,10 @@ Each method is one HTTP call; no method retries a send (see _http).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from mam_mcp.client._http import HttpCore, RawResponse
+from mam_mcp.client._http import json_body as _body
+from mam_mcp.client._http import path_segment as _seg
 from mam_mcp.client.models import (
     AddressList,
     Attachment,
@@ -46,18 +47,6 @@ __all__ = [
     "MetricsApi",
     "VerifyApi",
 ]
-
-
-def _seg(value: str) -> str:
-    """One path segment, escaped so an id can never change the path."""
-    segment = quote(str(value), safe="")
-    # quote() leaves "." and "..", which the URL layer resolves as dot-segments (/inboxes/../webhooks).
-    return segment.replace(".", "%2E") if segment in (".", "..") else segment
-
-
-def _body(**fields: Any) -> dict[str, Any]:
-    """A JSON body with unset (None) fields left out."""
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 class _Namespace:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from mam_mcp.client._http import LONG_TIMEOUT, HttpCore
+from mam_mcp.client._http import json_body as _body
+from mam_mcp.client._http import path_segment as _seg
 from mam_mcp.client.errors import SendOutcomeUnknown, ValidationFailed
 from mam_mcp.client.linkedin_models import (
     CommentList,
@@ -190,15 +191,6 @@ def _in_range(field: str, value: int | None, low: int, high: int) -> int | None:
             f"{field}: must be between {low} and {high}", hint="Fix the argument; nothing was sent."
         )
     return value
-
-
-def _seg(value: str) -> str:
-    """One path segment, percent-encoded (URNs contain ':' , '(' and ',')."""
-    return quote(str(value), safe="")
-
-
-def _body(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _outcome_unknown(error: SendOutcomeUnknown, what: str, hint: str) -> SendOutcomeUnknown:

@@ -128,8 +128,9 @@ class InstallPlan:
         before = (self.before or "").splitlines(keepends=True)
         after = self.after.splitlines(keepends=True)
         label = str(self.path)
+        # No context lines: the rest of a host config can hold other servers' secrets (env blocks).
         lines = difflib.unified_diff(before, after, fromfile=label if self.before is not None else "/dev/null",
-                                     tofile=label)
+                                     tofile=label, n=0)
         return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
