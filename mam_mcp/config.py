@@ -181,7 +181,7 @@ class Settings(BaseModel):
 
         relay = flags.get("relay_url") or env.get("MAM_SMTP_RELAY_URL")
         return cls(
-            mode=mode,
+            mode="hosted" if mode == "hosted" else "local",
             mode_reason=reason,
             api_key=SecretStr(key) if key else None,
             base_url=str(base_url),

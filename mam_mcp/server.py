@@ -49,7 +49,8 @@ def _bind(spec: ToolSpec, rt: Runtime) -> Any:
     @functools.wraps(fn)
     async def bound(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            return await fn(rt, *args, **kwargs)
+            result: CallToolResult = await fn(rt, *args, **kwargs)
+            return result
         except MamError as error:
             return fail(error)
         except ValidationError as error:  # a local check of a model (e.g. a LinkedIn signal body)
@@ -103,7 +104,8 @@ def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
             del out["default"]
         return out
 
-    return clean_schema(schema)
+    cleaned: dict[str, Any] = clean_schema(schema)
+    return cleaned
 
 
 def build_tool(spec: ToolSpec, rt: Runtime) -> Tool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import anyio
@@ -92,6 +92,32 @@ class HttpCore:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        send: bool = False,
+        expect: Literal["json"] = "json",
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        send: bool = False,
+        expect: Literal["bytes"],
+    ) -> RawResponse: ...
+
     async def request(
         self,
         method: str,
@@ -102,7 +128,7 @@ class HttpCore:
         timeout: float | None = None,
         send: bool = False,
         expect: Literal["json", "bytes"] = "json",
-    ) -> Any:
+    ) -> dict[str, Any] | RawResponse:
         """Call the API; return parsed JSON (or RawResponse for `expect="bytes"`).
 
         `send=True` marks a request that sends mail (or spends quota): it gets an
@@ -178,12 +204,12 @@ class HttpCore:
             if code in _NON_RETRYABLE_429_CODES or code not in (None, "RATE_LIMITED"):
                 return None
             retry_after = error_from_response(status, body, response.headers).retry_after
-            return retry_after if retry_after is not None else float(2 ** (attempt - 1))
+            return float(retry_after) if retry_after is not None else float(1 << (attempt - 1))
         if status in _RETRYABLE_GET_STATUS:
-            return 0.5 * 2 ** (attempt - 1)
+            return 0.5 * float(1 << (attempt - 1))
         return None
 
-    def _result(self, response: httpx2.Response, expect: Literal["json", "bytes"]) -> Any:
+    def _result(self, response: httpx2.Response, expect: Literal["json", "bytes"]) -> dict[str, Any] | RawResponse:
         if response.status_code >= 400:
             raise error_from_response(response.status_code, _json_or_none(response), response.headers)
         if expect == "bytes":
@@ -195,9 +221,12 @@ class HttpCore:
         if not response.content:
             return {}
         try:
-            return response.json()
+            data = response.json()
         except ValueError:
             raise MamError(f"the API returned a non-JSON answer (HTTP {response.status_code})") from None
+        if not isinstance(data, dict):
+            raise MamError(f"the API returned JSON that is not an object (HTTP {response.status_code})")
+        return data
 
 
 def path_segment(value: str) -> str:

@@ -6,6 +6,7 @@ Each method is one HTTP call; no method retries a send (see _http).
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from mam_mcp.client._http import HttpCore, RawResponse
@@ -199,7 +200,7 @@ class Messages(_Namespace):
 
 
 class Attachments(_Namespace):
-    async def list(self, inbox_id: str, message_id: str) -> list[Attachment]:
+    async def list(self, inbox_id: str, message_id: str) -> builtins.list[Attachment]:
         data = await self._http.request(
             "GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}/attachments"
         )
@@ -275,7 +276,7 @@ class Drafts(_Namespace):
 
 
 class Lists(_Namespace):
-    async def list(self, inbox_id: str) -> list[AddressList]:
+    async def list(self, inbox_id: str) -> builtins.list[AddressList]:
         data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/lists")
         return [AddressList.model_validate(item) for item in data.get("lists", [])]
 
@@ -323,7 +324,7 @@ class Domains(_Namespace):
     async def create(self, *, domain: str, workspace_id: str | None = None) -> Domain:
         return _domain(await self._http.request("POST", "/domains", json=_body(domain=domain, workspaceId=workspace_id)))
 
-    async def list(self) -> list[Domain]:
+    async def list(self) -> builtins.list[Domain]:
         data = await self._http.request("GET", "/domains")
         return [Domain.model_validate(d) for d in data.get("domains", [])]
 
@@ -345,7 +346,7 @@ class Workspaces(_Namespace):
     async def create(self, *, name: str) -> Workspace:
         return Workspace.model_validate(await self._http.request("POST", "/workspaces", json={"name": name}))
 
-    async def list(self) -> list[Workspace]:
+    async def list(self) -> builtins.list[Workspace]:
         data = await self._http.request("GET", "/workspaces")
         return [Workspace.model_validate(w) for w in data.get("workspaces", [])]
 
@@ -359,7 +360,7 @@ class Workspaces(_Namespace):
         data = await self._http.request("POST", f"/workspaces/{_seg(workspace_id)}/keys", json=_body(name=name))
         return WorkspaceKey.model_validate(data)
 
-    async def list_keys(self, workspace_id: str) -> list[WorkspaceKey]:
+    async def list_keys(self, workspace_id: str) -> builtins.list[WorkspaceKey]:
         data = await self._http.request("GET", f"/workspaces/{_seg(workspace_id)}/keys")
         return [WorkspaceKey.model_validate(k) for k in data.get("keys", [])]
 
@@ -379,7 +380,7 @@ class Webhooks(_Namespace):
         body = _body(url=url, events=events, inboxId=inbox_id, workspaceId=workspace_id)
         return Webhook.model_validate(await self._http.request("POST", "/webhooks", json=body))
 
-    async def list(self) -> list[Webhook]:
+    async def list(self) -> builtins.list[Webhook]:
         data = await self._http.request("GET", "/webhooks")
         return [Webhook.model_validate(w) for w in data.get("webhooks", [])]
 
@@ -391,7 +392,7 @@ class Webhooks(_Namespace):
         webhook_id: str,
         *,
         url: str | None = None,
-        events: list[str] | None = None,
+        events: builtins.list[str] | None = None,
         is_active: bool | None = None,
     ) -> Webhook:
         body = _body(url=url, events=events, isActive=is_active)

@@ -87,9 +87,9 @@ def host_config_paths(
     found: list[tuple[str, Scope, Path]] = []
     for scope in ("user", "project"):
         for host in HOSTS:
-            path = config_path(host, scope, env=env, platform=platform, project_dir=project_dir)  # type: ignore[arg-type]
+            path = config_path(host, scope, env=env, platform=platform, project_dir=project_dir)
             if path is not None:
-                found.append((host, scope, path))  # type: ignore[arg-type]
+                found.append((host, scope, path))
     return found
 
 

@@ -3,7 +3,7 @@
 import base64
 from typing import Annotated, Any, Literal
 
-from mcp_types import CallToolResult, EmbeddedResource
+from mcp_types import BlobResourceContents, CallToolResult, EmbeddedResource
 from pydantic import Field
 
 from mam_mcp.client.models import Message, SendResult
@@ -353,7 +353,7 @@ async def get_attachment(
         )
     blob = EmbeddedResource(
         type="resource",
-        resource={"uri": uri, "mimeType": content_type, "blob": base64.b64encode(raw.content).decode("ascii")},
+        resource=BlobResourceContents(uri=uri, mime_type=content_type, blob=base64.b64encode(raw.content).decode("ascii")),
     )
     return ok(
         f"Attachment {attachment_id} ({content_type}, {size} bytes) is attached as a blob resource. {UNTRUSTED_NOTE}\n"
