@@ -20,7 +20,7 @@ from mcp_types import CallToolResult
 from pydantic import ValidationError
 
 from mam_mcp import __version__
-from mam_mcp.client.errors import MamError, ValidationFailed
+from mam_mcp.client.errors import ConnectionFailed, MamError, ValidationFailed
 from mam_mcp.config import Settings
 from mam_mcp.logs import configure_logging
 from mam_mcp.tools._catalog import ToolSpec, select_tools
@@ -49,7 +49,15 @@ def _bind(spec: ToolSpec, rt: Runtime) -> Any:
     @functools.wraps(fn)
     async def bound(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            result: CallToolResult = await fn(rt, *args, **kwargs)
+            try:
+                result: CallToolResult = await fn(rt, *args, **kwargs)
+            except ConnectionFailed:
+                if rt.settings.mode != "local":
+                    raise
+                # The local daemon stops when idle; the connection never opened, so nothing was sent:
+                # start it again and retry once.
+                await rt.reconnect()
+                result = await fn(rt, *args, **kwargs)
             return result
         except MamError as error:
             return fail(error)

@@ -267,3 +267,38 @@ async def test_message_resource_reads_without_marking_read_where_the_backend_all
         after = (await call(client, "list_messages", {"inbox_id": inbox["id"]}))["messages"][0]
     # The hosted API marks on every GET; the local backend peeks.
     assert after["read"] is (backend.mode == "hosted")
+
+
+async def test_local_mode_reconnects_once_when_the_daemon_went_away(
+    tmp_path: Path, local_backend: LocalBackendFixture  # noqa: F811
+) -> None:
+    _, app, key = local_backend
+    made: list[str] = []
+
+    async def factory(settings: Settings) -> MamClient:
+        # First client: a daemon that stopped (nothing listens on port 9). Then the restarted one.
+        made.append("client")
+        if len(made) == 1:
+            return MamClient(base_url="http://127.0.0.1:9", api_key=key)
+        return MamClient(base_url="http://backend.test", api_key=key, transport=httpx2.ASGITransport(app=app))
+
+    server = build_server(make_settings(tmp_path, hosted=False, env={"MAM_MCP_MODE": "local"}), client_factory=factory)
+    async with Client(server) as client:
+        result = await call(client, "list_inboxes", {})
+    assert made == ["client", "client"] and result["count"] == 0
+    await server.runtime.aclose()  # type: ignore[attr-defined]
+
+
+async def test_hosted_mode_reports_a_connection_failure_without_retrying(tmp_path: Path) -> None:
+    made: list[str] = []
+
+    async def factory(settings: Settings) -> MamClient:
+        made.append("client")
+        return MamClient(base_url="http://127.0.0.1:9", api_key=FAKE_KEY)
+
+    server = build_server(make_settings(tmp_path), client_factory=factory)
+    async with Client(server) as client:
+        result = await client.call_tool("list_inboxes", {})
+    assert result.is_error and result.content[0].text.startswith("CONNECTION_FAILED:")
+    assert made == ["client"]
+    await server.runtime.aclose()  # type: ignore[attr-defined]

@@ -70,6 +70,13 @@ class Runtime:
                     self._client = await self._factory(self.settings)
         return self._client
 
+    async def reconnect(self) -> None:
+        """Drop the client so the next call makes a new one (in local mode: restarts a stopped daemon)."""
+        async with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
     def save_secret(self, label: str, value: str) -> Path:
         return write_secret_file(self.settings.secrets_dir, label, value)
 
