@@ -186,6 +186,11 @@ class LocalBackend:
         record = self.store.inbox_record(inbox_id)
         return (record.tenant_id, record.workspace_id, record.email) if record else None
 
+    async def webhook_current_url(self, webhook_id: str) -> str | None:
+        """The webhook's URL now, or None when it was deleted or disabled."""
+        row = await self.store.get_webhook(webhook_id)
+        return str(row["url"]) if row is not None and row["is_active"] else None
+
     async def webhook_targets(self, event: InboxEvent) -> list[WebhookTarget]:
         """Active webhooks covering the event's inbox and subscribed to its type."""
         rows = await self.store.webhooks_for_event(event.tenant_id, event.workspace_id, event.inbox_id)

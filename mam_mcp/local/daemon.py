@@ -377,7 +377,9 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         hub = EventHub()
         backend.add_event_sink(hub.publish)
         stack.callback(hub.close)
-        dispatcher = WebhookDispatcher(bound, targets=backend.webhook_targets)
+        dispatcher = WebhookDispatcher(
+            bound, targets=backend.webhook_targets, current_url=backend.webhook_current_url
+        )
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
         backend.add_event_sink(dispatcher.enqueue)

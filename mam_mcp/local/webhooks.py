@@ -75,6 +75,8 @@ class WebhookTargetLike(Protocol):
 
 
 TargetsOf = Callable[[InboxEvent], Sequence[WebhookTargetLike] | Awaitable[Sequence[WebhookTargetLike]]]
+# webhook id -> its URL now, or None once it is deleted or disabled (queued retries then stop).
+CurrentUrlOf = Callable[[str], Awaitable[str | None]]
 
 
 class WebhookDelivery(BaseModel):
@@ -125,9 +127,11 @@ class WebhookDispatcher:
         http: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] | None = None,
         retry_cap_seconds: float = DEFAULT_RETRY_CAP_SECONDS,
+        current_url: CurrentUrlOf | None = None,
     ) -> None:
         self._config = config
         self._targets = targets
+        self._current_url = current_url
         self._given_http = http
         self._http: httpx2.AsyncClient | None = http
         self._clock = clock or time.time  # wall clock: next_attempt_at must mean the same after a restart
@@ -255,12 +259,22 @@ class WebhookDispatcher:
         attempt = row.attempts + 1
         status_code: int | None = None
         error: str | None = None
+        url = row.url
+        if self._current_url is not None:
+            current = await self._current_url(row.webhook_id)
+            if current is None:  # deleted or disabled since the event: stop retrying to it
+                await self._run(
+                    self._db.mark_failed, row.id, row.attempts, None, "cancelled: webhook deleted or disabled", self._clock()
+                )
+                logger.info("webhooks: %s for webhook %s cancelled (webhook gone or disabled)", row.id, row.webhook_id)
+                return
+            url = current  # a changed URL applies to queued retries too
         try:
             # fail_after bounds the whole exchange; httpx2's timeout is per connect/read/write.
             with anyio.fail_after(self._config.webhook_timeout_seconds):
                 async with self._http.stream(
                     "POST",
-                    row.url,
+                    url,
                     content=row.body,
                     headers={
                         "content-type": "application/json",

@@ -373,3 +373,38 @@ async def test_a_burst_is_delivered_exactly_once_per_event(tmp_path: Path, recei
     bodies = sorted(r.body for r in receiver.requests)
     assert bodies == sorted(encode_payload(e) for e in events)
     assert len(log) == len(events) and all(d.status == "delivered" and d.attempts == 1 for d in log)
+
+
+async def test_queued_retries_follow_a_changed_url_and_stop_when_the_webhook_goes(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    current: dict[str, str | None] = {"wh_1": "http://127.0.0.1:9/old"}  # nothing listens on the old URL
+
+    async def current_url(webhook_id: str) -> str | None:
+        return current.get(webhook_id)
+
+    dispatcher = WebhookDispatcher(
+        config_for(tmp_path), targets=targets_of(Target("wh_1", "http://127.0.0.1:9/old", SECRET)),
+        current_url=current_url,
+    )
+    await dispatcher.start()
+    try:
+        with anyio.fail_after(15):
+            await dispatcher.enqueue(make_event())
+            await wait_for_status(dispatcher, "wh_1", lambda d: d.attempts >= 1)
+            current["wh_1"] = receiver.url  # the user fixed the URL: the queued retry goes there
+            delivered = await wait_for_status(dispatcher, "wh_1", lambda d: d.status == "delivered")
+            assert delivered.attempts >= 2 and len(receiver.requests) == 1
+            current["wh_1"] = None  # deleted: a new event's retries are cancelled, not sent
+            receiver.fail_first, receiver.fail_status = 1, 503
+            await dispatcher.enqueue(make_event())
+            for _ in range(2000):
+                newest = (await dispatcher.list_deliveries("wh_1"))[0]  # newest first
+                if newest.status == "failed":
+                    break
+                await asyncio.sleep(0.005)
+            cancelled = newest
+    finally:
+        await dispatcher.stop()
+    assert "cancelled" in (cancelled.last_error or "")
+    assert len(receiver.requests) == 1
