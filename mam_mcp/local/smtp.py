@@ -73,7 +73,7 @@ class _IngressHandler:
             )
             return "451 4.3.0 Temporary failure storing message, try again later"
         ids = _message_ids(result)
-        logger.info(
+        logger.debug(  # per message: at INFO it cost ~12% of the daemon's time under load
             "smtp: accepted %d bytes for %d rcpts from %s%s",
             len(raw),
             len(rcpt_tos),

@@ -365,8 +365,8 @@ async def test_stop_waits_for_an_accepted_message_to_be_stored(ingest: Recording
 async def test_logs_carry_ids_not_content(
     ingress: SmtpIngress, ingest: RecordingIngest, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # a daemon logs at INFO; per-message lines are at DEBUG
     caplog.set_level(logging.DEBUG, logger="mam_mcp.local.smtp")
-    caplog.set_level(logging.INFO)  # a daemon logs at INFO
     ingest.failures_left = 1
     with anyio.fail_after(5):
         async with client_for(ingress) as client:
