@@ -193,6 +193,8 @@ class LocalBackend:
 
     async def webhook_targets(self, event: InboxEvent) -> list[WebhookTarget]:
         """Active webhooks covering the event's inbox and subscribed to its type."""
+        if not self.store.may_have_webhooks():
+            return []  # the common case with no webhooks: no database read on the SMTP accept path
         rows = await self.store.webhooks_for_event(event.tenant_id, event.workspace_id, event.inbox_id)
         targets = []
         for row in rows:

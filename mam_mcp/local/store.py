@@ -278,6 +278,7 @@ class EmailStore:
         self._readers_lock = threading.Lock()
         self._inboxes: dict[str, InboxRecord] = {}
         self._addresses: dict[str, str] = {}  # lower-case address -> inbox id
+        self._may_have_webhooks = True  # set properly by open()
         self._open = False
 
     # ------------------------------------------------------------ lifecycle
@@ -304,6 +305,7 @@ class EmailStore:
                 )
             for row in conn.execute("SELECT email, inbox_id FROM addresses"):
                 self._addresses[row["email"].lower()] = row["inbox_id"]
+            self._may_have_webhooks = conn.execute("SELECT 1 FROM webhooks LIMIT 1").fetchone() is not None
         finally:
             conn.close()
 
@@ -1064,6 +1066,7 @@ class EmailStore:
         row = {"id": new_id(), "tenant_id": tenant_id, "workspace_id": workspace_id, "inbox_id": inbox_id,
                "url": url, "events_json": json.dumps(list(events)), "secret": secret, "is_active": 1,
                "created_at": utc_now_iso()}  # fmt: skip
+        self._may_have_webhooks = True  # before the insert: a stale True costs a query, a stale False a delivery
         await self._write(
             lambda c: c.execute(
                 "INSERT INTO webhooks VALUES (:id, :tenant_id, :workspace_id, :inbox_id, :url, :events_json,"
@@ -1100,6 +1103,10 @@ class EmailStore:
 
     async def delete_webhook(self, webhook_id: str) -> None:
         await self._write(lambda c: c.execute("DELETE FROM webhooks WHERE id=?", (webhook_id,)))
+
+    def may_have_webhooks(self) -> bool:
+        """False only when no webhook was ever stored: every SMTP accept can then skip the lookup."""
+        return self._may_have_webhooks
 
     async def webhooks_for_event(self, tenant_id: str, workspace_id: str | None, inbox_id: str) -> list[Row]:
         """Active webhooks that cover an inbox: tenant-wide, its workspace's, or its own."""

@@ -71,3 +71,28 @@ async def test_mail_for_a_vanished_inbox_is_refused_not_accepted(local_backend: 
     backend = local_backend[0]
     with pytest.raises(LookupError):
         await backend.ingest(b"Subject: hi\r\n\r\nbody\r\n", "a@example.com", ["nobody@mam.localhost"])
+
+
+async def test_webhook_lookup_is_skipped_until_a_webhook_exists(
+    local_backend: LocalBackendFixture, make_inbox: MakeInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = local_backend[0]
+    inbox = await make_inbox("hooked")
+    [event] = await backend.store.insert_inbound(
+        b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n", mail_from="a@example.com", rcpt_tos=[inbox["email"]]
+    )
+    reads: list[str] = []
+    original = backend.store.webhooks_for_event
+
+    async def counting(*args: Any) -> Any:
+        reads.append("read")
+        return await original(*args)
+
+    monkeypatch.setattr(backend.store, "webhooks_for_event", counting)
+    assert await backend.webhook_targets(event) == [] and reads == []
+    await backend.store.create_webhook(
+        tenant_id=event.tenant_id, workspace_id=None, inbox_id=None, url="https://hooks.example/x",
+        events=["message.received"], secret="s3cret",
+    )
+    targets = await backend.webhook_targets(event)
+    assert [t.url for t in targets] == ["https://hooks.example/x"] and reads == ["read"]
