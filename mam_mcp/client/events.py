@@ -262,6 +262,8 @@ class EventStream:
         """End the stream with an error the consumer sees on its next read."""
         if self._failure is None:
             self._failure = error
+        if self._polling is not None:
+            self._polling.cancel()
         self.ready.set()
         self._send.close()
 
@@ -294,6 +296,8 @@ class EventStream:
             try:
                 await self._socket_session()
             except _SocketFailed as failure:
+                if self.transport == "websocket":  # it was live and dropped: start the backoff over
+                    delay = BACKOFF_FIRST
                 logger.info(
                     "events: WebSocket unavailable (%s); polling every %.1fs", failure, self.poll_interval
                 )
