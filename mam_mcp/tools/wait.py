@@ -189,9 +189,11 @@ def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallT
     links = extract_links(message.plain_body, message.html_body) if extract else []
     at = parse_time(message.date) or datetime.now(UTC)
     cursor = encode_cursor(at, message.id)
+    summary = summarize(message)
+    summary.pop("preview", None)  # the body follows in full
     data: dict[str, Any] = {
         "found": True,
-        "message": summarize(message),
+        "message": summary,
         "body": body,
         "code": code,
         "links": links,
