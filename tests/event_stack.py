@@ -9,7 +9,7 @@ test can await "the client has listed the inbox" instead of sleeping.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -180,5 +180,3 @@ class HostedStack:
 async def hosted_stack(fake: FakeHostedAPI) -> AsyncIterator[HostedStack]:
     yield HostedStack(fake=fake, watch=RequestWatch(fake.app))
 
-
-ClientFactory = Callable[[Any], Awaitable[MamClient]]
