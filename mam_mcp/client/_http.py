@@ -84,6 +84,11 @@ class HttpCore:
         return self._api_key
 
     @property
+    def async_client(self) -> httpx2.AsyncClient:
+        """The underlying client (base URL, auth header, transport), for WebSockets and streams."""
+        return self._client
+
+    @property
     def key_prefix(self) -> str:
         """The key's scope prefix (tk_, wk_, ak_, mam_) — safe to show; the rest is not."""
         head, sep, _ = self._api_key.partition("_")

@@ -477,9 +477,8 @@ class EventStream:
 
 
 def _async_client(client: MamClient) -> httpx2.AsyncClient:
-    # The socket must share the API client's base URL, X-API-Key header and transport (tests run it
-    # in-process); HttpCore keeps its AsyncClient private, so it is reached here in one place.
-    return client.http._client
+    # The socket shares the API client's base URL, X-API-Key header and transport (tests run it in-process).
+    return client.http.async_client
 
 
 def _decode(text: str) -> dict[str, Any]:

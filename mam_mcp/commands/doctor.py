@@ -236,7 +236,7 @@ async def _websocket_check(client: Any) -> Check:
 
     from mam_mcp.client.events import MAX_EVENT_BYTES
 
-    http = client.http._client  # the socket shares the API client's auth header and transport
+    http = client.http.async_client  # the socket shares the API client's auth header and transport
     url = str(http.base_url).rstrip("/") + "/ws"
     started = time.perf_counter()
     fix = "events fall back to polling (slower wait_for_email); allow WebSocket upgrades to the API"
