@@ -1,9 +1,9 @@
 """Cold start over stdio: spawn -> initialize -> tools/list, median of N runs.
 
-Usage: python bench/cold_start.py [--runs 15]
-Measures `mam-mcp serve` (default toolsets, local mode: no backend is started before the
-first tool call) beside a bare MCP SDK server with the same number of trivial tools, in the
-same run, interleaved so machine noise hits both alike. Prints JSON.
+Usage: python bench/cold_start.py [--runs 15] [--mode local|hosted]
+Measures `mam-mcp serve` (default toolsets; local mode starts no backend before the first tool
+call, hosted mode makes no request before it) beside a bare MCP SDK server with the same number
+of trivial tools, in the same run, interleaved so machine noise hits both alike. Prints JSON.
 """
 
 from __future__ import annotations
@@ -72,10 +72,12 @@ def time_once(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, len(tools)
 
 
-def main(runs: int) -> dict:
+def main(runs: int, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MYAGENTMAIL", "MAM_"))}
         env.update({"HOME": tmp, "XDG_CONFIG_HOME": f"{tmp}/c", "XDG_DATA_HOME": f"{tmp}/d"})
+        if mode == "hosted":
+            env["MYAGENTMAIL_API_KEY"] = "tk_bench_0000000000000000"  # no request is made before a tool call
         ours_cmd = [sys.executable, "-m", "mam_mcp.cli", "serve"]
         _, count = time_once(ours_cmd, env)  # warm the file cache for both
         bare_path = Path(tmp) / "bare_server.py"
@@ -88,6 +90,7 @@ def main(runs: int) -> dict:
             bare.append(time_once(bare_cmd, env)[0])
     ours_median, bare_median = statistics.median(ours), statistics.median(bare)
     return {
+        "mode": mode,
         "runs": runs,
         "tools": count,
         "mam_mcp_median_ms": round(ours_median * 1000, 1),
@@ -102,4 +105,6 @@ def main(runs: int) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
-    print(json.dumps(main(parser.parse_args().runs), indent=2))
+    parser.add_argument("--mode", choices=["local", "hosted"], default="local")
+    args = parser.parse_args()
+    print(json.dumps(main(args.runs, args.mode), indent=2))
