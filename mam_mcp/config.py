@@ -22,16 +22,29 @@ DEFAULT_BASE_URL = "https://myagentmail.com"
 Mode = Literal["hosted", "local"]
 
 
-def config_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """Where the credentials file lives (shared with the vendor's CLI)."""
+def _platform_dir(
+    env: Mapping[str, str] | None,
+    platform: str | None,
+    name: str,
+    *,
+    windows: tuple[str, tuple[str, ...]],
+    xdg: tuple[str, tuple[str, ...]],
+) -> Path:
+    """`name` under the platform's folder: Windows env var (or a home-relative fallback),
+    macOS Application Support, else the XDG env var (or its home-relative default)."""
     env = os.environ if env is None else env
     platform = platform or sys.platform
     home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
-    if platform == "win32":
-        return Path(env.get("APPDATA") or home / "AppData" / "Roaming") / "myagentmail"
     if platform == "darwin":
-        return home / "Library" / "Application Support" / "myagentmail"
-    return Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "myagentmail"
+        return home / "Library" / "Application Support" / name
+    var, fallback = windows if platform == "win32" else xdg
+    return Path(env.get(var) or home.joinpath(*fallback)) / name
+
+
+def config_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Where the credentials file lives (shared with the vendor's CLI)."""
+    return _platform_dir(env, platform, "myagentmail",
+                         windows=("APPDATA", ("AppData", "Roaming")), xdg=("XDG_CONFIG_HOME", (".config",)))
 
 
 def credentials_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
@@ -40,14 +53,8 @@ def credentials_path(env: Mapping[str, str] | None = None, platform: str | None 
 
 def default_data_dir(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
     """Where the local backend keeps its SQLite database, key and logs."""
-    env = os.environ if env is None else env
-    platform = platform or sys.platform
-    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
-    if platform == "win32":
-        return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "mam-mcp"
-    if platform == "darwin":
-        return home / "Library" / "Application Support" / "mam-mcp"
-    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "mam-mcp"
+    return _platform_dir(env, platform, "mam-mcp",
+                         windows=("LOCALAPPDATA", ("AppData", "Local")), xdg=("XDG_DATA_HOME", (".local", "share")))
 
 
 def read_credentials(path: Path) -> dict[str, Any]:

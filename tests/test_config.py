@@ -1,0 +1,47 @@
+"""Settings resolution: precedence, mode choice, and the platform folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mam_mcp.config import Settings, config_dir, default_data_dir
+
+
+@pytest.mark.parametrize(
+    ("platform", "env", "config", "data"),
+    [
+        ("linux", {"HOME": "/h"}, "/h/.config/myagentmail", "/h/.local/share/mam-mcp"),
+        ("linux", {"HOME": "/h", "XDG_CONFIG_HOME": "/x/c", "XDG_DATA_HOME": "/x/d"}, "/x/c/myagentmail", "/x/d/mam-mcp"),
+        ("darwin", {"HOME": "/Users/u"}, "/Users/u/Library/Application Support/myagentmail",
+         "/Users/u/Library/Application Support/mam-mcp"),
+        ("win32", {"USERPROFILE": "/U"}, "/U/AppData/Roaming/myagentmail", "/U/AppData/Local/mam-mcp"),
+        ("win32", {"USERPROFILE": "/U", "APPDATA": "/A", "LOCALAPPDATA": "/L"}, "/A/myagentmail", "/L/mam-mcp"),
+    ],
+)
+def test_platform_folders(platform: str, env: dict[str, str], config: str, data: str) -> None:
+    assert config_dir(env, platform) == Path(config)
+    assert default_data_dir(env, platform) == Path(data)
+
+
+def test_precedence_flag_over_env_over_credentials_file(tmp_path: Path) -> None:
+    creds = tmp_path / ".config" / "myagentmail" / "credentials"
+    creds.parent.mkdir(parents=True)
+    creds.write_text(json.dumps({"apiKey": "tk_from_file", "other": "kept"}))
+    env = {"HOME": str(tmp_path)}
+    from_file = Settings.load(env=env, platform="linux")
+    assert from_file.mode == "hosted" and from_file.api_key.get_secret_value() == "tk_from_file"
+    from_env = Settings.load(env={**env, "MYAGENTMAIL_API_KEY": "tk_from_env"}, platform="linux")
+    assert from_env.api_key.get_secret_value() == "tk_from_env" and "MYAGENTMAIL_API_KEY" in from_env.mode_reason
+    from_flag = Settings.load(env={**env, "MYAGENTMAIL_API_KEY": "tk_from_env"}, overrides={"api_key": "tk_flag"}, platform="linux")
+    assert from_flag.api_key.get_secret_value() == "tk_flag"
+
+
+def test_no_key_means_local_and_secrets_are_masked(tmp_path: Path) -> None:
+    settings = Settings.load(env={"HOME": str(tmp_path), "MAM_SMTP_RELAY_URL": "smtps://u:pw-123@relay:465"}, platform="linux")
+    assert settings.mode == "local" and "no API key" in settings.mode_reason
+    assert "pw-123" not in repr(settings) and settings.local_config().relay_url == "smtps://u:pw-123@relay:465"
+    with pytest.raises(ValueError, match="mam-mcp login"):
+        Settings.load(env={"HOME": str(tmp_path), "MAM_MCP_MODE": "hosted"}, platform="linux")
