@@ -21,7 +21,7 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from mam_mcp.commands import listen as listen_command
-from mam_mcp.commands.listen import forward_events, new_forwarding_secret
+from mam_mcp.commands.listen import forward_events, is_loopback_url, new_forwarding_secret
 from mam_mcp.commands.tail import tail_events
 from tests.conftest import make_settings
 from tests.event_stack import local_stack, verification_mail
@@ -207,6 +207,45 @@ async def test_listen_posts_signed_webhook_payloads_to_a_real_receiver(
     assert json.loads(second.body)["hasAttachments"] is True
     assert status.getvalue().count("-> HTTP 200") == 2
     assert secret not in status.getvalue()
+
+
+async def test_listen_forwards_to_a_loopback_url_directly_even_with_a_proxy_in_the_environment(
+    tmp_path: Path,
+    local_backend: Any,  # noqa: F811
+    monkeypatch: Any,
+) -> None:
+    # A corporate HTTP_PROXY cannot reach this machine's 127.0.0.1 (port 9: nothing listens there).
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    status = io.StringIO()
+    async with local_stack(local_backend) as stack, serve_receiver() as receiver:
+        inbox = await stack.create_inbox("scout")
+        async with stack.client() as client:
+            ready = anyio.Event()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(
+                    lambda: forward_events(
+                        client,
+                        url=receiver.url,
+                        secret="whsec_test",
+                        inbox_ids=[inbox["id"]],
+                        local_filters=True,
+                        status=status,
+                        max_events=1,
+                        ready=ready,
+                    )
+                )
+                with anyio.fail_after(10):
+                    await ready.wait()
+                    await stack.send_smtp(
+                        inbox["email"], verification_mail("noreply@acme.example.com", inbox["email"])
+                    )
+                    await receiver.wait_for(1)
+    assert "-> HTTP 200" in status.getvalue()
+    assert is_loopback_url("http://localhost:3000/hooks") and is_loopback_url("http://[::1]:3000/")
+    assert not is_loopback_url("https://hooks.example.com/mam")
 
 
 class _Terminal(io.StringIO):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from mam_mcp.client import MamClient
     from mam_mcp.client.events import InboxEvent
 
-__all__ = ["add_arguments", "forward_events", "new_forwarding_secret", "run", "sign"]
+__all__ = ["add_arguments", "forward_events", "is_loopback_url", "new_forwarding_secret", "run", "sign"]
 
 FORWARD_TIMEOUT = 10.0  # as the reference's webhook delivery
 
@@ -46,6 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def sign(secret: str, body: bytes) -> str:
     """The `x-mam-signature` value: hex HMAC-SHA256 of the raw body with the secret."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for a URL on this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def new_forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]:
@@ -96,7 +109,10 @@ async def forward_events(
 
     delivered = seen = 0
     async with (
-        httpx2.AsyncClient(timeout=FORWARD_TIMEOUT, follow_redirects=False) as http,
+        # A proxy from HTTP_PROXY cannot reach this machine's loopback: forward there directly.
+        httpx2.AsyncClient(
+            timeout=FORWARD_TIMEOUT, follow_redirects=False, trust_env=not is_loopback_url(url)
+        ) as http,
         open_event_stream(
             client, inbox_ids=inbox_ids, event_types=event_types, local_filters=local_filters
         ) as events,
