@@ -10,7 +10,7 @@ import pytest
 
 from mam_mcp.cli import build_parser
 from mam_mcp.client import MamClient
-from mam_mcp.commands.linkedin import connect_account, list_sessions, run
+from mam_mcp.commands.linkedin import ConsoleTerminal, connect_account, list_sessions, run
 from tests.conftest import FAKE_KEY, make_settings
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_linkedin import LinkedInFake, linkedin_of
@@ -124,6 +124,18 @@ async def test_cookie_import(client: MamClient, fake: FakeHostedAPI, li: LinkedI
     body = next(r for r in fake.requests if r.path == "/v1/linkedin/sessions/import").json
     assert body == {"liAt": "AQEDAR-secret-li-at", "jsessionId": "ajax:123456789", "label": "CEO"}
     assert "AQEDAR-secret-li-at" not in terminal.output and len(li.sessions) == 1
+
+
+def test_the_console_keeps_a_password_exactly_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("getpass.getpass", lambda prompt: " pass word ")
+    assert ConsoleTerminal().secret("LinkedIn password: ") == " pass word "
+
+
+async def test_pasted_cookies_are_trimmed(client: MamClient, fake: FakeHostedAPI) -> None:
+    terminal = ScriptedTerminal([" AQEDAR-secret-li-at \n", ' "ajax:123456789" '])
+    assert await connect_account(client, terminal, use_cookies=True) == 0
+    body = next(r for r in fake.requests if r.path == "/v1/linkedin/sessions/import").json
+    assert (body["liAt"], body["jsessionId"]) == ("AQEDAR-secret-li-at", "ajax:123456789")
 
 
 async def test_wrong_password_and_session_cap(client: MamClient, li: LinkedInFake) -> None:

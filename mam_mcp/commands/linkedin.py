@@ -37,7 +37,7 @@ class ConsoleTerminal:
         return input(prompt).strip()
 
     def secret(self, prompt: str) -> str:
-        return getpass.getpass(prompt).strip()
+        return getpass.getpass(prompt)  # unstripped: a password may begin or end with a space
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -114,8 +114,8 @@ async def connect_account(
             terminal.say(
                 "Paste the cookies of a browser logged in to linkedin.com (DevTools > Application > Cookies)."
             )
-            li_at = terminal.secret("li_at: ")
-            jsession = terminal.secret("JSESSIONID: ").strip('"')
+            li_at = terminal.secret("li_at: ").strip()
+            jsession = terminal.secret("JSESSIONID: ").strip().strip('"')
             if not li_at or not jsession:
                 terminal.say("Both cookies are needed.")
                 return 2
