@@ -246,3 +246,23 @@ async def test_a_bad_key_surfaces_as_auth_invalid_from_the_stream() -> None:
             await events.ready.wait()
             with pytest.raises(AuthInvalid):
                 await events.__anext__()
+
+
+async def test_closing_during_a_hanging_handshake_is_prompt() -> None:
+    # A server (or proxy) that accepts the connection and never answers the upgrade.
+    accepted = anyio.Event()
+
+    async def swallow(stream: Any) -> None:
+        accepted.set()
+        async with stream:
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as server:
+        server.start_soon(listener.serve, swallow)
+        async with MamClient(base_url=f"http://127.0.0.1:{port}", api_key="tk_test") as client:
+            with anyio.fail_after(1.5):  # the handshake itself would hang for HANDSHAKE_TIMEOUT (10 s)
+                async with open_event_stream(client, inbox_ids=["in_1"]):
+                    await accepted.wait()
+        server.cancel_scope.cancel()

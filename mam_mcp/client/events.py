@@ -349,9 +349,9 @@ class EventStream:
         if socket is not None:
             with anyio.move_on_after(2):
                 await socket.close()
-        if scope is not None:
             with anyio.move_on_after(2):
                 await ended.wait()  # the pump sees the close on its next read
+        if scope is not None:  # also a handshake still under way: nothing to close gracefully, end it now
             scope.cancel()
 
     async def _subscribe(self, ws: AsyncWebSocketSession) -> None:
