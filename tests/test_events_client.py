@@ -10,7 +10,7 @@ import pytest
 
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import AuthForbidden, AuthInvalid
-from mam_mcp.client.events import EventStream, InboxEvent, open_event_stream
+from mam_mcp.client.events import HANDSHAKE_GRACE, EventStream, InboxEvent, open_event_stream
 from tests.event_stack import PLAIN, local_stack, until, verification_mail
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_transport import FakeTransport
@@ -266,3 +266,27 @@ async def test_closing_during_a_hanging_handshake_is_prompt() -> None:
                 async with open_event_stream(client, inbox_ids=["in_1"]):
                     await accepted.wait()
         server.cancel_scope.cancel()
+
+
+async def test_a_handshake_that_hangs_does_not_hold_the_caller_polling_starts_meanwhile() -> None:
+    fake = FakeHostedAPI()
+    inbox = fake.seed_inbox("scout")
+    api = fake.app
+
+    async def upgrade_swallowed(scope: Any, receive: Any, send: Any) -> None:  # as some proxies do
+        if scope["type"] == "websocket":
+            await anyio.sleep_forever()
+        await api(scope, receive, send)
+
+    fake.app = upgrade_swallowed  # type: ignore[assignment]
+    async with fake.serving() as base_url:
+        async with (
+            MamClient(base_url=base_url, api_key=fake.api_key) as client,
+            open_event_stream(client, inbox_ids=[inbox["id"]], poll_interval=0.1) as events,
+        ):
+            with anyio.fail_after(HANDSHAKE_GRACE + 2):  # well before HANDSHAKE_TIMEOUT
+                await events.ready.wait()
+            assert events.transport == "polling"
+            fake.deliver_inbound(inbox["id"], from_address="a@b.example", subject="polled", plain_body="x")
+            event = await next_event(events)
+    assert event.message is not None and event.message.subject == "polled"

@@ -7,7 +7,7 @@
             ...
 
 The socket speaks the reference's frames (`connected`, `subscribe` -> `subscribed`, `event`,
-`ping`, `error`). When it cannot be opened, or drops, the stream polls
+`ping`, `error`). When it cannot be opened (or is slow to), or drops, the stream polls
 `GET /v1/inboxes/:id/messages?direction=inbound` (documented parameters only in hosted mode;
 the local backend also takes `after=`) while it reconnects with bounded backoff; after a
 reconnect it polls once more to backfill the gap and stops polling. Events are deduplicated
@@ -58,6 +58,7 @@ logger = logging.getLogger("mam_mcp.client.events")
 # Event frames carry whole HTML bodies; httpx2's default cap (64 KiB) would drop real mail.
 MAX_EVENT_BYTES = 32 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 10.0  # upgrade + `subscribed`; after that the stream polls instead
+HANDSHAKE_GRACE = 2.0  # a handshake still pending by then: poll meanwhile, so the caller is not held up
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 POLL_PAGE = 50
 POLL_MAX_PAGES = 4  # bounded look-back per poll (hosted mode pages newest-first until `since`)
@@ -291,6 +292,8 @@ class EventStream:
         if not self._use_websocket:
             self._start_polling()
             return
+        if self._tasks is not None:
+            self._tasks.start_soon(self._poll_if_handshake_slow)
         delay = BACKOFF_FIRST
         while not self._closing:
             try:
@@ -312,6 +315,12 @@ class EventStream:
             await anyio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
             self.reconnects += 1
+
+    async def _poll_if_handshake_slow(self) -> None:
+        """A proxy that swallows the upgrade must not hold the caller for HANDSHAKE_TIMEOUT: poll meanwhile."""
+        await anyio.sleep(HANDSHAKE_GRACE)
+        if not self.ready.is_set():
+            self._start_polling()  # `_subscribe` backfills and stops it if the socket comes up after all
 
     async def _socket_session(self) -> None:
         http = _async_client(self._client)
