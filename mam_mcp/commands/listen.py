@@ -18,10 +18,10 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
-from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments
+from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments, run_with_client
 from mam_mcp.config import Settings
 
 if TYPE_CHECKING:
@@ -143,31 +143,19 @@ async def forward_events(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import anyio
-
-    from mam_mcp.client.errors import MamError
-    from mam_mcp.tools._runtime import default_client_factory
-
     if not args.forward.startswith(("http://", "https://")):
         print("mam-mcp listen: --forward must be an http:// or https:// URL", file=sys.stderr)
         return 2
     secret, _ = new_forwarding_secret(settings, status=sys.stderr)
-
-    async def listen() -> None:
-        client = await default_client_factory(settings)
-        async with client:
-            await forward_events(
-                client,
-                url=args.forward,
-                secret=secret,
-                inbox_ids=args.inbox_ids or (),
-                event_types=tuple(args.event_types or EVENT_TYPES),
-                local_filters=settings.mode == "local",
-            )
-
-    try:
-        anyio.run(listen)
-    except MamError as error:
-        print(f"mam-mcp listen: {error.to_text()}", file=sys.stderr)
-        return 1
-    return 0
+    return run_with_client(
+        "listen",
+        settings,
+        lambda client: forward_events(
+            client,
+            url=args.forward,
+            secret=secret,
+            inbox_ids=args.inbox_ids or (),
+            event_types=tuple(args.event_types or EVENT_TYPES),
+            local_filters=settings.mode == "local",
+        ),
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from mam_mcp.config import Settings
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from mam_mcp.client import MamClient
 
-__all__ = ["EVENT_TYPES", "add_arguments", "run", "tail_events"]
+__all__ = ["EVENT_TYPES", "add_arguments", "add_event_arguments", "run", "run_with_client", "tail_events"]
 
 EVENT_TYPES = ("message.received", "message.sent", "message.bounced")
 
@@ -82,25 +82,34 @@ async def tail_events(
     return count
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run_with_client(command: str, settings: Settings, work: Callable[[MamClient], Awaitable[object]]) -> int:
+    """Run `work` with a client of the configured backend; an API error is one line on stderr, exit 1."""
     import anyio
 
     from mam_mcp.client.errors import MamError
     from mam_mcp.tools._runtime import default_client_factory
 
-    async def tail() -> None:
+    async def main() -> None:
         client = await default_client_factory(settings)
         async with client:
-            await tail_events(
-                client,
-                inbox_ids=args.inbox_ids or (),
-                event_types=tuple(args.event_types or EVENT_TYPES),
-                local_filters=settings.mode == "local",
-            )
+            await work(client)
 
     try:
-        anyio.run(tail)
+        anyio.run(main)
     except MamError as error:
-        print(f"mam-mcp tail: {error.to_text()}", file=sys.stderr)
+        print(f"mam-mcp {command}: {error.to_text()}", file=sys.stderr)
         return 1
     return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return run_with_client(
+        "tail",
+        settings,
+        lambda client: tail_events(
+            client,
+            inbox_ids=args.inbox_ids or (),
+            event_types=tuple(args.event_types or EVENT_TYPES),
+            local_filters=settings.mode == "local",
+        ),
+    )
