@@ -49,6 +49,7 @@ __all__ = [
     "EventMessage",
     "EventStream",
     "InboxEvent",
+    "format_time",
     "open_event_stream",
     "parse_time",
 ]
@@ -79,7 +80,8 @@ def parse_time(value: str | None) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _iso(moment: datetime) -> str:
+def format_time(moment: datetime) -> str:
+    """A datetime as the wire's ISO-8601 UTC form with milliseconds (`...Z`), the inverse of `parse_time`."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -463,7 +465,7 @@ class EventStream:
 
     async def _messages_since(self, inbox_id: str, direction: str, since: datetime) -> list[Message]:
         """Messages at or after `since`, newest first, in at most POLL_MAX_PAGES pages."""
-        extra = {"after": _iso(since)} if self._local_filters else None
+        extra = {"after": format_time(since)} if self._local_filters else None
         found: list[Message] = []
         for page_number in range(POLL_MAX_PAGES):
             page = await self._client.messages.list(

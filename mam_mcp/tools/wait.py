@@ -19,7 +19,7 @@ from mcp_types import CallToolResult
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client import MamClient
-from mam_mcp.client.events import open_event_stream, parse_time
+from mam_mcp.client.events import format_time, open_event_stream, parse_time
 from mam_mcp.client.models import Message
 from mam_mcp.extract import extract_code, extract_links, html_to_text
 from mam_mcp.tools._catalog import READ
@@ -70,16 +70,12 @@ class _Floor:
         return (moment, message.id) > (self.at, self.message_id)  # ties broken by id, the same on every call
 
     def token(self) -> str:
-        return encode_cursor(self.at, self.message_id) if self.message_id else _iso(self.at)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return encode_cursor(self.at, self.message_id) if self.message_id else format_time(self.at)
 
 
 def encode_cursor(at: datetime, message_id: str | None) -> str:
     """The opaque cursor of a returned message: its received-at time and id."""
-    raw = f"{_iso(at)}|{message_id or ''}".encode()
+    raw = f"{format_time(at)}|{message_id or ''}".encode()
     return _CURSOR_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
@@ -154,7 +150,7 @@ def _newest(messages: list[Message]) -> Message | None:
 async def _existing_match(client: MamClient, inbox_id: str, wanted: _Wanted, local: bool) -> Message | None:
     """The newest matching message already received after the floor (bounded look-back)."""
     # The local backend filters by time itself (`after`, strictly later): ask from just before the floor.
-    extra = {"after": _iso(wanted.floor.at - timedelta(milliseconds=1))} if local else None
+    extra = {"after": format_time(wanted.floor.at - timedelta(milliseconds=1))} if local else None
     matching: list[Message] = []
     for page_number in range(EXISTING_MAX_PAGES):
         page = await client.messages.list(
