@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--relay-url",
         default=argparse.SUPPRESS,
-        help="deliver outbound mail through this relay, e.g. smtp+starttls://user:pass@host:587 (MAM_SMTP_RELAY_URL)",
+        help="deliver outbound mail through this relay, e.g. smtp+starttls://host:587; a relay that needs a "
+        "password goes in MAM_SMTP_RELAY_URL instead (a command line is visible to every user of the machine)",
     )
 
 

@@ -251,3 +251,14 @@ async def test_mam_mcp_local_refuses_when_the_data_dir_already_has_a_daemon(tmp_
             f"pid {running.pid}" in result.stdout.decode() and running.api_key not in result.stdout.decode()
         )
         assert running.process.returncode is None  # the running daemon is untouched
+
+
+def test_mam_mcp_local_help_never_suggests_a_relay_password_on_the_command_line() -> None:
+    import argparse
+
+    from mam_mcp.commands.local import add_arguments
+
+    parser = argparse.ArgumentParser(prog="mam-mcp local")
+    add_arguments(parser)
+    relay_help = " ".join(parser.format_help().split())
+    assert "user:pass" not in relay_help and "MAM_SMTP_RELAY_URL instead" in relay_help
