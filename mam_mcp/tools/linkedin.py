@@ -152,6 +152,11 @@ def known_fields(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_none=True, include=set(type(model).model_fields))
 
 
+def fenced(head: str, lines: list[str], data: dict[str, Any]) -> CallToolResult:
+    """A result whose LinkedIn text (`lines`) is fenced as untrusted under the trusted `head`."""
+    return ok(f"{head}. {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data)
+
+
 def one_line(text: str | None, limit: int = 300) -> str:
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -393,9 +398,7 @@ async def linkedin_list_signal_matches(
         f"post: {m['excerpt']}\n  why: {m['reason'] or ''}"
         for m in matches
     ]
-    return ok(
-        f"{len(matches)} match(es). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data
-    )
+    return fenced(f"{len(matches)} match(es)", lines, data)
 
 
 @toolset.tool(title="Look up LinkedIn profile", annotations=READ)
@@ -483,7 +486,4 @@ async def linkedin_list_conversations(rt: Runtime, session_id: SessionFor = None
         f" (unread {c['unread_count'] or 0}): {c['preview']}"
         for c in items
     ]
-    return ok(
-        f"{len(items)} conversation(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)),
-        data,
-    )
+    return fenced(f"{len(items)} conversation(s)", lines, data)

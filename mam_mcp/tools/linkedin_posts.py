@@ -13,13 +13,13 @@ from pydantic import AfterValidator, Field
 from mam_mcp.client.linkedin import check_actor_url, check_conversation_urn, check_post_urn
 from mam_mcp.client.linkedin_models import ContentPosts, DatePosted
 from mam_mcp.tools._catalog import READ, Toolset
-from mam_mcp.tools._results import UntrustedFence, ok
+from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.linkedin import (
-    UNTRUSTED_LINKEDIN,
     SessionFor,
     author_data,
     author_line,
+    fenced,
     linkedin_api,
     one_line,
     resolve_session,
@@ -64,10 +64,7 @@ def _posts_result(posts: ContentPosts, head: str, session_id: str) -> CallToolRe
         f"{p['excerpt']}"
         for i, p in enumerate(items, 1)
     ]
-    return ok(
-        f"{head}: {len(items)} post(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)),
-        data,
-    )
+    return fenced(f"{head}: {len(items)} post(s)", lines, data)
 
 
 @toolset.tool(title="Search LinkedIn content", annotations=READ)
@@ -125,9 +122,7 @@ async def linkedin_list_post_comments(
     if not items:
         return ok("No comments.", data)
     lines = [f"- {author_line(c['author'])}: {c['text']}" for c in items]
-    return ok(
-        f"{len(items)} comment(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data
-    )
+    return fenced(f"{len(items)} comment(s)", lines, data)
 
 
 @toolset.tool(title="List post reactions", annotations=READ)
@@ -148,9 +143,7 @@ async def linkedin_list_post_reactions(
     if not items:
         return ok("No reactions.", data)
     lines = [f"- {r['reaction'] or '?'}: {author_line(r['author'])}" for r in items]
-    return ok(
-        f"{len(items)} reaction(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data
-    )
+    return fenced(f"{len(items)} reaction(s)", lines, data)
 
 
 @toolset.tool(title="Get LinkedIn conversation", annotations=READ)
@@ -181,6 +174,4 @@ async def linkedin_get_conversation(
         f"[{m['sent_at'] or ''}] {'me' if m['from_me'] else (m['from'] or '?')}: {m['text'] or ''}"
         for m in items
     ]
-    return ok(
-        f"{len(items)} message(s). {UNTRUSTED_LINKEDIN}\n" + UntrustedFence().wrap("\n".join(lines)), data
-    )
+    return fenced(f"{len(items)} message(s)", lines, data)
