@@ -21,3 +21,15 @@ async def test_an_id_never_leaves_its_path_segment(inbox_id: str) -> None:
     path = seen[0].partition("?")[0]
     assert path.startswith("/v1/inboxes/") and path.endswith("/messages")
     assert path.count("/") == 4, path
+
+
+def test_loopback_backend_ignores_proxy_settings_but_remote_api_honours_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mam_mcp.client._http import HttpCore
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    local = HttpCore(base_url="http://127.0.0.1:8725", api_key="tk_x")
+    hosted = HttpCore(base_url="https://myagentmail.com", api_key="tk_x")
+    # The local daemon is reached directly (a proxy cannot reach this machine and would see the key).
+    assert local.async_client.trust_env is False
+    assert hosted.async_client.trust_env is True

@@ -45,3 +45,15 @@ def test_no_key_means_local_and_secrets_are_masked(tmp_path: Path) -> None:
     assert "pw-123" not in repr(settings) and settings.local_config().relay_url == "smtps://u:pw-123@relay:465"
     with pytest.raises(ValueError, match="mam-mcp login"):
         Settings.load(env={"HOME": str(tmp_path), "MAM_MCP_MODE": "hosted"}, platform="linux")
+
+
+def test_returned_ids_are_bounded_and_forget_the_oldest() -> None:
+    from mam_mcp.tools._runtime import BoundedIdSet
+
+    ids = BoundedIdSet(3)
+    for item in ("a", "b", "c", "d"):
+        ids.add(item)
+    assert "a" not in ids and list(ids) == ["b", "c", "d"] and len(ids) == 3
+    ids.add("b")  # seen again: now the newest
+    ids.add("e")
+    assert list(ids) == ["d", "b", "e"]

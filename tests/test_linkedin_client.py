@@ -10,7 +10,7 @@ import httpx2
 import pytest
 
 from mam_mcp.client import MamClient
-from mam_mcp.client.errors import ValidationFailed
+from mam_mcp.client.errors import MamError, ValidationFailed
 from mam_mcp.client.linkedin import (
     check_connection_note,
     check_conversation_urn,
@@ -172,3 +172,15 @@ def test_signature_verification_is_hmac_sha256_v1_hex() -> None:
     assert not verify_signal_signature(secret, body, None)
     assert not verify_signal_signature(secret, body, "v1=ünïcode")
     assert not verify_signal_signature("", body, header)
+
+
+async def test_post_reads_spend_quota_so_a_bad_gateway_is_not_retried(client: MamClient, fake: FakeHostedAPI) -> None:
+    session = linkedin_of(fake).add_session()
+    fake.script("GET", "/v1/linkedin/posts/by-author", status=502, code="PROVIDER_ERROR")
+    with pytest.raises(MamError) as caught:
+        await client.linkedin.posts.by_author("https://www.linkedin.com/in/jane-doe/", session_id=session)
+    assert caught.value.code == "PROVIDER_ERROR"
+    assert len([r for r in fake.requests if r.path == "/v1/linkedin/posts/by-author"]) == 1
+    fake.script("GET", "/v1/inboxes", status=502, code="PROVIDER_ERROR")  # an ordinary read still is
+    await client.inboxes.list()
+    assert [r.status for r in fake.requests if r.path == "/v1/inboxes"] == [502, 200]

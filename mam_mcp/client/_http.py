@@ -7,11 +7,12 @@ Retry policy (DESIGN §3): only GETs are retried — on 429 `RATE_LIMITED` (or n
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx2
@@ -24,7 +25,7 @@ from mam_mcp.client.errors import (
     error_from_response,
 )
 
-__all__ = ["HttpCore", "RawResponse", "DEFAULT_TIMEOUT", "LONG_TIMEOUT", "SEND_TIMEOUT", "path_segment", "json_body"]
+__all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "SEND_TIMEOUT", "HttpCore", "RawResponse", "is_loopback_url", "json_body", "path_segment"]
 
 logger = logging.getLogger("mam_mcp.client")
 
@@ -77,6 +78,9 @@ class HttpCore:
             transport=transport,
             timeout=timeout,
             follow_redirects=False,
+            # A proxy from the environment cannot reach this machine's loopback (the local backend),
+            # and would see the key in plain HTTP: loopback goes direct.
+            trust_env=not is_loopback_url(root),
         )
 
     @property
@@ -107,6 +111,7 @@ class HttpCore:
         json: Any = None,
         timeout: float | None = None,
         send: bool = False,
+        retry: bool = True,
         expect: Literal["json"] = "json",
     ) -> dict[str, Any]: ...
 
@@ -120,6 +125,7 @@ class HttpCore:
         json: Any = None,
         timeout: float | None = None,
         send: bool = False,
+        retry: bool = True,
         expect: Literal["bytes"],
     ) -> RawResponse: ...
 
@@ -132,12 +138,14 @@ class HttpCore:
         json: Any = None,
         timeout: float | None = None,
         send: bool = False,
+        retry: bool = True,
         expect: Literal["json", "bytes"] = "json",
     ) -> dict[str, Any] | RawResponse:
         """Call the API; return parsed JSON (or RawResponse for `expect="bytes"`).
 
         `send=True` marks a request that sends mail (or spends quota): it gets an
         Idempotency-Key, is shielded from cancellation, and is never retried.
+        `retry=False` is for reads that spend quota (LinkedIn post reads): no retry either.
         """
         clean_params = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         headers: dict[str, str] = {}
@@ -155,7 +163,7 @@ class HttpCore:
             with anyio.CancelScope(shield=True):
                 response = await self._send_once(method, path, kwargs)
         else:
-            response = await self._with_retries(method, path, kwargs)
+            response = await self._with_retries(method, path, kwargs, self._max_retries if retry else 0)
         return self._result(response, expect)
 
     async def _send_once(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx2.Response:
@@ -176,7 +184,9 @@ class HttpCore:
             )
         return response
 
-    async def _with_retries(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx2.Response:
+    async def _with_retries(
+        self, method: str, path: str, kwargs: dict[str, Any], max_retries: int
+    ) -> httpx2.Response:
         waited = 0.0
         attempt = 0
         while True:
@@ -192,15 +202,15 @@ class HttpCore:
                 ) from None
             except httpx2.TransportError as exc:
                 raise ConnectionFailed(f"the connection to the API failed ({type(exc).__name__})") from None
-            delay = self._retry_delay(method, response, attempt)
+            delay = self._retry_delay(method, response, attempt, max_retries)
             if delay is None or waited + delay > self._max_retry_wait:
                 return response
             logger.info("retrying %s %s after %.1fs (HTTP %s)", method, path, delay, response.status_code)
             await anyio.sleep(delay)
             waited += delay
 
-    def _retry_delay(self, method: str, response: httpx2.Response, attempt: int) -> float | None:
-        if method != "GET" or attempt > self._max_retries:
+    def _retry_delay(self, method: str, response: httpx2.Response, attempt: int, max_retries: int) -> float | None:
+        if method != "GET" or attempt > max_retries:
             return None
         status = response.status_code
         if status == 429:
@@ -232,6 +242,17 @@ class HttpCore:
         if not isinstance(data, dict):
             raise MamError(f"the API returned JSON that is not an object (HTTP {response.status_code})")
         return data
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for a URL on this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def path_segment(value: str) -> str:

@@ -517,6 +517,7 @@ class Posts(_Namespace):
             "GET",
             "/linkedin/posts/by-author",
             params={"sessionId": session_id, "profileUrl": url, "count": count},
+            retry=False,  # each call spends quota: a retry would spend it again
         )
         return ContentPosts.model_validate(data)
 
@@ -524,7 +525,8 @@ class Posts(_Namespace):
         urn = _checked("post_urn", check_post_urn, post_urn)
         _in_range("count", count, 1, 100)
         data = await self._http.request(
-            "GET", f"/linkedin/posts/{_seg(urn)}/comments", params={"sessionId": session_id, "count": count}
+            "GET", f"/linkedin/posts/{_seg(urn)}/comments", params={"sessionId": session_id, "count": count},
+            retry=False,
         )
         return CommentList.model_validate(data)
 
@@ -532,7 +534,8 @@ class Posts(_Namespace):
         urn = _checked("post_urn", check_post_urn, post_urn)
         _in_range("count", count, 1, 100)
         data = await self._http.request(
-            "GET", f"/linkedin/posts/{_seg(urn)}/reactions", params={"sessionId": session_id, "count": count}
+            "GET", f"/linkedin/posts/{_seg(urn)}/reactions", params={"sessionId": session_id, "count": count},
+            retry=False,
         )
         return ReactionList.model_validate(data)
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
+from mam_mcp.client._http import is_loopback_url
 from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments, run_with_client
 from mam_mcp.config import Settings
 
@@ -48,17 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def sign(secret: str, body: bytes) -> str:
     """The `x-mam-signature` value: hex HMAC-SHA256 of the raw body with the secret."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def is_loopback_url(url: str) -> bool:
-    """True for a URL on this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def new_forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]:

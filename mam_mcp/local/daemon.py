@@ -194,9 +194,13 @@ async def _acquire_running_lock(config: LocalConfig, wait_seconds: float) -> fil
 async def load_or_mint_key(config: LocalConfig, mint: Callable[[], Awaitable[str] | str]) -> str:
     """The tenant key of this data dir: read from `key_path`, minted (`mint`) on first start."""
     try:
-        return config.key_path.read_text(encoding="utf-8").strip()
+        key = config.key_path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
+    else:
+        if os.name == "posix" and config.key_path.stat().st_mode & 0o077:
+            config.key_path.chmod(0o600)  # someone loosened it: the tenant key is for this user only
+        return key
     minted = mint()
     key = await minted if not isinstance(minted, str) else minted
     write_secret_file(config.key_path, key + "\n")

@@ -287,8 +287,11 @@ def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
         )
     assert process.stdin is not None
     # The config travels on stdin, not argv: the relay URL carries a password and argv is public.
-    process.stdin.write(config.model_dump_json().encode("utf-8"))
-    process.stdin.close()
+    try:
+        process.stdin.write(config.model_dump_json().encode("utf-8"))
+        process.stdin.close()
+    except OSError:  # it died at once: the readiness check reports its exit and the log tail
+        pass
     return process
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -54,14 +55,38 @@ def write_secret_file(directory: Path, label: str, value: str) -> Path:
     return path
 
 
+class BoundedIdSet:
+    """A set of ids that forgets the oldest beyond `limit` (a long-lived server must not grow forever)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> None:
+        self._ids[item] = None
+        self._ids.move_to_end(item)
+        while len(self._ids) > self._limit:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class Runtime:
     def __init__(self, settings: Settings, client_factory: ClientFactory | None = None) -> None:
         self.settings = settings
         self._factory = client_factory or default_client_factory
         self._client: MamClient | None = None
         self._lock = anyio.Lock()
-        # wait_for_email: messages already returned by this process are not returned again.
-        self.returned_message_ids: set[str] = set()
+        # wait_for_email: messages already returned by this process are not returned again
+        # (bounded: the cursor is what guarantees it across calls; this is the in-process backstop).
+        self.returned_message_ids: BoundedIdSet = BoundedIdSet(10_000)
 
     async def client(self) -> MamClient:
         if self._client is None:

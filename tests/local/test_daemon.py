@@ -262,3 +262,21 @@ def test_mam_mcp_local_help_never_suggests_a_relay_password_on_the_command_line(
     add_arguments(parser)
     relay_help = " ".join(parser.format_help().split())
     assert "user:pass" not in relay_help and "MAM_SMTP_RELAY_URL instead" in relay_help
+
+
+async def test_a_loosened_key_file_is_tightened_back_to_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from mam_mcp.local.config import LocalConfig
+    from mam_mcp.local.daemon import load_or_mint_key
+
+    config = LocalConfig(data_dir=tmp_path, http_port=0, smtp_port=0)
+    config.key_path.write_text("tk_existing_key_0123456789\n")
+    os.chmod(config.key_path, 0o644)
+
+    def never_mint() -> str:
+        raise AssertionError("an existing key is read, not minted again")
+
+    assert await load_or_mint_key(config, never_mint) == "tk_existing_key_0123456789"
+    assert stat.S_IMODE(config.key_path.stat().st_mode) == 0o600
