@@ -7,7 +7,6 @@ port; tools reach the strict fake hosted API in-process.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -18,7 +17,6 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -27,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 from mam_mcp.http_app import HttpOptions, HttpStartRefused, build_http_app, is_loopback
+from tests.asgi_server import serve_asgi
 from tests.conftest import FAKE_KEY, make_settings
 from tests.fakes.hosted_api import FakeHostedAPI
 
@@ -49,25 +48,8 @@ def _factory(fake: FakeHostedAPI):  # type: ignore[no-untyped-def]
 @asynccontextmanager
 async def serving(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Run an ASGI app under uvicorn on an ephemeral loopback port; yields http://127.0.0.1:PORT."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", log_config=None,
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                yield f"http://127.0.0.1:{port}"
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+    async with serve_asgi(app, lifespan=lifespan) as base_url:
+        yield base_url
 
 
 @asynccontextmanager

@@ -24,14 +24,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -42,6 +40,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from mam_mcp.local.model import KeyScope
+from tests.asgi_server import serve_asgi
 from tests.fakes.hosted_account_routes import AccountRoutes
 from tests.fakes.hosted_bodies import StrictBody
 from tests.fakes.hosted_email_routes import EmailRoutes
@@ -391,31 +390,13 @@ class FakeHostedAPI:
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[str]:
         """Run under uvicorn on an ephemeral 127.0.0.1 port; yields the base URL (no `/v1`)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        async with serve_asgi(
             self._served_app,
             interface="asgi3",
             http="h11",
             ws="wsproto",
             lifespan="off",
-            log_level="warning",
             proxy_headers=False,
-            timeout_graceful_shutdown=1,
             ws_max_size=32 * 1024 * 1024,
-        )
-        server = uvicorn.Server(config)
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(server.serve, [sock])
-                with anyio.fail_after(10):
-                    while not server.started:
-                        await anyio.sleep(0.01)
-                try:
-                    yield f"http://127.0.0.1:{port}"
-                finally:
-                    server.should_exit = True
-        finally:
-            sock.close()
+        ) as base_url:
+            yield base_url

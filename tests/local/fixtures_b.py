@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.asgi_server import serve_asgi
 
 __all__ = ["Received", "Receiver", "serve_receiver"]
 
@@ -60,18 +60,9 @@ class Receiver:
 async def serve_receiver() -> AsyncIterator[Receiver]:
     state = Receiver()
     app = Starlette(routes=[Route("/hooks/mam", state.endpoint, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
     try:
-        with anyio.fail_after(10):
-            while not server.started:  # bounded by the fail_after above
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        state.url = f"http://127.0.0.1:{port}/hooks/mam?token=query-token"
-        yield state
+        async with serve_asgi(app, lifespan="off") as base_url:
+            state.url = f"{base_url}/hooks/mam?token=query-token"
+            yield state
     finally:
         state.release.set()
-        server.should_exit = True
-        await serving

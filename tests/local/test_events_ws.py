@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -11,12 +10,12 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from httpx2.websockets import ASGIWebSocketTransport, AsyncWebSocketSession, WebSocketDisconnect
 from starlette.applications import Starlette
 
 from mam_mcp.local.events import EventFilter, EventHub, SubscriberDropped, websocket_routes
 from mam_mcp.local.model import InboxEvent, KeyScope
+from tests.asgi_server import serve_asgi
 
 # Two tenants; tenant A has workspaces ws1 and ws2 and an inbox outside any workspace.
 INBOXES: dict[str, tuple[str, str | None, str]] = {
@@ -512,18 +511,8 @@ async def served_by_uvicorn(hub: EventHub) -> AsyncIterator[str]:
     app = Starlette(
         routes=websocket_routes(hub, authenticate=authenticate, inbox_owner=inbox_owner, ping_interval=3600)
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, ws="wsproto", lifespan="off", log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        with anyio.fail_after(10):
-            while not server.started:  # bounded by the fail_after above
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await serving
+    async with serve_asgi(app, ws="wsproto", lifespan="off") as base_url:
+        yield base_url
 
 
 async def test_over_real_tcp_auth_big_frames_and_a_stalled_reader_is_cut_off() -> None:
