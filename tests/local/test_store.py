@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import Callable
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.keys import KeyRing, hash_key, mint_tenant_key
@@ -61,6 +63,70 @@ async def test_concurrent_inserts_are_group_committed(local_config: LocalConfig)
     )
     assert all(len(events) == 1 for events in results)
     assert len(await store.list_messages(inbox_id, limit=100, offset=100)) == 100
+    # 200 callers at once share a handful of COMMITs (the inbox took 2 before them)
+    assert store._writer.commits - 2 <= 20
+    await store.close()
+
+
+async def test_jobs_run_on_the_loop_and_offloaded_ones_on_the_commit_thread(
+    local_config: LocalConfig,
+) -> None:
+    store, _ = await _store_with_inbox(local_config)
+    seen: list[tuple[str, str]] = []
+
+    def job(name: str) -> Callable[[sqlite3.Connection], None]:
+        return lambda c: seen.append((name, threading.current_thread().name))
+
+    await store._write(job("small"))
+    await store._write(job("big"), offload=True)  # may touch many rows: never stalls the loop
+    await asyncio.gather(store._write(job("with-big")), store._write(job("big2"), offload=True))
+    await store._write(job("after"))
+    here = threading.current_thread().name
+    threads = dict(seen)
+    assert threads["small"] == threads["after"] == here  # short jobs never wait to win the GIL back
+    assert threads["big"].startswith("mam-local-sqlite-commit")
+    assert threads["with-big"] == threads["big2"] == threads["big"]  # a batch runs in one place
+    await store.close()
+
+
+async def test_close_finishes_what_was_submitted(local_config: LocalConfig) -> None:
+    store, _ = await _store_with_inbox(local_config)
+    tasks = [
+        asyncio.create_task(
+            store.insert_inbound(
+                _mail(f"m{i}", msg_id=f"<{i}@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+            )
+        )
+        for i in range(50)
+    ]
+    await asyncio.sleep(0)  # every task has submitted its job
+    await store.close()
+    assert all(len(task.result()) == 1 for task in tasks)
+    try:
+        await store.insert_inbound(
+            _mail("late", msg_id="<late@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+        )
+    except RuntimeError as exc:
+        assert "closed" in str(exc)
+    else:
+        raise AssertionError("a closed store took a write")
+    conn = sqlite3.connect(local_config.db_path)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 50
+    conn.close()
+
+
+async def test_a_write_from_another_event_loop_is_refused(local_config: LocalConfig) -> None:
+    store, _ = await _store_with_inbox(local_config)
+
+    def other_loop() -> BaseException | None:
+        try:
+            asyncio.run(store.create_tenant())
+        except RuntimeError as exc:
+            return exc
+        return None
+
+    error = await asyncio.to_thread(other_loop)
+    assert error is not None and "event loop" in str(error)
     await store.close()
 
 
