@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import email
+import email.header
+import email.message
+import email.utils
+import re
 from email import policy
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +17,11 @@ from mam_mcp.local.mime import (
     OutboundAttachment,
     build_outbound,
     decode_header_value,
+    message_from_bytes,
     new_message_id,
     normalize_subject,
     parse_message,
+    simple_addresses,
 )
 
 
@@ -152,3 +159,120 @@ def test_normalize_subject_strips_reply_and_forward_prefixes() -> None:
     assert normalize_subject("Re: AW: SV: Fwd: [team] Quarterly  Plan") == "quarterly plan"
     assert normalize_subject("RE[2]: Quarterly plan") == "quarterly plan"
     assert normalize_subject("") == ""
+
+
+# ---------------------------------------------------------------- fast paths agree with the stdlib
+
+CORPUS = sorted((Path(__file__).parent.parent / "data" / "verification_emails").glob("*.eml"))
+
+
+def _crlf(raw: bytes) -> bytes:
+    """The corpus is stored with LF line ends; over SMTP it arrives with CRLF."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+EDGE_MESSAGES = [
+    b"Subject: plain\r\n\r\nbody\r\nmore\r\n",
+    b"Subject: no body\r\n\r\n",
+    b"Subject: lf only\n\nbody\n",
+    b"Subject: bare\rcr\r\nX: y\r\n\r\nbody",
+    b"Subject: form\x0cfeed\r\nX: y\r\n\r\nbody",
+    b"Subject: a\r\nnot a header line\r\nX: y\r\n\r\nbody",
+    b"From someone@example.com Tue Nov 24 10:00:00 2026\r\nSubject: mbox\r\n\r\nbody\r\n",
+    b"\r\n\r\nno headers at all\r\n",
+    b"Subject: folded\r\n continued\r\n\tand tabbed\r\n\r\nbody\r\n",
+    b"Subject: 8-bit \xc3\xa9\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\xe9t\xe9\x85\x0b\x0c\r\n",
+    b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n",
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n',
+    b"Content-Type: MULTIPART/alternative; boundary=q\r\n\r\n--q\r\n\r\nx\r\n--q--\r\n",
+    b"Content-Transfer-Encoding: base64\r\nContent-Type: text/plain\r\n\r\naGVsbG8=\r\n",
+    b"Subject: body has a blank line\r\n\r\n\r\n\r\nafter\r\n",
+]
+
+
+def _shape(msg: email.message.Message) -> object:
+    payload = msg.get_payload()
+    inner = [_shape(p) for p in payload] if isinstance(payload, list) else payload
+    return (msg.get_unixfrom(), msg.items(), [type(d).__name__ for d in msg.defects], inner)
+
+
+@pytest.mark.parametrize(
+    "raw", [p.read_bytes() for p in CORPUS] + [_crlf(p.read_bytes()) for p in CORPUS] + EDGE_MESSAGES
+)
+def test_fast_message_parse_gives_what_the_full_parse_gives(raw: bytes) -> None:
+    fast = message_from_bytes(raw)
+    full = email.message_from_bytes(raw, policy=policy.compat32)
+    assert _shape(fast) == _shape(full)
+
+
+def test_fast_message_parse_is_taken_for_ordinary_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    fed: list[int] = []
+    stdlib_parse = email.message_from_bytes
+
+    def recording_parse(raw: bytes, *args: object, **kwargs: object) -> email.message.Message:
+        fed.append(len(raw))
+        return stdlib_parse(raw, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(email, "message_from_bytes", recording_parse)
+    single = [_crlf(p.read_bytes()) for p in CORPUS]
+    single = [raw for raw in single if b"multipart/" not in raw.lower()]
+    assert len(single) >= 10
+    for raw in single:
+        fed.clear()
+        message_from_bytes(raw)
+        assert fed == [raw.index(b"\r\n\r\n") + 4]  # only the header block went through the parser
+    fed.clear()
+    multipart = EDGE_MESSAGES[11]
+    message_from_bytes(multipart)
+    assert fed[-1] == len(multipart)  # a multipart message gets the full parse
+
+
+ADDRESS_VALUES = [
+    "a@b.example",
+    "  a@b.example  ",
+    "App <noreply@app.example>",
+    "My App Team <no-reply+x@mail.app.example>",
+    "App<noreply@app.example>",
+    "=?utf-8?q?Zo=C3=AB?= <zoe@example.com>",
+    "a@b.example, c@d.example",
+    "Bob <bob@mam.localhost>, carol@mam.localhost",
+    "first.last@sub.domain.example",
+    "x!#$%&'*/=?^_`{|}~-y@b.example",
+    "J. Doe <j@x.example>",
+    '"Doe, John" <j@x.example>',
+    "a@b.example (comment)",
+    "Undisclosed recipients:;",
+    "App  Name <a@b.example>",
+    "a@b.example,",
+    "<a@b.example>",
+    "a@[127.0.0.1]",
+    "Name <a@b.example",
+    "a..b@c.example",
+    "",
+    "\tTab <a@b.example>",
+]
+
+
+@pytest.mark.parametrize("value", ADDRESS_VALUES)
+def test_simple_addresses_agree_with_getaddresses(value: str) -> None:
+    fast = simple_addresses([value])
+    if fast is not None:
+        assert fast == email.utils.getaddresses([value])
+
+
+def test_simple_addresses_take_the_common_forms() -> None:
+    common = ["a@b.example", "App <noreply@app.example>", "Bob <bob@mam.localhost>, carol@mam.localhost"]
+    assert all(simple_addresses([value]) is not None for value in common)
+    assert simple_addresses(['"Doe, John" <j@x.example>']) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["plain subject", "  padded  ", "tab\there", "=?utf-8?q?caf=C3=A9?=", "folded\r\n line", "nul\x00x"],
+)
+def test_header_decoding_fast_path_matches_the_general_rule(value: str) -> None:
+    # The general rule: RFC 2047 words decoded, folding unfolded, NULs dropped, then stripped.
+    chunks = email.header.decode_header(value)
+    text = "".join(c.decode(cs or "ascii") if isinstance(c, bytes) else c for c, cs in chunks)
+    expected = re.sub(r"\r?\n[ \t]*", " ", text).replace("\r", " ").replace("\x00", "").strip()
+    assert decode_header_value(value) == expected
