@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import uuid
@@ -49,10 +50,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 Row = dict[str, Any]
 SCHEMA_VERSION = 1
 THREAD_SUBJECT_WINDOW = timedelta(days=30)  # subject-only threading looks back this far
 MAX_BATCH = 512
+CHECKPOINT_EVERY_COMMITS = 64  # ~1-7 MB of WAL between checkpoints at SMTP-load batch sizes
 PARSE_IN_THREAD_BYTES = 256 * 1024  # parse bigger messages off the event loop
 
 
@@ -217,6 +220,55 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database on a thread of its own, off the commit path.
+
+    SQLite's automatic checkpoint runs inside whichever COMMIT takes the WAL past 1,000 pages,
+    so every few dozen batches one group of callers waited several ms more (8 concurrent 5 KB
+    inserts in process: commit p99 8.2 ms with it, 4-5 ms with this). PASSIVE never blocks the
+    writer or readers; what it cannot copy yet is copied next time.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mam-local-sqlite-checkpoint")
+        self._conn: sqlite3.Connection | None = None
+        self._running: asyncio.Future[None] | None = None
+        self._commits = 0
+        self.checkpoints = 0
+
+    def after_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY_COMMITS and self._running is None:
+            self._commits = 0
+            self._running = loop.run_in_executor(self._executor, self._checkpoint)
+            self._running.add_done_callback(self._done)
+
+    def _checkpoint(self) -> None:
+        if self._conn is None:
+            self._conn = _connect(self._path, readonly=False)
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.checkpoints += 1
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self._running = None
+        error = None if future.cancelled() else future.exception()
+        if error is not None:  # the WAL only grows until the next attempt; nothing is lost
+            logger.warning("store: WAL checkpoint failed: %s", error)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await asyncio.wait([self._running])
+
+        def close_connection() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
+        self._executor.shutdown(wait=True)
+
+
 class _Writer:
     """The one writing connection; jobs queued during a commit share the next one.
 
@@ -234,6 +286,7 @@ class _Writer:
         self._busy = False  # a batch is running or committing
         self._idle: asyncio.Event | None = None
         self.commits = 0  # batches committed (group commit: far fewer than jobs under load)
+        self._checkpointer: _Checkpointer | None = None
 
     def start(self) -> None:
         """Open the connection; call on the event loop that will submit."""
@@ -241,7 +294,9 @@ class _Writer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._conn = _connect(self._path, readonly=False)
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer does it, off this path
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mam-local-sqlite-commit")
+        self._checkpointer = _Checkpointer(self._path)
 
     async def stop(self) -> None:
         """Finish what was submitted, then close."""
@@ -254,6 +309,9 @@ class _Writer:
         await asyncio.get_running_loop().run_in_executor(executor, conn.close)
         executor.shutdown(wait=True)
         self._executor = None
+        if self._checkpointer is not None:
+            await self._checkpointer.close()  # the last connection to close checkpoints the rest
+            self._checkpointer = None
 
     async def submit(self, fn: Callable[[sqlite3.Connection], T], *, offload: bool = False) -> T:
         if self._conn is None:
@@ -309,6 +367,8 @@ class _Writer:
     ) -> None:
         error = done.exception()
         results = [(False, error)] * len(batch) if error is not None else done.result()
+        if error is None and self._checkpointer is not None and self._loop is not None:
+            self._checkpointer.after_commit(self._loop)
         self._finish(conn, batch, results)
 
     def _finish(self, conn: sqlite3.Connection, batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
@@ -1124,7 +1184,9 @@ class EmailStore:
         row = {"id": new_id(), "tenant_id": tenant_id, "workspace_id": workspace_id, "inbox_id": inbox_id,
                "url": url, "events_json": json.dumps(list(events)), "secret": secret, "is_active": 1,
                "created_at": utc_now_iso()}  # fmt: skip
-        self._may_have_webhooks = True  # before the insert: a stale True costs a query, a stale False a delivery
+        self._may_have_webhooks = (
+            True  # before the insert: a stale True costs a query, a stale False a delivery
+        )
         await self._write(
             lambda c: c.execute(
                 "INSERT INTO webhooks VALUES (:id, :tenant_id, :workspace_id, :inbox_id, :url, :events_json,"

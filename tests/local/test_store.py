@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.keys import KeyRing, hash_key, mint_tenant_key
-from mam_mcp.local.store import SCHEMA_VERSION, EmailStore
+from mam_mcp.local.store import CHECKPOINT_EVERY_COMMITS, SCHEMA_VERSION, EmailStore
 
 
 def _mail(
@@ -86,6 +86,21 @@ async def test_jobs_run_on_the_loop_and_offloaded_ones_on_the_commit_thread(
     assert threads["small"] == threads["after"] == here  # short jobs never wait to win the GIL back
     assert threads["big"].startswith("mam-local-sqlite-commit")
     assert threads["with-big"] == threads["big2"] == threads["big"]  # a batch runs in one place
+    await store.close()
+
+
+async def test_the_wal_is_checkpointed_off_the_commit_path(local_config: LocalConfig) -> None:
+    store, _ = await _store_with_inbox(local_config)
+    db_bytes_before = local_config.db_path.stat().st_size
+    body = "x" * 5000
+    for i in range(CHECKPOINT_EVERY_COMMITS * 2 + 1):  # one commit each
+        await store.insert_inbound(
+            _mail(f"m{i}", msg_id=f"<{i}@x>", body=body), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+        )
+    await asyncio.sleep(0.5)  # let the last checkpoint in flight finish (bounded: one PASSIVE pass)
+    assert store._writer._checkpointer is not None and store._writer._checkpointer.checkpoints >= 2
+    # the pages reached the database file itself, not only the WAL
+    assert local_config.db_path.stat().st_size - db_bytes_before > CHECKPOINT_EVERY_COMMITS * 5000
     await store.close()
 
 
