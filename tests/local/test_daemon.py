@@ -46,6 +46,20 @@ async def test_idle_watcher_waits_for_open_clients_then_requests_shutdown() -> N
     assert time.monotonic() - released_at >= 0.05
 
 
+async def test_short_activity_while_idle_restarts_the_idle_clock() -> None:
+    tracker = ActivityTracker()
+    requested = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_watch_idle, tracker, 0.3, requested.set)
+            await anyio.sleep(0.2)
+            with tracker.busy():  # one SMTP delivery, over at once
+                pass
+            last_activity = time.monotonic()
+            await requested.wait()
+    assert time.monotonic() - last_activity >= 0.3
+
+
 async def test_daemon_serves_health_and_rest_with_its_minted_key_and_writes_state(tmp_path: Path) -> None:
     config = daemon_config(tmp_path / "data")
     async with daemon_process(config) as daemon:
