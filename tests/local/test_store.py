@@ -184,6 +184,10 @@ async def test_threading_by_references_then_subject(local_config: LocalConfig) -
     detail = await store.get_thread(inbox_id, thread)
     assert detail is not None and detail["message_count"] == 3
     assert [m["message_id_hdr"] for m in detail["messages"]] == ["<a@x>", "<b@x>", "<c@x>"]
+    # the thread keeps its first subject; each event names it
+    assert [e[0].thread["subject"] for e in (first, by_ref, by_subject, other)] == ["Plan"] * 3 + ["Other"]
+    alone = await store.get_thread(inbox_id, other[0].thread["thread_id"])
+    assert alone is not None and alone["message_count"] == 1 and alone["subject"] == "Other"
     await store.close()
 
 
