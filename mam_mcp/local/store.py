@@ -198,7 +198,25 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 def _run_jobs(conn: sqlite3.Connection, batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
-    """BEGIN and run each job in its own SAVEPOINT (one failing job does not sink the others)."""
+    """BEGIN and run the batch's jobs; one failing job never sinks the others.
+
+    Optimistic: the jobs first run without a SAVEPOINT each (two statements and ~20 us per job,
+    FTS5 flushes its pending terms at every RELEASE). If one raises, the transaction is rolled
+    back and the batch runs again with a SAVEPOINT per job. Jobs only touch the database (ids
+    are drawn inside them), so running one twice leaves nothing behind.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        return [(True, job.fn(conn)) for job in batch]
+    except Exception as exc:  # noqa: BLE001 - sorted out below, job by job
+        conn.execute("ROLLBACK")
+        if len(batch) == 1:
+            conn.execute("BEGIN IMMEDIATE")  # an empty transaction, committed like any other
+            return [(False, exc)]
+    return _run_jobs_isolated(conn, batch)
+
+
+def _run_jobs_isolated(conn: sqlite3.Connection, batch: Sequence[_Job]) -> list[tuple[bool, Any]]:
     conn.execute("BEGIN IMMEDIATE")
     results: list[tuple[bool, Any]] = []
     for job in batch:

@@ -228,6 +228,38 @@ async def test_failed_job_does_not_sink_the_batch(local_config: LocalConfig) -> 
     await store.close()
 
 
+async def test_a_job_failing_half_way_leaves_nothing_and_its_batch_mates_are_kept_once(
+    local_config: LocalConfig,
+) -> None:
+    store, _ = await _store_with_inbox(local_config)
+
+    def half_then_fail(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO tenants VALUES ('half-written', 'now')")
+        raise ValueError("failed after a write")
+
+    def good(n: int) -> Callable[[sqlite3.Connection], int]:
+        return lambda c: c.execute("INSERT INTO tenants VALUES (?, 'now')", (f"good-{n}",)).rowcount
+
+    commits_before = store._writer.commits
+    results = await asyncio.gather(
+        store._write(good(1)), store._write(half_then_fail), store._write(good(2)), return_exceptions=True
+    )
+    assert results[0] == 1 and results[2] == 1 and isinstance(results[1], ValueError)
+    assert store._writer.commits == commits_before + 1  # one batch
+    conn = sqlite3.connect(local_config.db_path)
+    ids = sorted(r[0] for r in conn.execute("SELECT id FROM tenants WHERE id != ?", (_tenant(store),)))
+    conn.close()
+    assert ids == ["good-1", "good-2"]
+    [alone] = await asyncio.gather(store._write(half_then_fail), return_exceptions=True)
+    assert isinstance(alone, ValueError)  # a batch of one: rolled back, not run twice
+    await store.close()
+
+
+def _tenant(store: EmailStore) -> str:
+    [record] = [r for r in store._inboxes.values()]
+    return record.tenant_id
+
+
 async def test_keys_are_stored_hashed_and_scoped(local_config: LocalConfig) -> None:
     store = EmailStore(local_config)
     await store.open()
