@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self, TypeVar
@@ -350,18 +350,34 @@ class _Writer:
         assert self._loop is not None and self._executor is not None
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         if any(job.offload for job in batch):
-            work = self._loop.run_in_executor(self._executor, self._run_and_commit, conn, batch)
-        else:
+            self._on_thread(
+                self._run_and_commit, conn, batch, then=lambda done: self._committed(conn, batch, done)
+            )
+            return
+        try:
+            results = _run_jobs(conn, batch)
+        except Exception as exc:  # noqa: BLE001 - BEGIN failed: no job of the batch ran
+            failed: list[tuple[bool, Any]] = [(False, exc)] * len(batch)
+            self._on_thread(_rollback, conn, then=lambda _: self._finish(conn, batch, failed))
+            return
+        self._on_thread(self._commit, conn, results, then=lambda done: self._committed(conn, batch, done))
+
+    def _on_thread(self, fn: Callable[..., Any], *args: Any, then: Callable[[Future[Any]], None]) -> None:
+        """Run `fn(*args)` on the commit thread, then `then(future)` on the loop.
+
+        Straight from the thread's future to the loop: one loop turn, where an asyncio future
+        wrapping it (run_in_executor) would take two before the batch's callers hear back.
+        """
+        loop, executor = self._loop, self._executor
+        assert loop is not None and executor is not None
+
+        def back_on_the_loop(done: Future[Any]) -> None:
             try:
-                results = _run_jobs(conn, batch)
-            except Exception as exc:  # noqa: BLE001 - BEGIN failed: no job of the batch ran
-                failed: list[tuple[bool, Any]] = [(False, exc)] * len(batch)
-                self._loop.run_in_executor(self._executor, _rollback, conn).add_done_callback(
-                    lambda _: self._finish(conn, batch, failed)
-                )
-                return
-            work = self._loop.run_in_executor(self._executor, self._commit, conn, results)
-        work.add_done_callback(lambda done: self._committed(conn, batch, done))
+                loop.call_soon_threadsafe(then, done)
+            except RuntimeError:  # the loop is closed: nobody is left to tell
+                pass
+
+        executor.submit(fn, *args).add_done_callback(back_on_the_loop)
 
     def _run_and_commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
         try:
@@ -381,7 +397,7 @@ class _Writer:
         return results
 
     def _committed(
-        self, conn: sqlite3.Connection, batch: list[_Job], done: asyncio.Future[list[tuple[bool, Any]]]
+        self, conn: sqlite3.Connection, batch: list[_Job], done: Future[list[tuple[bool, Any]]]
     ) -> None:
         error = done.exception()
         results = [(False, error)] * len(batch) if error is not None else done.result()
