@@ -49,7 +49,7 @@ class _IngressHandler:
     def __init__(self, ingest: IngestCallable, is_local_recipient: LocalRecipientCheck) -> None:
         self._ingest = ingest
         self._is_local_recipient = is_local_recipient
-        self.in_flight: set[asyncio.Task[object]] = set()
+        self.in_flight: set[asyncio.Task[None]] = set()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -71,12 +71,15 @@ class _IngressHandler:
         # aiosmtpd reports the null reverse-path of bounces (MAIL FROM:<>) as "<>"; it means no sender.
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         rcpt_tos = list(envelope.rcpt_tos)
-        # Shielded: a client hanging up mid-ingest must not cancel a store transaction half-way.
-        task: asyncio.Task[object] = asyncio.ensure_future(self._ingest(raw, mail_from, rcpt_tos))
+        # The ingest runs as its own task: a client hanging up mid-ingest cancels only our wait on
+        # `outcome`, never the store transaction. The task fills `outcome` itself as it ends, so
+        # the 250 goes out one loop turn after the commit (asyncio.shield would take two).
+        outcome: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        task: asyncio.Task[None] = asyncio.ensure_future(self._run_ingest(outcome, raw, mail_from, rcpt_tos))
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
         try:
-            result = await asyncio.shield(task)
+            result = await outcome
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -94,6 +97,24 @@ class _IngressHandler:
             f" as {','.join(ids)}" if ids else "",
         )
         return "250 2.0.0 OK: queued" + (f" as {ids[0]}" if len(ids) == 1 else "")
+
+    async def _run_ingest(
+        self, outcome: asyncio.Future[object], raw: bytes, mail_from: str, rcpt_tos: list[str]
+    ) -> None:
+        try:
+            result = await self._ingest(raw, mail_from, rcpt_tos)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting session, which answers 451
+            if not outcome.done():
+                outcome.set_exception(exc)
+            else:
+                logger.error("smtp: ingest failed after the session ended: %s", type(exc).__name__)
+            return
+        except BaseException:  # this task itself was cancelled (shutdown): the session must not wait on
+            if not outcome.done():
+                outcome.cancel()
+            raise
+        if not outcome.done():
+            outcome.set_result(result)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default echoes the exception text to the client; we log it and say little.

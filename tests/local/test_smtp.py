@@ -362,6 +362,25 @@ async def test_stop_waits_for_an_accepted_message_to_be_stored(ingest: Recording
     client.close()
 
 
+async def test_a_client_hanging_up_mid_ingest_does_not_cancel_it(
+    ingress: SmtpIngress, ingest: RecordingIngest
+) -> None:
+    ingest.gate = asyncio.Event()
+    with anyio.fail_after(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
+        for line in (b"EHLO x", b"MAIL FROM:<a@app.example>", b"RCPT TO:<agent@mam.localhost>", b"DATA"):
+            writer.write(line + b"\r\n")
+        writer.write(MESSAGE.replace(b"\r\n.", b"\r\n..") + b".\r\n")  # dot-stuffed
+        await ingest.entered.wait()
+        writer.transport.abort()  # gone before the 250
+        await asyncio.sleep(0.05)  # the session notices and its handler is cancelled
+        ingest.gate.set()
+        while not ingest.calls:
+            await asyncio.sleep(0.01)
+    assert ingest.calls[0][0] == MESSAGE
+    assert ingress.is_serving  # and the listener goes on
+
+
 async def test_logs_carry_ids_not_content(
     ingress: SmtpIngress, ingest: RecordingIngest, caplog: pytest.LogCaptureFixture
 ) -> None:
