@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
+import uuid
 from collections.abc import Callable
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.keys import KeyRing, hash_key, mint_tenant_key
-from mam_mcp.local.store import CHECKPOINT_EVERY_COMMITS, SCHEMA_VERSION, EmailStore
+from mam_mcp.local.store import CHECKPOINT_EVERY_COMMITS, SCHEMA_VERSION, EmailStore, new_id
 
 
 def _mail(
@@ -258,6 +260,15 @@ async def test_a_job_failing_half_way_leaves_nothing_and_its_batch_mates_are_kep
 def _tenant(store: EmailStore) -> str:
     [record] = [r for r in store._inboxes.values()]
     return record.tenant_id
+
+
+def test_new_ids_are_unique_uuid7s_that_grow_with_time() -> None:
+    first = [new_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_id()
+    assert len(set(first)) == 1000
+    assert {uuid.UUID(i).version for i in first} == {7}
+    assert all(later > i for i in first)  # new rows land at the right edge of every id index
 
 
 async def test_keys_are_stored_hashed_and_scoped(local_config: LocalConfig) -> None:
