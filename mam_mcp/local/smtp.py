@@ -135,6 +135,8 @@ class _IngressSMTP(SMTP):
     line_length_limit = LINE_LENGTH_LIMIT
 
     def __init__(self, handler: _IngressHandler, *, sessions: set[_IngressSMTP], **kwargs: Any) -> None:
+        self._deadline = 0.0
+        self._timer_armed = False
         super().__init__(handler, **kwargs)
         self._sessions = sessions
 
@@ -149,6 +151,35 @@ class _IngressSMTP(SMTP):
     def abort(self) -> None:
         if isinstance(self.transport, asyncio.Transport):
             self.transport.abort()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd arms a fresh call_later per command and cancels the last one, and cancelled timers
+        # pile up in the loop's heap. One timer per session instead, re-armed when it fires early.
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or not self._timer_armed or handle.when() > self._deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+            self._timer_armed = True
+
+    def _idle_check(self) -> None:
+        self._timer_armed = False
+        if self.loop.time() < self._deadline:  # there was activity since this timer was armed
+            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+            self._timer_armed = True
+            return
+        self._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def push(self, status: str | bytes) -> None:
+        # aiosmtpd's push, without awaiting drain() when the reply already left in full.
+        response = (
+            status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") if isinstance(status, str) else status
+        )
+        self._writer.write(response + b"\r\n")
+        transport = self.transport
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size():  # type: ignore[attr-defined]
+            await self._writer.drain()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.match(arg)

@@ -381,6 +381,27 @@ async def test_a_client_hanging_up_mid_ingest_does_not_cancel_it(
     assert ingress.is_serving  # and the listener goes on
 
 
+async def test_idle_sessions_time_out_and_busy_ones_do_not(ingest: RecordingIngest) -> None:
+    server = SmtpIngress(ingest=ingest, is_local_recipient=is_local, port=0, timeout_seconds=0.3)
+    await server.start()
+    try:
+        with anyio.fail_after(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            assert (await reader.readline()).startswith(b"220")
+            for _ in range(8):  # 0.7 s of activity, longer than the timeout
+                await asyncio.sleep(0.1)
+                writer.write(b"NOOP\r\n")
+                assert (await reader.readline()).startswith(b"250")
+            idle_from = asyncio.get_running_loop().time()
+            while await reader.read(1024):  # aiosmtpd says 421 and closes
+                pass
+            idle_for = asyncio.get_running_loop().time() - idle_from
+            writer.close()
+        assert 0.25 <= idle_for < 2.0
+    finally:
+        await server.stop()
+
+
 async def test_logs_carry_ids_not_content(
     ingress: SmtpIngress, ingest: RecordingIngest, caplog: pytest.LogCaptureFixture
 ) -> None:
