@@ -57,7 +57,7 @@ Row = dict[str, Any]
 SCHEMA_VERSION = 1
 THREAD_SUBJECT_WINDOW = timedelta(days=30)  # subject-only threading looks back this far
 MAX_BATCH = 512
-CHECKPOINT_EVERY_COMMITS = 64  # ~1-7 MB of WAL between checkpoints at SMTP-load batch sizes
+CHECKPOINT_EVERY_COMMITS = 32  # ~1-4 MB of WAL between checkpoints at SMTP-load batch sizes
 PARSE_IN_THREAD_BYTES = 256 * 1024  # parse bigger messages off the event loop
 
 
@@ -250,55 +250,6 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class _Checkpointer:
-    """Copies the WAL back into the database on a thread of its own, off the commit path.
-
-    SQLite's automatic checkpoint runs inside whichever COMMIT takes the WAL past 1,000 pages,
-    so every few dozen batches one group of callers waited several ms more (8 concurrent 5 KB
-    inserts in process: commit p99 8.2 ms with it, 4-5 ms with this). PASSIVE never blocks the
-    writer or readers; what it cannot copy yet is copied next time.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mam-local-sqlite-checkpoint")
-        self._conn: sqlite3.Connection | None = None
-        self._running: asyncio.Future[None] | None = None
-        self._commits = 0
-        self.checkpoints = 0
-
-    def after_commit(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY_COMMITS and self._running is None:
-            self._commits = 0
-            self._running = loop.run_in_executor(self._executor, self._checkpoint)
-            self._running.add_done_callback(self._done)
-
-    def _checkpoint(self) -> None:
-        if self._conn is None:
-            self._conn = _connect(self._path, readonly=False)
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        self.checkpoints += 1
-
-    def _done(self, future: asyncio.Future[None]) -> None:
-        self._running = None
-        error = None if future.cancelled() else future.exception()
-        if error is not None:  # the WAL only grows until the next attempt; nothing is lost
-            logger.warning("store: WAL checkpoint failed: %s", error)
-
-    async def close(self) -> None:
-        if self._running is not None:
-            await asyncio.wait([self._running])
-
-        def close_connection() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
-        self._executor.shutdown(wait=True)
-
-
 class _Writer:
     """The one writing connection; jobs queued during a commit share the next one.
 
@@ -313,10 +264,11 @@ class _Writer:
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Job] = []
-        self._busy = False  # a batch is running or committing
+        self._busy = False  # a batch is running, committing or checkpointing
         self._idle: asyncio.Event | None = None
+        self._since_checkpoint = 0
         self.commits = 0  # batches committed (group commit: far fewer than jobs under load)
-        self._checkpointer: _Checkpointer | None = None
+        self.checkpoints = 0
 
     def start(self) -> None:
         """Open the connection; call on the event loop that will submit."""
@@ -324,9 +276,8 @@ class _Writer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._conn = _connect(self._path, readonly=False)
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer does it, off this path
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # done after the callers hear back; see _commit
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mam-local-sqlite-commit")
-        self._checkpointer = _Checkpointer(self._path)
 
     async def stop(self) -> None:
         """Finish what was submitted, then close."""
@@ -339,9 +290,6 @@ class _Writer:
         await asyncio.get_running_loop().run_in_executor(executor, conn.close)
         executor.shutdown(wait=True)
         self._executor = None
-        if self._checkpointer is not None:
-            await self._checkpointer.close()  # the last connection to close checkpoints the rest
-            self._checkpointer = None
 
     async def submit(self, fn: Callable[[sqlite3.Connection], T], *, offload: bool = False) -> T:
         if self._conn is None:
@@ -359,67 +307,88 @@ class _Writer:
         return await future
 
     def _next_batch(self, conn: sqlite3.Connection) -> None:
-        assert self._loop is not None and self._executor is not None
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         if any(job.offload for job in batch):
             self._on_thread(
-                self._run_and_commit, conn, batch, then=lambda done: self._committed(conn, batch, done)
+                self._run_and_commit, conn, batch, then=lambda done: self._done(conn, batch, done)
             )
             return
         try:
             results = _run_jobs(conn, batch)
         except Exception as exc:  # noqa: BLE001 - BEGIN failed: no job of the batch ran
             failed: list[tuple[bool, Any]] = [(False, exc)] * len(batch)
-            self._on_thread(_rollback, conn, then=lambda _: self._finish(conn, batch, failed))
+            self._on_thread(
+                self._give_up, conn, batch, failed, then=lambda done: self._done(conn, batch, done)
+            )
             return
-        self._on_thread(self._commit, conn, results, then=lambda done: self._committed(conn, batch, done))
+        self._on_thread(self._commit, conn, batch, results, then=lambda done: self._done(conn, batch, done))
 
     def _on_thread(self, fn: Callable[..., Any], *args: Any, then: Callable[[Future[Any]], None]) -> None:
-        """Run `fn(*args)` on the commit thread, then `then(future)` on the loop.
+        """Run `fn(*args)` on the commit thread, then `then(future)` on the loop."""
+        executor = self._executor
+        assert executor is not None
+        executor.submit(fn, *args).add_done_callback(lambda done: self._to_loop(then, done))
 
-        Straight from the thread's future to the loop: one loop turn, where an asyncio future
-        wrapping it (run_in_executor) would take two before the batch's callers hear back.
+    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """From the commit thread: `fn(*args)` on the loop, next turn.
+
+        Straight from the thread: one loop turn, where an asyncio future wrapping a thread's
+        future (run_in_executor) takes two before the batch's callers hear back.
         """
-        loop, executor = self._loop, self._executor
-        assert loop is not None and executor is not None
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            pass
 
-        def back_on_the_loop(done: Future[Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(then, done)
-            except RuntimeError:  # the loop is closed: nobody is left to tell
-                pass
-
-        executor.submit(fn, *args).add_done_callback(back_on_the_loop)
-
-    def _run_and_commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    def _run_and_commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
             results = _run_jobs(conn, batch)
         except BaseException:
             _rollback(conn)
             raise
-        return self._commit(conn, results)
+        self._commit(conn, batch, results)
 
-    def _commit(self, conn: sqlite3.Connection, results: list[tuple[bool, Any]]) -> list[tuple[bool, Any]]:
+    def _give_up(self, conn: sqlite3.Connection, batch: list[_Job], failed: list[tuple[bool, Any]]) -> None:
+        _rollback(conn)
+        self._to_loop(self._settle_batch, batch, failed)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
+        """On the commit thread: COMMIT, tell the callers, then checkpoint if one is due.
+
+        SQLite's automatic checkpoint would run inside the COMMIT that takes the WAL past 1,000
+        pages, so those callers would wait for it too. Here it runs on the same connection right
+        after they were told, before the next batch begins: no write transaction is open, so it
+        can copy the whole WAL back and the next transaction starts the WAL over (a checkpoint
+        from another connection, racing continuous commits, never gets that far and the WAL grew
+        without bound: 700 MB after 11,000 messages).
+        """
         try:
             conn.execute("COMMIT")
         except BaseException:  # nothing of the batch is durable
             _rollback(conn)
             raise
         self.commits += 1
-        return results
+        self._to_loop(self._settle_batch, batch, results)
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY_COMMITS:
+            self._since_checkpoint = 0
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.checkpoints += 1
+            except sqlite3.Error as exc:  # the WAL only grows until the next attempt; nothing is lost
+                logger.warning("store: WAL checkpoint failed: %s", exc)
 
-    def _committed(
-        self, conn: sqlite3.Connection, batch: list[_Job], done: Future[list[tuple[bool, Any]]]
-    ) -> None:
-        error = done.exception()
-        results = [(False, error)] * len(batch) if error is not None else done.result()
-        if error is None and self._checkpointer is not None and self._loop is not None:
-            self._checkpointer.after_commit(self._loop)
-        self._finish(conn, batch, results)
-
-    def _finish(self, conn: sqlite3.Connection, batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
+    @staticmethod
+    def _settle_batch(batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
         for job, (ok, value) in zip(batch, results, strict=True):
             _settle(job.future, ok, value)
+
+    def _done(self, conn: sqlite3.Connection, batch: list[_Job], done: Future[Any]) -> None:
+        """On the loop, once the commit thread is through with the batch: the next one, or idle."""
+        error = done.exception()
+        if error is not None:  # the COMMIT failed: nobody was told anything yet
+            self._settle_batch(batch, [(False, error)] * len(batch))
         if self._pending:
             assert self._loop is not None
             self._loop.call_soon(self._next_batch, conn)

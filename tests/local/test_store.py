@@ -91,18 +91,31 @@ async def test_jobs_run_on_the_loop_and_offloaded_ones_on_the_commit_thread(
     await store.close()
 
 
-async def test_the_wal_is_checkpointed_off_the_commit_path(local_config: LocalConfig) -> None:
+async def test_the_wal_is_checkpointed_and_starts_over_under_sustained_writes(
+    local_config: LocalConfig,
+) -> None:
     store, _ = await _store_with_inbox(local_config)
-    db_bytes_before = local_config.db_path.stat().st_size
+    wal = local_config.db_path.with_name(local_config.db_path.name + "-wal")
     body = "x" * 5000
-    for i in range(CHECKPOINT_EVERY_COMMITS * 2 + 1):  # one commit each
-        await store.insert_inbound(
-            _mail(f"m{i}", msg_id=f"<{i}@x>", body=body), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
-        )
-    await asyncio.sleep(0.5)  # let the last checkpoint in flight finish (bounded: one PASSIVE pass)
-    assert store._writer._checkpointer is not None and store._writer._checkpointer.checkpoints >= 2
-    # the pages reached the database file itself, not only the WAL
-    assert local_config.db_path.stat().st_size - db_bytes_before > CHECKPOINT_EVERY_COMMITS * 5000
+    sizes = []
+
+    async def sender(rnd: int, worker: int) -> None:  # one SMTP connection: a message at a time
+        for i in range(CHECKPOINT_EVERY_COMMITS):
+            await store.insert_inbound(
+                _mail(f"m{rnd}-{worker}-{i}", msg_id=f"<{rnd}-{worker}-{i}@x>", body=body),
+                mail_from="a@x",
+                rcpt_tos=["bob@mam.localhost"],
+            )
+
+    for rnd in range(4):  # never a quiet moment: 8 senders at once, round after round
+        await asyncio.gather(*(sender(rnd, w) for w in range(8)))
+        sizes.append(wal.stat().st_size)
+    assert store._writer.checkpoints >= 4
+    # The WAL is reused from the start after checkpoints: it stops growing after the first round
+    # instead of holding everything ever written (each round writes as much as the first).
+    assert sizes[-1] < sizes[0] * 1.5, sizes
+    db_size = local_config.db_path.stat().st_size
+    assert db_size > 4 * 8 * CHECKPOINT_EVERY_COMMITS * 5000  # the pages reached the database file
     await store.close()
 
 
