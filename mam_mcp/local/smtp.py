@@ -184,9 +184,12 @@ class _IngressSMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.match(arg)
         if match is not None:
-            address = match.group(1)
-            if not self.local_part_limit or address.rindex("@") <= self.local_part_limit:
-                return address, arg[match.end() :]
+            address, rest = match.group(1), arg[match.end() :]
+            # Left to aiosmtpd: an encoded word it decodes (`=?utf-8?q?...?=@`), and anything but
+            # a space after `>` (it skips a comment there: `<a@b>(note) SIZE=1`).
+            plain = not address.startswith("=?") and (not rest or rest[0] == " ")
+            if plain and (not self.local_part_limit or address.rindex("@") <= self.local_part_limit):
+                return address, rest
         return super()._getaddr(arg)
 
     async def smtp_DATA(self, arg: str) -> None:

@@ -57,8 +57,9 @@ Row = dict[str, Any]
 SCHEMA_VERSION = 1
 THREAD_SUBJECT_WINDOW = timedelta(days=30)  # subject-only threading looks back this far
 MAX_BATCH = 512
+BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_EVERY_COMMITS = 32  # ~1-4 MB of WAL between checkpoints at SMTP-load batch sizes
-PARSE_IN_THREAD_BYTES = 256 * 1024  # parse bigger messages off the event loop
+PARSE_IN_THREAD_BYTES = 256 * 1024  # parse and store bigger messages off the event loop
 
 
 class ConflictError(Exception):
@@ -205,6 +206,8 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         return
     if ok:
         future.set_result(value)
+    elif isinstance(value, StopIteration):  # a future refuses it (TypeError): the caller still hears
+        future.set_exception(RuntimeError(f"write job raised StopIteration: {value!r}"))
     else:
         future.set_exception(value)
 
@@ -245,6 +248,10 @@ def _run_jobs_isolated(conn: sqlite3.Connection, batch: Sequence[_Job]) -> list[
     return results
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(exc)
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
@@ -279,8 +286,11 @@ class _Writer:
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._pending.clear()  # nothing survives a close that was cancelled half-way
+        self._busy = False
         self._conn = _connect(self._path, readonly=False)
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # done after the callers hear back; see _commit
+        self._conn.execute("PRAGMA busy_timeout=0")  # BEGIN runs on the loop: never wait there
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mam-local-sqlite-commit")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="mam-local-sqlite-checkpoint")
 
@@ -325,13 +335,26 @@ class _Writer:
             return
         try:
             results = _run_jobs(conn, batch)
-        except Exception as exc:  # noqa: BLE001 - BEGIN failed: no job of the batch ran
-            failed: list[tuple[bool, Any]] = [(False, exc)] * len(batch)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or conn.in_transaction:
+                self._fail(conn, batch, exc)
+                return
+            # Another connection holds the write lock (a sqlite3 shell, a backup): wait for it on
+            # the commit thread, never on the loop (busy_timeout is 0 here).
             self._on_thread(
-                self._give_up, conn, batch, failed, then=lambda done: self._done(conn, batch, done)
+                self._run_and_commit, conn, batch, True, then=lambda done: self._done(conn, batch, done)
             )
             return
+        except BaseException as exc:  # BEGIN failed, or a job raised past Exception: none of it stays
+            self._fail(conn, batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
         self._on_thread(self._commit, conn, batch, results, then=lambda done: self._done(conn, batch, done))
+
+    def _fail(self, conn: sqlite3.Connection, batch: list[_Job], error: BaseException) -> None:
+        failed: list[tuple[bool, Any]] = [(False, error)] * len(batch)
+        self._on_thread(self._give_up, conn, batch, failed, then=lambda done: self._done(conn, batch, done))
 
     def _on_thread(self, fn: Callable[..., Any], *args: Any, then: Callable[[Future[Any]], None]) -> None:
         """Run `fn(*args)` on the commit thread, then `then(future)` on the loop."""
@@ -351,12 +374,20 @@ class _Writer:
         except RuntimeError:  # the loop is closed: nobody is left to tell
             pass
 
-    def _run_and_commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]] | None:
+    def _run_and_commit(
+        self, conn: sqlite3.Connection, batch: list[_Job], patient: bool = False
+    ) -> list[tuple[bool, Any]] | None:
+        """On the commit thread: the whole batch; `patient` waits for another writer's lock."""
+        if patient:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
             results = _run_jobs(conn, batch)
         except BaseException:
             _rollback(conn)
             raise
+        finally:
+            if patient:
+                conn.execute("PRAGMA busy_timeout=0")
         return self._commit(conn, batch, results)
 
     def _give_up(self, conn: sqlite3.Connection, batch: list[_Job], failed: list[tuple[bool, Any]]) -> None:
@@ -412,6 +443,8 @@ class _Writer:
             if self._checkpoint_conn is None:
                 self._checkpoint_conn = _connect(self._path, readonly=False)
             self._checkpoint(self._checkpoint_conn)
+        except Exception as exc:  # noqa: BLE001 - nobody reads this thread's future: say it here
+            logger.warning("store: background WAL checkpoint failed: %s", exc)
         finally:
             self._catch_up = True
             self._checkpointing = False
@@ -424,22 +457,27 @@ class _Writer:
     @staticmethod
     def _settle_batch(batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
         for job, (ok, value) in zip(batch, results, strict=True):
-            _settle(job.future, ok, value)
+            try:
+                _settle(job.future, ok, value)
+            except Exception:  # one caller's future must not keep the others waiting
+                logger.exception("store: could not hand a write result back")
 
     def _done(self, conn: sqlite3.Connection, batch: list[_Job], done: Future[Any]) -> None:
         """On the loop, once the commit thread is through with the batch: the next one, or idle."""
-        error = done.exception()
-        if error is not None:  # the COMMIT failed: nobody was told anything yet
-            self._settle_batch(batch, [(False, error)] * len(batch))
-        elif (results := done.result()) is not None:  # None: told already (see _commit)
-            self._settle_batch(batch, results)
-        if self._pending:
-            assert self._loop is not None
-            self._loop.call_soon(self._next_batch, conn)
-        else:
-            self._busy = False
-            assert self._idle is not None
-            self._idle.set()
+        try:
+            error = done.exception()
+            if error is not None:  # the COMMIT failed: nobody was told anything yet
+                self._settle_batch(batch, [(False, error)] * len(batch))
+            elif (results := done.result()) is not None:  # None: told already (see _commit)
+                self._settle_batch(batch, results)
+        finally:
+            if self._pending:
+                assert self._loop is not None
+                self._loop.call_soon(self._next_batch, conn)
+            else:
+                self._busy = False
+                assert self._idle is not None
+                self._idle.set()
 
 
 class EmailStore:
@@ -812,7 +850,9 @@ class EmailStore:
             parsed = parse_message(raw)
         if not parsed.from_address and "@" in mail_from:
             parsed.from_address = mail_from
-        return await self._write(lambda c: _store_inbound(c, raw, parsed, targets))
+        # A big message's inserts (blob, attachments, full text) would hold the loop for tens of ms.
+        big = len(raw) > PARSE_IN_THREAD_BYTES
+        return await self._write(lambda c: _store_inbound(c, raw, parsed, targets), offload=big)
 
     # ------------------------------------------------------------ outbound mail
 
@@ -870,7 +910,8 @@ class EmailStore:
                 )
             return row
 
-        return await self._write(run)
+        size = len(raw or b"") + sum(len(data) for _, _, data in attachments)
+        return await self._write(run, offload=size > PARSE_IN_THREAD_BYTES)
 
     async def set_message_status(self, message_id: str, status: str) -> None:
         await self._write(

@@ -222,6 +222,8 @@ async def test_exactly_at_the_size_limit_is_accepted_by_both(pair: Pair) -> None
         ("<a@b.example", "250"),
         ("<" + "l" * 65 + "@b.example>", "250"),  # no local-part limit unless configured
         ("<a b@b.example>", "250"),  # read as the obsolete local part "a b"
+        ("<=?utf-8?q?admin?=@b.example>", "250"),  # aiosmtpd decodes the encoded word
+        ("<a@b.example>(note) SIZE=1", "250"),  # and skips a comment after the path
         ("<a@b@c.example>", "553"),
         ("", "501"),
         ("<a@b.example> SIZE=x", "501"),

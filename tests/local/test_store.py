@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+import anyio
+import pytest
+
+from mam_mcp.local import store as store_module
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.keys import KeyRing, hash_key, mint_tenant_key
-from mam_mcp.local.store import CHECKPOINT_EVERY_COMMITS, SCHEMA_VERSION, EmailStore, new_id
+from mam_mcp.local.store import (
+    CHECKPOINT_EVERY_COMMITS,
+    PARSE_IN_THREAD_BYTES,
+    SCHEMA_VERSION,
+    EmailStore,
+    new_id,
+)
 
 
 def _mail(
@@ -267,6 +279,87 @@ async def test_a_job_failing_half_way_leaves_nothing_and_its_batch_mates_are_kep
     assert ids == ["good-1", "good-2"]
     [alone] = await asyncio.gather(store._write(half_then_fail), return_exceptions=True)
     assert isinstance(alone, ValueError)  # a batch of one: rolled back, not run twice
+    await store.close()
+
+
+class _Interrupt(BaseException):
+    """Something past Exception, as KeyboardInterrupt is."""
+
+
+async def test_a_job_that_raises_oddly_fails_its_callers_and_the_writer_goes_on(
+    local_config: LocalConfig,
+) -> None:
+    store, _ = await _store_with_inbox(local_config)
+
+    def stop_iteration(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO tenants VALUES ('stop', 'now')")
+        raise StopIteration  # a future refuses this exception type
+
+    def interrupt(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO tenants VALUES ('interrupted', 'now')")
+        raise _Interrupt
+
+    def good(c: sqlite3.Connection) -> str:
+        c.execute("INSERT INTO tenants VALUES ('good', 'now')")
+        return "ok"
+
+    with anyio.fail_after(5):
+        first = await asyncio.gather(store._write(stop_iteration), store._write(good), return_exceptions=True)
+        assert isinstance(first[0], RuntimeError) and first[1] == "ok"
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: None)  # the loop reports the escaped _Interrupt
+        second = await asyncio.gather(store._write(interrupt), store._write(good), return_exceptions=True)
+        assert all(isinstance(r, _Interrupt) for r in second)  # the whole batch was rolled back
+        assert await store._write(lambda c: c.execute("SELECT count(*) FROM tenants").fetchone()[0]) == 2
+        await store.close()
+    conn = sqlite3.connect(local_config.db_path)
+    assert {r[0] for r in conn.execute("SELECT id FROM tenants")} == {_tenant(store), "good"}
+    conn.close()
+
+
+async def test_another_writer_holding_the_lock_never_stalls_the_event_loop(local_config: LocalConfig) -> None:
+    store, _ = await _store_with_inbox(local_config)
+    other = sqlite3.connect(local_config.db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a sqlite3 shell in the middle of an edit
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    with anyio.fail_after(10):
+        ticking = asyncio.create_task(ticker())
+        write = asyncio.create_task(store.create_tenant())
+        await asyncio.sleep(0.5)
+        assert not write.done()  # it waits for the lock...
+        other.execute("COMMIT")
+        await write  # ...and goes through once it is free
+        ticking.cancel()
+    other.close()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.3, max(gaps)  # ...without holding the loop meanwhile
+    await store.close()
+
+
+async def test_big_messages_are_stored_off_the_event_loop(
+    local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = await _store_with_inbox(local_config)
+    threads: list[str] = []
+    real_store_inbound = store_module._store_inbound
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_store_inbound(*args)
+
+    monkeypatch.setattr(store_module, "_store_inbound", spy)
+    small = _mail("small", msg_id="<s@x>")
+    big = _mail("big", msg_id="<b@x>", body="y" * (PARSE_IN_THREAD_BYTES + 1))
+    for raw in (small, big):
+        await store.insert_inbound(raw, mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    assert threads[0] == threading.current_thread().name
+    assert threads[1].startswith("mam-local-sqlite-commit")
     await store.close()
 
 
