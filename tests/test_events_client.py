@@ -10,7 +10,13 @@ import pytest
 
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import AuthForbidden, AuthInvalid
-from mam_mcp.client.events import HANDSHAKE_GRACE, EventStream, InboxEvent, open_event_stream
+from mam_mcp.client.events import (
+    HANDSHAKE_GRACE,
+    POLL_MAX_INBOXES,
+    EventStream,
+    InboxEvent,
+    open_event_stream,
+)
 from tests.event_stack import PLAIN, local_stack, until, verification_mail
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_transport import FakeTransport
@@ -290,3 +296,37 @@ async def test_a_handshake_that_hangs_does_not_hold_the_caller_polling_starts_me
             fake.deliver_inbound(inbox["id"], from_address="a@b.example", subject="polled", plain_body="x")
             event = await next_event(events)
     assert event.message is not None and event.message.subject == "polled"
+
+
+async def test_polling_without_inbox_ids_watches_every_inbox_up_to_the_cap(
+    local_backend: Any,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with local_stack(local_backend) as stack:
+        inboxes = [await stack.create_inbox(f"agent{i}") for i in range(POLL_MAX_INBOXES + 1)]
+        async with (
+            stack.client() as client,
+            open_event_stream(
+                client, inbox_ids=[], poll_interval=0.05, local_filters=True, use_websocket=False
+            ) as events,
+        ):
+            await events.ready.wait()
+            listed = stack.watch.answered(r"^GET /v1/inboxes/[^/]+/messages$")
+            await listed.wait()
+            # Which inbox the cap leaves out depends on the listing order; the first POLL_MAX_INBOXES
+            # of the listing are watched, more than the 10 polling used to watch.
+            listing = [inbox.id for inbox in (await client.inboxes.list()).inboxes]
+            watched = [
+                next(i for i in inboxes if i["id"] == inbox_id) for inbox_id in listing[:POLL_MAX_INBOXES]
+            ]
+            for inbox in (watched[0], watched[-1]):
+                raw = verification_mail(
+                    "noreply@acme.example.com", inbox["email"], subject=f"to {inbox['email']}"
+                )
+                await stack.send_smtp(inbox["email"], raw)
+            got = {(await next_event(events)).message.subject for _ in range(2)}  # type: ignore[union-attr]
+        assert got == {f"to {watched[0]['email']}", f"to {watched[-1]['email']}"}
+    warnings = [r.getMessage() for r in caplog.records if "polling watches" in r.getMessage()]
+    assert warnings == [
+        f"events: polling watches {POLL_MAX_INBOXES} of {POLL_MAX_INBOXES + 1} inboxes; name the inboxes to watch the others (the WebSocket, when it is up, covers all of them)"
+    ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -64,6 +65,8 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 POLL_PAGE = 50
 POLL_MAX_PAGES = 4  # bounded look-back per poll (hosted mode pages newest-first until `since`)
 POLL_SLACK = timedelta(seconds=2)
+POLL_MAX_INBOXES = 25  # without inbox ids, polling watches this many (the WebSocket watches all)
+INBOX_LIST_REFRESH_SECONDS = 30.0  # how often polling re-lists inboxes to notice new ones
 _DEDUP_MEMORY = 10_000
 
 Transport = Literal["connecting", "websocket", "polling"]
@@ -231,6 +234,9 @@ class EventStream:
         self._since = since or datetime.now(UTC)  # polled messages before this never count
         self._newest_seen: datetime | None = None  # server time of the newest event so far
         self.poll_interval = poll_interval
+        self._listed_inboxes: list[str] | None = None  # polling without inbox ids: the key's inboxes
+        self._listed_at = 0.0
+        self._warned_inbox_cap = False
         self._local_filters = local_filters
         self._use_websocket = use_websocket
         self.ready = anyio.Event()
@@ -445,8 +451,26 @@ class EventStream:
                     return
                 await anyio.sleep(self.poll_interval)
 
+    async def _watched_inboxes(self) -> list[str]:
+        """The given inbox ids, or the key's inboxes (re-listed every 30 s, at most 25)."""
+        if self.inbox_ids:
+            return self.inbox_ids
+        now = time.monotonic()
+        if self._listed_inboxes is None or now - self._listed_at >= INBOX_LIST_REFRESH_SECONDS:
+            every = [inbox.id for inbox in (await self._client.inboxes.list()).inboxes]
+            if len(every) > POLL_MAX_INBOXES and not self._warned_inbox_cap:
+                self._warned_inbox_cap = True
+                logger.warning(
+                    "events: polling watches %d of %d inboxes; name the inboxes to watch the others"
+                    " (the WebSocket, when it is up, covers all of them)",
+                    POLL_MAX_INBOXES,
+                    len(every),
+                )
+            self._listed_inboxes, self._listed_at = every[:POLL_MAX_INBOXES], now
+        return self._listed_inboxes
+
     async def _poll_once(self) -> None:
-        inbox_ids = self.inbox_ids or [inbox.id for inbox in (await self._client.inboxes.list()).inboxes][:10]
+        inbox_ids = await self._watched_inboxes()
         directions = []
         if not self.event_types or "message.received" in self.event_types:
             directions.append(("inbound", "message.received"))
