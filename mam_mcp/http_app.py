@@ -31,6 +31,8 @@ from typing import Any, Literal
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -156,7 +158,7 @@ class ToolNarrowing:
         return frozenset(chosen)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.method not in ("tools/list", "tools/call"):
+        if ctx.method not in _NARROWED_METHODS:
             return await call_next(ctx)
         request = ctx.request
         headers = getattr(request, "headers", None)
@@ -165,6 +167,18 @@ class ToolNarrowing:
         allowed = self.allowed(headers)  # already validated by RequestGuard, so this does not raise
         if allowed is None:
             return await call_next(ctx)
+        if ctx.method == "resources/read":
+            needed = _tool_for_mail_resource(str((ctx.params or {}).get("uri", "")))
+            if needed is not None and needed not in allowed:
+                logger.info("resource refused: %s is outside this request's tool selection", needed)
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"this resource is not available to this client (it needs the {needed} tool);"
+                    " its X-MCP-* headers narrow what it may read",
+                )
+            return await call_next(ctx)
+        if ctx.method == "resources/templates/list":
+            return _filter_templates(await call_next(ctx), allowed)
         if ctx.method == "tools/call":
             name = str((ctx.params or {}).get("name"))
             if name not in allowed:
@@ -181,12 +195,44 @@ class ToolNarrowing:
         return _filter_tool_list(result, allowed)
 
 
+_NARROWED_METHODS = ("tools/list", "tools/call", "resources/read", "resources/templates/list")
+# Mail read through a resource template follows the tool that reads the same thing: a client
+# narrowed away from get_message must not read messages as resources instead.
+_MAIL_TEMPLATE_TOOLS = {"message": "get_message", "attachment": "get_attachment"}
+_MAIL_URI_PREFIX = "myagentmail://inboxes/"
+
+
+def _tool_for_mail_resource(uri: str) -> str | None:
+    if not uri.startswith(_MAIL_URI_PREFIX):
+        return None  # SKILL.md and the reference docs stay readable
+    return _MAIL_TEMPLATE_TOOLS["attachment" if "/attachments/" in uri else "message"]
+
+
+def _filter_templates(result: HandlerResult, allowed: frozenset[str]) -> HandlerResult:
+    def keep(template: Any) -> bool:
+        uri = getattr(template, "uri_template", None) or (
+            template.get("uriTemplate") if isinstance(template, dict) else ""
+        )
+        needed = _tool_for_mail_resource(str(uri or ""))
+        return needed is None or needed in allowed
+
+    templates = getattr(result, "resource_templates", None)
+    if templates is not None:
+        return result.model_copy(update={"resource_templates": [t for t in templates if keep(t)]})  # type: ignore[union-attr]
+    if isinstance(result, dict) and isinstance(result.get("resourceTemplates"), list):
+        return {**result, "resourceTemplates": [t for t in result["resourceTemplates"] if keep(t)]}
+    return result
+
+
 def _filter_tool_list(result: HandlerResult, allowed: frozenset[str]) -> HandlerResult:
     tools = getattr(result, "tools", None)
     if tools is not None:
         return result.model_copy(update={"tools": [t for t in tools if t.name in allowed]})  # type: ignore[union-attr]
     if isinstance(result, dict) and isinstance(result.get("tools"), list):
-        return {**result, "tools": [t for t in result["tools"] if isinstance(t, dict) and t.get("name") in allowed]}
+        return {
+            **result,
+            "tools": [t for t in result["tools"] if isinstance(t, dict) and t.get("name") in allowed],
+        }
     return result
 
 
@@ -221,12 +267,18 @@ class RequestGuard:
     def _check(self, headers: Headers) -> JSONResponse | None:
         origin = headers.get("origin")
         if origin is not None and not _matches(origin, self._origins):
-            logger.warning("refused a request from origin %r (not allowed; see --allowed-origin)", origin[:200])
+            logger.warning(
+                "refused a request from origin %r (not allowed; see --allowed-origin)", origin[:200]
+            )
             return _refusal(403, "FORBIDDEN_ORIGIN", "this Origin is not allowed (DNS-rebinding protection)")
         host = headers.get("host")
         if self._hosts and (host is None or not _matches(host, self._hosts)):
-            logger.warning("refused a request for host %r (not allowed; see --allowed-host)", (host or "")[:200])
-            return _refusal(421, "MISDIRECTED_HOST", "this Host is not served here (DNS-rebinding protection)")
+            logger.warning(
+                "refused a request for host %r (not allowed; see --allowed-host)", (host or "")[:200]
+            )
+            return _refusal(
+                421, "MISDIRECTED_HOST", "this Host is not served here (DNS-rebinding protection)"
+            )
         if self._token is not None and not self._token_ok(headers.get("authorization")):
             response = _refusal(401, "AUTH_REQUIRED", "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = 'Bearer realm="mam-mcp"'
@@ -268,7 +320,9 @@ def check_start(settings: Settings, options: HttpOptions) -> None:
             "set MAM_MCP_AUTH_TOKEN (or --auth-token), or bind to 127.0.0.1"
         )
     if settings.auth_token is not None and len(settings.auth_token.get_secret_value()) < 16:
-        raise HttpStartRefused("the bearer token is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)")
+        raise HttpStartRefused(
+            "the bearer token is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)"
+        )
 
 
 def build_http_app(

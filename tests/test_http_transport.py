@@ -92,8 +92,12 @@ async def test_missing_or_wrong_token_is_401(tmp_path: Path, fake: FakeHostedAPI
     accept = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     async with http_server(tmp_path, fake) as base, httpx2.AsyncClient() as http:
         missing = await http.post(f"{base}/mcp", json=body, headers=accept)
-        wrong = await http.post(f"{base}/mcp", json=body, headers={**accept, **bearer("not-the-token-at-all!!")})
-        basic = await http.post(f"{base}/mcp", json=body, headers={**accept, "Authorization": f"Basic {TOKEN}"})
+        wrong = await http.post(
+            f"{base}/mcp", json=body, headers={**accept, **bearer("not-the-token-at-all!!")}
+        )
+        basic = await http.post(
+            f"{base}/mcp", json=body, headers={**accept, "Authorization": f"Basic {TOKEN}"}
+        )
     for response in (missing, wrong, basic):
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -120,7 +124,9 @@ async def test_foreign_origin_is_403_even_with_the_token(tmp_path: Path, fake: F
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream", **bearer()}
     async with http_server(tmp_path, fake) as base, httpx2.AsyncClient() as http:
-        foreign = await http.post(f"{base}/mcp", json=body, headers={**headers, "Origin": "http://evil.example"})
+        foreign = await http.post(
+            f"{base}/mcp", json=body, headers={**headers, "Origin": "http://evil.example"}
+        )
         rebound = await http.post(f"{base}/mcp", json=body, headers={**headers, "Host": "evil.example:8000"})
     assert foreign.status_code == 403
     assert foreign.json()["code"] == "FORBIDDEN_ORIGIN"
@@ -145,15 +151,37 @@ def test_non_loopback_bind_without_a_token_refuses_to_start(tmp_path: Path) -> N
             build_http_app(settings, HttpOptions(host=host))
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0")
-    build_http_app(make_settings(tmp_path, auth_token=TOKEN), HttpOptions(host="0.0.0.0"))  # with a token it may
+    build_http_app(
+        make_settings(tmp_path, auth_token=TOKEN), HttpOptions(host="0.0.0.0")
+    )  # with a token it may
 
 
 def test_serve_command_refuses_a_public_bind_without_a_token(tmp_path: Path) -> None:
-    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_DATA_HOME": str(tmp_path / "d"),
-           "PATH": "/usr/bin:/bin", "MAM_MCP_MODE": "local"}
+    env = {
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "c"),
+        "XDG_DATA_HOME": str(tmp_path / "d"),
+        "PATH": "/usr/bin:/bin",
+        "MAM_MCP_MODE": "local",
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "mam_mcp.cli", "serve", "--transport", "http", "--host", "0.0.0.0", "--port", "0"],
-        check=False, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "mam_mcp.cli",
+            "serve",
+            "--transport",
+            "http",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "refusing to serve on 0.0.0.0" in done.stderr
@@ -168,7 +196,8 @@ async def test_read_only_header_hides_and_refuses_sending_tools(tmp_path: Path, 
                 assert tools and all(tool.annotations and tool.annotations.read_only_hint for tool in tools)
                 assert not SENDING_TOOLS & {tool.name for tool in tools}
                 refused = await client.call_tool(
-                    "send_email", {"inbox_id": inbox["id"], "to": ["a@example.com"], "subject": "x", "text": "y"}
+                    "send_email",
+                    {"inbox_id": inbox["id"], "to": ["a@example.com"], "subject": "x", "text": "y"},
                 )
                 assert refused.is_error
                 assert refused.content[0].text.startswith("TOOL_NOT_AVAILABLE")
@@ -189,6 +218,39 @@ async def test_selection_headers_narrow_but_never_widen(tmp_path: Path, fake: Fa
             assert names == {"list_inboxes", "get_message"}
             refused = await client.call_tool("list_messages", {"inbox_id": "x"})
             assert refused.is_error and "TOOL_NOT_AVAILABLE" in refused.content[0].text
+
+
+async def test_selection_headers_narrow_the_mail_resources_too(tmp_path: Path, fake: FakeHostedAPI) -> None:
+    inbox = fake.seed_inbox("agent")
+    message = fake.deliver_inbound(
+        inbox["id"], from_address="jane@example.com", subject="Hello", plain_body="Hi"
+    )
+    uri = f"myagentmail://inboxes/{inbox['id']}/messages/{message['id']}"
+    async with http_server(tmp_path, fake) as base:
+        narrowed = bearer(
+            **{"X-MCP-Tools": "list_inboxes,list_messages"}
+        )  # no get_message, no get_attachment
+        async with mcp_client(f"{base}/mcp", narrowed, mode="legacy") as client:
+            templates = (await client.list_resource_templates()).resource_templates
+            assert templates == []  # message and attachment templates follow the tools that read the same
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            assert "needs the get_message tool" in str(refused.value)
+            with pytest.raises(MCPError):
+                await client.read_resource(f"{uri}/attachments/att_1")
+            skill = await client.read_resource("myagentmail://skill/SKILL.md")  # the docs stay readable
+            assert skill.contents
+
+        reader = bearer(**{"X-MCP-Tools": "get_message"})
+        async with mcp_client(f"{base}/mcp", reader, mode="legacy") as client:
+            names = {t.name for t in (await client.list_resource_templates()).resource_templates}
+            assert names == {"message"}
+            result = await client.read_resource(uri)
+            assert "Hello" in result.contents[0].text  # type: ignore[union-attr]
+
+        async with mcp_client(f"{base}/mcp", bearer(), mode="legacy") as client:  # no narrowing asked
+            names = {t.name for t in (await client.list_resource_templates()).resource_templates}
+            assert names == {"message", "attachment"}
 
 
 async def test_server_started_read_only_stays_read_only_whatever_the_headers(
@@ -212,16 +274,22 @@ async def test_unknown_names_in_selection_headers_are_400(tmp_path: Path, fake: 
     assert "unknown toolset" in response.json()["error"]
 
 
-async def test_stateless_http_works_across_several_server_processes(tmp_path: Path, fake: FakeHostedAPI) -> None:
+async def test_stateless_http_works_across_several_server_processes(
+    tmp_path: Path, fake: FakeHostedAPI
+) -> None:
     """Two independent servers behind a round-robin 'load balancer': every request may land on either."""
     inbox = fake.seed_inbox("scout")
     options = HttpOptions(stateless=True)
-    async with http_server(tmp_path / "a", fake, options=options) as first, \
-            http_server(tmp_path / "b", fake, options=options) as second:
+    async with (
+        http_server(tmp_path / "a", fake, options=options) as first,
+        http_server(tmp_path / "b", fake, options=options) as second,
+    ):
         balancer = _RoundRobin([first, second])
         for mode in ("legacy", "2026-07-28"):
             http = httpx2.AsyncClient(headers=bearer(), transport=balancer, timeout=10)
-            async with Client(streamable_http_client("http://balancer/mcp", http_client=http), mode=mode) as client:
+            async with Client(
+                streamable_http_client("http://balancer/mcp", http_client=http), mode=mode
+            ) as client:
                 for _ in range(3):
                     assert (await client.list_tools()).tools
                     result = await client.call_tool("list_inboxes", {})
@@ -269,17 +337,40 @@ async def test_serve_command_over_http_end_to_end(tmp_path: Path, fake: FakeHost
     (from each worker process), no secret in its log."""
     inbox = fake.seed_inbox("scout")
     async with fake.serving() as base_url:
-        env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_DATA_HOME": str(tmp_path / "d"),
-               "PATH": "/usr/bin:/bin", "MYAGENTMAIL_API_KEY": FAKE_KEY, "MYAGENTMAIL_BASE_URL": base_url,
-               "MAM_MCP_AUTH_TOKEN": TOKEN, "MAM_MCP_LOG_LEVEL": "DEBUG"}
-        command = [sys.executable, "-m", "mam_mcp.cli", "serve", "--transport", "http", "--port", "0", "--stateless",
-                   "--workers", str(workers)]
-        process = await anyio.open_process(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        env = {
+            "HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path / "c"),
+            "XDG_DATA_HOME": str(tmp_path / "d"),
+            "PATH": "/usr/bin:/bin",
+            "MYAGENTMAIL_API_KEY": FAKE_KEY,
+            "MYAGENTMAIL_BASE_URL": base_url,
+            "MAM_MCP_AUTH_TOKEN": TOKEN,
+            "MAM_MCP_LOG_LEVEL": "DEBUG",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "mam_mcp.cli",
+            "serve",
+            "--transport",
+            "http",
+            "--port",
+            "0",
+            "--stateless",
+            "--workers",
+            str(workers),
+        ]
+        process = await anyio.open_process(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
         log = b""
         try:
             assert process.stderr is not None
             with anyio.fail_after(60):
-                while b"/mcp (bearer token required" not in log or log.count(b"Application startup complete") < workers:
+                while (
+                    b"/mcp (bearer token required" not in log
+                    or log.count(b"Application startup complete") < workers
+                ):
                     log += await process.stderr.receive()
             url = log.decode().split("serving http on ", 1)[1].split(" ", 1)[0]
             pids = set(re.findall(r"Started server process \[(\d+)\]", log.decode()))
@@ -289,7 +380,9 @@ async def test_serve_command_over_http_end_to_end(tmp_path: Path, fake: FakeHost
                     result = await client.call_tool("list_inboxes", {})
                     assert not result.is_error and inbox["id"] in str(result.structured_content)
             async with httpx2.AsyncClient() as http:
-                assert (await http.post(url, json={}, headers=bearer("wrong-token-wrong-token"))).status_code == 401
+                assert (
+                    await http.post(url, json={}, headers=bearer("wrong-token-wrong-token"))
+                ).status_code == 401
         finally:
             process.terminate()
             with anyio.fail_after(10):
