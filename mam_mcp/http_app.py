@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -216,23 +216,25 @@ def _filter_templates(result: HandlerResult, allowed: frozenset[str]) -> Handler
         needed = _tool_for_mail_resource(str(uri or ""))
         return needed is None or needed in allowed
 
-    templates = getattr(result, "resource_templates", None)
-    if templates is not None:
-        return result.model_copy(update={"resource_templates": [t for t in templates if keep(t)]})  # type: ignore[union-attr]
-    if isinstance(result, dict) and isinstance(result.get("resourceTemplates"), list):
-        return {**result, "resourceTemplates": [t for t in result["resourceTemplates"] if keep(t)]}
-    return result
+    return _filter_listing(result, "resource_templates", "resourceTemplates", keep)
 
 
 def _filter_tool_list(result: HandlerResult, allowed: frozenset[str]) -> HandlerResult:
-    tools = getattr(result, "tools", None)
-    if tools is not None:
-        return result.model_copy(update={"tools": [t for t in tools if t.name in allowed]})  # type: ignore[union-attr]
-    if isinstance(result, dict) and isinstance(result.get("tools"), list):
-        return {
-            **result,
-            "tools": [t for t in result["tools"] if isinstance(t, dict) and t.get("name") in allowed],
-        }
+    def keep(tool: Any) -> bool:
+        return (tool.get("name") if isinstance(tool, dict) else getattr(tool, "name", None)) in allowed
+
+    return _filter_listing(result, "tools", "tools", keep)
+
+
+def _filter_listing(
+    result: HandlerResult, field: str, wire_key: str, keep: Callable[[Any], bool]
+) -> HandlerResult:
+    """A list result (typed model or wire dict) with only the entries `keep` accepts."""
+    entries = getattr(result, field, None)
+    if entries is not None:
+        return result.model_copy(update={field: [e for e in entries if keep(e)]})  # type: ignore[union-attr]
+    if isinstance(result, dict) and isinstance(result.get(wire_key), list):
+        return {**result, wire_key: [e for e in result[wire_key] if keep(e)]}
     return result
 
 

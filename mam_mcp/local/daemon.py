@@ -87,10 +87,6 @@ class ActivityTracker:
         """monotonic time since which nothing is open, or None while a client is connected."""
         return None if self._open else self._last
 
-    def touch(self) -> None:
-        """Activity that has no duration: the idle clock restarts (the watcher sees it when it wakes)."""
-        self._last = time.monotonic()
-
     def _notify(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()

@@ -48,6 +48,7 @@ _SUBJECT_PREFIX_RE = re.compile(
     re.IGNORECASE,
 )
 _LIST_TAG_RE = re.compile(r"^\s*\[[^\]]{1,40}\]\s*")
+_NESTED_TYPES = ("multipart", "message")  # maintypes whose body the feed parser must parse
 _CONTENT_TYPE_RE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,127}$")
 # `addr@domain` or `Display Name <addr@domain>` with plain atoms only: what most mail carries.
 # Anything else (quotes, comments, groups, routes, odd spacing) goes to email.utils.getaddresses.
@@ -273,9 +274,6 @@ def message_from_bytes(raw: bytes) -> Message:
             msg.set_payload(raw[end + 4 :].decode("ascii", "surrogateescape"))
             return msg
     return email.message_from_bytes(raw, policy=email_policy.compat32)
-
-
-_NESTED_TYPES = ("multipart", "message")
 
 
 def _read_headers(msg: Message, result: ParsedMessage) -> None:

@@ -271,8 +271,8 @@ class _Writer:
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Job] = []
-        self._busy = False  # a batch is running, committing or checkpointing
-        self._idle: asyncio.Event | None = None
+        self._idle = asyncio.Event()  # clear while a batch is running or committing
+        self._idle.set()
         self._since_checkpoint = 0
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint_conn: sqlite3.Connection | None = None
@@ -284,10 +284,9 @@ class _Writer:
     def start(self) -> None:
         """Open the connection; call on the event loop that will submit."""
         self._loop = asyncio.get_running_loop()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._pending.clear()  # nothing survives a close that was cancelled half-way
-        self._busy = False
+        self._idle = asyncio.Event()  # bound to this loop when first awaited
+        self._idle.set()
         self._conn = _connect(self._path, readonly=False)
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # done after the callers hear back; see _commit
         self._conn.execute("PRAGMA busy_timeout=0")  # BEGIN runs on the loop: never wait there
@@ -300,8 +299,7 @@ class _Writer:
         if conn is None or executor is None:
             return
         self._conn = None  # refuse new jobs; the batches in flight hold their own reference
-        while self._busy and self._idle is not None:
-            await self._idle.wait()
+        await self._idle.wait()
         loop = asyncio.get_running_loop()
         if self._checkpointer is not None:
             await loop.run_in_executor(self._checkpointer, self._close_checkpoint_connection)
@@ -319,9 +317,7 @@ class _Writer:
             raise RuntimeError("the store is used from the event loop that opened it")
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append(_Job(fn, future, offload))
-        if not self._busy:
-            self._busy = True
-            assert self._idle is not None
+        if self._idle.is_set():
             self._idle.clear()
             loop.call_soon(self._next_batch, self._conn)  # let jobs ready this turn join the batch
         return await future
@@ -475,8 +471,6 @@ class _Writer:
                 assert self._loop is not None
                 self._loop.call_soon(self._next_batch, conn)
             else:
-                self._busy = False
-                assert self._idle is not None
                 self._idle.set()
 
 
