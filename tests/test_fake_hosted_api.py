@@ -256,8 +256,10 @@ async def test_reply_all_and_forward(fake: FakeHostedAPI, api: httpx2.AsyncClien
     base = f"/inboxes/{inbox['id']}"
     delivered = fake.deliver_inbound(inbox["id"], from_address=SENDER, subject="Team", plain_body="all")
     fake.state.messages[delivered["id"]].cc = ["bob@acme.example"]
+    # bob is only on the thread: reaching him needs `verified`, like any unknown recipient.
+    _error(await api.post(f"{base}/reply-all/{delivered['id']}", json={"plainBody": "ack"}), 400, "VALIDATION_ERROR")
     reply_all = SendResult.model_validate(
-        (await api.post(f"{base}/reply-all/{delivered['id']}", json={"plainBody": "ack"})).json()
+        (await api.post(f"{base}/reply-all/{delivered['id']}", json={"plainBody": "ack", "verified": True})).json()
     )
     sent = fake.state.messages[reply_all.id]
     assert sent.to == [SENDER, "bob@acme.example"]

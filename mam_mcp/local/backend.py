@@ -8,9 +8,11 @@ never breaks a send or an SMTP accept.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +35,7 @@ from mam_mcp.local.relay import RelayRejected
 from mam_mcp.local.store import EmailStore, event_message
 
 __all__ = [
+    "ADDRESS_RE",
     "MAX_RECIPIENTS",
     "BackendError",
     "EventSink",
@@ -40,6 +43,7 @@ __all__ = [
     "OutboundRelay",
     "Outgoing",
     "RelayRejected",
+    "SendPreview",
     "SendResult",
     "WebhookTarget",
 ]
@@ -47,6 +51,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 50  # in to, cc and bcc together, on every send path (drafts included)
+# A bare addr-spec as the API accepts it (no display name, quotes, spaces or brackets).
+ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 EventSink = Callable[[InboxEvent], Awaitable[None] | None]
 
@@ -109,6 +115,63 @@ class Outgoing:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     attachments: list[OutboundAttachment] = field(default_factory=list)
+    # Addresses this send may reach without consent although they never wrote to the inbox:
+    # the people a reply answers (the replied-to sender, or the recipients of our own message).
+    known: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SendPreview:
+    """Exactly what a send would put on the wire, computed without sending (the consent screen)."""
+
+    from_address: str
+    from_name: str | None
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    subject: str
+    plain_body: str | None
+    html_body: str | None
+    attachments: list[tuple[str, int]]
+    new_recipients: list[str]
+    answering: list[str]  # the people a reply answers (known without consent)
+    in_reply_to: str | None
+    content_hash: str
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "from": self.from_address,
+            "fromName": self.from_name,
+            "to": self.to,
+            "cc": self.cc,
+            "bcc": self.bcc,
+            "subject": self.subject,
+            "plainBody": self.plain_body,
+            "htmlBody": self.html_body,
+            "attachments": [{"filename": name, "size": size} for name, size in self.attachments],
+            "newRecipients": self.new_recipients,
+            "answering": self.answering,
+            "inReplyTo": self.in_reply_to,
+            "contentHash": self.content_hash,
+        }
+
+
+def content_hash(
+    *,
+    from_address: str,
+    from_name: str | None,
+    outgoing: Outgoing,
+) -> str:
+    """A digest of everything a person approves: sender, recipients, subject, bodies, attachments."""
+    canonical = json.dumps(
+        [
+            from_address, from_name, outgoing.to, outgoing.cc, outgoing.bcc, outgoing.subject,
+            outgoing.plain_body, outgoing.html_body, outgoing.in_reply_to,
+            [[a.filename, a.content_type, hashlib.sha256(a.data).hexdigest()] for a in outgoing.attachments],
+        ],
+        ensure_ascii=True,
+    )  # fmt: skip
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +275,16 @@ class LocalBackend:
         *,
         idempotency_key: str | None = None,
         draft_id: str | None = None,
+        expect_hash: str | None = None,
     ) -> SendResult:
-        """Validate, store (with idempotency record and draft deletion), then deliver."""
+        """Validate, store (with idempotency record and draft deletion), then deliver.
+
+        With `expect_hash`, the message is sent only if it is still exactly what a preview with that
+        hash showed (a person approved that content); otherwise CONTENT_CHANGED and nothing is sent.
+        """
         _check_headers(outgoing)
         if idempotency_key is None:
-            return await self._send_once(inbox_id, outgoing, None, draft_id)
+            return await self._send_once(inbox_id, outgoing, None, draft_id, expect_hash)
         key = (inbox_id, idempotency_key)
         entry = self._send_locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
@@ -227,7 +295,7 @@ class LocalBackend:
                     return SendResult(
                         previous.id, previous.thread_id, previous.status, previous.message_id, draft_id
                     )
-                return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id)
+                return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id, expect_hash)
         finally:
             entry[1] -= 1
             if entry[1] == 0:
@@ -239,29 +307,76 @@ class LocalBackend:
             return None
         return SendResult(row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "")
 
+    async def new_recipients(self, inbox_id: str, recipients: Sequence[str], known: Sequence[str] = ()) -> list[str]:
+        """The recipients that need consent: never wrote to this inbox, not local, not answered by this reply."""
+        answered = {a.lower() for a in known}
+        return [
+            rcpt
+            for rcpt in _unique(recipients)
+            if rcpt.lower() not in answered
+            and not self.is_local_recipient(rcpt)
+            and not await self.store.has_correspondent(inbox_id, rcpt)
+        ]
+
+    async def preview(self, inbox_id: str, outgoing: Outgoing) -> SendPreview:
+        """What sending `outgoing` from this inbox would put on the wire, and who is new; sends nothing."""
+        _check_headers(outgoing)
+        record = self.store.inbox_record(inbox_id)
+        inbox = await self.store.get_inbox(inbox_id)
+        if record is None or inbox is None:
+            raise BackendError.not_found("inbox")
+        if not outgoing.to:
+            raise BackendError.validation("to", "at least one recipient is required")
+        from_address = await self.store.primary_address(inbox_id) or record.email
+        from_name = inbox.get("display_name")
+        return SendPreview(
+            from_address=from_address,
+            from_name=from_name,
+            to=list(outgoing.to),
+            cc=list(outgoing.cc),
+            bcc=list(outgoing.bcc),
+            subject=outgoing.subject,
+            plain_body=outgoing.plain_body,
+            html_body=outgoing.html_body,
+            attachments=[(a.filename, len(a.data)) for a in outgoing.attachments],
+            new_recipients=await self.new_recipients(
+                inbox_id, [*outgoing.to, *outgoing.cc, *outgoing.bcc], outgoing.known
+            ),
+            answering=list(outgoing.known),
+            in_reply_to=outgoing.in_reply_to,
+            content_hash=content_hash(from_address=from_address, from_name=from_name, outgoing=outgoing),
+        )
+
     async def _send_once(
-        self, inbox_id: str, outgoing: Outgoing, idempotency_key: str | None, draft_id: str | None
+        self,
+        inbox_id: str,
+        outgoing: Outgoing,
+        idempotency_key: str | None,
+        draft_id: str | None,
+        expect_hash: str | None = None,
     ) -> SendResult:
         record = self.store.inbox_record(inbox_id)
         if record is None:
             raise BackendError.not_found("inbox")
         recipients = _unique([*outgoing.to, *outgoing.cc, *outgoing.bcc])
-        if not outgoing.to:
-            raise BackendError.validation("to", "at least one recipient is required")
-        if not outgoing.verified:
-            for rcpt in recipients:
-                if not self.is_local_recipient(rcpt) and not await self.store.has_correspondent(
-                    inbox_id, rcpt
-                ):
-                    raise BackendError.validation(
-                        "verified",
-                        f"{rcpt} has never written to this inbox; pass verified: true if you have checked the address",
-                    )
-        inbox = await self.store.get_inbox(inbox_id)
-        if inbox is None:
-            raise BackendError.not_found("inbox")
-        from_address = await self.store.primary_address(inbox_id) or record.email
-        from_name = inbox.get("display_name")
+        preview = await self.preview(inbox_id, outgoing)
+        if expect_hash is not None and expect_hash != preview.content_hash:
+            raise BackendError(
+                409,
+                "CONTENT_CHANGED",
+                "the message is no longer what was approved (its recipients or content changed); nothing was sent",
+            )
+        if preview.new_recipients and not outgoing.verified:
+            unknown = preview.new_recipients
+            listed = ", ".join(unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            raise BackendError(
+                400,
+                "VALIDATION_ERROR",
+                f"verified: {listed} never wrote to this inbox; pass verified: true only if you have checked "
+                "the address(es) out-of-band",
+                details=[{"path": "verified", "message": f"required for unknown recipient {r}"} for r in unknown],
+            )
+        from_address, from_name = preview.from_address, preview.from_name
         message_id = new_message_id(from_address.rpartition("@")[2] or self.config.domain)
         try:
             raw = build_outbound(
@@ -380,18 +495,23 @@ class LocalBackend:
         bcc: Sequence[str] = (),
         to: Sequence[str] = (),
         subject: str | None = None,
+        verified: bool = False,
     ) -> Outgoing:
-        """An Outgoing that continues the parent's thread with In-Reply-To and References set."""
+        """An Outgoing that continues the parent's thread with In-Reply-To and References set.
+
+        Only the people the reply answers count as known: the parent's sender (or, replying to our own
+        message, its recipients). Reply-all's other participants and any added cc/bcc follow the
+        recipient rule like any other send.
+        """
         parent = await self._parent(inbox_id, parent_id)
         own = {a.lower() for a in await self.store.inbox_addresses(inbox_id)}
-        parent_to = json.loads(parent["to_json"])
-        parent_cc = json.loads(parent["cc_json"])
-        if to:
-            recipients = list(to)
-        elif parent["direction"] == "inbound":
-            recipients = [parent["from_address"]] if parent["from_address"] else []
+        parent_to = _plain_addresses(json.loads(parent["to_json"]))
+        parent_cc = _plain_addresses(json.loads(parent["cc_json"]))
+        if parent["direction"] == "inbound":
+            answered = _plain_addresses([parent["from_address"]] if parent["from_address"] else [])
         else:
-            recipients = list(parent_to)
+            answered = parent_to
+        recipients = list(to) if to else list(answered)
         extra_cc = list(cc)
         if reply_all:
             others = parent_to if parent["direction"] == "inbound" else []
@@ -409,10 +529,11 @@ class LocalBackend:
             subject=subject or reply_subject(parent["subject"]),
             plain_body=plain_body,
             html_body=html_body,
-            verified=True,  # replying to people already on the thread
+            verified=verified,
             thread_id=parent["thread_id"],
             in_reply_to=parent["message_id_hdr"],
             references=references[-50:],
+            known=answered,
         )
 
     async def forward_outgoing(
@@ -458,7 +579,13 @@ class LocalBackend:
         )
 
     async def send_draft(
-        self, inbox_id: str, draft_id: str, *, verified: bool, idempotency_key: str | None = None
+        self,
+        inbox_id: str,
+        draft_id: str,
+        *,
+        verified: bool,
+        idempotency_key: str | None = None,
+        expect_hash: str | None = None,
     ) -> SendResult:
         if idempotency_key is not None:  # a retried draft send: the draft is already gone
             previous = await self._previous_send(inbox_id, idempotency_key)
@@ -466,6 +593,13 @@ class LocalBackend:
                 return SendResult(
                     previous.id, previous.thread_id, previous.status, previous.message_id, draft_id
                 )
+        outgoing = await self.draft_outgoing(inbox_id, draft_id, verified=verified)
+        return await self.send(
+            inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id, expect_hash=expect_hash
+        )
+
+    async def draft_outgoing(self, inbox_id: str, draft_id: str, *, verified: bool) -> Outgoing:
+        """The message a draft would send (a reply draft continues its thread)."""
         draft = await self.store.get_draft(inbox_id, draft_id)
         if draft is None:
             raise BackendError.not_found("draft")
@@ -481,8 +615,8 @@ class LocalBackend:
                 bcc=bcc,
                 to=to,
                 subject=draft["subject"] or None,
+                verified=verified,
             )
-            outgoing.verified = verified or not to  # explicit new recipients follow the verified rule
         else:
             if not to:
                 raise BackendError.validation("to", "the draft has no recipient")
@@ -495,7 +629,7 @@ class LocalBackend:
                 html_body=draft["html_body"],
                 verified=verified,
             )
-        return await self.send(inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id)
+        return outgoing
 
 
 def _check_headers(outgoing: Outgoing) -> None:
@@ -508,6 +642,12 @@ def _check_headers(outgoing: Outgoing) -> None:
                 check_header_safe(name, value)
     except HeaderInjectionError as exc:
         raise BackendError.validation(exc.field, "must not contain line breaks") from None
+
+
+def _plain_addresses(addresses: Sequence[str]) -> list[str]:
+    """Stored addresses a reply may go to: bare addr-specs only (a quoted local part with spaces is text
+    a stranger wrote, not a mailbox anyone should be sent to; the relay would refuse it anyway)."""
+    return [a for a in addresses if a and ADDRESS_RE.match(a)]
 
 
 def _unique(addresses: Sequence[str]) -> list[str]:

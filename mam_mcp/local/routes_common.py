@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, TypeVar
@@ -15,7 +14,7 @@ from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from mam_mcp.local.backend import MAX_RECIPIENTS, BackendError, LocalBackend
+from mam_mcp.local.backend import ADDRESS_RE, MAX_RECIPIENTS, BackendError, LocalBackend
 from mam_mcp.local.model import KeyKind, KeyScope
 from mam_mcp.local.store import InboxRecord, Row
 
@@ -47,7 +46,6 @@ M = TypeVar("M", bound=BaseModel)
 MAX_SUBJECT_CHARS = 998
 MAX_BODY_CHARS = 5 * 1024 * 1024
 MAX_REQUEST_BYTES = 12 * 1024 * 1024
-_ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
 class StrictBody(BaseModel):
@@ -177,7 +175,7 @@ def valid_address(value: str, path: str) -> str:
     addr = value.strip()
     if "<" in addr:
         addr = parseaddr(addr)[1]
-    if not _ADDRESS_RE.match(addr):
+    if not ADDRESS_RE.match(addr):
         raise BackendError.validation(path, f"not a valid email address: {value[:100]!r}")
     return addr
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mam_mcp.local.backend import BackendError, Outgoing, SendResult
+from mam_mcp.local.backend import BackendError, Outgoing
 from mam_mcp.local.routes_common import (
     MAX_BODY_CHARS,
     MAX_SUBJECT_CHARS,
@@ -48,24 +48,32 @@ class _Bodies(StrictBody):
         return self.html_body if self.html_body is not None else self.html
 
 
-class SendBody(_Bodies):
+class _Consent(StrictBody):
+    """What every send route takes about consent: the agent's `verified`, and (ours) a dry run that
+    returns the exact message and who is new without sending, and the hash of an approved preview
+    that the message must still match to be sent."""
+
+    verified: bool = False
+    dry_run: bool = False
+    expect_hash: str | None = Field(default=None, min_length=8, max_length=64)
+
+
+class SendBody(_Bodies, _Consent):
     to: Recipients = None
     cc: Recipients = None
     bcc: Recipients = None
     subject: str = Field(default="", max_length=MAX_SUBJECT_CHARS)
-    verified: bool = False
 
 
-class ReplyBody(_Bodies):
+class ReplyBody(_Bodies, _Consent):
     cc: Recipients = None
     bcc: Recipients = None
 
 
-class ForwardBody(_Bodies):
+class ForwardBody(_Bodies, _Consent):
     to: Recipients = None
     cc: Recipients = None
     bcc: Recipients = None
-    verified: bool = False
 
 
 class MarkBody(StrictBody):
@@ -80,8 +88,8 @@ class DraftBody(_Bodies):
     reply_to_message_id: str | None = Field(default=None, max_length=100)
 
 
-class SendDraftBody(StrictBody):
-    verified: bool = False
+class SendDraftBody(_Consent):
+    pass
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -91,7 +99,13 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _result(result: SendResult) -> JSONResponse:
+async def _send_or_preview(request: Request, inbox_id: str, outgoing: Outgoing, body: _Consent) -> JSONResponse:
+    backend = backend_of(request)
+    if body.dry_run:
+        return json_response({"preview": (await backend.preview(inbox_id, outgoing)).wire()})
+    result = await backend.send(
+        inbox_id, outgoing, idempotency_key=_idempotency_key(request), expect_hash=body.expect_hash
+    )
     return json_response(result.wire(), 201)
 
 
@@ -106,8 +120,7 @@ async def send_message(request: Request) -> JSONResponse:
         to=to, cc=cc, bcc=bcc, subject=body.subject, plain_body=body.plain(), html_body=body.rich(),
         verified=body.verified,
     )  # fmt: skip
-    result = await backend_of(request).send(record.id, outgoing, idempotency_key=_idempotency_key(request))
-    return _result(result)
+    return await _send_or_preview(request, record.id, outgoing, body)
 
 
 async def _reply(request: Request, *, reply_all: bool) -> JSONResponse:
@@ -124,8 +137,9 @@ async def _reply(request: Request, *, reply_all: bool) -> JSONResponse:
         html_body=body.rich(),
         cc=cc,
         bcc=bcc,
+        verified=body.verified,
     )
-    return _result(await backend.send(record.id, outgoing, idempotency_key=_idempotency_key(request)))
+    return await _send_or_preview(request, record.id, outgoing, body)
 
 
 async def reply(request: Request) -> JSONResponse:
@@ -148,7 +162,7 @@ async def forward(request: Request) -> JSONResponse:
         record.id, request.path_params["message_id"], to=to, cc=cc, bcc=bcc,
         plain_body=body.plain(), html_body=body.rich(), verified=body.verified,
     )  # fmt: skip
-    return _result(await backend.send(record.id, outgoing, idempotency_key=_idempotency_key(request)))
+    return await _send_or_preview(request, record.id, outgoing, body)
 
 
 # ---------------------------------------------------------------- messages
@@ -356,13 +370,19 @@ async def send_draft(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
     body = await parse_body(request, SendDraftBody, optional=True)
-    result = await backend_of(request).send_draft(
+    backend = backend_of(request)
+    draft_id = request.path_params["draft_id"]
+    if body.dry_run:
+        outgoing = await backend.draft_outgoing(record.id, draft_id, verified=body.verified)
+        return json_response({"preview": (await backend.preview(record.id, outgoing)).wire()})
+    result = await backend.send_draft(
         record.id,
-        request.path_params["draft_id"],
+        draft_id,
         verified=body.verified,
         idempotency_key=_idempotency_key(request),
+        expect_hash=body.expect_hash,
     )
-    return _result(result)
+    return json_response(result.wire(), 201)
 
 
 def message_routes() -> list[Route]:

@@ -88,6 +88,7 @@ class ReplyBody(StrictBody):
     html_body: str | None = None
     cc: Recipients | None = None
     bcc: Recipients | None = None
+    verified: bool | None = None  # the reference's send rule covers every route that sends
 
     @model_validator(mode="after")
     def _body_present(self) -> ReplyBody:

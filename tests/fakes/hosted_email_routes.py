@@ -271,11 +271,13 @@ class EmailRoutes(RouteGroup):
         inbox, original = self._message(request)
         body = await self.fake.parse_body(request, ReplyBody)
         mail = self.fake.mail
+        to, cc, bcc = mail.reply_recipients(inbox, original, reply_all=reply_all), as_addresses(body.cc), as_addresses(body.bcc)
+        mail.check_reply_recipients(inbox, original, [*to, *cc, *bcc], body.verified)
         message = mail.send(
             inbox,
-            to=mail.reply_recipients(inbox, original, reply_all=reply_all),
-            cc=as_addresses(body.cc),
-            bcc=as_addresses(body.bcc),
+            to=to,
+            cc=cc,
+            bcc=bcc,
             subject=mail.reply_subject(original),
             plain_body=body.plain_body,
             html_body=body.html_body,
@@ -437,8 +439,11 @@ class EmailRoutes(RouteGroup):
             )
         mail = self.fake.mail
         to = draft.to or (mail.reply_recipients(inbox, original, reply_all=False) if original else [])
+        verified = body.verified if body else None
         if original is None:
-            mail.check_recipients(inbox, [*to, *draft.cc, *draft.bcc], body.verified if body else None)
+            mail.check_recipients(inbox, [*to, *draft.cc, *draft.bcc], verified)
+        else:
+            mail.check_reply_recipients(inbox, original, [*to, *draft.cc, *draft.bcc], verified)
         subject = draft.subject or (mail.reply_subject(original) if original else "")
         message = mail.send(
             inbox,

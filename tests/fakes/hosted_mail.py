@@ -212,6 +212,18 @@ class MailFlow:
         return bytes(mime)
 
     @staticmethod
+    def answered(original: MessageRecord) -> list[str]:
+        """Who a reply answers (known without `verified`): the sender, or the recipients of our own message."""
+        return [original.from_address] if original.direction == "inbound" else list(original.to)
+
+    def check_reply_recipients(
+        self, inbox: InboxRecord, original: MessageRecord, recipients: Iterable[str], verified: bool | None
+    ) -> None:
+        """A reply's other recipients (reply-all's participants, added cc/bcc) follow the send rule."""
+        answered = {a.lower() for a in self.answered(original)}
+        self.check_recipients(inbox, [r for r in recipients if r.lower() not in answered], verified)
+
+    @staticmethod
     def reply_recipients(inbox: InboxRecord, original: MessageRecord, *, reply_all: bool) -> list[str]:
         own = {a["email"].lower() for a in inbox.addresses}
         if original.direction == "inbound":

@@ -185,8 +185,16 @@ async def test_reply_all_includes_others_but_not_ourselves(
     await make_inbox("scout2")
     await _inbound(local_backend)
     parent = await _only_message(local_api, inbox["id"])
-    reply = await local_api.post(
+    unverified = await local_api.post(
         f"/v1/inboxes/{inbox['id']}/reply-all/{parent['id']}", json={"text": "All: yes"}
+    )
+    # boss@ is only on the thread (the mail's Cc), he never wrote here: reaching him needs consent.
+    assert unverified.status_code == 400 and unverified.json()["details"] == [
+        {"path": "verified", "message": "required for unknown recipient boss@example.com"}
+    ]
+    assert relay.sent == []
+    reply = await local_api.post(
+        f"/v1/inboxes/{inbox['id']}/reply-all/{parent['id']}", json={"text": "All: yes", "verified": True}
     )
     assert reply.status_code == 201
     _, rcpts, raw = relay.sent[0]
