@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("mam_mcp.commands.listen", "POST inbox events to a local URL as signed webhooks (no public URL needed)"),
 }
 
-_GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level")
+_GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level", "config")
 # Commands that repair a broken configuration; they run even when settings do not resolve.
 _REPAIR_COMMANDS = frozenset({"login", "logout", "doctor", "install", "install-skill", "tools"})
 
@@ -58,6 +58,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--api-key", dest="api_key", help=argparse.SUPPRESS)  # prefer env or `mam-mcp login`
     parser.add_argument("--base-url", dest="base_url", help="hosted API base URL (MYAGENTMAIL_BASE_URL)")
     parser.add_argument("--data-dir", dest="data_dir", help="local backend data dir (MAM_LOCAL_DATA_DIR)")
+    parser.add_argument("--config", metavar="FILE", help="settings file (MAM_MCP_CONFIG; default: "
+                        "mam-mcp.toml in the config dir): consent mode and outbound policy")
     parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -77,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # bare `mam-mcp` is `mam-mcp serve` (what hosts run)
         args = parser.parse_args([*args_list, "serve"])
     overrides = {name: getattr(args, name, None) for name in _GLOBAL_FLAGS}
-    for name in ("toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url"):
+    for name in (
+        "toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url",
+        "confirm_sends", "confirm_timeout", "allow", "block", "max_recipients", "sends_per_hour", "reply_only",
+    ):  # fmt: skip
         if getattr(args, name, None) not in (None, False):
             overrides[name] = getattr(args, name)
     try:

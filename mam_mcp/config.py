@@ -12,11 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from mam_mcp.local.config import DEFAULT_DOMAIN, DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConfig
+from mam_mcp.send_policy import CONFIRM_MODES, SETTING_NAMES, ConfirmSends, OutboundPolicy
 
-__all__ = ["Settings", "DEFAULT_BASE_URL", "config_dir", "credentials_path", "default_data_dir", "read_credentials"]
+__all__ = [
+    "Settings",
+    "DEFAULT_BASE_URL",
+    "CONFIG_FILE_NAME",
+    "config_dir",
+    "credentials_path",
+    "default_data_dir",
+    "read_credentials",
+    "read_config_file",
+]
+
+CONFIG_FILE_NAME = "mam-mcp.toml"  # in the config dir; --config or MAM_MCP_CONFIG name another
+DEFAULT_CONFIRM_TIMEOUT = 300.0  # seconds a person has to answer a send confirmation
 
 DEFAULT_BASE_URL = "https://myagentmail.com"
 Mode = Literal["hosted", "local"]
@@ -66,6 +79,85 @@ def read_credentials(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+_FILE_KEYS = {"confirm_sends", "confirm_timeout_seconds", "outbound"}
+
+
+def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
+    """The TOML config file as a dict ({} when absent and not required). A typo must not silently
+    weaken a safety setting, so unknown keys and bad syntax are errors that name the file."""
+    import tomllib
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ValueError(f"config file {path} does not exist") from None
+        return {}
+    except OSError as error:
+        raise ValueError(f"config file {path} cannot be read: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {path}: {error}") from None
+    unknown = sorted(set(data) - _FILE_KEYS)
+    outbound = data.get("outbound", {})
+    if not isinstance(outbound, dict):
+        raise ValueError(f"config file {path}: [outbound] must be a table")
+    unknown += [f"outbound.{k}" for k in sorted(set(outbound) - set(SETTING_NAMES))]
+    if unknown:
+        raise ValueError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; known: confirm_sends, "
+            f"confirm_timeout_seconds, {', '.join(f'outbound.{k}' for k in SETTING_NAMES)}"
+        )
+    return data
+
+
+def _send_settings(
+    flags: Mapping[str, Any], env: Mapping[str, str], file: Mapping[str, Any], file_label: str
+) -> tuple[ConfirmSends, float, OutboundPolicy, dict[str, str]]:
+    """confirm_sends, its timeout and the outbound policy, each from the first source that sets it
+    (flag > environment > config file), with where each came from (for `doctor`)."""
+    sources: dict[str, str] = {}
+
+    def pick(name: str, flag: str, env_name: str, file_value: Any) -> Any:
+        for label, value in ((f"--{flag}", flags.get(name)), (env_name, env.get(env_name)), (file_label, file_value)):
+            if value is not None and value != "":
+                sources[name] = label
+                return value
+        return None
+
+    confirm = pick("confirm_sends", "confirm-sends", "MAM_MCP_CONFIRM_SENDS", file.get("confirm_sends"))
+    confirm = str(confirm).strip().lower() if confirm is not None else "new-recipients"
+    if confirm not in CONFIRM_MODES:
+        raise ValueError(f"confirm_sends must be one of {', '.join(CONFIRM_MODES)}, not {confirm[:40]!r}")
+    timeout_value = pick("confirm_timeout", "confirm-timeout", "MAM_MCP_CONFIRM_TIMEOUT", file.get("confirm_timeout_seconds"))
+    try:
+        timeout = float(timeout_value) if timeout_value is not None else DEFAULT_CONFIRM_TIMEOUT
+    except (TypeError, ValueError):
+        timeout = -1.0
+    if not 1 <= timeout <= 3600:
+        raise ValueError(f"confirm timeout must be 1-3600 seconds, not {str(timeout_value)[:40]!r}")
+
+    outbound_file = file.get("outbound", {})
+    values: dict[str, Any] = {}
+    for name, (_, env_name, flag) in SETTING_NAMES.items():
+        value = pick(name, flag.removeprefix("--"), env_name, outbound_file.get(name))
+        if value is None:
+            continue
+        if name == "reply_only" and isinstance(value, str):
+            value = _truthy(value)
+        values[name] = value
+    try:
+        policy = OutboundPolicy.model_validate(values)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        field = str(problem["loc"][0]) if problem["loc"] else "outbound"
+        raise ValueError(
+            f"outbound policy {field} (from {sources.get(field, 'settings')}): {problem['msg'].removeprefix('Value error, ')}"
+        ) from None
+    return confirm, timeout, policy, sources  # type: ignore[return-value]
+
+
 def _split(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -111,6 +203,12 @@ class Settings(BaseModel):
     relay_url: SecretStr | None = None
     log_level: str = "WARNING"
     auth_token: SecretStr | None = None  # bearer token for the HTTP transports
+    # Consent and outbound policy (send_policy.py): set by the person running mam-mcp, never by a tool.
+    confirm_sends: ConfirmSends = "new-recipients"
+    confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT
+    outbound: OutboundPolicy = OutboundPolicy()
+    config_file: Path | None = None  # the config file that was read, if any
+    setting_sources: dict[str, str] = {}  # consent/policy setting -> the flag, variable or file that set it
 
     @property
     def credentials_path(self) -> Path:
@@ -187,6 +285,10 @@ class Settings(BaseModel):
         read_only = bool(flags.get("read_only")) or _truthy(env.get("MAM_MCP_READ_ONLY"))
 
         relay = flags.get("relay_url") or env.get("MAM_SMTP_RELAY_URL")
+        named_file = flags.get("config") or env.get("MAM_MCP_CONFIG")
+        file_path = Path(named_file).expanduser() if named_file else cfg_dir / CONFIG_FILE_NAME
+        file_data = read_config_file(file_path, required=bool(named_file))
+        confirm, confirm_timeout, outbound, sources = _send_settings(flags, env, file_data, str(file_path))
         return cls(
             mode="hosted" if mode == "hosted" else "local",
             mode_reason=reason,
@@ -204,4 +306,9 @@ class Settings(BaseModel):
             relay_url=SecretStr(relay) if relay else None,
             log_level=str(flags.get("log_level") or env.get("MAM_MCP_LOG_LEVEL") or "WARNING").upper(),
             auth_token=SecretStr(token) if (token := flags.get("auth_token") or env.get("MAM_MCP_AUTH_TOKEN")) else None,
+            confirm_sends=confirm,
+            confirm_timeout=confirm_timeout,
+            outbound=outbound,
+            config_file=file_path if file_data else None,
+            setting_sources=sources,
         )

@@ -35,6 +35,8 @@ __all__ = [
     "ServerError",
     "ConnectionFailed",
     "SendOutcomeUnknown",
+    "PolicyDenied",
+    "ContentChanged",
     "error_from_response",
     "ERROR_CLASSES",
 ]
@@ -228,6 +230,25 @@ class SendOutcomeUnknown(MamError):
     )
 
 
+class PolicyDenied(MamError):
+    """The outbound policy of this server refuses the send (set by the person running mam-mcp)."""
+
+    code = "POLICY_DENIED"
+    default_hint = (
+        "Only the person running mam-mcp can change the outbound policy (its config file, environment or "
+        "flags); no tool can. Tell the user what was refused; do not try another route to send it."
+    )
+
+
+class ContentChanged(MamError):
+    """The message to send is no longer the one a person approved."""
+
+    code = "CONTENT_CHANGED"
+    default_hint = (
+        "Nothing was sent. Call the send again: the person will be shown the current version to approve."
+    )
+
+
 ERROR_CLASSES: dict[str, type[MamError]] = {
     cls.code: cls
     for cls in (
@@ -251,6 +272,8 @@ ERROR_CLASSES: dict[str, type[MamError]] = {
         WebhookLimitReached,
         SmtpError,
         ProviderError,
+        PolicyDenied,
+        ContentChanged,
     )
 }
 

@@ -6,7 +6,7 @@ import argparse
 
 from mam_mcp.config import Settings
 
-__all__ = ["add_arguments", "add_selection_arguments", "http_options", "run"]
+__all__ = ["add_arguments", "add_safety_arguments", "add_selection_arguments", "http_options", "run"]
 
 DEFAULT_HTTP_PORT = 8000
 
@@ -19,8 +19,29 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-only", dest="read_only", action="store_true", help="only tools that change nothing")
 
 
+def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
+    """Consent and outbound policy flags (each also settable in the config file and the environment)."""
+    group = parser.add_argument_group("sending safety (README: Safety)")
+    group.add_argument("--confirm-sends", dest="confirm_sends", choices=["off", "new-recipients", "all"],
+                       help="ask the person before mail leaves: for new recipients (default), every send, or never "
+                       "(MAM_MCP_CONFIRM_SENDS)")
+    group.add_argument("--confirm-timeout", dest="confirm_timeout", type=float, metavar="SECONDS",
+                       help="how long a confirmation waits for the person; no answer sends nothing (default 300)")
+    group.add_argument("--allow-recipients", dest="allow", metavar="LIST",
+                       help="comma-separated addresses/domains mail may go to; nothing else (MAM_OUTBOUND_ALLOW)")
+    group.add_argument("--block-recipients", dest="block", metavar="LIST",
+                       help="comma-separated addresses/domains mail never goes to (MAM_OUTBOUND_BLOCK)")
+    group.add_argument("--max-recipients", dest="max_recipients", type=int, metavar="N",
+                       help="most recipients in one message (MAM_OUTBOUND_MAX_RECIPIENTS)")
+    group.add_argument("--sends-per-hour", dest="sends_per_hour", type=int, metavar="N",
+                       help="most sends per inbox in any hour (MAM_OUTBOUND_SENDS_PER_HOUR)")
+    group.add_argument("--reply-only", dest="reply_only", action="store_true",
+                       help="the agent may only reply within existing threads (MAM_OUTBOUND_REPLY_ONLY)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser)
+    add_safety_arguments(parser)
     parser.add_argument(
         "--transport", choices=["stdio", "http", "sse"], default="stdio",
         help="MCP transport: stdio (default, what hosts launch), http (streamable HTTP at /mcp) or sse",
