@@ -20,6 +20,7 @@ from mam_mcp.client.email import (
     Lists,
     Messages,
     MetricsApi,
+    Previews,
     Threads,
     VerifyApi,
     Webhooks,
@@ -47,6 +48,7 @@ class MamClient:
         self.attachments = Attachments(self.http)
         self.threads = Threads(self.http)
         self.drafts = Drafts(self.http)
+        self.previews = Previews(self.http)
         self.lists = Lists(self.http)
         self.domains = Domains(self.http)
         self.workspaces = Workspaces(self.http)

@@ -26,6 +26,7 @@ from mam_mcp.client.models import (
     Message,
     MessageList,
     Metrics,
+    SendPreview,
     SendResult,
     Thread,
     ThreadList,
@@ -41,6 +42,7 @@ __all__ = [
     "Attachments",
     "Threads",
     "Drafts",
+    "Previews",
     "Lists",
     "Domains",
     "Workspaces",
@@ -105,6 +107,35 @@ class Inboxes(_Namespace):
         return InboxKey.model_validate(data)
 
 
+def _send_body(
+    *, to: list[str], subject: str, plain_body: str | None, html_body: str | None,
+    cc: list[str] | None, bcc: list[str] | None, verified: bool | None,
+) -> dict[str, Any]:
+    return _body(
+        to=to, cc=cc or None, bcc=bcc or None, subject=subject, plainBody=plain_body, htmlBody=html_body,
+        verified=verified,
+    )  # fmt: skip
+
+
+def _reply_body(
+    *, plain_body: str | None, html_body: str | None, cc: list[str] | None, bcc: list[str] | None,
+    verified: bool | None,
+) -> dict[str, Any]:
+    return _body(plainBody=plain_body, htmlBody=html_body, cc=cc or None, bcc=bcc or None, verified=verified or None)
+
+
+def _forward_body(
+    *, to: list[str], plain_body: str | None, html_body: str | None, cc: list[str] | None,
+    bcc: list[str] | None, verified: bool | None,
+) -> dict[str, Any]:
+    return _body(to=to, cc=cc or None, bcc=bcc or None, plainBody=plain_body, htmlBody=html_body, verified=verified)
+
+
+def _bound(body: dict[str, Any], expect_hash: str | None) -> dict[str, Any]:
+    """A send bound to an approved preview (local backend): refused with CONTENT_CHANGED if it differs."""
+    return {**body, "expectHash": expect_hash} if expect_hash else body
+
+
 class Messages(_Namespace):
     async def send(
         self,
@@ -117,12 +148,10 @@ class Messages(_Namespace):
         cc: list[str] | None = None,
         bcc: list[str] | None = None,
         verified: bool | None = None,
+        expect_hash: str | None = None,
     ) -> SendResult:
-        body = _body(
-            to=to, cc=cc or None, bcc=bcc or None, subject=subject, plainBody=plain_body, htmlBody=html_body,
-            verified=verified,
-        )
-        data = await self._http.request("POST", f"/inboxes/{_seg(inbox_id)}/send", json=body, send=True)
+        body = _send_body(to=to, subject=subject, plain_body=plain_body, html_body=html_body, cc=cc, bcc=bcc, verified=verified)
+        data = await self._http.request("POST", f"/inboxes/{_seg(inbox_id)}/send", json=_bound(body, expect_hash), send=True)
         return SendResult.model_validate(data)
 
     async def reply(
@@ -135,11 +164,13 @@ class Messages(_Namespace):
         cc: list[str] | None = None,
         bcc: list[str] | None = None,
         reply_all: bool = False,
+        verified: bool | None = None,
+        expect_hash: str | None = None,
     ) -> SendResult:
         route = "reply-all" if reply_all else "reply"
-        body = _body(plainBody=plain_body, htmlBody=html_body, cc=cc or None, bcc=bcc or None)
+        body = _reply_body(plain_body=plain_body, html_body=html_body, cc=cc, bcc=bcc, verified=verified)
         data = await self._http.request(
-            "POST", f"/inboxes/{_seg(inbox_id)}/{route}/{_seg(message_id)}", json=body, send=True
+            "POST", f"/inboxes/{_seg(inbox_id)}/{route}/{_seg(message_id)}", json=_bound(body, expect_hash), send=True
         )
         return SendResult.model_validate(data)
 
@@ -154,12 +185,11 @@ class Messages(_Namespace):
         cc: list[str] | None = None,
         bcc: list[str] | None = None,
         verified: bool | None = None,
+        expect_hash: str | None = None,
     ) -> SendResult:
-        body = _body(
-            to=to, cc=cc or None, bcc=bcc or None, plainBody=plain_body, htmlBody=html_body, verified=verified
-        )
+        body = _forward_body(to=to, plain_body=plain_body, html_body=html_body, cc=cc, bcc=bcc, verified=verified)
         data = await self._http.request(
-            "POST", f"/inboxes/{_seg(inbox_id)}/forward/{_seg(message_id)}", json=body, send=True
+            "POST", f"/inboxes/{_seg(inbox_id)}/forward/{_seg(message_id)}", json=_bound(body, expect_hash), send=True
         )
         return SendResult.model_validate(data)
 
@@ -265,14 +295,50 @@ class Drafts(_Namespace):
     async def delete(self, inbox_id: str, draft_id: str) -> dict[str, Any]:
         return await self._http.request("DELETE", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}")
 
-    async def send(self, inbox_id: str, draft_id: str, *, verified: bool = False) -> SendResult:
+    async def send(
+        self, inbox_id: str, draft_id: str, *, verified: bool = False, expect_hash: str | None = None
+    ) -> SendResult:
+        body = _bound({"verified": True} if verified else {}, expect_hash)
         data = await self._http.request(
-            "POST",
-            f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send",
-            json={"verified": True} if verified else None,
-            send=True,
+            "POST", f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send", json=body or None, send=True
         )
         return SendResult.model_validate(data)
+
+
+class Previews(_Namespace):
+    """Dry runs of the send routes (local backend only): exactly what would be sent and who is new.
+
+    The hosted API has no dry run; the tools compose a preview there from reads instead.
+    """
+
+    async def _preview(self, path: str, body: dict[str, Any]) -> SendPreview:
+        data = await self._http.request("POST", path, json={**body, "dryRun": True})
+        return SendPreview.model_validate(data.get("preview", data))
+
+    async def send(
+        self, inbox_id: str, *, to: list[str], subject: str, plain_body: str | None = None,
+        html_body: str | None = None, cc: list[str] | None = None, bcc: list[str] | None = None,
+    ) -> SendPreview:
+        body = _send_body(to=to, subject=subject, plain_body=plain_body, html_body=html_body, cc=cc, bcc=bcc, verified=None)
+        return await self._preview(f"/inboxes/{_seg(inbox_id)}/send", body)
+
+    async def reply(
+        self, inbox_id: str, message_id: str, *, plain_body: str | None = None, html_body: str | None = None,
+        cc: list[str] | None = None, bcc: list[str] | None = None, reply_all: bool = False,
+    ) -> SendPreview:
+        route = "reply-all" if reply_all else "reply"
+        body = _reply_body(plain_body=plain_body, html_body=html_body, cc=cc, bcc=bcc, verified=None)
+        return await self._preview(f"/inboxes/{_seg(inbox_id)}/{route}/{_seg(message_id)}", body)
+
+    async def forward(
+        self, inbox_id: str, message_id: str, *, to: list[str], plain_body: str | None = None,
+        html_body: str | None = None, cc: list[str] | None = None, bcc: list[str] | None = None,
+    ) -> SendPreview:
+        body = _forward_body(to=to, plain_body=plain_body, html_body=html_body, cc=cc, bcc=bcc, verified=None)
+        return await self._preview(f"/inboxes/{_seg(inbox_id)}/forward/{_seg(message_id)}", body)
+
+    async def draft(self, inbox_id: str, draft_id: str) -> SendPreview:
+        return await self._preview(f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send", {})
 
 
 class Lists(_Namespace):

@@ -28,6 +28,8 @@ __all__ = [
     "Message",
     "MessageList",
     "Metrics",
+    "SendPreview",
+    "PreviewAttachment",
     "SendResult",
     "Thread",
     "ThreadList",
@@ -156,6 +158,29 @@ class SendResult(ApiModel):
     status: str | None = None
     message_id: str | None = None
     draft_id: str | None = None
+
+
+class PreviewAttachment(ApiModel):
+    filename: str
+    size: int | None = None
+
+
+class SendPreview(ApiModel):
+    """What a send would put on the wire (local backend dry run, or composed by the tools from reads)."""
+
+    from_address: str = Field(alias="from")
+    from_name: str | None = None
+    to: list[str] = Field(default_factory=list)
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list)
+    subject: str = ""
+    plain_body: str | None = None
+    html_body: str | None = None
+    attachments: list[PreviewAttachment] = Field(default_factory=list)
+    new_recipients: list[str] = Field(default_factory=list)
+    answering: list[str] = Field(default_factory=list)  # a reply's addressees: known without consent
+    in_reply_to: str | None = None
+    content_hash: str = ""
 
 
 class Thread(ApiModel):

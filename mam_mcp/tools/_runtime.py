@@ -78,6 +78,20 @@ class BoundedIdSet:
         return len(self._ids)
 
 
+class BoundedAskTimes(OrderedDict[str, float]):
+    """Key -> monotonic time, forgetting the oldest beyond `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def __setitem__(self, key: str, value: float) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self._limit:
+            self.popitem(last=False)
+
+
 class Runtime:
     def __init__(self, settings: Settings, client_factory: ClientFactory | None = None) -> None:
         self.settings = settings
@@ -87,6 +101,9 @@ class Runtime:
         # wait_for_email: messages already returned by this process are not returned again
         # (bounded: the cursor is what guarantees it across calls; this is the in-process backstop).
         self.returned_message_ids: BoundedIdSet = BoundedIdSet(10_000)
+        # Send confirmations asked on the 2026-07-28 protocol (answered in a later request): when each
+        # was first asked, so an answer past the timeout sends nothing. Bounded like the id set.
+        self.consent_asked: BoundedAskTimes = BoundedAskTimes(1_000)
 
     async def client(self) -> MamClient:
         if self._client is None:

@@ -2,6 +2,8 @@
 
 from typing import Annotated, Any
 
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult
 from pydantic import Field
 
@@ -19,6 +21,8 @@ from mam_mcp.tools._common import (
 )
 from mam_mcp.tools._results import ok
 from mam_mcp.tools._runtime import Runtime
+from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
+from mam_mcp.tools.outbound import SendRequest
 
 toolset = Toolset("drafts", "Drafts for human approval before sending.", default=True)
 
@@ -103,13 +107,23 @@ async def list_drafts(rt: Runtime, inbox_id: InboxId) -> CallToolResult:
     return ok(text, {"drafts": items})
 
 
+async def _plan_send_draft(ctx: Context[Any, Any], inbox_id: str, draft_id: str) -> SendPlan:
+    return await plan_send(ctx, SendRequest("draft", inbox_id, draft_id=draft_id))
+
+
 @toolset.tool(title="Send draft", annotations=SEND)
 async def send_draft(
-    rt: Runtime, inbox_id: InboxId, draft_id: DraftId, verified: Verified = False
+    rt: Runtime,
+    inbox_id: InboxId,
+    draft_id: DraftId,
+    verified: Verified = False,
+    plan: Annotated[SendPlan, Resolve(_plan_send_draft)] = None,  # type: ignore[assignment]
+    consent: Annotated[Consent, Resolve(asking(_plan_send_draft))] = None,  # type: ignore[assignment]
 ) -> CallToolResult:
     """Send a draft (after human approval) and delete it. Replies stay in their thread. Cannot be undone."""
-    client = await rt.client()
-    result = await client.drafts.send(inbox_id, draft_id, verified=verified)
+    result, stopped = await finish_send(rt, plan, consent, verified=verified)
+    if result is None:
+        return stopped  # type: ignore[return-value]
     status = result.status or "sent"
     if status == "captured":
         text = (

@@ -3,6 +3,8 @@
 import base64
 from typing import Annotated, Any, Literal
 
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import BlobResourceContents, CallToolResult, EmbeddedResource
 from pydantic import Field
 
@@ -28,6 +30,8 @@ from mam_mcp.tools._common import (
 )
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
 from mam_mcp.tools._runtime import Runtime
+from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
+from mam_mcp.tools.outbound import SendRequest
 
 toolset = Toolset("email", "Inboxes, sending, reading, threads and attachments.", default=True)
 
@@ -98,6 +102,16 @@ async def create_inbox(
     return ok(text, data)
 
 
+async def _plan_send_email(
+    ctx: Context[Any, Any], inbox_id: str, to: list[str], subject: str, body: str, html_body: str | None,
+    cc: list[str] | None, bcc: list[str] | None,
+) -> SendPlan:
+    request = SendRequest(
+        "send", inbox_id, to=to, cc=cc or [], bcc=bcc or [], subject=subject, plain_body=body, html_body=html_body
+    )
+    return await plan_send(ctx, request)
+
+
 @toolset.tool(title="Send email", annotations=SEND)
 async def send_email(
     rt: Runtime,
@@ -109,13 +123,25 @@ async def send_email(
     cc: OptionalRecipients | None = None,
     bcc: OptionalRecipients | None = None,
     verified: Verified = False,
+    plan: Annotated[SendPlan, Resolve(_plan_send_email)] = None,  # type: ignore[assignment]
+    consent: Annotated[Consent, Resolve(asking(_plan_send_email))] = None,  # type: ignore[assignment]
 ) -> CallToolResult:
     """Send a new email, starting a new thread. To continue a conversation use reply_to_email instead. Cannot be undone."""
-    client = await rt.client()
-    result = await client.messages.send(
-        inbox_id, to=to, subject=subject, plain_body=body, html_body=html_body, cc=cc, bcc=bcc, verified=verified
-    )
+    result, stopped = await finish_send(rt, plan, consent, verified=verified)
+    if result is None:
+        return stopped  # type: ignore[return-value]
     return ok(_send_text("Sent", result), _send_data(result))
+
+
+async def _plan_reply(
+    ctx: Context[Any, Any], inbox_id: str, message_id: str, body: str, html_body: str | None, reply_all: bool,
+    cc: list[str] | None, bcc: list[str] | None,
+) -> SendPlan:
+    request = SendRequest(
+        "reply", inbox_id, message_id=message_id, reply_all=reply_all, cc=cc or [], bcc=bcc or [],
+        plain_body=body, html_body=html_body,
+    )  # fmt: skip
+    return await plan_send(ctx, request)
 
 
 @toolset.tool(title="Reply to email", annotations=SEND)
@@ -128,13 +154,40 @@ async def reply_to_email(
     reply_all: Annotated[bool, Field(description="Reply to the sender and all other recipients.")] = False,
     cc: OptionalRecipients | None = None,
     bcc: OptionalRecipients | None = None,
+    verified: Verified = False,
+    plan: Annotated[SendPlan, Resolve(_plan_reply)] = None,  # type: ignore[assignment]
+    consent: Annotated[Consent, Resolve(asking(_plan_reply))] = None,  # type: ignore[assignment]
 ) -> CallToolResult:
     """Reply in-thread to a message (sets In-Reply-To/References so it threads correctly). Cannot be undone."""
-    client = await rt.client()
-    result = await client.messages.reply(
-        inbox_id, message_id, plain_body=body, html_body=html_body, cc=cc, bcc=bcc, reply_all=reply_all
+    result, stopped = await finish_send(rt, plan, consent, verified=verified)
+    if result is None:
+        return stopped  # type: ignore[return-value]
+    preview = plan.preview
+    assert preview is not None
+    data = {**_send_data(result), "to": preview.to, "cc": preview.cc, "bcc": preview.bcc}
+    text = _send_text("Replied", result)
+    if reply_all:
+        chosen = {a.lower() for a in [*preview.answering, *(cc or []), *(bcc or [])]}
+        added = [a for a in [*preview.to, *preview.cc] if a.lower() not in chosen]
+        data["added_by_reply_all"] = added
+        # These addresses come from the mail being answered: fenced like any mail text.
+        text += (
+            f" Reply-all also reached {len(added)} other participant(s). {UNTRUSTED_NOTE}\n"
+            + UntrustedFence().wrap(", ".join(added))
+            if added
+            else " Reply-all found no other participants."
+        )
+    return ok(text, data)
+
+
+async def _plan_forward(
+    ctx: Context[Any, Any], inbox_id: str, message_id: str, to: list[str], body: str | None,
+    cc: list[str] | None, bcc: list[str] | None,
+) -> SendPlan:
+    request = SendRequest(
+        "forward", inbox_id, message_id=message_id, to=to, cc=cc or [], bcc=bcc or [], plain_body=body
     )
-    return ok(_send_text("Replied", result), _send_data(result))
+    return await plan_send(ctx, request)
 
 
 @toolset.tool(title="Forward email", annotations=SEND)
@@ -145,11 +198,15 @@ async def forward_email(
     to: Recipients,
     body: Annotated[str | None, Field(max_length=200_000, description="Note above the forwarded message.")] = None,
     cc: OptionalRecipients | None = None,
+    bcc: OptionalRecipients | None = None,
     verified: Verified = False,
+    plan: Annotated[SendPlan, Resolve(_plan_forward)] = None,  # type: ignore[assignment]
+    consent: Annotated[Consent, Resolve(asking(_plan_forward))] = None,  # type: ignore[assignment]
 ) -> CallToolResult:
     """Forward a message (with its attachments) to new recipients. Cannot be undone."""
-    client = await rt.client()
-    result = await client.messages.forward(inbox_id, message_id, to=to, plain_body=body, cc=cc, verified=verified)
+    result, stopped = await finish_send(rt, plan, consent, verified=verified)
+    if result is None:
+        return stopped  # type: ignore[return-value]
     return ok(_send_text("Forwarded", result), _send_data(result))
 
 
