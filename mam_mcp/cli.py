@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("mam_mcp.commands.doctor", "check mode, key, API, WebSocket, local backend, LinkedIn and host configs"),
     "install-skill": ("mam_mcp.commands.install_skill", "copy the myagentmail skill into .claude/skills"),
     "linkedin": ("mam_mcp.commands.linkedin", "connect a LinkedIn account in this terminal (passwords never go through MCP)"),
+    "drafts": ("mam_mcp.commands.drafts", "review drafts an agent left: list, show, approve (send) or discard"),
     "tail": ("mam_mcp.commands.tail", "print inbox events as JSON lines (for jq)"),
     "listen": ("mam_mcp.commands.listen", "POST inbox events to a local URL as signed webhooks (no public URL needed)"),
 }
