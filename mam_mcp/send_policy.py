@@ -69,22 +69,23 @@ class OutboundPolicy(BaseModel):
     def active(self) -> bool:
         return bool(self.allow or self.block or self.max_recipients or self.sends_per_hour or self.reply_only)
 
-    def recipient_problem(self, recipients: Sequence[str]) -> tuple[str, str] | None:
-        """(what is wrong, the setting that says so) for a message's full recipient list, or None."""
+    def recipient_problem(self, recipients: Sequence[str]) -> tuple[str, str, list[str]] | None:
+        """(what is wrong, the setting that says so, the recipients concerned) for a message's full
+        recipient list, or None. The text names no address: some come from mail being answered."""
         if self.max_recipients is not None and len(recipients) > self.max_recipients:
             return (
                 f"{len(recipients)} recipients, more than the {self.max_recipients} this server allows per message",
                 "max_recipients",
+                [],
             )
         blocked = [r for r in recipients if matches(r, self.block)]
         if blocked:
-            return f"{', '.join(blocked[:5])} {'is' if len(blocked) == 1 else 'are'} on the blocked list", "block"
+            return f"{_count(blocked)} on the blocked list", "block", blocked
         if self.allow:
             outside = [r for r in recipients if not matches(r, self.allow)]
             if outside:
                 listed = ", ".join(self.allow[:5]) + (", ..." if len(self.allow) > 5 else "")
-                verb = "is" if len(outside) == 1 else "are"
-                return f"{', '.join(outside[:5])} {verb} not on the allowed list ({listed})", "allow"
+                return f"{_count(outside)} not on the allowed list ({listed})", "allow", outside
         return None
 
     def describe(self) -> list[str]:
@@ -101,3 +102,7 @@ class OutboundPolicy(BaseModel):
         if self.reply_only:
             lines.append("replies within existing threads only")
         return lines or ["no limits beyond the recipient rule"]
+
+
+def _count(addresses: Sequence[str]) -> str:
+    return "1 recipient is" if len(addresses) == 1 else f"{len(addresses)} recipients are"

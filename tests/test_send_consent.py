@@ -218,7 +218,9 @@ async def test_without_elicitation_the_agents_verified_rule_holds(
     args = {"inbox_id": inbox["id"], "to": [NEW], "subject": "Offer", "body": "Hello"}
     async with mcp(tmp_path, local_backend, None) as client:
         refused = await client.call_tool("send_email", args)
-        assert refused.is_error and refused.content[0].text.startswith(f"VALIDATION_ERROR: verified: {NEW} never wrote")
+        text = refused.content[0].text
+        assert refused.is_error and text.startswith("VALIDATION_ERROR: verified: 1 recipient has never written")
+        assert NEW in text.split("<<<UNTRUSTED", 1)[1]
         assert relay.sent == []
         sent = await client.call_tool("send_email", {**args, "verified": True})
     assert not sent.is_error and relay.sent[0][1] == [NEW]

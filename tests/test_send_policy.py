@@ -55,42 +55,50 @@ async def tools(tmp_path: Path, fixture: LocalBackendFixture, **env: str) -> Asy
     await server.runtime.aclose()  # type: ignore[attr-defined]
 
 
-def _denied(result: Any, what: str, setting: str) -> None:
+def _denied(result: Any, what: str, setting: str, quoted: list[str] | None = None) -> None:
     text = result.content[0].text
     assert result.is_error and text.startswith(f"POLICY_DENIED: not sent: {what}"), text
     assert setting in text and "no tool can" in text
+    if quoted:
+        # Recipients may come from the mail being answered: named only inside the untrusted fence.
+        head, fenced = text.split("<<<UNTRUSTED", 1)
+        assert all(a not in head and a in fenced for a in quoted), text
+        assert result.structured_content["error"]["quoted"] == quoted
 
 
 CASES = [
-    # (env, tool, args (inbox/parent filled in), what the refusal says, the setting it names)
+    # (env, tool, args (inbox/parent filled in), what the refusal says, the setting it names, recipients fenced)
     ({"MAM_OUTBOUND_BLOCK": "competitor.example"}, "send_email",
      {"to": ["ceo@sub.competitor.example"], "subject": "x", "body": "x", "verified": True},
-     "ceo@sub.competitor.example is on the blocked list", "MAM_OUTBOUND_BLOCK"),
+     "1 recipient is on the blocked list (listed below)", "MAM_OUTBOUND_BLOCK", ["ceo@sub.competitor.example"]),
     ({"MAM_OUTBOUND_BLOCK": "competitor.example"}, "reply_to_email", {"body": "x", "reply_all": True, "verified": True},
-     "rival@competitor.example is on the blocked list", "outbound.block"),
+     "1 recipient is on the blocked list", "outbound.block", ["rival@competitor.example"]),
     ({"MAM_OUTBOUND_ALLOW": "example.com"}, "forward_email", {"to": ["someone@else.example"], "verified": True},
-     "someone@else.example is not on the allowed list (example.com)", "--allow-recipients"),
+     "1 recipient is not on the allowed list (example.com)", "--allow-recipients", ["someone@else.example"]),
     ({"MAM_OUTBOUND_MAX_RECIPIENTS": "2"}, "send_email",
      {"to": ["a@example.com", "b@example.com"], "bcc": ["c@example.com"], "subject": "x", "body": "x", "verified": True},
-     "3 recipients, more than the 2 this server allows per message", "MAM_OUTBOUND_MAX_RECIPIENTS"),
+     "3 recipients, more than the 2 this server allows per message", "MAM_OUTBOUND_MAX_RECIPIENTS", []),
     ({"MAM_OUTBOUND_REPLY_ONLY": "true"}, "send_email",
      {"to": ["jane@example.com"], "subject": "x", "body": "x"},
-     "this server only lets the agent reply within existing threads (reply_only)", "outbound.reply_only"),
+     "this server only lets the agent reply within existing threads (reply_only)", "outbound.reply_only", []),
     ({"MAM_OUTBOUND_REPLY_ONLY": "true"}, "forward_email", {"to": ["jane@example.com"]},
-     "this server only lets the agent reply within existing threads", "--reply-only"),
+     "this server only lets the agent reply within existing threads", "--reply-only", []),
 ]
 
 
-@pytest.mark.parametrize(("env", "tool", "args", "what", "setting"), CASES, ids=[f"{c[1]}-{next(iter(c[0]))}" for c in CASES])
+@pytest.mark.parametrize(
+    ("env", "tool", "args", "what", "setting", "quoted"), CASES, ids=[f"{c[1]}-{next(iter(c[0]))}" for c in CASES]
+)
 async def test_a_policy_violation_sends_nothing_on_any_route(
-    tmp_path: Path, scene: dict[str, Any], env: dict[str, str], tool: str, args: dict[str, Any], what: str, setting: str
-) -> None:
+    tmp_path: Path, scene: dict[str, Any], env: dict[str, str], tool: str, args: dict[str, Any], what: str,
+    setting: str, quoted: list[str],
+) -> None:  # fmt: skip
     call = {"inbox_id": scene["inbox"], **args}
     if tool != "send_email":
         call["message_id"] = scene["parent"]
     async with tools(tmp_path, scene["fixture"], **env) as client:
         result = await client.call_tool(tool, call)
-    _denied(result, what, setting)
+    _denied(result, what, setting, quoted)
     assert scene["relay"].sent == []
     outbound = await scene["fixture"][0].store.list_messages(scene["inbox"], direction="outbound", limit=5, offset=0)
     assert outbound == []
@@ -139,7 +147,7 @@ async def test_hosted_mode_enforces_the_same_policy_before_the_api_call(tmp_path
             "reply_to_email", {"inbox_id": inbox["id"], "message_id": parent, "body": "x", "reply_all": True, "verified": True}
         )
         reply = await client.call_tool("reply_to_email", {"inbox_id": inbox["id"], "message_id": parent, "body": "x"})
-    _denied(blocked, "rival@competitor.example is on the blocked list", "block")
+    _denied(blocked, "1 recipient is on the blocked list", "block", ["rival@competitor.example"])
     assert not reply.is_error, reply.content[0].text
     sent = [m for m in fake.state.messages.values() if m.direction == "outbound"]
     assert [m.to for m in sent] == [["jane@example.com"]]

@@ -365,5 +365,6 @@ async def test_message_resource_renders_markdown(tmp_path: Path, fake: FakeHoste
         result = await client.read_resource(f"myagentmail://inboxes/{inbox['id']}/messages/{message['id']}")
         skill = await client.read_resource("myagentmail://skill/SKILL.md")
     text = result.contents[0].text
-    assert text.startswith("# Hello") and "Body here" in text and "Untrusted" in text
+    assert text.startswith(f"# Email message {message['id']}") and "Body here" in text and "untrusted" in text
+    assert "Subject: Hello" in text.split("<<<UNTRUSTED", 1)[1]
     assert skill.contents[0].text.startswith("---")

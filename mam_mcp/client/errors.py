@@ -58,9 +58,13 @@ class MamError(Exception):
         details: Any = None,
         retry_after: float | None = None,
         bucket: str | None = None,
+        quoted: list[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        # Strings from mail (addresses a reply derived from the message, a subject...) that this error
+        # is about: kept out of the message, shown fenced as untrusted where the error reaches an agent.
+        self.quoted = quoted or []
         self.status = status
         if code is not None:
             self.code = code  # type: ignore[misc]  # an unknown server code keeps its own name
@@ -96,6 +100,9 @@ class MamError(Exception):
             data["retry_after"] = self.retry_after
         if self.bucket:
             data["bucket"] = self.bucket
+        if self.quoted:
+            data["quoted"] = self.quoted
+            data["untrusted"] = True
         return data
 
 

@@ -26,8 +26,11 @@ def ok(text: str, data: dict[str, Any], *, extra: list[Any] | None = None) -> Ca
 
 
 def fail(error: MamError) -> CallToolResult:
+    text = error.to_text()
+    if error.quoted:
+        text += f"\n{UNTRUSTED_NOTE}\n" + UntrustedFence().wrap("\n".join(error.quoted))
     return CallToolResult(
-        content=[TextContent(type="text", text=error.to_text())],
+        content=[TextContent(type="text", text=text)],
         structured_content={"error": error.to_dict()},
         is_error=True,
     )

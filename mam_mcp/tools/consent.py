@@ -36,7 +36,7 @@ from mam_mcp.client.errors import MamError
 from mam_mcp.client.models import SendPreview, SendResult
 from mam_mcp.tools._results import UntrustedFence, ok
 from mam_mcp.tools._runtime import Runtime
-from mam_mcp.tools.outbound import SendRequest, check_policy
+from mam_mcp.tools.outbound import SendRequest, check_policy, check_recipient_rule
 
 __all__ = ["Consent", "Plan", "SendApproval", "SendPlan", "asking", "finish_send", "plan_send", "runtime_of"]
 
@@ -139,7 +139,7 @@ async def _ask(ctx: Context[Any, Any], plan: SendPlan) -> Decision | Elicit[Send
         return Decision("not-needed")
     if not _can_ask(ctx):
         return Decision("unavailable")
-    message = confirmation_text(plan.preview, reason)
+    message = confirmation_text(plan.preview, f"Send this email? mam-mcp asks because {reason}.")
     if _input_required_era(ctx):
         # The client answers in a later request; an answer older than the timeout sends nothing.
         key = f"{plan.request.kind}:{plan.preview.content_hash}"
@@ -176,7 +176,7 @@ def _decision(consent: Consent) -> Decision:
     return Decision("cancelled" if consent.action == "cancel" else "declined")
 
 
-def confirmation_text(preview: SendPreview, reason: str) -> str:
+def confirmation_text(preview: SendPreview, heading: str) -> str:
     """What the person reads before saying yes: sender, every recipient, subject, the start of the
     body, attachment names, and what is new."""
     new = {a.lower() for a in preview.new_recipients}
@@ -185,7 +185,7 @@ def confirmation_text(preview: SendPreview, reason: str) -> str:
         return ", ".join(f"{a} (new)" if a.lower() in new else a for a in addresses)
 
     sender = f"{preview.from_name} <{preview.from_address}>" if preview.from_name else preview.from_address
-    lines = [f"Send this email? mam-mcp asks because {reason}.", "", f"From: {sender}", f"To: {people(preview.to)}"]
+    lines = [heading, "", f"From: {sender}", f"To: {people(preview.to)}"]
     if preview.cc:
         lines.append(f"Cc: {people(preview.cc)}")
     if preview.bcc:
@@ -230,6 +230,7 @@ async def finish_send(
     if decision.outcome == "unavailable" and rt.settings.confirm_sends == "all":
         return None, await _hold(rt, request, preview)
     # No question was needed, or none could be put (and the mode allows the agent's own `verified`).
+    check_recipient_rule(preview, verified=verified)
     return await request.send(client, verified=verified, expect_hash=_binding(rt, preview)), None
 
 

@@ -19,7 +19,7 @@ from mam_mcp.tools._common import (
     Subject,
     Verified,
 )
-from mam_mcp.tools._results import ok
+from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
@@ -42,10 +42,18 @@ def _draft_data(draft: Draft) -> dict[str, Any]:
     }
 
 
+def _draft_lines(draft: Draft) -> str:
+    to = ", ".join(draft.to) or "(the replied-to sender)" if draft.reply_to_message_id else ", ".join(draft.to) or "(none yet)"
+    extra = "".join(f"\n{name}: {', '.join(v)}" for name, v in (("Cc", draft.cc), ("Bcc", draft.bcc)) if v)
+    return f"To: {to}{extra}\nSubject: {draft.subject or '(none)'}"
+
+
 def _draft_text(verb: str, draft: Draft) -> str:
-    to = ", ".join(draft.to) or "(no recipients yet)"
+    # A draft's subject and recipients may come from the mail it answers: they stay fenced.
     kind = f"reply to {draft.reply_to_message_id}" if draft.reply_to_message_id else "new message"
-    return f"{verb} draft {draft.id} ({kind}) to {to}, subject: {draft.subject or '(none)'}. Nothing was sent."
+    return f"{verb} draft {draft.id} ({kind}). Nothing was sent. {UNTRUSTED_NOTE}\n" + UntrustedFence().wrap(
+        _draft_lines(draft)
+    )
 
 
 @toolset.tool(title="Create draft", annotations=WRITE)
@@ -103,8 +111,8 @@ async def list_drafts(rt: Runtime, inbox_id: InboxId) -> CallToolResult:
     drafts = (await client.drafts.list(inbox_id)).drafts
     items = [_draft_data(d) for d in drafts]
     lines = [f"- {d['id']} to {', '.join(d['to']) or '?'}: {d['subject'] or '(no subject)'}" for d in items]
-    text = f"{len(items)} draft(s)" + (":\n" + "\n".join(lines) if lines else ".")
-    return ok(text, {"drafts": items})
+    text = f"{len(items)} draft(s)" + (f". {UNTRUSTED_NOTE}\n" + UntrustedFence().wrap("\n".join(lines)) if lines else ".")
+    return ok(text, {"drafts": items, "untrusted": True})
 
 
 async def _plan_send_draft(ctx: Context[Any, Any], inbox_id: str, draft_id: str) -> SendPlan:
