@@ -251,9 +251,13 @@ class Threads(_Namespace):
         )
         return ThreadList.model_validate(data)
 
-    async def get(self, inbox_id: str, thread_id: str) -> Thread:
+    async def get(
+        self, inbox_id: str, thread_id: str, *, limit: int | None = None, offset: int | None = None
+    ) -> Thread:
+        """A thread with its messages; `limit`/`offset` page them (local backend only)."""
+        params = {"limit": limit, "offset": offset}
         return Thread.model_validate(
-            await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/threads/{_seg(thread_id)}")
+            await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/threads/{_seg(thread_id)}", params=params)
         )
 
 

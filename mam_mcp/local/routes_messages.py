@@ -281,7 +281,12 @@ async def list_threads(request: Request) -> JSONResponse:
 async def get_thread(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.get_thread(record.id, request.path_params["thread_id"])
+    # `limit`/`offset` (ours) page the messages; without them the whole thread, as the API documents.
+    paged = "limit" in request.query_params or "offset" in request.query_params
+    limit, offset = page_params(request) if paged else (None, 0)
+    row = await backend_of(request).store.get_thread(
+        record.id, request.path_params["thread_id"], limit=limit, offset=offset
+    )
     if row is None:
         raise BackendError.not_found("thread")
     return json_response(thread_wire(row))

@@ -1074,7 +1074,11 @@ class EmailStore:
             ]
         )
 
-    async def get_thread(self, inbox_id: str, thread_id: str) -> Row | None:
+    async def get_thread(
+        self, inbox_id: str, thread_id: str, *, limit: int | None = None, offset: int = 0
+    ) -> Row | None:
+        """A thread with its messages oldest first; `limit`/`offset` page them (a thread can hold thousands)."""
+
         def run(c: sqlite3.Connection) -> Row | None:
             row = _dict(
                 c.execute("SELECT * FROM threads WHERE id=? AND inbox_id=?", (thread_id, inbox_id)).fetchone()
@@ -1083,8 +1087,8 @@ class EmailStore:
                 row["messages"] = [
                     dict(r)
                     for r in c.execute(
-                        "SELECT * FROM messages WHERE thread_id=? AND deleted=0 ORDER BY at, seq",
-                        (thread_id,),
+                        "SELECT * FROM messages WHERE thread_id=? AND deleted=0 ORDER BY at, seq LIMIT ? OFFSET ?",
+                        (thread_id, -1 if limit is None else limit, offset),
                     )
                 ]
             return row
