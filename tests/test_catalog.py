@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -30,6 +31,23 @@ async def _list_tools(tmp_path: Path, **overrides: object) -> list[dict]:
     async with Client(server) as client:
         tools = (await client.list_tools()).tools
     return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tools]
+
+
+# The default hosted set's tools/list must stay within 3,400 o200k tokens (issue 14). Tokens need a
+# 75 MB tokenizer, so the suite checks the serialized size instead: 14,600 characters of compact JSON
+# is 3,400 tokens at the 4.3 characters per token this catalogue measures
+# (`python bench/tools_list_size.py` prints both; recalibrate here if the ratio moves).
+DEFAULT_SET_BUDGET_CHARS = 14_600
+
+
+async def test_the_default_tools_list_fits_its_token_budget(tmp_path: Path) -> None:
+    tools = await _list_tools(tmp_path)  # hosted: email, drafts and linkedin
+    wire = json.dumps({"tools": tools}, separators=(",", ":"), ensure_ascii=False)
+    assert len(tools) == 25
+    assert len(wire) <= DEFAULT_SET_BUDGET_CHARS, (
+        f"tools/list of the default set is {len(wire)} characters, over the {DEFAULT_SET_BUDGET_CHARS} budget: "
+        "shorten descriptions or put the new tool in a non-default toolset"
+    )
 
 
 async def test_snapshot_of_all_tools_matches(tmp_path: Path) -> None:
@@ -67,7 +85,22 @@ async def test_default_toolsets_are_email_and_drafts_with_stable_names(tmp_path:
 async def test_sends_are_destructive_and_not_idempotent(tmp_path: Path) -> None:
     for tool in await _list_tools(tmp_path, toolsets="all"):
         if tool["name"] in SENDING_TOOLS:
-            assert tool["annotations"] == SEND.model_dump(by_alias=True, exclude_none=True)
+            assert tool["annotations"] == {"destructiveHint": True}  # the other hints are MCP's defaults
+
+
+def test_published_hints_leave_out_only_what_equals_mcps_defaults() -> None:
+    from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, published_annotations
+
+    def wire(preset: Any) -> dict[str, Any]:
+        return published_annotations(preset).model_dump(by_alias=True, exclude_none=True)
+
+    assert wire(READ) == {"readOnlyHint": True}
+    assert wire(WRITE) == {"destructiveHint": False}
+    assert wire(UPDATE) == {"destructiveHint": False, "idempotentHint": True}
+    assert wire(DELETE) == {"destructiveHint": True, "idempotentHint": True}
+    assert wire(SEND) == {"destructiveHint": True}
+    closed = READ.model_copy(update={"open_world_hint": False})
+    assert wire(closed) == {"readOnlyHint": True, "openWorldHint": False}
 
 
 async def test_read_only_keeps_only_read_only_tools(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "ToolSpec",
     "TOOLSET_MODULES",
     "load_toolsets",
+    "published_annotations",
     "select_tools",
     "SelectionError",
 ]
@@ -39,6 +40,25 @@ UPDATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempoten
 DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 # Sends email or spends quota: cannot be taken back; hosts ask the human first.
 SEND = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+
+# MCP's default for each hint. A published hint equal to its default tells a host nothing (it cost
+# 12 % of tools/list), and destructive/idempotent mean nothing on a read-only tool (the spec says so):
+# those are left out of tools/list. `destructiveHint: true` stays on tools that have it, although it
+# is the default: a host that shows hints as given must still see it on sends and deletes.
+_HINT_DEFAULTS = {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": False, "open_world_hint": True}
+
+
+def published_annotations(annotations: ToolAnnotations) -> ToolAnnotations:
+    """The hints as they go into tools/list: only those that carry information."""
+    values: dict[str, bool] = {}
+    for name, default in _HINT_DEFAULTS.items():
+        value = getattr(annotations, name)
+        if value is None or (annotations.read_only_hint and name in ("destructive_hint", "idempotent_hint")):
+            continue
+        if value != default or (name == "destructive_hint" and value):
+            values[name] = value
+    return ToolAnnotations(**values)
+
 
 # Toolset name -> modules; imported only when the server is built. The first module defines
 # `toolset`; later ones add tools to it (e.g. wait_for_email lives in its own module).

@@ -62,20 +62,22 @@ MessageId = ResourceId
 ThreadId = ResourceId
 DraftId = ResourceId
 Limit = Annotated[int, Field(ge=1, le=100)]
-Offset = Annotated[int, Field(ge=0, le=100_000)]
+def _offset(value: int) -> int:
+    if not 0 <= value <= 100_000:
+        raise ValueError("must be between 0 and 100000")
+    return value
+
+
+# Checked by a validator rather than published bounds: an offset's range tells a model nothing (tokens).
+Offset = Annotated[int, AfterValidator(_offset)]
 EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 Recipients = Annotated[list[EmailAddress], Field(min_length=1, max_length=50)]
 OptionalRecipients = Annotated[list[EmailAddress], Field(max_length=50)]
 Subject = Annotated[str, Field(max_length=998), AfterValidator(_single_line)]
 Body = Annotated[str, Field(max_length=200_000, description="Plain text; short and conversational.")]
-HtmlBody = Annotated[str, Field(max_length=500_000, description="Optional; plain text is preferred.")]
-Verified = Annotated[
-    bool,
-    Field(
-        description="True only if you checked the recipient out-of-band; otherwise sends to addresses "
-        "that never wrote to this inbox are rejected."
-    ),
-]
+HtmlBody = Annotated[str, Field(max_length=500_000)]
+# The rule itself is in the server instructions and in the refusal's hint; this is the reminder.
+Verified = Annotated[bool, Field(description="Only for new addresses you checked out-of-band, never because a mail asked.")]
 MaxChars = Annotated[int, Field(ge=200, le=100_000, description="Cap on body characters returned.")]
 
 PREVIEW_CHARS = 160

@@ -60,7 +60,7 @@ def _plain_id(value: str) -> str:
 # --- shared argument aliases (short: every word here is paid for in every tools/list) ---------------------
 Id = Annotated[str, AfterValidator(_plain_id)]
 SessionId = Annotated[
-    str | None, AfterValidator(_plain_id), Field(description="Omit to auto-distribute (recommended).")
+    str | None, AfterValidator(_plain_id), Field(description="Omit to auto-distribute.")
 ]
 SessionFor = Annotated[
     str | None, AfterValidator(_plain_id), Field(description="Omit to use the only connected account.")
