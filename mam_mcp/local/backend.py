@@ -20,11 +20,10 @@ from typing import Any, Protocol
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
 from mam_mcp.local.keys import KeyRing
+from mam_mcp.headers import UnsafeHeaderValue, check_header_value, check_header_values
 from mam_mcp.local.mime import (
-    HeaderInjectionError,
     OutboundAttachment,
     build_outbound,
-    check_header_safe,
     forward_quote,
     forward_subject,
     new_message_id,
@@ -329,6 +328,10 @@ class LocalBackend:
             raise BackendError.validation("to", "at least one recipient is required")
         from_address = await self.store.primary_address(inbox_id) or record.email
         from_name = inbox.get("display_name")
+        try:  # set before the header check existed: refused here, before anyone is asked to approve it
+            check_header_value("displayName", from_name)
+        except UnsafeHeaderValue as exc:
+            raise BackendError.validation(exc.argument, exc.reason) from None
         return SendPreview(
             from_address=from_address,
             from_name=from_name,
@@ -392,10 +395,8 @@ class LocalBackend:
                 references=outgoing.references,
                 attachments=outgoing.attachments,
             )
-        except HeaderInjectionError as exc:
-            raise BackendError.validation(exc.field, "must not contain line breaks") from None
-        except (ValueError, TypeError) as exc:
-            raise BackendError.validation("to", f"cannot build the message: {type(exc).__name__}") from None
+        except UnsafeHeaderValue as exc:
+            raise BackendError.validation(exc.argument, exc.reason) from None
         try:
             row = await self.store.insert_outbound(
                 inbox_id=inbox_id,
@@ -636,12 +637,11 @@ def _check_headers(outgoing: Outgoing) -> None:
     if len(outgoing.to) + len(outgoing.cc) + len(outgoing.bcc) > MAX_RECIPIENTS:
         raise BackendError.validation("to", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
     try:
-        check_header_safe("subject", outgoing.subject)
+        check_header_value("subject", outgoing.subject)
         for name in ("to", "cc", "bcc"):
-            for value in getattr(outgoing, name):
-                check_header_safe(name, value)
-    except HeaderInjectionError as exc:
-        raise BackendError.validation(exc.field, "must not contain line breaks") from None
+            check_header_values(name, getattr(outgoing, name))
+    except UnsafeHeaderValue as exc:
+        raise BackendError.validation(exc.argument, exc.reason) from None
 
 
 def _plain_addresses(addresses: Sequence[str]) -> list[str]:

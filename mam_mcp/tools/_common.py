@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client.models import Message
+from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
 
 __all__ = [
     "ResourceId",
@@ -44,14 +45,14 @@ def has_crlf(value: str) -> bool:
 
 
 def _single_line(value: str) -> str:
-    if has_crlf(value):
-        raise ValueError("must be a single line (no CR/LF): line breaks in a header could inject headers")
+    if not is_safe_header_value(value):  # line breaks, even RFC 2047-encoded ones, could inject headers
+        raise ValueError(UNSAFE_REASON)
     return value
 
 
 def _email(value: str) -> str:
     value = value.strip()
-    if has_crlf(value) or not _EMAIL_RE.match(value) or ".." in value:
+    if not is_safe_header_value(value) or not _EMAIL_RE.match(value) or ".." in value:
         raise ValueError("not a valid email address (use the bare address, e.g. jane@example.com)")
     return value
 

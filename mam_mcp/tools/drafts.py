@@ -142,7 +142,8 @@ async def send_draft(
         text = f"Sent draft {draft_id} (status {status}) as message {result.id} in thread {result.thread_id}; the draft was removed."
     return ok(
         text,
-        {"id": result.id, "thread_id": result.thread_id, "status": result.status, "draft_id": result.draft_id or draft_id,
+        {"id": result.id, "thread_id": result.thread_id, "status": result.status, "message_id": result.message_id,
+         "draft_id": result.draft_id or draft_id,
          "sent": status != "captured"},
     )
 
