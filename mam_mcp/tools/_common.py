@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field
 
 from mam_mcp.client.models import Message
 from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
+from mam_mcp.tools._send_status import STATUS_HINTS
 
 __all__ = [
     "ResourceId",
@@ -80,6 +81,7 @@ Verified = Annotated[
 MaxChars = Annotated[int, Field(ge=200, le=100_000, description="Cap on body characters returned.")]
 
 PREVIEW_CHARS = 160
+_LISTED_STATUS_HINTS = ("queued", "relaying", "unknown", "failed", "partial")  # an outbound send still to watch
 
 
 def _one_line(text: str | None, limit: int) -> str:
@@ -164,6 +166,7 @@ def summarize(message: Message) -> dict[str, Any]:
         "has_attachments": has_attachments,
         "preview": _one_line(preview_source, PREVIEW_CHARS),
         **({"status": message.status} if message.status else {}),
+        **({"status_hint": STATUS_HINTS[message.status]} if message.status in _LISTED_STATUS_HINTS else {}),
     }
 
 

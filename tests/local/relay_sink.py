@@ -2,7 +2,7 @@
 
 `serve_sink()` listens on an ephemeral 127.0.0.1 port and records every message it accepts
 (the exact bytes). It can require AUTH (and refuse a wrong password with 535), refuse recipients
-(550), answer DATA with a code (451, 554), or drop the connection at RCPT or after the message
+(550), answer DATA with a code (451, 554; or a list of answers, then accept), or drop the connection at RCPT or after the message
 was sent (DATA received, no answer).
 """
 
@@ -28,6 +28,7 @@ class RelaySink:
     received: list[Envelope] = field(default_factory=list)
     rcpt_answers: dict[str, str] = field(default_factory=dict)
     data_answer: str | None = None
+    data_answers: list[str] = field(default_factory=list)  # answered first, one per DATA, before data_answer
     drop: Literal["rcpt", "data"] | None = None
     data_attempts: int = 0  # DATA commands that got as far as the message (answered or not)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -59,9 +60,10 @@ class RelaySink:
                 server.transport.abort()
                 self.changed.notify_all()
                 return "250 never seen"
-            if self.data_answer is not None:
+            answer = self.data_answers.pop(0) if self.data_answers else self.data_answer
+            if answer is not None:
                 self.changed.notify_all()
-                return self.data_answer
+                return answer
             self.received.append(envelope)
             self.changed.notify_all()
         return "250 OK queued"
