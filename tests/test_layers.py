@@ -42,6 +42,14 @@ def test_layer_does_not_import_upwards(folder: str, forbidden: tuple[str, ...]) 
     assert not offenders, "\n".join(offenders)
 
 
+def test_header_safety_module_stands_alone() -> None:
+    # Both `local` and `client` import mam_mcp.headers, so it may import neither (nor anything outside the stdlib).
+    import sys
+
+    imported = {name.split(".")[0] for name in _imports(PACKAGE / "headers.py")}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
 def test_serve_start_up_path_has_no_heavy_imports() -> None:
     # What the SDK itself imports (uvicorn, starlette) is paid by any MCP server; this guards our own.
     import subprocess

@@ -21,6 +21,7 @@ from mam_mcp import __version__
 from mam_mcp.client.errors import (
     ConnectionFailed,
     MamError,
+    RelayRejected,
     SendOutcomeUnknown,
     error_from_response,
 )
@@ -178,6 +179,8 @@ class HttpCore:
             ) from None
         if response.status_code >= 500:
             inner = error_from_response(response.status_code, _json_or_none(response), response.headers)
+            if isinstance(inner, RelayRejected):  # a definite refusal: nothing was sent
+                raise inner
             raise SendOutcomeUnknown(
                 f"the API answered {response.status_code} {inner.code}: {inner.message}; the send may have happened",
                 status=response.status_code,

@@ -10,6 +10,8 @@ import builtins
 from typing import Any
 
 from mam_mcp.client._http import HttpCore, RawResponse
+from mam_mcp.client.errors import ValidationFailed
+from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
 from mam_mcp.client._http import json_body as _body
 from mam_mcp.client._http import path_segment as _seg
 from mam_mcp.client.models import (
@@ -52,6 +54,18 @@ __all__ = [
 ]
 
 
+def _check_header_args(**arguments: str | builtins.list[str] | None) -> None:
+    """Refuse, before any call, a value that would not stay one mail header (as the local backend does).
+
+    Names are the snake_case arguments of the tools; the check reads values as any decoder would
+    (RFC 2047 encoded words included), see `mam_mcp.headers`.
+    """
+    for name, value in arguments.items():
+        values = [value] if isinstance(value, str) else (value or [])
+        if not all(is_safe_header_value(v) for v in values):
+            raise ValidationFailed(f"{name}: {UNSAFE_REASON}", details=[{"path": name, "message": UNSAFE_REASON}])
+
+
 class _Namespace:
     def __init__(self, http: HttpCore) -> None:
         self._http = http
@@ -67,6 +81,7 @@ class Inboxes(_Namespace):
         workspace_id: str | None = None,
         reveal: bool = False,
     ) -> Inbox:
+        _check_header_args(display_name=display_name)
         data = await self._http.request(
             "POST",
             "/inboxes",
@@ -84,6 +99,7 @@ class Inboxes(_Namespace):
     async def update(
         self, inbox_id: str, *, display_name: str | None = None, metadata: dict[str, Any] | None = None
     ) -> Inbox:
+        _check_header_args(display_name=display_name)
         data = await self._http.request(
             "PATCH", f"/inboxes/{_seg(inbox_id)}", json=_body(displayName=display_name, metadata=metadata)
         )
@@ -111,6 +127,7 @@ def _send_body(
     *, to: list[str], subject: str, plain_body: str | None, html_body: str | None,
     cc: list[str] | None, bcc: list[str] | None, verified: bool | None,
 ) -> dict[str, Any]:
+    _check_header_args(to=to, cc=cc, bcc=bcc, subject=subject)
     return _body(
         to=to, cc=cc or None, bcc=bcc or None, subject=subject, plainBody=plain_body, htmlBody=html_body,
         verified=verified,
@@ -121,6 +138,7 @@ def _reply_body(
     *, plain_body: str | None, html_body: str | None, cc: list[str] | None, bcc: list[str] | None,
     verified: bool | None,
 ) -> dict[str, Any]:
+    _check_header_args(cc=cc, bcc=bcc)
     return _body(plainBody=plain_body, htmlBody=html_body, cc=cc or None, bcc=bcc or None, verified=verified or None)
 
 
@@ -128,6 +146,7 @@ def _forward_body(
     *, to: list[str], plain_body: str | None, html_body: str | None, cc: list[str] | None,
     bcc: list[str] | None, verified: bool | None,
 ) -> dict[str, Any]:
+    _check_header_args(to=to, cc=cc, bcc=bcc)
     return _body(to=to, cc=cc or None, bcc=bcc or None, plainBody=plain_body, htmlBody=html_body, verified=verified)
 
 
@@ -274,6 +293,7 @@ class Drafts(_Namespace):
         html_body: str | None = None,
         reply_to_message_id: str | None = None,
     ) -> Draft:
+        _check_header_args(to=to, cc=cc, bcc=bcc, subject=subject)
         body = _body(
             to=to, cc=cc, bcc=bcc, subject=subject, plainBody=plain_body, htmlBody=html_body,
             replyToMessageId=reply_to_message_id,
@@ -290,6 +310,7 @@ class Drafts(_Namespace):
 
     async def update(self, inbox_id: str, draft_id: str, **changes: Any) -> Draft:
         """Merge-patch: pass only the fields to change (to, cc, bcc, subject, plain_body, html_body)."""
+        _check_header_args(**{k: changes.get(k) for k in ("to", "cc", "bcc", "subject")})
         names = {"plain_body": "plainBody", "html_body": "htmlBody", "reply_to_message_id": "replyToMessageId"}
         body = {names.get(k, k): v for k, v in changes.items() if v is not None}
         return Draft.model_validate(

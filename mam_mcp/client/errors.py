@@ -37,6 +37,7 @@ __all__ = [
     "SendOutcomeUnknown",
     "PolicyDenied",
     "ContentChanged",
+    "RelayRejected",
     "error_from_response",
     "ERROR_CLASSES",
 ]
@@ -256,6 +257,18 @@ class ContentChanged(MamError):
     )
 
 
+class RelayRejected(MamError):
+    """The outbound relay refused the message for good (5xx): it was not sent. A definite outcome."""
+
+    code = "RELAY_REJECTED"
+    default_hint = (
+        "Nothing was sent; do not resend it unchanged. The message names the relay's answer: 535 or another "
+        "authentication error means the relay login in MAM_SMTP_RELAY_URL is wrong (a person must fix it); "
+        "550/5.1.1 means the address does not exist (check it); a policy refusal (554, 5.7.x) means the relay "
+        "will not carry this mail."
+    )
+
+
 ERROR_CLASSES: dict[str, type[MamError]] = {
     cls.code: cls
     for cls in (
@@ -281,6 +294,7 @@ ERROR_CLASSES: dict[str, type[MamError]] = {
         ProviderError,
         PolicyDenied,
         ContentChanged,
+        RelayRejected,
     )
 }
 

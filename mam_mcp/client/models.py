@@ -158,6 +158,9 @@ class SendResult(ApiModel):
     status: str | None = None
     message_id: str | None = None
     draft_id: str | None = None
+    relay_reply: str | None = None  # local backend: the relay's last answer (queued, failed, unknown, partial)
+    next_attempt_at: str | None = None  # local backend, queued: when it is tried again
+    retry_until: str | None = None  # local backend, queued: after this it is failed, never sent late
 
 
 class PreviewAttachment(ApiModel):

@@ -12,26 +12,29 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+import anyio
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
 from mam_mcp.local.keys import KeyRing
+from mam_mcp.headers import UnsafeHeaderValue, check_header_value, check_header_values
 from mam_mcp.local.mime import (
-    HeaderInjectionError,
     OutboundAttachment,
     build_outbound,
-    check_header_safe,
     forward_quote,
     forward_subject,
     new_message_id,
     reply_subject,
 )
 from mam_mcp.local.model import EventType, InboxEvent, KeyScope
-from mam_mcp.local.relay import RelayRejected
+from mam_mcp.local.relay import RelayOutcomeUnknown, RelayRejected
 from mam_mcp.local.store import EmailStore, event_message
 
 __all__ = [
@@ -59,7 +62,8 @@ EventSink = Callable[[InboxEvent], Awaitable[None] | None]
 
 class OutboundRelay(Protocol):
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
-        """Hand a message to the relay; raises RelayRejected(permanent, message)."""
+        """Hand a message to the relay; raises RelayRejected(permanent, message), or
+        RelayOutcomeUnknown when the connection failed after the message went over."""
 
 
 class BackendError(Exception):
@@ -176,17 +180,38 @@ def content_hash(
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """Where a send stands. `status`: queued | relaying | sent | failed | unknown | partial |
+    delivered | captured (docs/contract.md); `relay_reply` is the relay's last answer (redacted)."""
+
     id: str
     thread_id: str
     status: str
     message_id: str
     draft_id: str | None = None
+    relay_reply: str | None = None
+    next_attempt_at: str | None = None  # queued: when the backend tries again
+    retry_until: str | None = None  # queued: after this it is failed, never sent late
 
     def wire(self) -> dict[str, Any]:
         out = {"id": self.id, "threadId": self.thread_id, "status": self.status, "messageId": self.message_id}
-        if self.draft_id:
-            out["draftId"] = self.draft_id
+        for key, value in (
+            ("draftId", self.draft_id), ("relayReply", self.relay_reply),
+            ("nextAttemptAt", self.next_attempt_at), ("retryUntil", self.retry_until),
+        ):  # fmt: skip
+            if value:
+                out[key] = value
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one delivery attempt came to."""
+
+    status: str
+    reply: str | None = None
+    next_attempt_at: str | None = None
+    retry_until: str | None = None
+    refused: bool = False  # the relay said no for good (5xx): RELAY_REJECTED
 
 
 class LocalBackend:
@@ -209,6 +234,7 @@ class LocalBackend:
         self._sinks: list[EventSink] = []
         # Idempotency-Key -> [lock, holders]; an entry lives while anyone holds or awaits its lock.
         self._send_locks: dict[tuple[str, str], list[Any]] = {}
+        self._retry_listeners: list[Callable[[], None]] = []
 
     @property
     def smtp_port(self) -> int:
@@ -292,9 +318,7 @@ class LocalBackend:
             async with entry[0]:
                 previous = await self._previous_send(inbox_id, idempotency_key)
                 if previous is not None:
-                    return SendResult(
-                        previous.id, previous.thread_id, previous.status, previous.message_id, draft_id
-                    )
+                    return replace(previous, draft_id=draft_id)
                 return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id, expect_hash)
         finally:
             entry[1] -= 1
@@ -305,7 +329,12 @@ class LocalBackend:
         row = await self.store.idempotent_message(inbox_id, idempotency_key)
         if row is None:
             return None
-        return SendResult(row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "")
+        delivery = await self.store.delivery(row["id"]) or {}
+        return SendResult(
+            row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "",
+            relay_reply=delivery.get("last_reply"), next_attempt_at=delivery.get("next_attempt_at"),
+            retry_until=delivery.get("retry_until") if row["status"] == "queued" else None,
+        )  # fmt: skip
 
     async def new_recipients(self, inbox_id: str, recipients: Sequence[str], known: Sequence[str] = ()) -> list[str]:
         """The recipients that need consent: never wrote to this inbox, not local, not answered by this reply."""
@@ -329,6 +358,10 @@ class LocalBackend:
             raise BackendError.validation("to", "at least one recipient is required")
         from_address = await self.store.primary_address(inbox_id) or record.email
         from_name = inbox.get("display_name")
+        try:  # set before the header check existed: refused here, before anyone is asked to approve it
+            check_header_value("displayName", from_name)
+        except UnsafeHeaderValue as exc:
+            raise BackendError.validation(exc.argument, exc.reason) from None
         return SendPreview(
             from_address=from_address,
             from_name=from_name,
@@ -392,10 +425,9 @@ class LocalBackend:
                 references=outgoing.references,
                 attachments=outgoing.attachments,
             )
-        except HeaderInjectionError as exc:
-            raise BackendError.validation(exc.field, "must not contain line breaks") from None
-        except (ValueError, TypeError) as exc:
-            raise BackendError.validation("to", f"cannot build the message: {type(exc).__name__}") from None
+        except UnsafeHeaderValue as exc:
+            raise BackendError.validation(exc.argument, exc.reason) from None
+        await self._pause_at("recording")
         try:
             row = await self.store.insert_outbound(
                 inbox_id=inbox_id,
@@ -418,62 +450,172 @@ class LocalBackend:
             )
         except LookupError:
             raise BackendError.not_found("draft") from None
-        status = await self._deliver(
-            record.tenant_id, record.workspace_id, row, from_address, recipients, raw
-        )
-        return SendResult(row["id"], row["thread_id"], status, message_id, draft_id)
+        await self._pause_at("recorded")  # recorded as queued (the draft gone with it), not yet handed over
+        outcome = await self._first_delivery(record.tenant_id, record.workspace_id, row, recipients, raw)
+        if outcome.refused:
+            raise BackendError(
+                502,
+                "RELAY_REJECTED",
+                f"the relay refused message {row['id']}: {outcome.reply}. It was not sent; it is stored with"
+                " status failed",
+            )
+        return SendResult(
+            row["id"], row["thread_id"], outcome.status, message_id, draft_id, relay_reply=outcome.reply,
+            next_attempt_at=outcome.next_attempt_at, retry_until=outcome.retry_until,
+        )  # fmt: skip
 
-    async def _deliver(
-        self,
-        tenant_id: str,
-        workspace_id: str | None,
-        row: dict[str, Any],
-        from_address: str,
-        recipients: list[str],
-        raw: bytes,
-    ) -> str:
+    # ------------------------------------------------------------ delivery states
+
+    async def _pause_at(self, point: str) -> None:
+        """Test hook (config.test_pause_at): stop here for good, so a test can kill the daemon at this point."""
+        if self.config.test_pause_at != point:
+            return
+        (self.config.data_dir / f"paused-at-{point}").write_text(str(os.getpid()), encoding="utf-8")
+        logger.warning("test hook: send paused at %s", point)
+        await anyio.sleep_forever()
+
+    def add_retry_listener(self, listener: Callable[[], None]) -> None:
+        """`listener()` is called when a send is queued for a retry (the daemon's retry worker wakes up)."""
+        self._retry_listeners.append(listener)
+
+    async def _first_delivery(
+        self, tenant_id: str, workspace_id: str | None, row: dict[str, Any], recipients: list[str], raw: bytes
+    ) -> _Outcome:
+        """Hand a just-recorded send over: local inboxes at once, the rest to the relay (or captured)."""
         local = [r for r in recipients if self.is_local_recipient(r)]
         remote = [r for r in recipients if r not in local]
-        status = "delivered"
+        handed_over = bool(local) or (bool(remote) and self.relay is not None)
+        if handed_over:
+            await self.store.claim_delivery(row["id"])  # relaying: a crash from here on means unknown
+            await self._pause_at("relaying")
         if local:
             try:
-                await self.ingest(raw, from_address, local)
-            except Exception as exc:  # noqa: BLE001 - the message must not stay "pending" forever
+                await self.ingest(raw, row["from_address"], local)
+            except Exception as exc:  # noqa: BLE001 - the message must not stay in flight forever
                 logger.warning("local delivery of %s failed: %s", row["id"], type(exc).__name__)
-                await self.store.set_message_status(row["id"], "failed")
+                await self.store.finish_delivery(row["id"], "failed", f"local delivery failed: {type(exc).__name__}")
                 raise BackendError(
                     502, "SMTP_ERROR",
                     f"local delivery of message {row['id']} failed; it is stored with status failed",
                 ) from None
-        if remote and self.relay is None:
-            status = "captured"  # no relay configured: kept here, not sent anywhere
-        elif remote and self.relay is not None:
-            try:
-                await self.relay.send(from_address, remote, raw)
-                status = "sent"
-            except RelayRejected as exc:
-                if exc.accepted:
-                    # Some recipients got it: reporting a failure would invite a duplicate resend.
-                    logger.warning("relay refused %d of %d recipients of %s", len(exc.refused), len(remote), row["id"])
-                    status = "partial"
-                else:
-                    status = "bounced" if exc.permanent else "failed"
-            except Exception as exc:  # noqa: BLE001 - network errors reach the caller as SMTP_ERROR
-                logger.warning("relay failed: %s", type(exc).__name__)
-                status = "failed"
+        if remote and self.relay is not None:
+            return await self._relay(tenant_id, workspace_id, row, remote, raw, attempts=1, retry_until=None)
+        status = "captured" if remote else "delivered"  # captured: no relay configured, kept here
+        return await self._finish(tenant_id, workspace_id, row, status)
+
+    async def _relay(
+        self,
+        tenant_id: str,
+        workspace_id: str | None,
+        row: dict[str, Any],
+        remote: list[str],
+        raw: bytes,
+        *,
+        attempts: int,
+        retry_until: str | None,
+    ) -> _Outcome:
+        """One attempt with the relay (the send is `relaying`): its outcome, recorded."""
+        assert self.relay is not None
+        try:
+            await self.relay.send(row["from_address"], remote, raw)
+        except RelayRejected as exc:
+            if exc.accepted:  # some recipients got it: a failure would invite a duplicate resend
+                logger.warning("relay refused %d of %d recipients of %s", len(exc.refused), len(remote), row["id"])
+                return await self._finish(tenant_id, workspace_id, row, "partial", exc.reply())
+            if exc.permanent:
+                return replace(await self._finish(tenant_id, workspace_id, row, "failed", exc.reply()), refused=True)
+            return await self._retry_later(tenant_id, workspace_id, row, exc.reply(), attempts, retry_until)
+        except RelayOutcomeUnknown as exc:
+            return await self._finish(tenant_id, workspace_id, row, "unknown", exc.reply())
+        except Exception as exc:  # noqa: BLE001 - a relay that broke before answering: try again later
+            logger.warning("relay failed: %s", type(exc).__name__)
+            reply = f"relay failed: {type(exc).__name__}"
+            return await self._retry_later(tenant_id, workspace_id, row, reply, attempts, retry_until)
+        await self._pause_at("relayed")  # the relay said yes; not yet recorded
+        return await self._finish(tenant_id, workspace_id, row, "sent")
+
+    async def _finish(
+        self, tenant_id: str, workspace_id: str | None, row: dict[str, Any], status: str, reply: str | None = None
+    ) -> _Outcome:
+        await self.store.finish_delivery(row["id"], status, reply)
         row["status"] = status
-        await self.store.set_message_status(row["id"], status)
-        event_type: EventType = "message.bounced" if status == "bounced" else "message.sent"
-        if status != "failed":
-            await self.emit(_event(event_type, tenant_id, workspace_id, row))
-        if status == "failed":
-            raise BackendError(
-                502,
-                "SMTP_ERROR",
-                f"the relay did not take message {row['id']} (temporary failure); it is stored with status"
-                " failed; check list_messages(direction=outbound) before sending again",
+        if status in ("sent", "delivered", "captured", "partial"):
+            await self.emit(_event("message.sent", tenant_id, workspace_id, row))
+        return _Outcome(status, reply)
+
+    async def _retry_later(
+        self,
+        tenant_id: str,
+        workspace_id: str | None,
+        row: dict[str, Any],
+        reply: str,
+        attempts: int,
+        retry_until: str | None,
+    ) -> _Outcome:
+        """A temporary failure: queued again with backoff, or failed once the attempts are used up."""
+        base = self.config.send_retry_base_seconds
+        if attempts >= self.config.send_max_attempts:
+            return await self._finish(
+                tenant_id, workspace_id, row, "failed", f"{reply} (gave up after {attempts} attempts)"
             )
-        return status
+        now = datetime.now(UTC)
+        if retry_until is None:  # the last attempt's time, plus one base interval of slack
+            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + base
+            retry_until = _iso(now + timedelta(seconds=last))
+        next_attempt_at = _iso(now + timedelta(seconds=base * 3 ** (attempts - 1)))
+        await self.store.schedule_retry(
+            row["id"], next_attempt_at=next_attempt_at, retry_until=retry_until, reply=reply
+        )
+        for listener in list(self._retry_listeners):
+            listener()
+        return _Outcome("queued", reply, next_attempt_at, retry_until)
+
+    async def retry_due_sends(self) -> float | None:
+        """Try each queued send whose retry is due (the daemon's retry worker calls this).
+
+        Returns seconds until the next retry is due, or None when none is scheduled.
+        """
+        for row in await self.store.due_deliveries(_iso(datetime.now(UTC))):
+            await self._retry(row)
+        upcoming = await self.store.next_delivery_at()
+        if upcoming is None:
+            return None
+        wait = (datetime.fromisoformat(upcoming.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+        return max(wait, 0.0)
+
+    async def _retry(self, row: dict[str, Any]) -> None:
+        record = self.store.inbox_record(row["inbox_id"])
+        tenant_id, workspace_id = (record.tenant_id, record.workspace_id) if record else ("", None)
+        if not await self.store.claim_delivery(row["id"]):
+            return  # no longer queued
+        reply = row["last_reply"] or "temporary failure"
+        expired = row["retry_until"] is not None and row["retry_until"] < _iso(datetime.now(UTC))
+        if record is None or row["deleted"] or self.relay is None or expired:
+            why = (
+                "the message was deleted while queued" if row["deleted"] or record is None
+                else "no relay is configured any more" if self.relay is None
+                else f"the retries ended at {row['retry_until']} while the daemon was not running"
+            )  # fmt: skip
+            await self._finish(tenant_id, workspace_id, row, "failed", f"not sent: {why}; last answer: {reply}")
+            return
+        raw = await self.store.outbound_raw(row["id"])
+        recipients = _unique([*json.loads(row["to_json"]), *json.loads(row["cc_json"]), *json.loads(row["bcc_json"])])
+        remote = [r for r in recipients if not self.is_local_recipient(r)]  # local ones got it the first time
+        if raw is None or not remote:
+            await self._finish(tenant_id, workspace_id, row, "failed", "not sent: nothing left to relay")
+            return
+        await self._pause_at("relaying")
+        await self._relay(
+            tenant_id, workspace_id, row, remote, raw, attempts=int(row["attempts"]) + 1, retry_until=row["retry_until"]
+        )
+
+    async def recover_sends(self) -> tuple[int, int]:
+        """At daemon start: sends a previous run left with the relay become `unknown` (never resent);
+        sends recorded but never handed over are due now. Returns (unknown, requeued)."""
+        return await self.store.recover_deliveries(
+            _iso(datetime.now(UTC)),
+            "the daemon stopped while this message was being handed to the relay; it may have been delivered",
+        )
 
     # ------------------------------------------------------------ replies, forwards, drafts
 
@@ -590,9 +732,7 @@ class LocalBackend:
         if idempotency_key is not None:  # a retried draft send: the draft is already gone
             previous = await self._previous_send(inbox_id, idempotency_key)
             if previous is not None:
-                return SendResult(
-                    previous.id, previous.thread_id, previous.status, previous.message_id, draft_id
-                )
+                return replace(previous, draft_id=draft_id)
         outgoing = await self.draft_outgoing(inbox_id, draft_id, verified=verified)
         return await self.send(
             inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id, expect_hash=expect_hash
@@ -636,18 +776,21 @@ def _check_headers(outgoing: Outgoing) -> None:
     if len(outgoing.to) + len(outgoing.cc) + len(outgoing.bcc) > MAX_RECIPIENTS:
         raise BackendError.validation("to", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
     try:
-        check_header_safe("subject", outgoing.subject)
+        check_header_value("subject", outgoing.subject)
         for name in ("to", "cc", "bcc"):
-            for value in getattr(outgoing, name):
-                check_header_safe(name, value)
-    except HeaderInjectionError as exc:
-        raise BackendError.validation(exc.field, "must not contain line breaks") from None
+            check_header_values(name, getattr(outgoing, name))
+    except UnsafeHeaderValue as exc:
+        raise BackendError.validation(exc.argument, exc.reason) from None
 
 
 def _plain_addresses(addresses: Sequence[str]) -> list[str]:
     """Stored addresses a reply may go to: bare addr-specs only (a quoted local part with spaces is text
     a stranger wrote, not a mailbox anyone should be sent to; the relay would refuse it anyway)."""
     return [a for a in addresses if a and ADDRESS_RE.match(a)]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _unique(addresses: Sequence[str]) -> list[str]:

@@ -32,6 +32,13 @@ class LocalConfig(BaseModel):
     webhook_timeout_seconds: float = 10.0
     webhook_retry_base_seconds: float = 10.0  # backoff: base * 3**attempt, capped
     webhook_max_attempts: int = 8
+    # Sends the relay answered 4xx or could not be reached for: tried again after base * 3**n
+    # (30 s, 1.5 min, 4.5 min, 13.5 min with the defaults), then `failed`.
+    send_retry_base_seconds: float = Field(30.0, gt=0)
+    send_max_attempts: int = Field(5, ge=1, le=20)
+    # Test only: the daemon stops at this named point of a send (recording, recorded, relaying,
+    # relayed), writes `paused-at-<point>` in the data dir and waits to be killed. None: no effect.
+    test_pause_at: str | None = None
 
     @property
     def db_path(self) -> Path:

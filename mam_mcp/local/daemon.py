@@ -335,6 +335,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     from mam_mcp.local.backend import LocalBackend
     from mam_mcp.local.events import EventHub, websocket_routes
     from mam_mcp.local.relay import SmtpRelay
+    from mam_mcp.local.send_retries import SendRetryWorker
     from mam_mcp.local.smtp import SmtpIngress
     from mam_mcp.local.store import EmailStore
     from mam_mcp.local.webhooks import WebhookDispatcher
@@ -376,6 +377,10 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         bound = config.model_copy(update={"http_port": http_sock.getsockname()[1], "smtp_port": smtp.port})
         backend = LocalBackend(bound, store, relay=SmtpRelay(config.relay_url) if config.relay_url else None)
         backend_ref.append(backend)
+        await _recover_sends(backend)
+        retries = SendRetryWorker(backend, busy=tracker.busy)
+        await retries.start()
+        stack.push_async_callback(retries.stop)
 
         tenant_key = await _tenant_key(bound, backend)
         hub = EventHub()
@@ -404,6 +409,18 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
             # No new mail once HTTP is down, before the dispatcher and store close (the stack unwinds next).
             await smtp.stop()
     logger.info("stopped")
+
+
+async def _recover_sends(backend: Any) -> None:
+    """Before anything sends: what the previous run left with the relay is `unknown`, never resent."""
+    unknown, requeued = await backend.recover_sends()
+    if unknown:
+        logger.warning(
+            "%d send(s) were being handed to the relay when the daemon last stopped: marked unknown, not resent",
+            unknown,
+        )
+    if requeued:
+        logger.info("%d recorded send(s) never reached the relay: sending them now", requeued)
 
 
 async def _tenant_key(config: LocalConfig, backend: Any) -> str:

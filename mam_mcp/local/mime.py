@@ -3,8 +3,9 @@
 Parsing uses the `compat32` policy (2-3x faster here than `policy.default`, same text on
 common mail) with explicit header decoding, and never raises: whatever can be read is
 returned and the caller keeps the raw source. Building uses `EmailMessage` with the SMTP
-policy. Header injection (CR/LF in subject, addresses, display names) is refused with
-`HeaderInjectionError` before anything is built.
+policy; every header value goes through `mam_mcp.headers` (refused with `UnsafeHeaderValue`
+naming the argument, or neutralised when it comes from inbound mail), and the built bytes are
+checked to carry exactly the headers that were set.
 """
 
 from __future__ import annotations
@@ -17,18 +18,26 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import errors as email_errors
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from typing import Any
 
+from mam_mcp.headers import (
+    UnsafeHeaderValue,
+    check_header_block,
+    check_header_value,
+    check_header_values,
+    clean_message_ids,
+    neutralise,
+)
+
 __all__ = [
-    "HeaderInjectionError",
     "OutboundAttachment",
     "ParsedAttachment",
     "ParsedMessage",
     "build_outbound",
-    "check_header_safe",
     "decode_header_value",
     "forward_quote",
     "forward_subject",
@@ -55,14 +64,6 @@ _CONTENT_TYPE_RE = re.compile(r"^[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,127
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
 _SIMPLE_ADDRESS_RE = re.compile(rf"[ \t]*(?:((?:{_ATOM} )*{_ATOM}) ?<({_ADDR_SPEC})>|({_ADDR_SPEC}))[ \t]*")
-
-
-class HeaderInjectionError(ValueError):
-    """A header field contains CR or LF (or NUL); `field` names which one."""
-
-    def __init__(self, field_name: str) -> None:
-        super().__init__(f"{field_name} must not contain line breaks")
-        self.field = field_name
 
 
 @dataclass(slots=True)
@@ -370,12 +371,14 @@ def normalize_subject(subject: str | None) -> str:
 
 
 def reply_subject(subject: str | None) -> str:
-    text = (subject or "").strip()
+    """The subject of a reply to a message with `subject` (inbound text: neutralised to one line)."""
+    text = neutralise(subject)
     return text if re.match(r"^\s*re\s*:", text, re.IGNORECASE) else f"Re: {text}".strip()
 
 
 def forward_subject(subject: str | None) -> str:
-    text = (subject or "").strip()
+    """The subject of a forward of a message with `subject` (inbound text: neutralised to one line)."""
+    text = neutralise(subject)
     return text if re.match(r"^\s*fwd?\s*:", text, re.IGNORECASE) else f"Fwd: {text}".strip()
 
 
@@ -389,12 +392,6 @@ class OutboundAttachment:
     data: bytes
 
 
-def check_header_safe(field_name: str, value: str | None) -> None:
-    """Refuse CR, LF and NUL in a value that goes into a header."""
-    if value and any(ch in value for ch in ("\r", "\n", "\x00")):
-        raise HeaderInjectionError(field_name)
-
-
 def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
@@ -402,22 +399,63 @@ def new_message_id(domain: str) -> str:
 def forward_quote(
     *, from_header: str, date: str | None, subject: str | None, to: Sequence[str], body: str | None
 ) -> str:
-    """The quoted original under a forward, as mail clients write it."""
+    """The quoted original under a forward, as mail clients write it (each quoted header one line)."""
     lines = [
         "---------- Forwarded message ----------",
-        f"From: {from_header}",
-        f"Date: {date or ''}",
-        f"Subject: {subject or ''}",
-        f"To: {', '.join(to)}",
+        f"From: {neutralise(from_header)}",
+        f"Date: {neutralise(date)}",
+        f"Subject: {neutralise(subject)}",
+        f"To: {neutralise(', '.join(to))}",
         "",
         body or "",
     ]
     return "\n".join(lines)
 
 
-def _address(display_name: str | None, addr: str) -> Address:
+def _address(argument: str, display_name: str | None, addr: str) -> Address:
     local, _, domain = addr.rpartition("@")
-    return Address(display_name=display_name or "", username=local, domain=domain)
+    try:
+        return Address(display_name=display_name or "", username=local, domain=domain)
+    except (ValueError, TypeError, IndexError, email_errors.MessageError) as exc:
+        raise UnsafeHeaderValue(argument, f"not an address a mail header can carry ({type(exc).__name__})") from None
+
+
+# The REST argument each header comes from: what an error tells the caller to change.
+_ARGUMENT_OF_HEADER = {
+    "from": "displayName", "to": "to", "cc": "cc", "subject": "subject", "message-id": "messageId",
+    "in-reply-to": "inReplyTo", "references": "references",
+}  # fmt: skip
+
+
+def _set_header(msg: EmailMessage, name: str, value: Any) -> None:
+    """Set one header; any complaint of the email package is blamed on the argument it came from."""
+    try:
+        msg[name] = value
+    except (ValueError, TypeError, IndexError, email_errors.MessageError) as exc:
+        raise UnsafeHeaderValue(
+            _ARGUMENT_OF_HEADER.get(name.lower(), name), f"cannot be written as a mail header ({type(exc).__name__})"
+        ) from None
+
+
+_BREAK_WITHOUT_FOLD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")  # what CPython 3.13 calls HeaderWriteError
+
+
+def _serialise(msg: EmailMessage) -> bytes:
+    """The wire bytes, the same on every CPython: a header that would fold into two is named, never sent."""
+    for name, value in msg.items():
+        argument = _ARGUMENT_OF_HEADER.get(name.lower(), name)
+        try:
+            folded = msg.policy.fold_binary(name, value)
+        except (ValueError, TypeError, IndexError, email_errors.MessageError) as exc:
+            raise UnsafeHeaderValue(argument, f"cannot be written as a mail header ({type(exc).__name__})") from None
+        if _BREAK_WITHOUT_FOLD.search(folded.rstrip(b"\r\n")):
+            raise UnsafeHeaderValue(argument)
+    try:
+        raw = msg.as_bytes(policy=email_policy.SMTP)
+    except (ValueError, TypeError, IndexError, email_errors.MessageError) as exc:  # HeaderWriteError on 3.13+
+        raise UnsafeHeaderValue("message", f"cannot be written as mail ({type(exc).__name__})") from None
+    check_header_block(raw, [name for name, _ in msg.items()])
+    return raw
 
 
 def build_outbound(
@@ -434,24 +472,32 @@ def build_outbound(
     references: Sequence[str] = (),
     attachments: Sequence[OutboundAttachment] = (),
 ) -> bytes:
-    """The wire bytes of an outbound message (Bcc never appears in headers)."""
-    check_header_safe("subject", subject)
-    check_header_safe("fromName", from_name)
-    for name, values in (("to", to), ("cc", cc), ("from", [from_address])):
-        for value in values:
-            check_header_safe(name, value)
+    """The wire bytes of an outbound message (Bcc never appears in headers).
+
+    Values the caller chose are refused (`UnsafeHeaderValue` naming the argument) unless they
+    are one line as any decoder reads them; thread ids taken from inbound mail are kept only
+    when plain. Subjects derived from inbound mail arrive here neutralised (`reply_subject`).
+    """
+    check_header_value("subject", subject)
+    check_header_value("displayName", from_name)
+    check_header_values("to", to)
+    check_header_values("cc", cc)
+    check_header_value("from", from_address)
+    check_header_value("messageId", message_id)
+    thread_ids = clean_message_ids([in_reply_to])
+    references = clean_message_ids(references)
     msg = EmailMessage(policy=email_policy.SMTP)
-    msg["From"] = _address(from_name, from_address)
-    msg["To"] = [_address(None, a) for a in to]
+    _set_header(msg, "From", _address("from", from_name, from_address))
+    _set_header(msg, "To", [_address("to", None, a) for a in to])
     if cc:
-        msg["Cc"] = [_address(None, a) for a in cc]
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = message_id
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
+        _set_header(msg, "Cc", [_address("cc", None, a) for a in cc])
+    _set_header(msg, "Subject", subject)
+    _set_header(msg, "Date", email.utils.format_datetime(datetime.now(UTC)))
+    _set_header(msg, "Message-ID", message_id)
+    if thread_ids:
+        _set_header(msg, "In-Reply-To", thread_ids[0])
     if references:
-        msg["References"] = " ".join(references)
+        _set_header(msg, "References", " ".join(references))
     msg["MIME-Version"] = "1.0"
     if plain_body is not None and html_body is not None:
         msg.set_content(plain_body)
@@ -464,5 +510,9 @@ def build_outbound(
         maintype, _, subtype = (att.content_type or "application/octet-stream").partition("/")
         if maintype in ("multipart", "message") or not subtype:  # those need a Message, not bytes
             maintype, subtype = "application", "octet-stream"
-        msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
-    return msg.as_bytes(policy=email_policy.SMTP)
+        filename = neutralise(att.filename, max_chars=255) or "attachment"  # forwarded names come from mail
+        try:
+            msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=filename)
+        except (ValueError, TypeError, IndexError, email_errors.MessageError) as exc:
+            raise UnsafeHeaderValue("attachments", f"cannot be attached ({type(exc).__name__})") from None
+    return _serialise(msg)

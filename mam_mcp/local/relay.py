@@ -1,7 +1,9 @@
 """Outbound delivery of the local backend through a configured SMTP relay (aiosmtplib).
 
 `SmtpRelay` implements the backend's `OutboundRelay` protocol: `await relay.send(mail_from,
-rcpts, raw)` returns when the relay accepted the message, or raises `RelayRejected`.
+rcpts, raw)` returns when the relay accepted the message, raises `RelayRejected` when it
+answered no (or could not be reached), and `RelayOutcomeUnknown` when the connection failed
+after the message itself was handed over (DATA): the relay may have it, so it is not retried.
 The relay password never appears in logs, `repr` or exception text.
 """
 
@@ -11,11 +13,12 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-__all__ = ["RelayRejected", "RelayUrl", "SmtpRelay"]
+__all__ = ["RelayOutcomeUnknown", "RelayRejected", "RelayUrl", "SmtpRelay"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,35 @@ class RelayRejected(Exception):
 
     def __repr__(self) -> str:
         return f"RelayRejected(permanent={self.permanent}, code={self.code}, message={self.message!r})"
+
+    def reply(self) -> str:
+        """What the relay said, in one line: its answer, and each refused recipient's answer."""
+        refused = "; ".join(f"{address}: {answer}" for address, answer in list(self.refused.items())[:10])
+        return " ".join(f"{self.message} ({refused})".split()) if refused else " ".join(self.message.split())
+
+
+class RelayOutcomeUnknown(Exception):
+    """The connection failed after the message was handed over: the relay may have accepted it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def reply(self) -> str:
+        return " ".join(self.message.split())
+
+
+class _Smtp(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting when the message itself starts going over (DATA)."""
+
+    data_started = False
+    data_answered = False  # the relay said 250 to the message: anything after (QUIT) does not matter
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.data_started = True
+        response = await super().data(*args, **kwargs)
+        self.data_answered = True
+        return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +154,7 @@ class SmtpRelay:
         ]
         if bad:
             raise self._rejected(True, f"invalid address: {bad[0][:200]!r}")
-        client = aiosmtplib.SMTP(
+        client = _Smtp(
             hostname=self._url.host,
             port=self._url.port,
             username=self._url.username,
@@ -133,6 +165,7 @@ class SmtpRelay:
             timeout=self._timeout_seconds,
             local_hostname=self._local_hostname,
         )
+        errors: dict[str, aiosmtplib.SMTPResponse] = {}
         try:
             async with client:
                 if client.is_ehlo_or_helo_needed:  # without TLS or AUTH nothing has said EHLO yet
@@ -152,8 +185,17 @@ class SmtpRelay:
             # The relay lacks something we need (STARTTLS, SMTPUTF8, AUTH): a set-up problem, not a bounce.
             raise self._rejected(False, f"relay cannot take this message: {exc}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            # Connection trouble, TLS failures and timeouts are worth another try later.
-            raise self._rejected(False, f"relay unreachable: {type(exc).__name__}: {exc}") from None
+            if client.data_answered:
+                logger.info("relay: connection trouble after the relay took the message: %s", type(exc).__name__)
+            elif client.data_started:  # the relay may have the message and its answer got lost
+                message = self._redact(
+                    f"connection lost after the message was sent, before the relay answered: {type(exc).__name__}: {exc}"
+                )
+                logger.warning("relay: outcome unknown via %s: %s", self.endpoint, message)
+                raise RelayOutcomeUnknown(message) from None
+            else:
+                # Connection trouble, TLS failures and timeouts before DATA are worth another try later.
+                raise self._rejected(False, f"relay unreachable: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:  # aiosmtplib refuses an address it cannot put on the wire
             raise self._rejected(True, f"invalid address: {exc}") from None
         if errors:

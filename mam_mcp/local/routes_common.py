@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
 from mam_mcp.local.backend import ADDRESS_RE, MAX_RECIPIENTS, BackendError, LocalBackend
 from mam_mcp.local.model import KeyKind, KeyScope
 from mam_mcp.local.store import InboxRecord, Row
@@ -27,6 +28,7 @@ __all__ = [
     "attachment_wire",
     "authenticate",
     "backend_of",
+    "check_header_argument",
     "check_tenant_workspace",
     "draft_wire",
     "inbox_in_scope",
@@ -168,10 +170,15 @@ def _error_message(err: Any) -> str:
     return str(err.get("msg", "invalid"))
 
 
+def check_header_argument(path: str, value: str | None) -> None:
+    """400 naming `path` unless `value` stays one line in a mail header (see mam_mcp.headers)."""
+    if not is_safe_header_value(value):
+        raise BackendError.validation(path, UNSAFE_REASON)
+
+
 def valid_address(value: str, path: str) -> str:
-    """A bare address from `addr` or `Name <addr>`; CR/LF and malformed addresses refused."""
-    if any(ch in value for ch in ("\r", "\n", "\x00")):
-        raise BackendError.validation(path, "must not contain line breaks")
+    """A bare address from `addr` or `Name <addr>`; line breaks (even encoded) and malformed addresses refused."""
+    check_header_argument(path, value)
     addr = value.strip()
     if "<" in addr:
         addr = parseaddr(addr)[1]

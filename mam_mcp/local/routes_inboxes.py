@@ -18,6 +18,7 @@ from mam_mcp.local.routes_common import (
     authenticate,
     backend_of,
     bool_param,
+    check_header_argument,
     check_tenant_workspace,
     inbox_in_scope,
     inbox_wire,
@@ -58,8 +59,7 @@ class CreateKey(StrictBody):
 
 
 def _check_display_name(value: str | None) -> None:
-    if value and any(ch in value for ch in ("\r", "\n", "\x00")):
-        raise BackendError.validation("displayName", "must not contain line breaks")
+    check_header_argument("displayName", value)  # it becomes the From header's display name
 
 
 async def _target_workspace(backend: LocalBackend, scope: KeyScope, requested: str | None) -> str | None:

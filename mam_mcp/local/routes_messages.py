@@ -19,6 +19,7 @@ from mam_mcp.local.routes_common import (
     authenticate,
     backend_of,
     bool_param,
+    check_header_argument,
     draft_wire,
     inbox_in_scope,
     iso_param,
@@ -302,8 +303,7 @@ def _draft_fields(body: DraftBody, *, partial: bool) -> dict[str, Any]:
         if name in given or not partial:
             fields[name] = address_list(getattr(body, name), name)
     if "subject" in given or not partial:
-        if body.subject and any(ch in body.subject for ch in "\r\n\x00"):
-            raise BackendError.validation("subject", "must not contain line breaks")
+        check_header_argument("subject", body.subject)
         fields["subject"] = body.subject
     if given & {"plain_body", "text"} or not partial:
         fields["plain_body"] = body.plain()

@@ -170,6 +170,41 @@ CREATE TABLE idempotency (
 """
 
 
+# Where each outbound send stands with the relay (states in `messages.status`). Added after
+# schema 1, so created at open when missing; a row lives until the send is sent, delivered or
+# captured, and stays for failed/unknown/partial sends to keep the relay's last answer.
+_DELIVERY_SCHEMA = """
+CREATE TABLE outbound_delivery (
+  message_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT,
+  retry_until TEXT, last_reply TEXT) WITHOUT ROWID;
+CREATE INDEX outbound_delivery_due ON outbound_delivery(next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+"""
+FINISHED_OK_STATUSES = ("sent", "delivered", "captured")
+
+
+def _add_delivery_table(conn: sqlite3.Connection) -> None:
+    """Create `outbound_delivery` on a database that lacks it (idempotent; one transaction).
+
+    Sends an older version left `pending` had no recorded outcome: they become `unknown`.
+    """
+    if _has_table(conn, "outbound_delivery"):
+        return  # every start after the first: one read, no write
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_table(conn, "outbound_delivery"):  # another process may have been first
+            for statement in filter(str.strip, _DELIVERY_SCHEMA.split(";")):
+                conn.execute(statement)
+            conn.execute("UPDATE messages SET status='unknown' WHERE direction='outbound' AND status='pending'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
 def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
@@ -507,6 +542,7 @@ class EmailStore:
                 conn.executescript("BEGIN;" + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"database schema {version} is newer than this mam-mcp ({SCHEMA_VERSION})")
+            _add_delivery_table(conn)
             for row in conn.execute("SELECT id, tenant_id, workspace_id, email FROM inboxes"):
                 self._inboxes[row["id"]] = InboxRecord(
                     row["id"], row["tenant_id"], row["workspace_id"], row["email"]
@@ -871,7 +907,9 @@ class EmailStore:
         idempotency_key: str | None = None,
         delete_draft_id: str | None = None,
     ) -> Row:
-        """Store a sent message (status `pending`) with its thread, idempotency record and draft deletion."""
+        """Record an outbound message (status `queued`, with its delivery row), its thread, idempotency
+        record and the draft's deletion, in one transaction: a draft disappears only with its message
+        durably recorded."""
         now = utc_now_iso()
 
         def run(c: sqlite3.Connection) -> Row:
@@ -883,7 +921,7 @@ class EmailStore:
             raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid if raw else None
             row = {
                 "id": new_id(), "inbox_id": inbox_id, "thread_id": tid, "direction": "outbound",
-                "status": "pending", "message_id_hdr": message_id_hdr, "in_reply_to": in_reply_to,
+                "status": "queued", "message_id_hdr": message_id_hdr, "in_reply_to": in_reply_to,
                 "references_json": json.dumps(list(references)), "from_address": from_address,
                 "from_name": from_name, "to_json": json.dumps(list(to)), "cc_json": json.dumps(list(cc)),
                 "bcc_json": json.dumps(list(bcc)), "subject": subject, "plain_body": plain_body,
@@ -898,6 +936,7 @@ class EmailStore:
                     (new_id(), seq, filename, ctype, len(data), data),
                 )
             _touch_thread(c, tid, now)
+            c.execute("INSERT INTO outbound_delivery (message_id) VALUES (?)", (row["id"],))
             if idempotency_key is not None:
                 c.execute(
                     "INSERT INTO idempotency VALUES (?, ?, ?, ?)", (inbox_id, idempotency_key, row["id"], now)
@@ -907,10 +946,120 @@ class EmailStore:
         size = len(raw or b"") + sum(len(data) for _, _, data in attachments)
         return await self._write(run, offload=size > PARSE_IN_THREAD_BYTES)
 
-    async def set_message_status(self, message_id: str, status: str) -> None:
-        await self._write(
-            lambda c: c.execute("UPDATE messages SET status=? WHERE id=?", (status, message_id))
+    # ------------------------------------------------------------ outbound delivery states
+
+    async def claim_delivery(self, message_id: str) -> bool:
+        """`queued` -> `relaying` (one more attempt counted); False if it was not queued (someone else has it)."""
+
+        def run(c: sqlite3.Connection) -> bool:
+            claimed = c.execute(
+                "UPDATE messages SET status='relaying' WHERE id=? AND status='queued'", (message_id,)
+            ).rowcount
+            if claimed:
+                c.execute(
+                    "UPDATE outbound_delivery SET attempts=attempts+1, next_attempt_at=NULL WHERE message_id=?",
+                    (message_id,),
+                )
+            return bool(claimed)
+
+        return await self._write(run)
+
+    async def finish_delivery(self, message_id: str, status: str, reply: str | None = None) -> None:
+        """Record a send's outcome; the delivery row goes once it is sent, delivered or captured."""
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE messages SET status=? WHERE id=?", (status, message_id))
+            if status in FINISHED_OK_STATUSES:
+                c.execute("DELETE FROM outbound_delivery WHERE message_id=?", (message_id,))
+            else:
+                c.execute(
+                    "UPDATE outbound_delivery SET next_attempt_at=NULL, last_reply=COALESCE(?, last_reply)"
+                    " WHERE message_id=?",
+                    (reply, message_id),
+                )
+
+        await self._write(run)
+
+    async def schedule_retry(self, message_id: str, *, next_attempt_at: str, retry_until: str, reply: str) -> None:
+        """Back to `queued`, due again at `next_attempt_at` (the retry worker picks it up)."""
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE messages SET status='queued' WHERE id=?", (message_id,))
+            c.execute(
+                "UPDATE outbound_delivery SET next_attempt_at=?, retry_until=COALESCE(retry_until, ?),"
+                " last_reply=? WHERE message_id=?",
+                (next_attempt_at, retry_until, reply, message_id),
+            )
+
+        await self._write(run)
+
+    async def delivery(self, message_id: str) -> Row | None:
+        """The delivery row of a send (attempts, next_attempt_at, retry_until, last_reply), if it has one."""
+        return await self._read(
+            lambda c: _dict(c.execute("SELECT * FROM outbound_delivery WHERE message_id=?", (message_id,)).fetchone())
         )
+
+    async def due_deliveries(self, now: str, limit: int = 32) -> list[Row]:
+        """Queued sends whose retry is due: the message row with `attempts`, `retry_until`, `last_reply`."""
+        return await self._read(
+            lambda c: [
+                dict(r)
+                for r in c.execute(
+                    "SELECT m.*, d.attempts, d.retry_until, d.last_reply FROM outbound_delivery d"
+                    " JOIN messages m ON m.id=d.message_id"
+                    " WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at<=? AND m.status='queued'"
+                    " ORDER BY d.next_attempt_at LIMIT ?",
+                    (now, limit),
+                )
+            ]
+        )
+
+    async def next_delivery_at(self) -> str | None:
+        """When the earliest scheduled retry is due (None: nothing scheduled)."""
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT MIN(d.next_attempt_at) FROM outbound_delivery d JOIN messages m ON m.id=d.message_id"
+                " WHERE d.next_attempt_at IS NOT NULL AND m.status='queued'"
+            ).fetchone()
+        )
+        return str(row[0]) if row and row[0] else None
+
+    async def outbound_raw(self, message_id: str) -> bytes | None:
+        """The exact bytes of an outbound message, as first built (a retry sends the same bytes)."""
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT r.raw FROM messages m JOIN raw_sources r ON r.id=m.raw_id WHERE m.id=?", (message_id,)
+            ).fetchone()
+        )
+        return bytes(row["raw"]) if row else None
+
+    async def recover_deliveries(self, now: str, reply: str) -> tuple[int, int]:
+        """At daemon start, before anything sends: what a previous run left in flight.
+
+        A send found `relaying` was with the relay (or a local inbox) when the daemon stopped:
+        it becomes `unknown` (never resent). A send still `queued` that was never scheduled had
+        not been handed to anyone: it is due now. Returns (unknown, requeued).
+        """
+
+        def run(c: sqlite3.Connection) -> tuple[int, int]:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT d.message_id FROM outbound_delivery d JOIN messages m ON m.id=d.message_id"
+                    " WHERE m.status='relaying'"
+                )
+            ]
+            for message_id in ids:
+                c.execute("UPDATE messages SET status='unknown' WHERE id=?", (message_id,))
+                c.execute("UPDATE outbound_delivery SET last_reply=? WHERE message_id=?", (reply, message_id))
+            requeued = c.execute(
+                "UPDATE outbound_delivery SET next_attempt_at=? WHERE next_attempt_at IS NULL AND message_id IN"
+                " (SELECT id FROM messages WHERE id=outbound_delivery.message_id AND status='queued')",
+                (now,),
+            ).rowcount
+            return len(ids), requeued
+
+        return await self._write(run)
 
     async def idempotent_message(self, inbox_id: str, key: str) -> Row | None:
         return await self._read(
@@ -1368,7 +1517,7 @@ class EmailStore:
 
         def run(c: sqlite3.Connection) -> Row:
             counts = c.execute(
-                "SELECT SUM(m.direction='outbound' AND m.status NOT IN ('bounced', 'failed', 'pending')) AS sent,"
+                "SELECT SUM(m.direction='outbound' AND m.status IN ('sent', 'delivered', 'captured', 'partial')) AS sent,"
                 " SUM(m.direction='inbound') AS received, SUM(m.status='bounced') AS bounced"
                 f" FROM messages m JOIN inboxes i ON i.id=m.inbox_id WHERE {scope_sql}{window_sql}",
                 scope_args + window_args,
@@ -1430,6 +1579,9 @@ def _delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:
     seqs = "SELECT seq FROM messages WHERE inbox_id=?"
     c.execute(f"DELETE FROM attachments WHERE message_seq IN ({seqs})", (inbox_id,))
     c.execute(f"DELETE FROM message_fts WHERE rowid IN ({seqs})", (inbox_id,))
+    c.execute(
+        "DELETE FROM outbound_delivery WHERE message_id IN (SELECT id FROM messages WHERE inbox_id=?)", (inbox_id,)
+    )
     # raw sources may be shared by copies in other inboxes: drop only unreferenced ones
     raw_ids = [r[0] for r in c.execute("SELECT DISTINCT raw_id FROM messages WHERE inbox_id=? AND raw_id IS NOT NULL",
                                         (inbox_id,))]  # fmt: skip

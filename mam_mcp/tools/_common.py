@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client.models import Message
+from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
+from mam_mcp.tools._send_status import STATUS_HINTS
 
 __all__ = [
     "ResourceId",
@@ -44,14 +46,14 @@ def has_crlf(value: str) -> bool:
 
 
 def _single_line(value: str) -> str:
-    if has_crlf(value):
-        raise ValueError("must be a single line (no CR/LF): line breaks in a header could inject headers")
+    if not is_safe_header_value(value):  # line breaks, even RFC 2047-encoded ones, could inject headers
+        raise ValueError(UNSAFE_REASON)
     return value
 
 
 def _email(value: str) -> str:
     value = value.strip()
-    if has_crlf(value) or not _EMAIL_RE.match(value) or ".." in value:
+    if not is_safe_header_value(value) or not _EMAIL_RE.match(value) or ".." in value:
         raise ValueError("not a valid email address (use the bare address, e.g. jane@example.com)")
     return value
 
@@ -81,6 +83,7 @@ Verified = Annotated[bool, Field(description="Only for new addresses you checked
 MaxChars = Annotated[int, Field(ge=200, le=100_000, description="Cap on body characters returned.")]
 
 PREVIEW_CHARS = 160
+_LISTED_STATUS_HINTS = ("queued", "relaying", "unknown", "failed", "partial")  # an outbound send still to watch
 
 
 def _one_line(text: str | None, limit: int) -> str:
@@ -165,6 +168,7 @@ def summarize(message: Message) -> dict[str, Any]:
         "has_attachments": has_attachments,
         "preview": _one_line(preview_source, PREVIEW_CHARS),
         **({"status": message.status} if message.status else {}),
+        **({"status_hint": STATUS_HINTS[message.status]} if message.status in _LISTED_STATUS_HINTS else {}),
     }
 
 

@@ -20,6 +20,7 @@ from mam_mcp.tools._common import (
     Verified,
 )
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.tools._send_status import send_outcome_data, send_outcome_text
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
@@ -138,13 +139,11 @@ async def send_draft(
             f"NOT SENT to the outside world: the local backend captured draft {draft_id} as message {result.id} "
             "(no SMTP relay configured). The draft was removed."
         )
-    else:
+    elif status in ("sent", "delivered"):
         text = f"Sent draft {draft_id} (status {status}) as message {result.id} in thread {result.thread_id}; the draft was removed."
-    return ok(
-        text,
-        {"id": result.id, "thread_id": result.thread_id, "status": result.status, "draft_id": result.draft_id or draft_id,
-         "sent": status != "captured"},
-    )
+    else:  # the message is recorded with its status; the draft went with the recording
+        text = f"{send_outcome_text(f'Sent draft {draft_id}', result)} The draft was removed when the message was recorded."
+    return ok(text, {**send_outcome_data(result), "draft_id": result.draft_id or draft_id})
 
 
 @toolset.tool(title="Delete draft", annotations=DELETE)

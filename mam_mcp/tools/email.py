@@ -29,6 +29,7 @@ from mam_mcp.tools._common import (
     summarize,
 )
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.tools._send_status import send_outcome_data, send_outcome_text
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
@@ -47,23 +48,16 @@ INBOX_OUTPUT = {
 
 
 def _send_text(verb: str, result: SendResult) -> str:
-    status = result.status or "sent"
-    if status == "captured":
+    if (result.status or "sent") == "captured":
         return (
             f"NOT SENT to the outside world: the local backend captured the message (id {result.id}) because no "
             "SMTP relay is configured (MAM_SMTP_RELAY_URL). Local inboxes still receive mail addressed to them."
         )
-    return f"{verb} (status {status}). Message id {result.id}, thread {result.thread_id}."
+    return send_outcome_text(verb, result)
 
 
 def _send_data(result: SendResult) -> dict[str, Any]:
-    return {
-        "id": result.id,
-        "thread_id": result.thread_id,
-        "status": result.status,
-        "message_id": result.message_id,
-        "sent": (result.status or "sent") != "captured",
-    }
+    return send_outcome_data(result)
 
 
 @toolset.tool(title="List inboxes", annotations=READ)

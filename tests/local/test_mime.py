@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mam_mcp.headers import UnsafeHeaderValue
 from mam_mcp.local.mime import (
-    HeaderInjectionError,
     OutboundAttachment,
     build_outbound,
     decode_header_value,
@@ -140,7 +140,7 @@ def test_build_reply_headers_and_alternative_bodies() -> None:
     ("kwargs", "field"),
     [
         ({"subject": "hi\r\nBcc: victim@example.com"}, "subject"),
-        ({"from_name": "Evil\nBcc: x@example.com"}, "fromName"),
+        ({"from_name": "Evil\nBcc: x@example.com"}, "displayName"),
         ({"to": ["a@example.com\r\nBcc: x@example.com"]}, "to"),
     ],
 )
@@ -150,9 +150,9 @@ def test_header_injection_is_refused(kwargs: dict[str, object], field: str) -> N
         "plain_body": "x", "html_body": None, "message_id": "<i@mam.localhost>",
     }  # fmt: skip
     args.update(kwargs)
-    with pytest.raises(HeaderInjectionError) as info:
+    with pytest.raises(UnsafeHeaderValue) as info:
         build_outbound(**args)  # type: ignore[arg-type]
-    assert info.value.field == field
+    assert info.value.argument == field
 
 
 def test_normalize_subject_strips_reply_and_forward_prefixes() -> None:

@@ -259,7 +259,7 @@ async def test_verified_rule_and_captured_without_relay(
     assert [e.event_type for e in events] == ["message.sent", "message.received", "message.sent"]
 
 
-async def test_permanent_relay_rejection_bounces(
+async def test_permanent_relay_rejection_is_relay_rejected_not_a_bounce(
     local_backend: LocalBackendFixture,
     local_api: httpx2.AsyncClient,
     make_inbox: Any,
@@ -269,22 +269,28 @@ async def test_permanent_relay_rejection_bounces(
     inbox = await make_inbox("scout")
     result = await local_api.post(f"/v1/inboxes/{inbox['id']}/send",
                                   json={"to": "dead@example.com", "subject": "s", "text": "t", "verified": True})  # fmt: skip
-    assert result.status_code == 201 and result.json()["status"] == "bounced"
-    assert [e.event_type for e in events] == ["message.bounced"]
+    assert result.status_code == 502 and result.json()["code"] == "RELAY_REJECTED"
+    assert "550 no such user" in result.json()["error"] and "not sent" in result.json()["error"]
+    kept = await _only_message(local_api, inbox["id"], direction="outbound")
+    assert kept["status"] == "failed" and kept["id"] in result.json()["error"]
+    assert events == [], "a relay refusal is not a bounce report"
     metrics = (await local_api.get("/v1/metrics")).json()
-    assert metrics["counts"] == {"sent": 0, "received": 0, "bounced": 1}
+    assert metrics["counts"] == {"sent": 0, "received": 0, "bounced": 0}
 
 
-async def test_temporary_relay_failure_is_smtp_error_and_kept(
+async def test_temporary_relay_failure_is_queued_for_a_retry(
     local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any
 ) -> None:
     local_backend[0].relay = RecordingRelay(reject=False)
     inbox = await make_inbox("scout")
     result = await local_api.post(f"/v1/inboxes/{inbox['id']}/send",
                                   json={"to": "slow@example.com", "subject": "s", "text": "t", "verified": True})  # fmt: skip
-    assert result.status_code == 502 and result.json()["code"] == "SMTP_ERROR"
+    assert result.status_code == 201, result.text
+    body = result.json()
+    assert body["status"] == "queued" and body["relayReply"] == "451 try later"
+    assert body["nextAttemptAt"] < body["retryUntil"]
     kept = await _only_message(local_api, inbox["id"], direction="outbound")
-    assert kept["status"] == "failed"
+    assert kept["status"] == "queued"
 
 
 async def test_idempotency_key_returns_first_result_and_sends_once(
