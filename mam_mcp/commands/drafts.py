@@ -73,9 +73,12 @@ async def approve_draft(
     except MamError as error:
         print(f"Not sent: {error.to_text()}", file=out)
         return 1
-    status = result.status or "sent"
-    where = " (captured locally: no SMTP relay is configured)" if status == "captured" else ""
-    print(f"Sent draft {draft_id} as message {result.id} (status {status}){where}.", file=out)
+    from mam_mcp.tools._send_status import STATUS_HINTS, send_outcome_text
+
+    if (result.status or "sent") == "captured":
+        print(f"Sent draft {draft_id} as message {result.id}: captured locally. {STATUS_HINTS['captured']}", file=out)
+    else:
+        print(send_outcome_text(f"Sent draft {draft_id}", result), file=out)
     return 0
 
 
