@@ -245,10 +245,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
     result = ParsedMessage()
     try:
         msg = message_from_bytes(raw)
-    except Exception:  # noqa: BLE001 - unparseable: keep the raw text as the body
-        result.plain_body = _decode_bytes(raw[:1_000_000], None)
-        result.defects = 1
-        return result
+    except Exception:  # noqa: BLE001 - e.g. RecursionError on 1,000 nested parts
+        return _headers_only(raw, result)
     try:
         _read_headers(msg, result)
     except Exception:  # noqa: BLE001
@@ -257,6 +255,20 @@ def parse_message(raw: bytes) -> ParsedMessage:
         _walk(msg, result, depth=0, budget=[MAX_PARTS])
     except Exception:  # noqa: BLE001 - keep whatever was read before the failure
         result.defects += 1
+    return result
+
+
+def _headers_only(raw: bytes, result: ParsedMessage) -> ParsedMessage:
+    """What a reader still finds in mail whose body the parser cannot walk: its headers, and the
+    rest as text (the raw source is kept as it came)."""
+    result.defects = 1
+    end = raw.find(b"\r\n\r\n")
+    head, body = (raw[: end + 4], raw[end + 4 :]) if end >= 0 else (b"", raw)
+    try:
+        _read_headers(email.message_from_bytes(head, policy=email_policy.compat32), result)
+    except Exception:  # noqa: BLE001
+        body = raw
+    result.plain_body = _decode_bytes(body[:1_000_000], None)
     return result
 
 
