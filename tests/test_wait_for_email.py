@@ -8,6 +8,7 @@ and the cursor.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -339,3 +340,25 @@ async def test_the_context_parameter_is_injected_not_published(mailroom: Any) ->
         assert wait.annotations.read_only_hint is True
         unknown = await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "ctx": {}})
         assert unknown.is_error and "unknown argument" in unknown.content[0].text
+
+
+@BACKENDS
+async def test_waits_from_a_given_time_return_each_mail_in_order_and_the_default_the_newest(
+    mailroom: Any, kind: str
+) -> None:
+    async with mailroom(kind) as room:
+        start = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
+        for n in range(3):
+            await room.deliver(subject=f"Order update #{n}")
+        async with room.mcp() as client:
+            newest = await client.call_tool("wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 5})
+        assert newest.structured_content["message"]["subject"] == "Order update #2"  # the fresh one
+        async with room.mcp() as client:  # a new session: nothing returned yet
+            subjects, after = [], start
+            for _ in range(3):
+                found = await client.call_tool(
+                    "wait_for_email", {"inbox_id": room.inbox_id, "received_after": after, "timeout_seconds": 5}
+                )
+                subjects.append(found.structured_content["message"]["subject"])
+                after = found.structured_content["cursor"]
+        assert subjects == ["Order update #0", "Order update #1", "Order update #2"], "nothing skipped"

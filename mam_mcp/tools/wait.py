@@ -120,6 +120,7 @@ class _Wanted:
     from_contains: str | None
     subject_contains: str | None
     body_contains: str | None
+    oldest_first: bool = False  # the agent gave received_after
 
     def matches(self, message: Message) -> bool:
         if message.direction != "inbound" or message.id in self.skip_ids or not self.floor.admits(message):
@@ -140,15 +141,17 @@ class _Wanted:
         return True
 
 
-def _newest(messages: list[Message]) -> Message | None:
-    """The newest message in the (time, id) order cursors use."""
+def _pick(messages: list[Message], *, oldest: bool) -> Message | None:
+    """Oldest first after a `received_after` the agent gave (a cursor or a time: a run of waits then
+    skips nothing); newest by default (the fresh code, when a sign-up mailed twice)."""
     if not messages:
         return None
-    return max(messages, key=lambda m: (parse_time(m.date) or datetime.max.replace(tzinfo=UTC), m.id))
+    order = lambda m: (parse_time(m.date) or datetime.max.replace(tzinfo=UTC), m.id)  # noqa: E731 - cursors' order
+    return min(messages, key=order) if oldest else max(messages, key=order)
 
 
 async def _existing_match(client: MamClient, inbox_id: str, wanted: _Wanted, local: bool) -> Message | None:
-    """The newest matching message already received after the floor (bounded look-back)."""
+    """The matching message already received after the floor that a wait returns (bounded look-back)."""
     # The local backend filters by time itself (`after`, strictly later): ask from just before the floor.
     extra = {"after": format_time(wanted.floor.at - timedelta(milliseconds=1))} if local else None
     matching: list[Message] = []
@@ -164,7 +167,7 @@ async def _existing_match(client: MamClient, inbox_id: str, wanted: _Wanted, loc
         older = any((parse_time(m.date) or wanted.floor.at) < wanted.floor.at for m in page.messages)
         if older or len(page.messages) < EXISTING_PAGE:
             break
-    return _newest(matching)
+    return _pick(matching, oldest=wanted.oldest_first)
 
 
 async def _report_progress(ctx: Context, started: float, timeout: float) -> None:
@@ -268,7 +271,8 @@ async def wait_for_email(
         else _Floor(datetime.now(UTC) - DEFAULT_LOOKBACK)
     )
     wanted = _Wanted(
-        floor, frozenset(rt.returned_message_ids), from_contains, subject_contains, body_contains
+        floor, frozenset(rt.returned_message_ids), from_contains, subject_contains, body_contains,
+        oldest_first=received_after is not None,
     )
     local = rt.settings.mode == "local"
     client = await rt.client()
