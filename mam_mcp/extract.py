@@ -524,8 +524,11 @@ def _clean_url(url: str) -> str:
 
 def _is_dropped(link: _Link) -> bool:
     """Links an agent never wants: not web, social networks, images, tracking pixels, privacy pages."""
-    parts = urlsplit(link.url)
-    host = (parts.hostname or "").lower().removeprefix("www.")
+    try:
+        parts = urlsplit(link.url)
+        host = (parts.hostname or "").lower().removeprefix("www.")
+    except ValueError:  # "http://[::1": unreadable, never worth opening
+        return True
     if parts.scheme.lower() not in ("http", "https") or not host:
         return True
     if _is_social(host) or _IMAGE_PATH.search(parts.path):

@@ -29,8 +29,11 @@ _V3_RUN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-
 
 
 def _is_web_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def _query_value(query: str, *names: str) -> str | None:
@@ -75,8 +78,11 @@ def _urldefense_v3(url: str) -> str | None:
 
 
 def _unwrap_once(url: str) -> tuple[str, str] | None:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # e.g. "http://[::1": not a URL we can read, so not one we unwrap
+        return None
     destination: str | None = None
     wrapper = ""
     if _SAFELINKS_HOST.search(host):

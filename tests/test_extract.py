@@ -396,6 +396,12 @@ def test_at_most_limit_links_are_returned() -> None:
     assert extract_links(text, limit=0) == []
 
 
+def test_unreadable_urls_are_dropped_not_raised() -> None:
+    html = '<a href="http://[::1">x</a><a href="https://a.example/verify">Verify</a>'
+    assert extract_links("see http://[::1]x/ and http://[fe80::1/", html) == ["https://a.example/verify"]
+    assert unwrap_link("https://www.google.com/url?q=http://[::1") == ("https://www.google.com/url?q=http://[::1", None)
+
+
 def test_no_input_gives_no_links() -> None:
     assert extract_links(None, None) == []
 
