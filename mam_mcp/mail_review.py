@@ -449,9 +449,15 @@ def _check_dkim(dkim: list[DkimResult]) -> Check:
 
 def review_message(raw: bytes, *, dns_txt: TxtLookup | None = None, now: datetime | None = None) -> Review:
     """Check a raw RFC 5322 message. `dns_txt` looks up DKIM keys (default: DNS); `now` dates the Date check."""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    structure: Check | None = None
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        text, html, parts = _body_parts(message)
+    except RecursionError:  # e.g. 1,000 nested multiparts: read the headers alone
+        message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        text, html, parts = None, None, []
+        structure = Check("mime_structure", "fail", "the MIME structure is nested too deeply to read")
     assert isinstance(message, EmailMessage)
-    text, html, parts = _body_parts(message)
     scan = _HtmlScan()
     if html is not None:
         scan.feed(html)
@@ -472,6 +478,7 @@ def review_message(raw: bytes, *, dns_txt: TxtLookup | None = None, now: datetim
         _check_reply_to(message, senders),
         _check_size(len(raw), parts),
         _check_dkim(dkim),
+        *([structure] if structure else []),
     ]
     checks.sort(key=lambda c: STATUS_ORDER.index(c.status))  # problems first; stable within a status
     headers = {

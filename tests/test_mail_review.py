@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mam_mcp.dkim_check import organizational_domain
 from mam_mcp.mail_review import Review, review_message
+from tests.local.test_hostile_mime import CORPUS as HOSTILE_MIME
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SELECTOR_NAME = b"s1._domainkey.acme.example."
@@ -410,3 +411,12 @@ def test_problems_come_first_and_mail_words_stay_in_details() -> None:
 def test_garbage_is_reviewed_not_raised(raw: bytes) -> None:
     review = review_message(raw, dns_txt=publishing({})[0], now=NOW)
     assert review.size_bytes == len(raw) and check(review, "from")[0] == "fail"
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_MIME))
+def test_every_hostile_mime_mail_is_reviewed_not_raised(name: str) -> None:
+    raw, _ = HOSTILE_MIME[name]
+    review = review_message(raw, dns_txt=publishing({})[0], now=NOW)
+    assert review.size_bytes == len(raw) and {c.id for c in review.checks} >= {"text_part", "from", "dkim"}
+    if name == "thousand_level_nesting":
+        assert check(review, "mime_structure")[0] == "fail" and check(review, "from")[0] == "pass"
