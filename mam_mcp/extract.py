@@ -1,14 +1,19 @@
 """One-time codes and verification links found in an email (for `wait_for_email`).
 
 Pure functions, no I/O. `extract_code` finds the code a sign-up or login form asks for;
-`extract_links` ranks the links an agent should open (verify / confirm / magic login) first.
-`html_to_text` turns an HTML body into readable text (inscriptis, imported lazily).
+`extract_links` ranks the links an agent should open (verify / confirm / magic login) first,
+unwrapped from mail-gateway redirects (`link_wrappers`); `extract_link_details` adds what each
+is for (verify / magic_sign_in / reset / unsubscribe / other) and why. `html_to_text` turns an
+HTML body into readable text (inscriptis, imported lazily).
 
 How a code is found: numbers that are something else (dates, times, years, phone numbers,
 prices, addresses, labelled order / invoice / ticket numbers, URLs, e-mail addresses, hex
 colours) are blanked out first; the remaining candidates must stand near a code keyword
 ("code", "verification", "OTP", "PIN", ...) or alone on their own line in a mail that
-mentions one. The subject wins over the body, and a nearer keyword wins over a farther one.
+mentions one. Codes of capitals (`QXWMTR`, `KQZ-WTX`) and word codes (`magenta-kiwi-2931`)
+look like ordinary words, so they count only when a word naming a code labels them directly
+("code: X", "code is X", "X is your code") or stands on the line above them. The subject wins
+over the body, and a nearer keyword wins over a farther one.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["extract_code", "extract_links", "html_to_text"]
+from mam_mcp.link_wrappers import unwrap_link
+
+__all__ = ["LinkDetail", "extract_code", "extract_link_details", "extract_links", "html_to_text"]
 
 
 # --- HTML to text ----------------------------------------------------------------------------
@@ -56,9 +64,10 @@ _US_STATES = (
 _CURRENCY = r"(?:[$€£¥₹]|USD|EUR|GBP|CHF|JPY|CAD|AUD|INR|SEK|NOK|DKK|PLN|euros?|dollars?|Euro)"
 _AMOUNT = r"(?:\d{1,3}(?:[ \u00a0.,']\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)"
 _LABELLED_VALUE = (
-    r"(?:\s*(?:no\.?|nr\.?|number|nummer|num[ée]ro|n[úu]mero|id|n°|n\.?º|num\.?))?"
+    r"(?:\s*(?:no\.?|nr\.?|n\.|number|nummer|num[ée]ro|n[úu]mero|id|n°|n\.?º|num\.?))?"
     r"(?:\s+(?:ending\s+in|ending|endet\s+auf|se\s+terminant\s+par|terminada\s+en))?"
-    r"\s*[:.]?\s*(?:is\s+|ist\s+|est\s+|es\s+)?[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*"
+    # on the same line: "your account:\n\n583920" introduces a code, it does not label one
+    r"[ \t\u00a0]*[:.]?[ \t\u00a0]*(?:is\s+|ist\s+|est\s+|es\s+)?[A-Z0-9][A-Z0-9-]*\d[A-Z0-9-]*"
 )
 _COUNTED = (
     r"(?:points|pts|miles|credits|coins|stars|followers|views|likes|steps|calories|words|pages|files|"
@@ -113,9 +122,15 @@ _DECOYS: tuple[re.Pattern[str], ...] = tuple(
         r"registered\s+in\s+\w+(?:\s+and\s+\w+)?|siret|siren|rcs|cif|nif|"
         r"betrag|"
         r"commande|facture|dossier|colis|montant|pedido|factura|cuenta|env[ií]o|referencia|importe|"
+        r"ordine|fattura|encomenda|fatura|bestelling|factuur|beställning|faktura|"
         r"(?:zip|postal|post|promo|discount|coupon|voucher|gift|referral|error|status|country|area)"
         r"\s*code|postcode|zipcode|plz|gutscheincode|rabattcode|code\s+(?:promo|postal)|"
         r"c[oó]digo\s+(?:promocional|postal|de\s+descuento))" + _LABELLED_VALUE,
+        # promo / discount codes written in letters: "Use promo code WELCOME", "Discount code: FALLSALE"
+        (
+            r"\b(?:promo(?:tional)?|discount|coupon|voucher|gift|referral|rabatt|gutschein|sconto)[\s-]*code\s*"
+            r"[:.]?\s*(?:is\s+)?[A-Z][\w-]*|\bc(?:ode|ódigo|odigo)\s+(?:promo\w*|de\s+descuento)\s*[:.]?\s*[A-Z][\w-]*"
+        ),
         # German compounds (Bestellnummer, Kundennummer, Sendungsnummer) match inside words
         r"(?:bestell|rechnung|auftrag|kunden|sendung|vorgang|konto)\w*" + _LABELLED_VALUE,
     )
@@ -132,9 +147,22 @@ _ADDRESS_LINE = re.compile(
 )
 _POSTCODE_CITY_LINE = re.compile(r"^\s*(?:[A-Z]{1,2}-)?\d{4,5}\s+\w", re.MULTILINE)
 
+_CODE_WORDS = (
+    r"code\b|c[óo]digo|codice|kod(?:en|u)?\b|passcode|\botp\b|\bpin\b|\btan\b|"
+    r"コード|パスコード|ワンタイムパスワード|認証番号|暗証番号|验证码|驗證碼|校验码"
+)
 _KEYWORD = re.compile(
-    r"code\b|c[óo]digo|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|\botp\b|passcode|\bpin\b|"
-    r"\btan\b|token|2fa|two[- ]factor|zwei[- ]faktor|mot\s+de\s+passe|contrase[ñn]a|clave",
+    _CODE_WORDS + r"|verif\w*|v[ée]rif\w*|one[- ]time|einmal\w*|token|2fa|two[- ]factor|zwei[- ]faktor|"
+    r"mot\s+de\s+passe|contrase[ñn]a|clave",
+    re.IGNORECASE,
+)
+# Letter and word codes look like ordinary words: only a word that names a code labels them,
+# and not when it names another kind of code ("QR code: SCAN", "dress code: CASUAL").
+_CODE_LABEL = re.compile(_CODE_WORDS + r"|\btoken\b", re.IGNORECASE)
+_OTHER_CODE_QUALIFIER = re.compile(
+    r"\b(?:source|qr|bar|dress|html|css|status|error|country|area|zip|postal|post|promo\w*|discount|coupon|"
+    r"voucher|gift|referral|colou?r|hex|product|airport|currency|language|region|swift|bic|sort|tax|"
+    r"morse|machine|program|embed|iso|rabatt|gutschein|sconto)[\s-]*$",
     re.IGNORECASE,
 )
 # "Use 482913 to sign in": weaker hints, trusted only right next to a digit code
@@ -159,13 +187,35 @@ _ALNUM = re.compile(r"(?<![\w#/.@-])([A-Z0-9]{1,6}-[A-Z0-9]{1,6}|[A-Z0-9]{4,10})
 _LONG_TOKEN = re.compile(r"\S{41,}")
 _MAX_SCANNED_CHARS = 30_000
 _SENDER_TAGGED = re.compile(r"[A-Z]-(\d{4,8})")
-# a 4-digit number that could be a year is a code only when labelled this directly
-_YEAR_LABEL_BEFORE = re.compile(r"\s*(?::|is|ist|est|es|lautet|=)?\s*:?\s*", re.IGNORECASE)
-_YEAR_LABEL_AFTER = re.compile(
-    r"\s+(?:is\s+your|ist\s+dein|est\s+votre|es\s+tu)(?:\s+\w+){0,2}\s+", re.IGNORECASE
+# A year-like number, a letter code or a word code counts only when labelled this directly:
+# "code: X", "code is X", "Ihr Code lautet X", "X is your code" (or alone below a label line).
+_QUOTES = r"[\s\"'«»„“*]*"
+_IS = r"(?:is|ist|est|es|è|é|är|er|jest|lautet|wynosi)\b"
+_LABEL_BEFORE = re.compile(
+    rf"{_QUOTES}(?:[:：=]{_QUOTES})?(?:{_IS}{_QUOTES}(?:[:：]{_QUOTES})?)?"
+    # or a few words and then ":" or "is": "code de vérification : X", "código de acceso es X"
+    rf"|(?:\s+[^\W\d_][\w'’]{{0,19}}){{1,3}}\s*(?:[:：=]{_QUOTES}(?:{_IS}{_QUOTES})?|{_IS}{_QUOTES}(?:[:：]{_QUOTES})?)",
+    re.IGNORECASE,
 )
-_WINDOW = {"digits": 80, "alnum": 40, "year": 40}  # max chars between keyword and candidate
-_ALNUM_PENALTY = 15  # a digit code at the same distance is the likelier answer
+_LABEL_AFTER = re.compile(
+    r"[\"'»“*]?\s+(?:is\s+your|ist\s+dein|ist\s+ihr|est\s+votre|es\s+tu)(?:\s+\w+){0,2}\s+",
+    re.IGNORECASE,
+)
+_WINDOW = {"digits": 80, "alnum": 40, "year": 40, "letters": 40, "words": 40}  # keyword to candidate
+_PENALTY = {"alnum": 15, "letters": 20, "words": 20}  # a digit code at the same distance is likelier
+_NEEDS_LABEL = frozenset({"year", "letters", "words"})
+_MAX_LABEL_GAP = 80  # characters between a label and the code it labels
+# a lowercase word code: magenta-kiwi-2931, brave-otter-lamp-river
+_WORDS = re.compile(r"(?<![\w#/.@-])((?:[a-z]{2,12}|\d{2,6})(?:-(?:[a-z]{2,12}|\d{2,6})){1,5})(?![\w/@]|[-.]\w)")
+# words that follow a label without being a code ("your code is BELOW", "code: single-use")
+_NOT_CODES = frozenset(
+    "below above here there sent ready valid invalid expired expires inside attached needed required "
+    "enclosed included none null empty unknown new your this that the and for with from only once "
+    "welcome hello thanks please enter copy paste share never always again now today soon "
+    "unten oben hier gültig abgelaufen ci-dessous ici valide expiré abajo aquí válido caducado "
+    "one two single time use multi first last next revoked disabled active inactive correct incorrect "
+    "wrong missing pending used unused blocked locked changed updated reset sensitive".split()
+)
 
 
 @dataclass(frozen=True)
@@ -202,6 +252,23 @@ def _is_alnum_code(token: str) -> bool:
     return 4 <= len(chars) <= 10 and digits >= 2 and digits < len(chars)
 
 
+def _is_letter_code(token: str) -> bool:
+    """Capitals with at most one digit (QXWMTR, KQZ-WTX), not a shouted word (BELOW, WELCOME)."""
+    chars = token.replace("-", "")
+    digits = sum(c.isdigit() for c in chars)
+    return 4 <= len(chars) <= 10 and digits <= 1 and token.lower() not in _NOT_CODES
+
+
+def _is_word_code(token: str) -> bool:
+    """Two or more words and a number (magenta-kiwi-2931), or four or more words of 3+ letters."""
+    parts = token.split("-")
+    words = [p for p in parts if p.isalpha()]
+    if any(p in _NOT_CODES for p in words) or sum(len(p) >= 3 for p in words) < 2:
+        return False
+    # without a number, three words are too often prose ("high-quality-service"): four or more
+    return len(words) < len(parts) or (len(words) >= 4 and all(len(p) >= 3 for p in words))
+
+
 def _candidates(masked: str) -> list[_Candidate]:
     found: list[_Candidate] = []
     taken: list[tuple[int, int]] = []
@@ -217,13 +284,21 @@ def _candidates(masked: str) -> list[_Candidate]:
         taken.append(match.span(1))
     for match in _ALNUM.finditer(masked):
         token = match.group(1)
-        if not _is_alnum_code(token) or any(s <= match.start(1) < e for s, e in taken):
+        if any(s <= match.start(1) < e for s, e in taken):
+            continue
+        if _is_letter_code(token):
+            found.append(_Candidate(token, match.start(1), match.end(1), "letters"))
+            continue
+        if not _is_alnum_code(token):
             continue
         tagged = _SENDER_TAGGED.fullmatch(token)  # G-482913: the form wants 482913
         if tagged:
             found.append(_Candidate(tagged.group(1), match.start(1), match.end(1), "digits"))
         else:
             found.append(_Candidate(token, match.start(1), match.end(1), "alnum"))
+    for match in _WORDS.finditer(masked):
+        if _is_word_code(match.group(1)):
+            found.append(_Candidate(match.group(1), match.start(1), match.end(1), "words"))
     return found
 
 
@@ -249,17 +324,45 @@ def _keyword_distance(keywords: list[tuple[int, int]], cand: _Candidate) -> int 
 
 def _labels_directly(masked: str, keywords: list[tuple[int, int]], cand: _Candidate) -> bool:
     """A keyword right before ("code: 1987", "code is 1987") or after ("1987 is your code")."""
-    before = [end for _, end in keywords if end <= cand.start]
-    after = [start for start, _ in keywords if start >= cand.end]
+    before = bisect_right(keywords, cand.start, key=lambda span: span[1])
+    after = bisect_left(keywords, cand.end, key=lambda span: span[0])
+    label_end = keywords[before - 1][1] if before > 0 else -_MAX_LABEL_GAP - 1
+    label_start = keywords[after][0] if after < len(keywords) else cand.end + _MAX_LABEL_GAP + 1
     return bool(
-        (before and _YEAR_LABEL_BEFORE.fullmatch(masked[before[-1] : cand.start]))
-        or (after and _YEAR_LABEL_AFTER.fullmatch(masked[cand.end : after[0]]))
+        (cand.start - label_end <= _MAX_LABEL_GAP and _LABEL_BEFORE.fullmatch(masked[label_end : cand.start]))
+        or (label_start - cand.end <= _MAX_LABEL_GAP and _LABEL_AFTER.fullmatch(masked[cand.end : label_start]))
     )
+
+
+def _labelled_by_line_above(masked: str, labels: list[tuple[int, int]], cand: _Candidate) -> bool:
+    """Alone on its line, below a line that names a code and introduces it ("Enter this code in the
+    app:", "Your verification code"): a heading such as "SUPPORT" below "... the code we sent." is not."""
+    if not _alone_on_line(masked, cand):
+        return False
+    above_end = masked.rfind("\n", 0, cand.start)
+    while above_end > 0 and not masked[masked.rfind("\n", 0, above_end) + 1 : above_end].strip():
+        above_end = masked.rfind("\n", 0, above_end)  # skip blank lines
+    if above_end <= 0:
+        return False
+    above_start = masked.rfind("\n", 0, above_end) + 1
+    line = masked[above_start:above_end].rstrip()
+    in_line = [end for start, end in labels if above_start <= start and end <= above_end]
+    return bool(in_line) and (line.endswith((":", "：")) or _LABEL_BEFORE.fullmatch(masked[in_line[-1] : above_end]) is not None)
+
+
+def _shouted(masked: str, cand: _Candidate) -> bool:
+    """Capitals followed by more capitals on the line are a shouted sentence, not a letter code."""
+    return re.match(r"[?!.,]?[ \t]+[A-Z]{2,}\b", masked[cand.end : cand.end + 40]) is not None
 
 
 def _best_code(masked: str, message_has_keyword: bool) -> tuple[int, int, str] | None:
     """(score, position, code) of the likeliest code in one decoy-masked text, or None."""
     keywords = [m.span() for m in _KEYWORD.finditer(masked)]
+    labels = [
+        m.span()
+        for m in _CODE_LABEL.finditer(masked)
+        if not _OTHER_CODE_QUALIFIER.search(masked[max(0, m.start() - 20) : m.start()])
+    ]
     action_words = [m.span() for m in _ACTION_WORDS.finditer(masked)]
     best: tuple[int, int, str] | None = None
     for cand in _candidates(masked):
@@ -268,16 +371,23 @@ def _best_code(masked: str, message_has_keyword: bool) -> tuple[int, int, str] |
         window = _WINDOW[cand.kind]
         if cand.kind == "year" and not _labels_directly(masked, keywords, cand):
             continue
+        if cand.kind in ("letters", "words"):
+            if cand.kind == "letters" and _shouted(masked, cand):
+                continue
+            if not (_labels_directly(masked, labels, cand) or _labelled_by_line_above(masked, labels, cand)):
+                continue
+            distance = _keyword_distance(labels, cand)
         if distance is not None and distance <= window:
             score = distance
         elif action_distance is not None and action_distance <= _ACTION_WINDOW:
             score = action_distance + _ACTION_PENALTY
-        elif cand.kind != "year" and message_has_keyword and _alone_on_line(masked, cand):
+        elif cand.kind not in _NEEDS_LABEL and message_has_keyword and _alone_on_line(masked, cand):
             score = window + 1
+        elif cand.kind in ("letters", "words"):
+            score = window + 1  # labelled by the line above, farther than the window
         else:
             continue
-        if cand.kind == "alnum":
-            score += _ALNUM_PENALTY
+        score += _PENALTY.get(cand.kind, 0)
         ranked = (score, cand.start, cand.value)
         if best is None or ranked < best:
             best = ranked
@@ -317,12 +427,13 @@ _WEAK_LINK_WORDS = re.compile(
     r"log[-_ ]?in|sign[-_ ]?in|auth|token|otp|session|anmelden|connexion|se connecter|iniciar",
     re.IGNORECASE,
 )
-_DROPPED_LINK_WORDS = re.compile(
+_UNSUBSCRIBE_WORDS = re.compile(
     r"unsubscribe|opt[-_ ]?out|email[-_ ]?preferences|/preferences|manage[-_ ]?(?:subscription|"
     r"notifications|preferences)|list-manage|abbestell|abmelden|d[ée]sinscri|d[ée]sabonn|"
-    r"darse\s+de\s+baja|/baja|privacy|datenschutz|confidentialit|privacidad|cookie",
+    r"darse\s+de\s+baja|/baja|desuscrib|uitschrijven|avregistrer|disiscriv",
     re.IGNORECASE,
 )
+_PRIVACY_WORDS = re.compile(r"privacy|datenschutz|confidentialit|privacidad|cookie", re.IGNORECASE)
 _DEMOTED_LINK_WORDS = re.compile(
     r"view\s+(?:it\s+)?in\s+(?:your\s+)?browser|web[-_ ]?version|/help|/support|/terms|/legal|"
     r"impressum|mentions-legales|contact|wasn'?t\s+you|not\s+you|did(?:n'?t|\s+not)\s+request|"
@@ -412,8 +523,12 @@ def _clean_url(url: str) -> str:
 
 
 def _is_dropped(link: _Link) -> bool:
-    parts = urlsplit(link.url)
-    host = (parts.hostname or "").lower().removeprefix("www.")
+    """Links an agent never wants: not web, social networks, images, tracking pixels, privacy pages."""
+    try:
+        parts = urlsplit(link.url)
+        host = (parts.hostname or "").lower().removeprefix("www.")
+    except ValueError:  # "http://[::1": unreadable, never worth opening
+        return True
     if parts.scheme.lower() not in ("http", "https") or not host:
         return True
     if _is_social(host) or _IMAGE_PATH.search(parts.path):
@@ -421,7 +536,15 @@ def _is_dropped(link: _Link) -> bool:
     if _TRACKING_PIXEL.search(f"{parts.path}?{parts.query}"):
         return True
     # only the words right before a plain-text URL name it ("... privacy. Confirm: <url>" is kept)
-    return bool(_DROPPED_LINK_WORDS.search(link.url) or _DROPPED_LINK_WORDS.search(link.anchor[-40:]))
+    return bool(_PRIVACY_WORDS.search(link.url) or _PRIVACY_WORDS.search(link.anchor[-40:]))
+
+
+def _unsubscribe_reason(link: _Link) -> str | None:
+    if match := _UNSUBSCRIBE_WORDS.search(link.url):
+        return f"URL has '{_word_at(link.url, match)}'"
+    if match := _UNSUBSCRIBE_WORDS.search(anchor := link.anchor[-40:]):
+        return f"link text has '{_word_at(anchor, match)}'"
+    return None
 
 
 def _is_social(host: str) -> bool:
@@ -441,23 +564,150 @@ def _link_score(link: _Link) -> int:
     return score
 
 
+# --- what a link is for ----------------------------------------------------------------------
+
+# Looked for in the URL (host, path, query) first, then in the link's text; the first hit decides.
+_KIND_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "reset",
+        re.compile(
+            r"reset|forgot|recover|passwor[dt]|kennwort|mot[-_ ]de[-_ ]passe|/mdp\b|r[ée]initialis|"
+            r"zur[üu]cksetz|zuruecksetz|restablec|contrase[ñn]a|senha|wachtwoord",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "verify",
+        re.compile(
+            r"verif|v[ée]rifi|v%c3%a9rifi|confirm|activat|activer|activar|aktivier|validat|valider|"
+            r"best(?:ä|ae|%c3%a4)tig|bevestig|conferm|bekr[äa]fta",
+            re.IGNORECASE,
+        ),
+    ),
+    ("magic_sign_in", re.compile(r"magic|passwordless|(?:e-?mail|login|sign-?in)[-_ ]?link|loginwithemail", re.IGNORECASE)),
+)
+_SIGN_IN_WORDS = re.compile(
+    r"log(?:ging)?[-_ ]?in|sign(?:ing)?[-_ ]?in|/auth(?:/|\b)|anmeld|connexion|se\s+connecter|"
+    r"iniciar|acceso|accedi|entrar|inloggen|logga\s+in",
+    re.IGNORECASE,
+)
+_TOKEN_PARAMS = frozenset(
+    {"token", "t", "k", "key", "jeton", "code", "otp", "auth", "magic", "sig", "signature", "hash", "nonce"}
+    | {"ticket", "login_token", "access_token", "auth_token"}
+)
+_TOKEN_SEGMENT = re.compile(r"(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
+# Sending services' click tracking: the destination is hidden behind an opaque id.
+_CLICK_TRACKER = re.compile(
+    r"^(?:click|clicks|links?|trk|track|tracking|email|go|url\d+)\.[^/]+\.[^/]+/"
+    r"|/ls/click|/track/click|/wf/click|/c/[A-Za-z0-9]",
+    re.IGNORECASE,
+)
+_OTHER_REASON = "no verify, sign-in, reset or unsubscribe words"
+_REASON_WORD_CHARS = 30
+
+
+def _token_in(url: str) -> str | None:
+    """What in a URL looks like a one-time credential: a `token=`-like parameter or a long random segment."""
+    parts = urlsplit(url)
+    for name, value in parse_qsl(parts.query):
+        if name.lower() in _TOKEN_PARAMS and len(value) >= 4:
+            return f"parameter '{name}'"
+    if any(_TOKEN_SEGMENT.fullmatch(segment) for segment in parts.path.split("/")):
+        return "a long random path segment"
+    return None
+
+
+def _word_at(value: str, match: re.Match[str]) -> str:
+    """The whole word (or URL part, dashes included) a match sits in: 'verify', 'reset-password'."""
+    start, end = match.span()
+    while start > 0 and end - start < _REASON_WORD_CHARS and (value[start - 1].isalnum() or value[start - 1] in "-_"):
+        start -= 1
+    while end < len(value) and end - start < _REASON_WORD_CHARS and (value[end].isalnum() or value[end] in "-_"):
+        end += 1
+    return value[start:end].strip("-_") or match.group(0)
+
+
+def _kind_of(link: _Link) -> tuple[str, str]:
+    """(kind, reason): verify | magic_sign_in | reset | other, and which words or URL parts decided it."""
+    url = link.url.split("://", 1)[-1]
+    for where, value in (("URL", url), ("link text", link.anchor)):
+        for kind, pattern in _KIND_WORDS:
+            if match := pattern.search(value):
+                return kind, f"{where} has '{_word_at(value, match)}'"
+    sign_in = _SIGN_IN_WORDS.search(url) or _SIGN_IN_WORDS.search(link.anchor)
+    if sign_in is None:
+        return "other", _OTHER_REASON
+    word = sign_in.group(0).strip("/ ")
+    if token := _token_in(link.url):
+        return "magic_sign_in", f"sign-in word '{word}' and a token ({token})"
+    if _CLICK_TRACKER.search(url):
+        return "magic_sign_in", f"sign-in word '{word}' on a click-tracking link (destination hidden)"
+    return "other", f"sign-in word '{word}' but no token: a sign-in page"
+
+
+@dataclass(frozen=True)
+class LinkDetail:
+    """A link found in a mail: where it goes, what it is for and why we think so."""
+
+    url: str  # the destination, unwrapped from Safe Links / Google / URL Defense / Link Protect
+    kind: str  # verify | magic_sign_in | reset | unsubscribe | other
+    reason: str  # the words or URL parts that decided the kind
+    text: str  # the link's text (or the words before a plain-text URL), shortened
+    wrapper: str | None = None  # the gateway that had wrapped it, if any
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"url": self.url, "kind": self.kind, "reason": self.reason, "text": self.text}
+        if self.wrapper:
+            data["unwrapped_from"] = self.wrapper
+        return data
+
+
+_DETAIL_TEXT_CHARS = 80
+_UNSUBSCRIBE_LIMIT = 2
+
+
+def _detail(link: _Link, wrapper: str | None, unsubscribe: str | None = None) -> LinkDetail:
+    kind, reason = ("unsubscribe", unsubscribe) if unsubscribe else _kind_of(link)
+    text = " ".join(link.anchor.split())[-_DETAIL_TEXT_CHARS:]
+    return LinkDetail(link.url, kind, reason, text, wrapper)
+
+
+def extract_link_details(text: str | None, html: str | None = None, *, limit: int = 5) -> list[LinkDetail]:
+    """Up to `limit` distinct http(s) links ranked as `extract_links` ranks them, each with its kind
+    and the reason for it; then up to two unsubscribe links (kind "unsubscribe").
+
+    Wrapped links (Outlook Safe Links, Google `/url`, Proofpoint URL Defense, Barracuda Link
+    Protect, Amazon SES click tracking) come back as their destination.
+    """
+    if limit <= 0:
+        return []
+    found = [*(_links_in_html(html) if html else []), *(_links_in_text(text) if text else [])]
+    ranked: dict[str, tuple[tuple[int, int], _Link, str | None]] = {}
+    unsubscribe: dict[str, tuple[_Link, str | None, str]] = {}
+    for order, link in enumerate(found):
+        url, wrapper = unwrap_link(_clean_url(link.url))
+        link = _Link(url, link.anchor, link.nearby)
+        if not link.url or _is_dropped(link):
+            continue
+        if why := _unsubscribe_reason(link):
+            unsubscribe.setdefault(link.url, (link, wrapper, why))
+            continue
+        rank = (-_link_score(link), order)
+        if link.url not in ranked or rank < ranked[link.url][0]:
+            ranked[link.url] = (rank, link, wrapper)
+    kept = sorted(ranked.values(), key=lambda entry: entry[0])[:limit]
+    details = [_detail(link, wrapper) for _, link, wrapper in kept]
+    for link, wrapper, why in list(unsubscribe.values())[:_UNSUBSCRIBE_LIMIT]:
+        details.append(_detail(link, wrapper, why))
+    return details
+
+
 def extract_links(text: str | None, html: str | None = None, *, limit: int = 5) -> list[str]:
     """Up to `limit` distinct http(s) links, verification-like first (verify, confirm,
     activate, magic, login, reset, ...), then the rest in document order.
 
     Links come from HTML `href`s (entities such as `&amp;` decoded) and from URLs in the
-    text. Unsubscribe, privacy, social-network, image, tracking-pixel and non-http links
-    (mailto:, tel:) are dropped.
+    text; wrapped links come back as their destination. Unsubscribe, privacy, social-network,
+    image, tracking-pixel and non-http links (mailto:, tel:) are dropped.
     """
-    if limit <= 0:
-        return []
-    found = [*(_links_in_html(html) if html else []), *(_links_in_text(text) if text else [])]
-    ranked: dict[str, tuple[int, int]] = {}
-    for order, link in enumerate(found):
-        link = _Link(_clean_url(link.url), link.anchor, link.nearby)
-        if not link.url or _is_dropped(link):
-            continue
-        rank = (-_link_score(link), order)
-        if link.url not in ranked or rank < ranked[link.url]:
-            ranked[link.url] = rank
-    return sorted(ranked, key=lambda url: ranked[url])[:limit]
+    return [d.url for d in extract_link_details(text, html, limit=limit) if d.kind != "unsubscribe"]

@@ -70,6 +70,7 @@ TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
     "domains": ("mam_mcp.tools.domains",),
     "workspaces": ("mam_mcp.tools.workspaces",),
     "webhooks": ("mam_mcp.tools.webhooks",),
+    "testing": ("mam_mcp.tools.testing",),
     "linkedin": ("mam_mcp.tools.linkedin",),
     "linkedin_signals": ("mam_mcp.tools.linkedin_signals",),
     "linkedin_posts": ("mam_mcp.tools.linkedin_posts",),

@@ -104,6 +104,8 @@ class Runtime:
         # Send confirmations asked on the 2026-07-28 protocol (answered in a later request): when each
         # was first asked, so an answer past the timeout sends nothing. Bounded like the id set.
         self.consent_asked: BoundedAskTimes = BoundedAskTimes(1_000)
+        # check_message's DKIM key lookups (dkimpy's dnsfunc contract); None means DNS. Tests set it.
+        self.dkim_txt_lookup: Callable[..., bytes | str | None] | None = None
 
     async def client(self) -> MamClient:
         if self._client is None:

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field
 from mam_mcp.client import MamClient
 from mam_mcp.client.events import format_time, open_event_stream, parse_time
 from mam_mcp.client.models import Message
-from mam_mcp.extract import extract_code, extract_links, html_to_text
+from mam_mcp.extract import extract_code, extract_link_details, html_to_text
 from mam_mcp.tools._catalog import READ
 from mam_mcp.tools._common import InboxId, body_text, summarize
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
@@ -185,7 +185,8 @@ async def _report_progress(ctx: Context, started: float, timeout: float) -> None
 def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallToolResult:
     body = body_text(message, max_chars=BODY_CHARS)
     code = extract_code(message.subject, message.plain_body, message.html_body) if extract else None
-    links = extract_links(message.plain_body, message.html_body) if extract else []
+    details = extract_link_details(message.plain_body, message.html_body) if extract else []
+    links = [d.url for d in details if d.kind != "unsubscribe"]
     at = parse_time(message.date) or datetime.now(UTC)
     cursor = encode_cursor(at, message.id)
     summary = summarize(message)
@@ -196,6 +197,9 @@ def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallT
         "body": body,
         "code": code,
         "links": links,
+        # each link's kind (verify / magic_sign_in / reset / unsubscribe / other) and why; not in
+        # the output schema on purpose (tools/list stays the same size)
+        "link_details": [d.as_dict() for d in details],
         "cursor": cursor,
         "waited_seconds": round(waited, 3),
         "via": via,
@@ -208,7 +212,7 @@ def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallT
     ]
     parts.append(body["text"] + ("\n[truncated; read it all with get_message]" if body["truncated"] else ""))
     if links:
-        parts += ["", "Links:", *links]
+        parts += ["", "Links:", *(f"[{d.kind}] {d.url}" for d in details if d.kind != "unsubscribe")]
     lead = f"Found message {message.id} (received {message.date})."
     if extract:
         lead += f" Code: {code}." if code else " No one-time code found."

@@ -26,6 +26,9 @@ import importlib.util
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any, TypeVar
 
 import anyio
@@ -285,6 +288,28 @@ class FakeHostedAPI:
             from_name=from_name,
             attachments=attachments,
             in_reply_to=in_reply_to,
+        )
+        return message.wire(with_attachments=True)
+
+    def deliver_inbound_raw(self, inbox_id: str, raw: bytes) -> dict[str, Any]:
+        """Mail arrives as a raw RFC 5322 source: stored with the fields the service parses from it,
+        and served byte for byte by the raw route (GET .../messages/:mid/raw)."""
+        inbox = self.state.inboxes.get(inbox_id)
+        if inbox is None:
+            raise KeyError(f"no inbox {inbox_id}")
+        parsed = BytesParser(policy=policy.default).parsebytes(raw)
+        assert isinstance(parsed, EmailMessage)
+        sender = parsed["From"].addresses[0] if parsed["From"] and parsed["From"].addresses else None
+        text_part = parsed.get_body(preferencelist=("plain",))
+        html_part = parsed.get_body(preferencelist=("html",))
+        message = self.mail.deliver(
+            inbox,
+            from_address=f"{sender.username}@{sender.domain}" if sender else "unknown@unknown.invalid",
+            from_name=sender.display_name or None if sender else None,
+            subject=str(parsed["Subject"] or ""),
+            plain_body=text_part.get_content() if text_part is not None else None,
+            html_body=html_part.get_content() if html_part is not None else None,
+            raw=raw,
         )
         return message.wire(with_attachments=True)
 

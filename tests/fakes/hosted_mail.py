@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr
+from email.utils import format_datetime, formataddr
 
 from mam_mcp.local.model import utc_now_iso
 from tests.fakes.hosted_errors import FakeApiError
@@ -129,8 +130,10 @@ class MailFlow:
         to: list[str] | None = None,
         in_reply_to: str | None = None,
         attachments: Sequence[tuple[str, str, bytes]] = (),
+        raw: bytes | None = None,
     ) -> MessageRecord:
-        """Store an inbound message (threaded onto `in_reply_to` when known), publish `message.received`."""
+        """Store an inbound message (threaded onto `in_reply_to` when known), publish `message.received`.
+        `raw`: the source as received (served by the raw route); by default one is composed."""
         parent = self._find_by_rfc_or_id(inbox, in_reply_to) if in_reply_to else None
         thread = self._state.threads[parent.thread_id] if parent else self._state.new_thread(inbox, subject)
         now = utc_now_iso()
@@ -157,7 +160,7 @@ class MailFlow:
                 for name, ctype, data in attachments
             ],
         )
-        message.raw = self._raw(message)
+        message.raw = raw if raw is not None else self._raw(message)
         inbox.known_senders.add(from_address.lower())
         self._store(message)
         self._hub.publish(event_for_message(self._state, message, "message.received"))
@@ -195,6 +198,7 @@ class MailFlow:
         )
         mime["To"] = ", ".join(message.to)
         mime["Subject"] = message.subject
+        mime["Date"] = format_datetime(datetime.fromisoformat(message.received_at))
         mime["Message-ID"] = message.message_id
         if message.in_reply_to:
             mime["In-Reply-To"] = message.in_reply_to
