@@ -3,8 +3,9 @@ make the same REST requests to the same local daemon that mam-mcp's tools make.
 
 One tool per call measured by bench/e2e_calls.py. Each uses one kept-alive `httpx2.AsyncClient`
 (what mam-mcp's client uses) and returns the daemon's JSON as text: no validation, no shaping,
-no extraction. `wait_for_email` opens the daemon's WebSocket, subscribes, lists what already
-arrived, then waits for a matching event, as mam-mcp's tool does.
+no extraction. `wait_for_email` works in mam-mcp's order: it lists what already arrived and,
+if nothing matches, opens the daemon's WebSocket, subscribes, lists again and waits for a
+matching event.
 
     BENCH_BASE_URL=http://127.0.0.1:PORT BENCH_API_KEY=tk_... python bench/bare_rest_server.py
 """
@@ -59,18 +60,26 @@ async def get_message(inbox_id: str, message_id: str) -> str:
     return await get_json(f"/inboxes/{inbox_id}/messages/{message_id}")
 
 
+async def matching(inbox_id: str, subject_contains: str, received_after: str) -> str | None:
+    params = {"direction": "inbound", "limit": 50, "offset": 0, "after": received_after}
+    for message in json.loads(await get_json(f"/inboxes/{inbox_id}/messages", params))["messages"]:
+        if subject_contains in (message.get("subject") or ""):
+            return json.dumps(message)
+    return None
+
+
 @server.tool()
 async def wait_for_email(inbox_id: str, subject_contains: str, received_after: str, timeout_seconds: float = 10) -> str:
-    """Subscribe on /v1/ws, list inbound mail after `received_after`, else wait for a matching event."""
-    async with http().websocket(BASE_URL + "/ws", max_message_size_bytes=32 * 1024 * 1024) as ws:
-        await ws.send_text(json.dumps({"type": "subscribe", "event_types": ["message.received"], "inbox_ids": [inbox_id]}))
-        with anyio.fail_after(timeout_seconds):
+    """List inbound mail after `received_after`; else subscribe on /v1/ws, list again, wait for a matching event."""
+    with anyio.fail_after(timeout_seconds):
+        if (found := await matching(inbox_id, subject_contains, received_after)) is not None:
+            return found
+        async with http().websocket(BASE_URL + "/ws", max_message_size_bytes=32 * 1024 * 1024) as ws:
+            await ws.send_text(json.dumps({"type": "subscribe", "event_types": ["message.received"], "inbox_ids": [inbox_id]}))
             while json.loads(await ws.receive_text()).get("type") != "subscribed":
                 pass
-            params = {"direction": "inbound", "limit": 50, "offset": 0, "after": received_after}
-            for message in json.loads(await get_json(f"/inboxes/{inbox_id}/messages", params))["messages"]:
-                if subject_contains in (message.get("subject") or ""):
-                    return json.dumps(message)
+            if (found := await matching(inbox_id, subject_contains, received_after)) is not None:
+                return found
             while True:
                 frame = json.loads(await ws.receive_text())
                 message = frame.get("message") or {}

@@ -1,22 +1,26 @@
 """Tool calls end to end, the way a host sees them: `mam-mcp serve` over stdio against the real daemon.
 
 For each store size (default 1 and 100,000 messages) the benchmark starts the local daemon with
-the launcher (temp data dir, free non-default ports), fills one inbox, then spawns two MCP
-servers as real subprocesses through the SDK's stdio client:
+the launcher (temp data dir, free non-default ports), fills one inbox, then spawns MCP servers as
+real subprocesses:
 
 - mam_mcp: `mam-mcp serve` (local mode; it finds the daemon through MAM_LOCAL_DATA_DIR and
   MAM_LOCAL_HTTP_PORT / MAM_LOCAL_SMTP_PORT, as a host's config would set them);
 - bare_sdk: bench/bare_rest_server.py, a bare MCP SDK server whose tools make the same REST
-  requests with one kept-alive httpx2 client: the floor for an MCP server of this design;
+  requests with one kept-alive httpx2 client: the floor for an MCP server of this design.
 
-and times, interleaved call by call so machine noise hits all alike:
+Each is driven by two hosts: the MCP SDK's stdio client (`mam_mcp`, `bare_sdk`), and a minimal
+host that writes JSON-RPC lines to the server's stdin and reads its stdout (`mam_mcp_pipe`,
+`bare_sdk_pipe`): the SDK's Python client spends ~1.5 ms of CPU per call itself, which a host
+written in another language does not pay and which is no part of the server. Beside them:
 - rest: the same REST request(s) from this process on a kept-alive httpx2 client;
 - rest_new_connection: the same request on a new TCP connection each time (GET calls only).
+All are timed interleaved, call by call (who goes first rotates), so machine noise hits all alike.
 
 Calls: list_inboxes, list_messages (first page of 20), search (list_messages with query=) for a
 rare and a common word, get_message, wait_for_email for mail already there (a fresh message per
 round, sent before the call), and SMTP `250` -> wait_for_email result for mail that arrives while
-the tool waits. Prints JSON (p50/p99 per target, ratios, goals).
+the tool waits. Prints JSON (p50/p99 per target, ratios, goals met or not).
 
     python bench/e2e_calls.py                       # sizes 1 and 100000
     python bench/e2e_calls.py --sizes 1 --iterations 50
@@ -37,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -131,7 +135,7 @@ async def prepared_daemon(config: LocalConfig, messages: int) -> tuple[DaemonHan
     return await ensure_daemon(config, timeout=60), inbox["id"]
 
 
-# --- the three ways to make a call ----------------------------------------------------------------
+# --- the ways to make a call ---------------------------------------------------------------------------
 
 
 def server_env(work: Path, config: LocalConfig) -> dict[str, str]:
@@ -149,18 +153,70 @@ def server_env(work: Path, config: LocalConfig) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def stdio_server(args: list[str], env: dict[str, str]) -> AsyncIterator[Client]:
-    # The SDK's stdio client: a real subprocess on pipes, as a host runs it (its stderr goes to ours).
+async def sdk_host(args: list[str], env: dict[str, str]) -> AsyncIterator[Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]]:
+    """The SDK's stdio client: a real subprocess on pipes (its stderr goes to ours)."""
     async with Client(StdioServerParameters(command=sys.executable, args=args, env=env)) as client:
-        yield client
 
-
-def tool_call(client: Client, name: str, arguments: dict[str, Any]) -> Call:
-    async def call() -> Any:
-        with anyio.fail_after(CALL_TIMEOUT_SECONDS):
+        async def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
             result = await client.call_tool(name, arguments)
-        if result.is_error:
-            raise RuntimeError(f"{name} failed: {result.content[0].text if result.content else result}")
+            return {"isError": result.is_error, "structuredContent": result.structured_content,
+                    "text": result.content[0].text if result.content else ""}  # fmt: skip
+
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def pipe_host(args: list[str], env: dict[str, str]) -> AsyncIterator[Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]]:
+    """A minimal host: JSON-RPC lines on the server's stdin, responses read from its stdout."""
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    process = await anyio.open_process(
+        [sys.executable, *args], env={"PATH": os.environ.get("PATH", ""), **env}, stderr=None
+    )
+    assert process.stdin is not None and process.stdout is not None
+    stdout = BufferedByteReceiveStream(process.stdout)
+    ids = iter(range(1, 10**9))
+
+    async def request(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        ident = next(ids)
+        await process.stdin.send(json.dumps({"jsonrpc": "2.0", "id": ident, "method": method, "params": params}).encode() + b"\n")  # type: ignore[union-attr]
+        while True:  # notifications (progress, logs) come first; the response carries our id
+            message = json.loads(await stdout.receive_until(b"\n", 64 * 1024 * 1024))
+            if message.get("id") == ident:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return dict(message["result"])
+
+    try:
+        with anyio.fail_after(60):
+            await request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                         "clientInfo": {"name": "bench-pipe-host", "version": "0"}})  # fmt: skip
+            await process.stdin.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+
+        async def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            result = await request("tools/call", {"name": name, "arguments": arguments})
+            content = result.get("content") or [{}]
+            return {"isError": bool(result.get("isError")), "structuredContent": result.get("structuredContent"),
+                    "text": content[0].get("text", "")}  # fmt: skip
+
+        call.pid = process.pid  # type: ignore[attr-defined]  # for the server's CPU time per call
+        yield call
+    finally:
+        await process.stdin.aclose()
+        with anyio.move_on_after(5, shield=True):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+
+
+def tool_call(host: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]], name: str, arguments: dict[str, Any]) -> Call:
+    async def call() -> dict[str, Any]:
+        with anyio.fail_after(CALL_TIMEOUT_SECONDS):
+            result = await host(name, arguments)
+        if result["isError"]:
+            raise RuntimeError(f"{name} failed: {result['text'][:300]}")
         return result
 
     return call
@@ -175,21 +231,23 @@ def rest_call(http: httpx2.AsyncClient, path: str, params: dict[str, Any] | None
     return call
 
 
-async def rest_wait_existing(
-    http: httpx2.AsyncClient, inbox_id: str, subject: str, after: str, *, then_wait: bool = False
-) -> dict[str, Any]:
-    """What wait_for_email does over REST: subscribe on /v1/ws, list what arrived, else wait for the event."""
+async def rest_matching(http: httpx2.AsyncClient, inbox_id: str, subject: str, after: str) -> dict[str, Any] | None:
+    params = {"direction": "inbound", "limit": 50, "offset": 0, "after": after}
+    response = await http.get(f"/inboxes/{inbox_id}/messages", params=params)
+    response.raise_for_status()
+    return next((m for m in response.json()["messages"] if subject in (m.get("subject") or "")), None)
+
+
+async def rest_wait(http: httpx2.AsyncClient, inbox_id: str, subject: str, after: str) -> dict[str, Any]:
+    """What wait_for_email does over REST: list; else subscribe on /v1/ws, list again, wait for the event."""
+    if (found := await rest_matching(http, inbox_id, subject, after)) is not None:
+        return found
     async with http.websocket(str(http.base_url).rstrip("/") + "/ws", max_message_size_bytes=32 * 1024 * 1024) as ws:
         await ws.send_text(json.dumps({"type": "subscribe", "event_types": ["message.received"], "inbox_ids": [inbox_id]}))
         while json.loads(await ws.receive_text()).get("type") != "subscribed":
             pass
-        if not then_wait:
-            params = {"direction": "inbound", "limit": 50, "offset": 0, "after": after}
-            response = await http.get(f"/inboxes/{inbox_id}/messages", params=params)
-            response.raise_for_status()
-            for message in response.json()["messages"]:
-                if subject in (message.get("subject") or ""):
-                    return message
+        if (found := await rest_matching(http, inbox_id, subject, after)) is not None:
+            return found
         while True:
             frame = json.loads(await ws.receive_text())
             message = frame.get("message") or {}
@@ -199,26 +257,43 @@ async def rest_wait_existing(
 
 # --- timing -------------------------------------------------------------------------------------------
 
+MCP_TARGETS = ("mam_mcp", "bare_sdk", "mam_mcp_pipe", "bare_sdk_pipe")
 
-async def compare(targets: dict[str, Call], iterations: int, warmup: int = 5) -> dict[str, Any]:
-    """Interleave the targets call by call (rotating who goes first); p50/p99 per target."""
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): robust to a busy machine, unlike latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def compare(
+    targets: dict[str, Call], iterations: int, warmup: int = 5, pids: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Interleave the targets call by call (rotating who goes first); p50/p99 per target.
+
+    `pids`: server processes whose CPU time per call is reported too (`server_cpu_ms_per_call`).
+    """
     for _ in range(warmup):
         for call in targets.values():
             await call()
     samples: dict[str, list[float]] = {name: [] for name in targets}
     names = list(targets)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
     for index in range(iterations):
         for name in names[index % len(names) :] + names[: index % len(names)]:
             started = time.perf_counter()
             await targets[name]()
             samples[name].append(time.perf_counter() - started)
-    return {name: summary(values) for name, values in samples.items()}
+    result = {name: summary(values) for name, values in samples.items()}
+    for name, pid in (pids or {}).items():
+        result[name]["server_cpu_ms_per_call"] = round((cpu_seconds(pid) - cpu_before[name]) * 1000 / iterations, 2)
+    return result
 
 
 def with_ratios(result: dict[str, Any]) -> dict[str, Any]:
-    ours = result["mam_mcp"]["p50_ms"]
-    result["ratio_vs_bare_sdk"] = round(ours / result["bare_sdk"]["p50_ms"], 2)
-    result["ratio_vs_rest"] = round(ours / result["rest"]["p50_ms"], 2)
+    result["ratio_vs_bare_sdk"] = round(result["mam_mcp"]["p50_ms"] / result["bare_sdk"]["p50_ms"], 2)
+    result["ratio_vs_bare_sdk_pipe"] = round(result["mam_mcp_pipe"]["p50_ms"] / result["bare_sdk_pipe"]["p50_ms"], 2)
+    result["ratio_vs_rest"] = round(result["mam_mcp_pipe"]["p50_ms"] / result["rest"]["p50_ms"], 2)
     return result
 
 
@@ -232,9 +307,12 @@ async def measure_size(args: argparse.Namespace, work: Path, messages: int) -> d
     try:
         env = server_env(work, config)
         bare_env = {**env, "BENCH_BASE_URL": handle.base_url, "BENCH_API_KEY": handle.api_key}
+        ours_args, bare_args = ["-m", "mam_mcp.cli", "serve"], [str(REPO / "bench" / "bare_rest_server.py")]
         async with (
-            stdio_server(["-m", "mam_mcp.cli", "serve"], env) as ours,
-            stdio_server([str(REPO / "bench" / "bare_rest_server.py")], bare_env) as bare,
+            sdk_host(ours_args, env) as ours,
+            sdk_host(bare_args, bare_env) as bare,
+            pipe_host(ours_args, env) as ours_pipe,
+            pipe_host(bare_args, bare_env) as bare_pipe,
             httpx2.AsyncClient(base_url=handle.base_url + "/v1", headers={"X-API-Key": handle.api_key}, trust_env=False) as rest,
             httpx2.AsyncClient(
                 base_url=handle.base_url + "/v1",
@@ -244,48 +322,31 @@ async def measure_size(args: argparse.Namespace, work: Path, messages: int) -> d
             ) as fresh,
             aiosmtplib.SMTP(hostname="127.0.0.1", port=handle.smtp_port, start_tls=False) as smtp,
         ):
+            hosts = {"mam_mcp": ours, "bare_sdk": bare, "mam_mcp_pipe": ours_pipe, "bare_sdk_pipe": bare_pipe}
             address = (await rest.get(f"/inboxes/{inbox_id}")).json()["email"]
             newest = (await rest.get(f"/inboxes/{inbox_id}/messages", params={"limit": 1})).json()["messages"][0]["id"]
-            calls: dict[str, tuple[str, dict[str, Any], str, dict[str, Any], str, dict[str, Any] | None]] = {
-                "list_inboxes": ("list_inboxes", {}, "list_inboxes", {}, "/inboxes", None),
-                "list_messages": (
-                    "list_messages", {"inbox_id": inbox_id},
-                    "list_messages", {"inbox_id": inbox_id},
-                    f"/inboxes/{inbox_id}/messages", {"limit": 20, "offset": 0},
-                ),
-                "search_rare": (
-                    "list_messages", {"inbox_id": inbox_id, "query": RARE},
-                    "list_messages", {"inbox_id": inbox_id, "query": RARE},
-                    f"/inboxes/{inbox_id}/messages", {"limit": 20, "offset": 0, "q": RARE},
-                ),
-                "search_common": (
-                    "list_messages", {"inbox_id": inbox_id, "query": COMMON},
-                    "list_messages", {"inbox_id": inbox_id, "query": COMMON},
-                    f"/inboxes/{inbox_id}/messages", {"limit": 20, "offset": 0, "q": COMMON},
-                ),
-                "get_message": (
-                    "get_message", {"inbox_id": inbox_id, "message_id": newest},
-                    "get_message", {"inbox_id": inbox_id, "message_id": newest},
-                    f"/inboxes/{inbox_id}/messages/{newest}", None,
-                ),
-            }
+            message_path = f"/inboxes/{inbox_id}/messages"
+            # name -> (tool, arguments (the same for mam-mcp and the bare server), REST path, REST params)
+            calls: dict[str, tuple[str, dict[str, Any], str, dict[str, Any] | None]] = {
+                "list_inboxes": ("list_inboxes", {}, "/inboxes", None),
+                "list_messages": ("list_messages", {"inbox_id": inbox_id}, message_path, {"limit": 20, "offset": 0}),
+                "search_rare": ("list_messages", {"inbox_id": inbox_id, "query": RARE}, message_path,
+                                {"limit": 20, "offset": 0, "q": RARE}),
+                "search_common": ("list_messages", {"inbox_id": inbox_id, "query": COMMON}, message_path,
+                                  {"limit": 20, "offset": 0, "q": COMMON}),
+                "get_message": ("get_message", {"inbox_id": inbox_id, "message_id": newest}, f"{message_path}/{newest}", None),
+            }  # fmt: skip
             results: dict[str, Any] = {}
-            for name, (tool, tool_args, bare_tool, bare_args, path, params) in calls.items():
-                results[name] = with_ratios(
-                    await compare(
-                        {
-                            "mam_mcp": tool_call(ours, tool, tool_args),
-                            "bare_sdk": tool_call(bare, bare_tool, bare_args),
-                            "rest": rest_call(rest, path, params),
-                            "rest_new_connection": rest_call(fresh, path, params),
-                        },
-                        args.iterations,
-                    )
-                )
+            for name, (tool, tool_args, path, params) in calls.items():
+                targets: dict[str, Call] = {target: tool_call(host, tool, tool_args) for target, host in hosts.items()}
+                targets["rest"] = rest_call(rest, path, params)
+                targets["rest_new_connection"] = rest_call(fresh, path, params)
+                pids = {target: hosts[target].pid for target in ("mam_mcp_pipe", "bare_sdk_pipe")}
+                results[name] = with_ratios(await compare(targets, args.iterations, pids=pids))
                 print(f"{messages}: {name} {json.dumps(results[name])}", file=sys.stderr)
-            results["wait_existing"] = with_ratios(await wait_existing(ours, bare, rest, smtp, inbox_id, address, args))
+            results["wait_existing"] = with_ratios(await wait_existing(hosts, rest, smtp, inbox_id, address, args))
             print(f"{messages}: wait_existing {json.dumps(results['wait_existing'])}", file=sys.stderr)
-            results["wait_arrival_250_to_result"] = with_ratios(await wait_arrival(ours, bare, rest, smtp, inbox_id, address, args))
+            results["wait_arrival_250_to_result"] = with_ratios(await wait_arrival(hosts, rest, smtp, inbox_id, address, args))
             print(f"{messages}: arrival {json.dumps(results['wait_arrival_250_to_result'])}", file=sys.stderr)
             out["calls"] = results
     finally:
@@ -293,27 +354,32 @@ async def measure_size(args: argparse.Namespace, work: Path, messages: int) -> d
     return out
 
 
+def wait_args(target: str, inbox_id: str, tag: str, after: str) -> dict[str, Any]:
+    arguments = {"inbox_id": inbox_id, "subject_contains": tag, "received_after": after}
+    return {**arguments, "timeout_seconds": 20} if target.startswith("mam_mcp") else arguments
+
+
 async def wait_existing(
-    ours: Client, bare: Client, rest: httpx2.AsyncClient, smtp: aiosmtplib.SMTP, inbox_id: str, address: str,
+    hosts: dict[str, Any], rest: httpx2.AsyncClient, smtp: aiosmtplib.SMTP, inbox_id: str, address: str,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """wait_for_email for mail already there: each round sends a fresh message, then calls all three."""
-    samples: dict[str, list[float]] = {"mam_mcp": [], "bare_sdk": [], "rest": []}
+    """wait_for_email for mail already there: each round sends a fresh message, then calls every target."""
+    names = [*hosts, "rest"]
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for index in range(args.iterations + 3):
         tag = f"existing-{index}-{time.time_ns()}"
-        after = iso(datetime.now(UTC) - timedelta(seconds=1))
+        after = iso(datetime.now(UTC))  # just before the send: the new message is the one candidate
         await smtp.sendmail("noreply@acme.example.com", [address], code_mail(address, tag))
-        targets: dict[str, Call] = {
-            "mam_mcp": tool_call(ours, "wait_for_email", {"inbox_id": inbox_id, "subject_contains": tag, "received_after": after, "timeout_seconds": 10}),
-            "bare_sdk": tool_call(bare, "wait_for_email", {"inbox_id": inbox_id, "subject_contains": tag, "received_after": after}),
-            "rest": lambda tag=tag, after=after: rest_wait_existing(rest, inbox_id, tag, after),
-        }
-        names = list(targets)
-        for name in names[index % 3 :] + names[: index % 3]:
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            call = (
+                (lambda: rest_wait(rest, inbox_id, tag, after))
+                if name == "rest"
+                else tool_call(hosts[name], "wait_for_email", wait_args(name, inbox_id, tag, after))
+            )
             started = time.perf_counter()
-            result = await targets[name]()
+            result = await call()
             elapsed = time.perf_counter() - started
-            if name == "mam_mcp" and not (result.structured_content or {}).get("found"):
+            if name.startswith("mam_mcp") and not (result["structuredContent"] or {}).get("found"):
                 raise RuntimeError(f"wait_for_email did not find {tag}")
             if index >= 3:  # the first rounds warm up
                 samples[name].append(elapsed)
@@ -321,24 +387,23 @@ async def wait_existing(
 
 
 async def wait_arrival(
-    ours: Client, bare: Client, rest: httpx2.AsyncClient, smtp: aiosmtplib.SMTP, inbox_id: str, address: str,
+    hosts: dict[str, Any], rest: httpx2.AsyncClient, smtp: aiosmtplib.SMTP, inbox_id: str, address: str,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """SMTP 250 -> result while the call is already waiting (the mail goes out 0.3 s after the call starts)."""
-    samples: dict[str, list[float]] = {"mam_mcp": [], "bare_sdk": [], "rest": []}
+    names = [*hosts, "rest"]
+    samples: dict[str, list[float]] = {name: [] for name in names}
     for index in range(args.arrivals + 1):
-        names = list(samples)
-        for name in names[index % 3 :] + names[: index % 3]:
+        for name in names[index % len(names) :] + names[: index % len(names)]:
             tag = f"arrival-{name}-{index}-{time.time_ns()}"
             after = iso(datetime.now(UTC))
             done: dict[str, float] = {}
 
             async def call(name: str = name, tag: str = tag, after: str = after, done: dict[str, float] = done) -> None:
                 if name == "rest":
-                    await rest_wait_existing(rest, inbox_id, tag, after, then_wait=True)
+                    await rest_wait(rest, inbox_id, tag, after)
                 else:
-                    client, extra = (ours, {"timeout_seconds": 20}) if name == "mam_mcp" else (bare, {})
-                    await tool_call(client, "wait_for_email", {"inbox_id": inbox_id, "subject_contains": tag, "received_after": after, **extra})()
+                    await tool_call(hosts[name], "wait_for_email", wait_args(name, inbox_id, tag, after))()
                 done["at"] = time.perf_counter()
 
             with anyio.fail_after(CALL_TIMEOUT_SECONDS):
@@ -353,22 +418,31 @@ async def wait_arrival(
 
 
 def judge(sizes: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every goal of issue 14 items 1-2, met or not, from this run's figures."""
+    """Every goal of issue 14 items 1-2, met or not, from this run's figures.
+
+    Ratios are judged for both hosts. Absolute times are judged on the pipe host (the server's
+    end-to-end time; what the SDK's own Python client adds is shown beside it, not judged).
+    """
     verdicts: list[dict[str, Any]] = []
+
+    def verdict(goal: str, value: float, limit: float, **extra: Any) -> None:
+        verdicts.append({"goal": goal, "value": value, "limit": limit, "met": value <= limit, **extra})
+
+    limit = GOALS["ratio_vs_bare_sdk"]
     for size, data in sizes.items():
         for call, figures in data["calls"].items():
-            if call == "wait_arrival_250_to_result":
-                continue  # a latency after the 250, not a call cost: no ratio goal
-            verdicts.append({
-                "goal": f"{call} at {size}: mam-mcp p50 <= {GOALS['ratio_vs_bare_sdk']}x the bare SDK server",
-                "value": figures["ratio_vs_bare_sdk"], "met": figures["ratio_vs_bare_sdk"] <= GOALS["ratio_vs_bare_sdk"],
-            })
+            verdict(f"{call} at {size}: mam-mcp p50 <= {limit}x the bare SDK server (SDK stdio client)",
+                    figures["ratio_vs_bare_sdk"], limit)
+            verdict(f"{call} at {size}: mam-mcp p50 <= {limit}x the bare SDK server (pipe host)",
+                    figures["ratio_vs_bare_sdk_pipe"], limit)
             if size == "100000" and call in FAST_AT_100K:
-                p50 = figures["mam_mcp"]["p50_ms"]
-                verdicts.append({"goal": f"{call} at 100k: p50 <= {GOALS['p50_ms_at_100k']} ms end to end", "value": p50, "met": p50 <= GOALS["p50_ms_at_100k"]})
+                verdict(f"{call} at 100k: p50 <= {GOALS['p50_ms_at_100k']} ms end to end (pipe host)",
+                        figures["mam_mcp_pipe"]["p50_ms"], GOALS["p50_ms_at_100k"],
+                        sdk_client_p50_ms=figures["mam_mcp"]["p50_ms"])
             if call == "wait_existing":
-                p50 = figures["mam_mcp"]["p50_ms"]
-                verdicts.append({"goal": f"wait_for_email, mail already there, at {size}: p50 <= {GOALS['wait_existing_p50_ms']} ms", "value": p50, "met": p50 <= GOALS["wait_existing_p50_ms"]})
+                verdict(f"wait_for_email, mail already there, at {size}: p50 <= {GOALS['wait_existing_p50_ms']} ms (pipe host)",
+                        figures["mam_mcp_pipe"]["p50_ms"], GOALS["wait_existing_p50_ms"],
+                        sdk_client_p50_ms=figures["mam_mcp"]["p50_ms"])
     return verdicts
 
 
