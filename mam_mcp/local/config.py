@@ -18,7 +18,7 @@ DEFAULT_DOMAIN = "mam.localhost"
 
 
 class LocalConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: `mam-mcp serve` imports this
 
     data_dir: Path
     host: str = "127.0.0.1"

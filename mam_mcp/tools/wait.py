@@ -22,9 +22,8 @@ from pydantic import AfterValidator, Field
 from mam_mcp.client import MamClient
 from mam_mcp.client.events import format_time, open_event_stream, parse_time
 from mam_mcp.client.models import Message
-from mam_mcp.extract import extract_code, extract_links, html_to_text
 from mam_mcp.tools._catalog import READ
-from mam_mcp.tools._common import InboxId, body_text, summarize
+from mam_mcp.tools._common import InboxId, body_text, html_to_text, summarize
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.email import toolset
@@ -184,6 +183,8 @@ async def _report_progress(ctx: Context, started: float, timeout: float) -> None
 
 
 def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallToolResult:
+    from mam_mcp.extract import extract_code, extract_links  # on the first found mail: its patterns cost start-up time
+
     body = body_text(message, max_chars=BODY_CHARS)
     code = extract_code(message.subject, message.plain_body, message.html_body) if extract else None
     links = extract_links(message.plain_body, message.html_body) if extract else []
