@@ -115,10 +115,27 @@ async def stop_running_daemon(handle: DaemonHandle) -> None:
             await anyio.sleep(0.05)
 
 
+async def adopt_filled_store(config: LocalConfig) -> None:
+    """A store bench/list_search.py filled (inbox `bench`, no daemon key yet): key the daemon to its tenant."""
+    if config.key_path.exists() or not config.db_path.exists():
+        return
+    from mam_mcp.local.backend import LocalBackend
+    from mam_mcp.local.daemon import write_secret_file
+    from mam_mcp.local.store import EmailStore
+
+    async with EmailStore(config) as store:
+        found = store.inbox_for_address(f"bench@{config.domain}")
+        if found is None:
+            return
+        key = (await LocalBackend(config, store).keys.mint("tk", tenant_id=found[1], name="bench")).key
+    write_secret_file(config.key_path, key + "\n")
+
+
 async def prepared_daemon(config: LocalConfig, messages: int) -> tuple[DaemonHandle, str]:
     """The daemon running on `config`, with inbox `bench` holding `messages` messages (filled once)."""
     from mam_mcp.local.store import EmailStore
 
+    await adopt_filled_store(config)  # the runner fills 100k once, for list_search and this benchmark
     handle = await ensure_daemon(config, timeout=60)
     async with httpx2.AsyncClient(base_url=handle.base_url, headers={"X-API-Key": handle.api_key}) as http:
         inboxes = (await http.get("/v1/inboxes")).json()["inboxes"]
