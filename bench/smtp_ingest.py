@@ -248,6 +248,9 @@ def ensure_maildev(directory: Path) -> Path:
         if npm is None:
             raise RuntimeError("npm is needed to install maildev")
         directory.mkdir(parents=True, exist_ok=True)
+        manifest = directory / "package.json"
+        if not manifest.exists():  # npm installs into the project it finds: make DIR one, or it may look upwards
+            manifest.write_text(json.dumps({"name": "mam-bench-maildev", "private": True}) + "\n")
         subprocess.run(
             [npm, "install", "--no-audit", "--no-fund", "--prefix", str(directory), "maildev"],
             check=True,
@@ -255,6 +258,17 @@ def ensure_maildev(directory: Path) -> Path:
             timeout=600,
         )
     return binary
+
+
+def maildev_versions(directory: Path) -> dict[str, str | None]:
+    """The installed MailDev's version and the Node.js that runs it (recorded with the results)."""
+    try:
+        version = json.loads((directory / "node_modules" / "maildev" / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        version = None
+    node = shutil.which("node")
+    node_version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip() if node else None
+    return {"maildev": version, "node": node_version}
 
 
 @contextlib.asynccontextmanager
@@ -312,6 +326,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         index += total
     return {
         "benchmark": "smtp_ingest",
+        **({"maildev_version": maildev_versions(args.maildev_dir)} if "maildev" in names else {}),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

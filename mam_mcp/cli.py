@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in (
         "toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url",
         "confirm_sends", "confirm_timeout", "allow", "block", "max_recipients", "sends_per_hour", "reply_only",
+        "http_read_timeout", "http_idle_timeout", "session_idle_timeout", "max_sessions",
     ):  # fmt: skip
         if getattr(args, name, None) not in (None, False):
             overrides[name] = getattr(args, name)

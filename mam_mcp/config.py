@@ -182,6 +182,26 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _positive(name: str, value: object, default: float) -> float:
+    """A positive number of seconds (or of sessions) from a flag or the environment; the error names the setting."""
+    if value is None or value == "":
+        return default
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = -1.0
+    if not 0 < number < float("inf"):
+        raise ValueError(f"{name} must be a positive number, not {str(value)[:40]!r}")
+    return number
+
+
+# HTTP servers (`serve --transport http|sse` and the local daemon): see mam_mcp/http_limits.py.
+DEFAULT_HTTP_READ_TIMEOUT = 30.0  # a request (headers and body) must arrive whole within this
+DEFAULT_HTTP_IDLE_TIMEOUT = 15.0  # a kept-alive connection waiting for its next request is closed after this
+DEFAULT_SESSION_IDLE_TIMEOUT = 1800.0  # a streamable HTTP session with no request for this long ends
+DEFAULT_MAX_SESSIONS = 1000  # open streamable HTTP sessions (~75 KB each); one more is refused with 503
+
+
 class Settings(BaseModel):
     """Everything mam-mcp needs to know, resolved once."""
 
@@ -209,6 +229,10 @@ class Settings(BaseModel):
     outbound: OutboundPolicy = OutboundPolicy()
     config_file: Path | None = None  # the config file that was read, if any
     setting_sources: dict[str, str] = {}  # consent/policy setting -> the flag, variable or file that set it
+    http_read_timeout_seconds: float = DEFAULT_HTTP_READ_TIMEOUT
+    http_idle_timeout_seconds: float = DEFAULT_HTTP_IDLE_TIMEOUT
+    session_idle_timeout_seconds: float = DEFAULT_SESSION_IDLE_TIMEOUT
+    max_sessions: int = DEFAULT_MAX_SESSIONS
 
     @property
     def credentials_path(self) -> Path:
@@ -226,6 +250,8 @@ class Settings(BaseModel):
             "smtp_port": self.local_smtp_port,
             "domain": self.local_domain,
             "relay_url": self.relay_url.get_secret_value() if self.relay_url else None,
+            "http_read_timeout_seconds": self.http_read_timeout_seconds,
+            "http_idle_timeout_seconds": self.http_idle_timeout_seconds,
         }
         values.update(overrides)
         return LocalConfig(**values)
@@ -311,4 +337,25 @@ class Settings(BaseModel):
             outbound=outbound,
             config_file=file_path if file_data else None,
             setting_sources=sources,
+            **_http_limits(flags, env),
         )
+
+
+def _http_limits(flags: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """The HTTP servers' timeouts and session cap: flag, else environment, else default."""
+
+    def pick(flag: str, var: str, default: float) -> float:
+        name = f"--{flag.replace('_', '-')} / {var}"
+        return _positive(name, flags.get(flag) if flags.get(flag) is not None else env.get(var), default)
+
+    max_sessions = pick("max_sessions", "MAM_MCP_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)
+    if max_sessions != int(max_sessions):
+        raise ValueError(f"--max-sessions / MAM_MCP_MAX_SESSIONS must be a whole number, not {max_sessions:g}")
+    return {
+        "http_read_timeout_seconds": pick("http_read_timeout", "MAM_MCP_HTTP_READ_TIMEOUT", DEFAULT_HTTP_READ_TIMEOUT),
+        "http_idle_timeout_seconds": pick("http_idle_timeout", "MAM_MCP_HTTP_IDLE_TIMEOUT", DEFAULT_HTTP_IDLE_TIMEOUT),
+        "session_idle_timeout_seconds": pick(
+            "session_idle_timeout", "MAM_MCP_SESSION_IDLE_TIMEOUT", DEFAULT_SESSION_IDLE_TIMEOUT
+        ),
+        "max_sessions": int(max_sessions),
+    }

@@ -403,11 +403,18 @@ def extract_code(subject: str | None, text: str | None, html: str | None = None)
     at least two digits) come back as written, dash included, and only next to a code
     keyword. The subject is preferred, then the text part, then the HTML part.
     """
-    masked_parts = [_mask_decoys(part) for part in (subject, text) if part and part.strip()]
+    text_parts = [_mask_decoys(part) for part in (subject, text) if part and part.strip()]
+    has_keyword = any(_KEYWORD.search(part) for part in text_parts)
+    if has_keyword and (code := _first_code(text_parts, has_keyword)) is not None:
+        return code  # the HTML part could only have added a keyword: no need to convert it
     html_text = html_to_text(html) if html else ""
-    if html_text:
-        masked_parts.append(_mask_decoys(html_text))
-    message_has_keyword = any(_KEYWORD.search(part) for part in masked_parts)
+    html_parts = [_mask_decoys(html_text)] if html_text else []
+    if has_keyword:
+        return _first_code(html_parts, has_keyword)
+    return _first_code(text_parts + html_parts, any(_KEYWORD.search(part) for part in html_parts))
+
+
+def _first_code(masked_parts: list[str], message_has_keyword: bool) -> str | None:
     for masked in masked_parts:
         best = _best_code(masked, message_has_keyword)
         if best is not None:

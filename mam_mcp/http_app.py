@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -50,6 +51,7 @@ __all__ = [
     "HttpOptions",
     "HttpStartRefused",
     "RequestGuard",
+    "SessionLimit",
     "ToolNarrowing",
     "build_http_app",
     "is_loopback",
@@ -248,12 +250,14 @@ class RequestGuard:
         options: HttpOptions,
         auth_token: str | None,
         narrowing: ToolNarrowing,
+        session_limit: SessionLimit | None = None,
     ) -> None:
         self.app = app
         self._origins = options.origins()
         self._hosts = options.hosts()
         self._token = auth_token.encode("utf-8") if auth_token else None
         self._narrowing = narrowing
+        self._session_limit = session_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan passes through; the app serves no WebSockets
@@ -264,6 +268,8 @@ class RequestGuard:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        if self._session_limit is not None and "mcp-session-id" not in headers:
+            send = self._session_limit.explain_refusal(send)  # a request that would open a session
         await self.app(scope, receive, send)
 
     def _check(self, headers: Headers) -> JSONResponse | None:
@@ -298,6 +304,52 @@ class RequestGuard:
             return False
         # Constant time whatever the presented value is: compare_digest on equal-typed bytes.
         return hmac.compare_digest(presented.strip().encode("utf-8"), self._token)
+
+
+@dataclass(frozen=True)
+class SessionLimit:
+    """The streamable HTTP session cap (enforced by the SDK) and idle expiry, explained when it refuses."""
+
+    max_sessions: int
+    idle_timeout_seconds: float
+    retry_after_seconds: int = 5
+
+    def explain_refusal(self, send: Send) -> Send:
+        """`send` with the SDK's terse 503 for one session too many replaced by one that says what to do."""
+        refused = False
+
+        async def explaining(message: MutableMapping[str, Any]) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                refused = True
+                return  # the SDK's own body follows: ours replaces both
+            if not refused:
+                await send(message)
+                return
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                body = self._body()
+                await send({
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(self.retry_after_seconds).encode()),
+                    ],
+                })  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+
+        return explaining
+
+    def _body(self) -> bytes:
+        message = (
+            f"too many open sessions: this server holds at most {self.max_sessions} "
+            "(--max-sessions / MAM_MCP_MAX_SESSIONS); retry in a few seconds. A session ends when its "
+            f"client sends DELETE with its Mcp-Session-Id, or after {self.idle_timeout_seconds:g} s without "
+            "a request (--session-idle-timeout)."
+        )
+        error = {"code": -32000, "message": message, "data": {"code": "TOO_MANY_SESSIONS", "retry_after_seconds": self.retry_after_seconds}}
+        return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
 
 
 def _refusal(status: int, code: str, message: str) -> JSONResponse:
@@ -347,8 +399,10 @@ def build_http_app(
     narrowing = ToolNarrowing(settings, registered)
     _install_first(server, narrowing)
     security = _sdk_security(options)
+    inner: ASGIApp
+    session_limit = None
     if options.transport == "sse":
-        inner: ASGIApp = server.sse_app(transport_security=security, host=options.host)
+        inner = server.sse_app(transport_security=security, host=options.host)
     else:
         inner = server.streamable_http_app(
             streamable_http_path=options.path,
@@ -356,9 +410,13 @@ def build_http_app(
             json_response=options.json_response,
             transport_security=security,
             host=options.host,
+            session_idle_timeout=settings.session_idle_timeout_seconds,
+            max_sessions=settings.max_sessions,
         )
+        if not options.stateless:
+            session_limit = SessionLimit(settings.max_sessions, settings.session_idle_timeout_seconds)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    guard = RequestGuard(inner, options=options, auth_token=token, narrowing=narrowing)
+    guard = RequestGuard(inner, options=options, auth_token=token, narrowing=narrowing, session_limit=session_limit)
     guard.server = server  # type: ignore[attr-defined]
     return guard
 

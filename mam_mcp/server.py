@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server import MCPServer
@@ -183,6 +184,23 @@ class ArgumentGuard:
         return None
 
 
+class RegisterOnFirstUse:
+    """Server middleware: prompts and resources are registered on the first request that needs them.
+
+    Building them (a pydantic model per prompt and resource template) is start-up time that a host
+    asking only for tools never needs; the capabilities are announced either way.
+    """
+
+    def __init__(self, register: Callable[[], None]) -> None:
+        self._register: Callable[[], None] | None = register
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if self._register is not None and ctx.method.startswith(("prompts/", "resources/", "completion/")):
+            register, self._register = self._register, None
+            register()
+        return await call_next(ctx)
+
+
 def build_server(settings: Settings, *, client_factory: ClientFactory | None = None) -> MCPServer:
     """Build the MCP server for these settings. Raises SelectionError on unknown tool names."""
     configure_logging(settings.log_level)
@@ -207,10 +225,14 @@ def build_server(settings: Settings, *, client_factory: ClientFactory | None = N
         log_level=settings.log_level if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",  # type: ignore[arg-type]
     )
     configure_logging(settings.log_level)  # MCPServer() reconfigures logging; re-apply our filter and levels
-    from mam_mcp.prompts import register_prompts
-    from mam_mcp.resources import register_resources
 
-    register_resources(server, rt)
-    register_prompts(server)
+    def register_catalogue() -> None:
+        from mam_mcp.prompts import register_prompts
+        from mam_mcp.resources import register_resources
+
+        register_resources(server, rt)
+        register_prompts(server)
+
+    server.middleware.insert(0, RegisterOnFirstUse(register_catalogue))
     server.runtime = rt  # type: ignore[attr-defined]  # for transports/tests that need to close it
     return server

@@ -15,8 +15,8 @@ __all__ = ["serve_asgi"]
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
-    """Yields `http://127.0.0.1:PORT` once uvicorn listens; `options` go to `uvicorn.Config`.
+async def serve_asgi(app: Any, *, make_config: Any = uvicorn.Config, **options: Any) -> AsyncIterator[str]:
+    """Yields `http://127.0.0.1:PORT` once uvicorn listens; `options` go to `make_config` (uvicorn.Config).
 
     The server runs as a plain asyncio task, not in a task group, so this also works inside
     pytest-asyncio async-generator fixtures (set-up and tear-down run in different tasks).
@@ -25,7 +25,7 @@ async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, **{"log_level": "warning", "log_config": None, "timeout_graceful_shutdown": 1, **options})
+    config = make_config(app, **{"log_level": "warning", "log_config": None, "timeout_graceful_shutdown": 1, **options})
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve([sock]))
     try:

@@ -52,7 +52,7 @@ class RequestWatch:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.seen: list[str] = []
-        self._waiters: list[tuple[re.Pattern[str], anyio.Event]] = []
+        self._waiters: list[list[Any]] = []  # [pattern, event, answers still to wait for]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -64,17 +64,20 @@ class RequestWatch:
         async def watched_send(message: Any) -> None:
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                for pattern, event in list(self._waiters):
+                for waiter in list(self._waiters):
+                    pattern, event, _ = waiter
                     if pattern.search(request):
-                        self._waiters.remove((pattern, event))
-                        event.set()
+                        waiter[2] -= 1
+                        if waiter[2] == 0:
+                            self._waiters.remove(waiter)
+                            event.set()
 
         await self.app(scope, receive, watched_send)
 
-    def answered(self, pattern: str) -> anyio.Event:
-        """Set once the next request matching `pattern` (`METHOD /path`) is fully answered; arm it first."""
+    def answered(self, pattern: str, times: int = 1) -> anyio.Event:
+        """Set once the next `times` requests matching `pattern` (`METHOD /path`) are fully answered; arm it first."""
         event = anyio.Event()
-        self._waiters.append((re.compile(pattern), event))
+        self._waiters.append([re.compile(pattern), event, times])
         return event
 
 

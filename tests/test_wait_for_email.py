@@ -38,6 +38,8 @@ from tests.fakes.hosted_api import FakeHostedAPI
 from tests.local.conftest import local_backend, local_config  # noqa: F401  (fixtures)
 
 LIST_ANSWERED = r"^GET /v1/inboxes/[^/]+/messages$"
+# wait_for_email lists existing mail, subscribes, and lists again: after the second list it waits.
+LISTS_BEFORE_WAITING = 2
 
 
 @dataclass
@@ -147,7 +149,7 @@ def assert_found_verification(result: Any, via: str) -> dict[str, Any]:
 
 async def call_while_delivering(client: Client, room: Mailroom, args: dict[str, Any], **deliver: Any) -> Any:
     """Call wait_for_email; deliver the mail once the tool has looked at existing messages and waits."""
-    listed = room.watch.answered(LIST_ANSWERED)
+    listed = room.watch.answered(LIST_ANSWERED, times=LISTS_BEFORE_WAITING)
     outcome: dict[str, Any] = {}
 
     async def call() -> None:
@@ -183,6 +185,8 @@ async def test_mail_that_arrived_before_the_call_is_found(mailroom: Any, kind: s
                 "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 30}
             )
         assert_found_verification(result, via="existing")
+        # Mail already there costs one list request: no event subscription is opened for it.
+        assert not any(path.startswith("WS ") for path in room.watch.seen), room.watch.seen
 
 
 @BACKENDS
@@ -242,7 +246,7 @@ async def test_progress_notifications_arrive_while_waiting(
 @BACKENDS
 async def test_cancellation_ends_the_wait_at_once(mailroom: Any, kind: str) -> None:
     async with mailroom(kind) as room, room.mcp() as client:
-        listed = room.watch.answered(LIST_ANSWERED)
+        listed = room.watch.answered(LIST_ANSWERED, times=LISTS_BEFORE_WAITING)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(

@@ -78,6 +78,9 @@ class HttpCore:
             },
             transport=transport,
             timeout=timeout,
+            # As many kept-alive connections as concurrent ones: with httpx2's default of 20, an HTTP
+            # transport serving more calls at once opened and closed a connection per extra request.
+            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=100),
             follow_redirects=False,
             # A proxy from the environment cannot reach this machine's loopback (the local backend),
             # and would see the key in plain HTTP: loopback goes direct.

@@ -31,18 +31,14 @@ import anyio
 import httpx2
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from httpx2.websockets import (
-    AsyncWebSocketSession,
-    HTTPXWSException,
-    WebSocketDisconnect,
-    WebSocketUpgradeError,
-)
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mam_mcp.client.errors import AuthForbidden, ConnectionFailed, MamError, ValidationFailed
 from mam_mcp.client.models import Message
 
 if TYPE_CHECKING:  # a runtime import would be circular: mam_mcp.client may import this module
+    from httpx2.websockets import AsyncWebSocketSession
+
     from mam_mcp.client import MamClient
 
 __all__ = [
@@ -91,7 +87,7 @@ def format_time(moment: datetime) -> str:
 class EventMessage(BaseModel):
     """The snake_case `message` object of an event frame (reference, websockets.md)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)  # built on first use
 
     message_id: str
     inbox_id: str | None = None
@@ -117,7 +113,7 @@ class EventMessage(BaseModel):
 class InboxEvent(BaseModel):
     """One event, normalised: from a WebSocket frame (`source="websocket"`) or a polled message."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     event_type: str
     event_id: str
@@ -401,6 +397,8 @@ class EventStream:
         self.ready.set()
 
     async def _pump(self, ws: AsyncWebSocketSession) -> None:
+        from httpx2.websockets import WebSocketDisconnect
+
         while True:
             try:
                 frame = _decode(await ws.receive_text())
@@ -538,6 +536,9 @@ def _leaf(group: BaseExceptionGroup[Any]) -> Exception | None:
 
 def _socket_error(error: Exception) -> Exception:
     """What a socket failure means for the stream: fall back and reconnect, or a real error."""
+    # Imported when a socket is used, not with this module: the WebSocket stack costs start-up time.
+    from httpx2.websockets import HTTPXWSException, WebSocketUpgradeError
+
     if isinstance(error, (MamError, _SocketFailed)):
         return error
     if isinstance(error, WebSocketUpgradeError):

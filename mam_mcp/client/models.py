@@ -45,7 +45,8 @@ __all__ = [
 class ApiModel(BaseModel):
     """Base: camelCase aliases, populate by either name, keep unknown fields."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    # defer_build: a model's validator is built on its first use, not at import (start-up time).
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
 
     def wire(self) -> dict[str, Any]:
         """The camelCase JSON form, as sent over the wire."""

@@ -65,6 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer streamable HTTP requests with JSON instead of an SSE stream")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes sharing the port (streamable HTTP with --stateless only)")
+    limits = parser.add_argument_group("HTTP limits (--transport http|sse; the env vars also apply to the local daemon)")
+    limits.add_argument("--http-read-timeout", dest="http_read_timeout", type=float, metavar="SECONDS",
+                        help="close a connection whose request has not fully arrived in time "
+                        "(MAM_MCP_HTTP_READ_TIMEOUT, default 30)")
+    limits.add_argument("--http-idle-timeout", dest="http_idle_timeout", type=float, metavar="SECONDS",
+                        help="close a kept-alive connection with no new request (MAM_MCP_HTTP_IDLE_TIMEOUT, default 15)")
+    limits.add_argument("--session-idle-timeout", dest="session_idle_timeout", type=float, metavar="SECONDS",
+                        help="end a streamable HTTP session with no request (MAM_MCP_SESSION_IDLE_TIMEOUT, default 1800)")
+    limits.add_argument("--max-sessions", dest="max_sessions", type=int, metavar="N",
+                        help="open streamable HTTP sessions; one more is refused with 503 "
+                        "(MAM_MCP_MAX_SESSIONS, default 1000)")
 
 
 def http_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -116,6 +127,7 @@ def _run_http(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from mam_mcp.http_app import HttpStartRefused, build_http_app
+    from mam_mcp.http_limits import uvicorn_config
     from mam_mcp.tools._catalog import SelectionError
 
     options = http_options(args)
@@ -131,8 +143,10 @@ def _run_http(args: argparse.Namespace, settings: Settings) -> int:
         return _run_workers(settings, options, args.workers)
     server = app.server  # type: ignore[attr-defined]
     level = settings.log_level.lower() if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR") else "warning"
-    config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_level=level, access_log=settings.log_level == "DEBUG",
+    config = uvicorn_config(
+        app, read_timeout_seconds=settings.http_read_timeout_seconds,
+        idle_timeout_seconds=settings.http_idle_timeout_seconds,
+        host=options.host, port=options.port, log_level=level, access_log=settings.log_level == "DEBUG",
         server_header=False, proxy_headers=False, lifespan="on" if options.transport == "http" else "off",
         log_config=None,  # keep our stderr handler with the redacting filter
     )
@@ -170,18 +184,25 @@ def _run_workers(settings: Settings, options, workers: int) -> int:  # type: ign
     """Several stateless worker processes on one port (uvicorn's supervisor; each builds its own app)."""
     import sys
 
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from mam_mcp.http_app import HttpAppFactory
+    from mam_mcp.http_limits import bind_listener, uvicorn_config
 
     level = settings.log_level.lower() if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR") else "warning"
-    config = uvicorn.Config(
-        HttpAppFactory(settings, options), factory=True, workers=workers, host=options.host, port=options.port,
-        log_level=level, access_log=settings.log_level == "DEBUG", server_header=False, proxy_headers=False,
-        lifespan="on", log_config=None,
+    config = uvicorn_config(
+        HttpAppFactory(settings, options), read_timeout_seconds=settings.http_read_timeout_seconds,
+        idle_timeout_seconds=settings.http_idle_timeout_seconds, factory=True, workers=workers, host=options.host,
+        port=options.port, log_level=level, access_log=settings.log_level == "DEBUG", server_header=False,
+        proxy_headers=False, lifespan="on", log_config=None,
     )
-    sock = config.bind_socket()
+    # Not uvicorn's config.bind_socket(): its socket has protocol 0, and asyncio then leaves TCP_NODELAY off.
+    try:
+        sock = bind_listener(options.host, options.port)
+    except OSError as error:
+        print(f"mam-mcp: cannot listen on {options.host}:{options.port}: {error.strerror}", file=sys.stderr)
+        return 2
+    sock.set_inheritable(True)  # the worker processes serve it
     host, port = sock.getsockname()[:2]
     auth = "bearer token required" if settings.auth_token else "no token (loopback only)"
     print(f"mam-mcp: serving http on http://{_url_host(host)}:{port}{options.path} ({auth}; {workers} workers)",

@@ -18,7 +18,7 @@ DEFAULT_DOMAIN = "mam.localhost"
 
 
 class LocalConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: `mam-mcp serve` imports this
 
     data_dir: Path
     host: str = "127.0.0.1"
@@ -29,6 +29,8 @@ class LocalConfig(BaseModel):
     max_message_bytes: int = 25 * 1024 * 1024
     idle_timeout_seconds: float = 1800.0  # the daemon stops after this long with no client
     ws_ping_interval_seconds: float = 30.0
+    http_read_timeout_seconds: float = Field(30.0, gt=0)  # a request must arrive whole within this
+    http_idle_timeout_seconds: float = Field(15.0, gt=0)  # a kept-alive connection with no request is closed
     webhook_timeout_seconds: float = 10.0
     webhook_retry_base_seconds: float = 10.0  # backoff: base * 3**attempt, capped
     webhook_max_attempts: int = 8

@@ -158,22 +158,19 @@ def _prepare_data_dir(config: LocalConfig) -> None:
 
 
 def _bind_http_socket(config: LocalConfig) -> socket.socket:
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    if sys.platform != "win32":
-        # Lets a replacement daemon bind while the old one's connections sit in TIME_WAIT.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    from mam_mcp.http_limits import address_in_use, bind_listener
+
     try:
-        sock.bind((config.host, config.http_port))
+        # IPPROTO_TCP (bind_listener): without it asyncio leaves TCP_NODELAY off and every kept-alive
+        # response waited ~40 ms for the client's delayed ACK (Nagle).
+        sock = bind_listener(config.host, config.http_port, backlog=511)
     except OSError as exc:
-        sock.close()
-        if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+        if address_in_use(exc):
             raise DaemonError(
                 f"HTTP port {config.http_port} on {config.host} is in use by another program; "
                 f"set {HTTP_PORT_ENV} to a free port"
             ) from None
         raise
-    sock.listen(511)
     sock.setblocking(False)
     return sock
 
@@ -447,9 +444,13 @@ async def _serve_http(
     stop: anyio.Event,
     ready: anyio.Event | None,
 ) -> None:
+    from mam_mcp.http_limits import uvicorn_config
+
     server = _HttpServer(
-        uvicorn.Config(
+        uvicorn_config(
             app,
+            read_timeout_seconds=config.http_read_timeout_seconds,
+            idle_timeout_seconds=config.http_idle_timeout_seconds,
             ws="wsproto",  # websockets is not a dependency; wsproto comes with httpx2[ws]
             log_config=None,
             access_log=False,

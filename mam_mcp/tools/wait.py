@@ -1,7 +1,8 @@
 """`wait_for_email` (email toolset): wait until a matching email arrives; return it with its code and links.
 
-Order of work (DESIGN §4): subscribe to events first, then look at messages already received
-after `received_after`, then wait — so no message can slip between the look and the wait.
+Order of work (DESIGN §4): look at messages already received after `received_after` (mail that
+is already there costs one list request, no subscription); if none matches, subscribe to events,
+look once more, then wait — so no message can slip between the look and the wait.
 A found result carries a `cursor` (received-at + id, opaque to the agent); passed back as
 `received_after` it excludes that message and everything before it, across processes.
 """
@@ -21,9 +22,8 @@ from pydantic import AfterValidator, Field
 from mam_mcp.client import MamClient
 from mam_mcp.client.events import format_time, open_event_stream, parse_time
 from mam_mcp.client.models import Message
-from mam_mcp.extract import extract_code, extract_link_details, html_to_text
 from mam_mcp.tools._catalog import READ
-from mam_mcp.tools._common import InboxId, body_text, summarize
+from mam_mcp.tools._common import InboxId, body_text, html_to_text, summarize
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.email import toolset
@@ -183,6 +183,8 @@ async def _report_progress(ctx: Context, started: float, timeout: float) -> None
 
 
 def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallToolResult:
+    from mam_mcp.extract import extract_code, extract_link_details  # on the first found mail: its patterns cost start-up time
+
     body = body_text(message, max_chars=BODY_CHARS)
     code = extract_code(message.subject, message.plain_body, message.html_body) if extract else None
     details = extract_link_details(message.plain_body, message.html_body) if extract else []
@@ -233,7 +235,10 @@ def _timed_out(floor: _Floor, *, waited: float, timeout: int) -> CallToolResult:
 async def _wait(
     client: MamClient, inbox_id: str, wanted: _Wanted, local: bool, mode: str
 ) -> tuple[Message | None, str]:
-    """Subscribe, then look at what already arrived, then wait for the stream: (message, how it came)."""
+    """Look at what already arrived; else subscribe, look again, wait for the stream: (message, how it came)."""
+    existing = await _existing_match(client, inbox_id, wanted, local)
+    if existing is not None:  # no subscription needed (opening one costs a connection and a handshake)
+        return existing, "existing"
     async with open_event_stream(
         client,
         inbox_ids=[inbox_id],
@@ -242,7 +247,7 @@ async def _wait(
         poll_interval=POLL_INTERVAL.get(mode, 2.0),
         local_filters=local,
     ) as events:
-        await events.ready.wait()  # subscribed (or polling) before looking: no gap
+        await events.ready.wait()  # subscribed (or polling) before looking again: no gap
         existing = await _existing_match(client, inbox_id, wanted, local)
         if existing is not None:
             return existing, "existing"

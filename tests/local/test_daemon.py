@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import socket
 import stat
 import sys
 import time
@@ -294,3 +296,46 @@ async def test_a_loosened_key_file_is_tightened_back_to_0600(tmp_path: Path) -> 
 
     assert await load_or_mint_key(config, never_mint) == "tk_existing_key_0123456789"
     assert stat.S_IMODE(config.key_path.stat().st_mode) == 0o600
+
+
+def _server_side_of(client_address: tuple[str, int]) -> socket.socket:
+    """This process's accepted socket whose peer is `client_address` (a dup: the daemon's own socket stays open)."""
+    for name in os.listdir("/dev/fd"):
+        try:
+            candidate = socket.fromfd(int(name), socket.AF_INET, socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            continue
+        try:
+            if candidate.getpeername() == client_address:
+                return candidate
+        except OSError:
+            pass
+        candidate.close()
+    raise AssertionError(f"no accepted socket for {client_address}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="finds the daemon's socket through /dev/fd")
+async def test_daemon_http_connections_have_tcp_nodelay(tmp_path: Path) -> None:
+    # Without it, a kept-alive request waits ~40 ms for a delayed ACK (Nagle): uvicorn writes
+    # headers and body separately. asyncio sets it only on sockets whose listener is IPPROTO_TCP.
+    import httpx2
+
+    from mam_mcp.local.daemon import run_daemon
+
+    config = daemon_config(tmp_path / "data")
+    ready = anyio.Event()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lambda: run_daemon(config, ready=ready))
+            await ready.wait()
+            state = json.loads(config.state_path.read_text())
+            key = config.key_path.read_text().strip()
+            async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{state['httpPort']}", headers={"X-API-Key": key}) as http:
+                first = await http.get("/v1/inboxes")
+                second = await http.get("/v1/inboxes")  # the same kept-alive connection
+                assert first.status_code == second.status_code == 200
+                client = second.extensions["network_stream"].get_extra_info("socket")
+                assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), "our client side lacks TCP_NODELAY"
+                with _server_side_of(client.getsockname()) as server:
+                    assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), "the daemon's side lacks TCP_NODELAY"
+                await http.post("/_mam/shutdown")
