@@ -21,7 +21,6 @@ started or evicted per selection, and stateless workers need no shared state.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
@@ -41,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mam_mcp.client.errors import MamError
 from mam_mcp.config import Settings
+from mam_mcp.loopback import LOOPBACK_NAMES, is_loopback
 from mam_mcp.tools._catalog import SelectionError, select_tools
 from mam_mcp.tools._results import fail
 from mam_mcp.tools._runtime import ClientFactory
@@ -54,14 +54,12 @@ __all__ = [
     "SessionLimit",
     "ToolNarrowing",
     "build_http_app",
-    "is_loopback",
 ]
 
 logger = logging.getLogger("mam_mcp.http")
 
 SELECTION_HEADERS = ("x-mcp-toolsets", "x-mcp-tools", "x-mcp-readonly")
 _MAX_SELECTION_HEADER = 4096  # a selection header longer than every tool name together is abuse
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class HttpStartRefused(ValueError):
@@ -88,24 +86,13 @@ class HttpOptions(BaseModel):
 
     def origins(self) -> list[str]:
         """Origins a browser page may call us from: loopback pages when bound to loopback, plus the flags."""
-        base = [f"http://{name}:*" for name in _LOOPBACK_NAMES] + [f"http://{n}" for n in _LOOPBACK_NAMES]
+        base = [f"http://{name}:*" for name in LOOPBACK_NAMES] + [f"http://{n}" for n in LOOPBACK_NAMES]
         return [*(base if self.loopback else []), *self.allowed_origins]
 
     def hosts(self) -> list[str]:
         """Host header values we answer: loopback names on loopback, plus `--allowed-host`."""
-        base = [f"{name}:*" for name in _LOOPBACK_NAMES] + list(_LOOPBACK_NAMES)
+        base = [f"{name}:*" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)
         return [*(base if self.loopback else []), *self.allowed_hosts]
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and `localhost`; False for 0.0.0.0, :: and every other address."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
 
 
 def _matches(value: str, allowed: Sequence[str]) -> bool:

@@ -24,7 +24,8 @@ from mcp.shared.exceptions import MCPError
 
 from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
-from mam_mcp.http_app import HttpOptions, HttpStartRefused, build_http_app, is_loopback
+from mam_mcp.http_app import HttpOptions, HttpStartRefused, build_http_app
+from mam_mcp.loopback import is_loopback
 from tests.asgi_server import serve_asgi
 from tests.conftest import FAKE_KEY, make_settings
 from tests.fakes.hosted_api import FakeHostedAPI

@@ -21,7 +21,8 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from mam_mcp.commands import listen as listen_command
-from mam_mcp.commands.listen import forward_events, is_loopback_url, new_forwarding_secret
+from mam_mcp.commands.listen import forward_events, new_forwarding_secret
+from mam_mcp.loopback import is_loopback_url
 from mam_mcp.commands.tail import tail_events
 from tests.conftest import make_settings
 from tests.event_stack import local_stack, verification_mail

@@ -7,12 +7,11 @@ Retry policy (DESIGN §3): only GETs are retried — on 429 `RATE_LIMITED` (or n
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, overload
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -25,8 +24,9 @@ from mam_mcp.client.errors import (
     SendOutcomeUnknown,
     error_from_response,
 )
+from mam_mcp.loopback import is_loopback_url
 
-__all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "SEND_TIMEOUT", "HttpCore", "RawResponse", "is_loopback_url", "json_body", "path_segment"]
+__all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "SEND_TIMEOUT", "HttpCore", "RawResponse", "json_body", "path_segment"]
 
 logger = logging.getLogger("mam_mcp.client")
 
@@ -248,17 +248,6 @@ class HttpCore:
         if not isinstance(data, dict):
             raise MamError(f"the API returned JSON that is not an object (HTTP {response.status_code})")
         return data
-
-
-def is_loopback_url(url: str) -> bool:
-    """True for a URL on this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def path_segment(value: str) -> str:

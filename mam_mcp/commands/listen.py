@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mam_mcp.client._http import is_loopback_url
+from mam_mcp.loopback import is_loopback_url
 from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments, run_with_client
 from mam_mcp.config import Settings
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mam_mcp.client import MamClient
     from mam_mcp.client.events import InboxEvent
 
-__all__ = ["add_arguments", "forward_events", "is_loopback_url", "new_forwarding_secret", "run", "sign"]
+__all__ = ["add_arguments", "forward_events", "new_forwarding_secret", "run", "sign"]
 
 FORWARD_TIMEOUT = 10.0  # as the reference's webhook delivery
 

@@ -336,6 +336,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     from mam_mcp.local.smtp import SmtpIngress
     from mam_mcp.local.store import EmailStore
     from mam_mcp.local.webhooks import WebhookDispatcher
+    from mam_mcp.loopback import LoopbackRequestGuard
 
     stop = anyio.Event()
     tracker = ActivityTracker()
@@ -399,7 +400,8 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
             ),
             shutdown_route(tenant_key, stop.set),
         ]
-        app = tracker.wrap(create_app(backend, extra_routes=routes))
+        # Only this machine's own clients: a web page rebinding its name to 127.0.0.1 is refused.
+        app = tracker.wrap(LoopbackRequestGuard(create_app(backend, extra_routes=routes)))
         try:
             await _serve_http(bound, http_sock, app, tracker, stop, ready)
         finally:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+
+from mam_mcp.loopback import is_loopback
 
 __all__ = ["IngestCallable", "LocalRecipientCheck", "SmtpIngress"]
 
@@ -333,7 +334,7 @@ class SmtpIngress:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("SmtpIngress already started")
-        if not _is_loopback(self._host):
+        if not is_loopback(self._host):
             logger.warning(
                 "smtp: listening on non-loopback address %s; anyone who can reach it can deliver mail",
                 self._host,
@@ -382,15 +383,6 @@ class SmtpIngress:
             timeout=self._timeout_seconds,
             loop=asyncio.get_running_loop(),
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _peer(session: Session) -> str:

@@ -339,3 +339,24 @@ async def test_daemon_http_connections_have_tcp_nodelay(tmp_path: Path) -> None:
                 with _server_side_of(client.getsockname()) as server:
                     assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), "the daemon's side lacks TCP_NODELAY"
                 await http.post("/_mam/shutdown")
+
+
+async def test_the_daemon_refuses_what_a_web_page_could_send_through_dns_rebinding(tmp_path: Path) -> None:
+    import httpx2
+
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as daemon, daemon.client() as api:
+        assert (await api.get("/v1/inboxes")).status_code == 200
+        assert (await api.get("/v1/inboxes", headers={"Host": f"localhost:{daemon.state['httpPort']}"})).status_code == 200
+        assert (await api.get("/v1/inboxes", headers={"Origin": f"http://127.0.0.1:{daemon.state['httpPort']}"})).status_code == 200
+        for headers in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}, {"Origin": "null"},
+                        {"Host": "127.0.0.1.attacker.example"}):
+            refused = await api.get("/v1/inboxes", headers=headers)
+            assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN_ORIGIN", headers
+        ws_url = f"{daemon.base_url}/v1/ws?api_key={daemon.api_key}"
+        async with httpx2.AsyncClient() as raw:
+            async with raw.websocket(ws_url, timeout=5) as ws:  # our own client: no Origin, accepted
+                assert ws is not None
+            with pytest.raises(Exception):  # a page's Origin: the upgrade is refused before the handshake
+                async with raw.websocket(ws_url, headers={"Origin": "http://attacker.example"}, timeout=5):
+                    pass
