@@ -9,11 +9,16 @@ from mam_mcp.config import Settings
 __all__ = ["add_arguments", "add_safety_arguments", "add_selection_arguments", "http_options", "run"]
 
 DEFAULT_HTTP_PORT = 8000
+TERMINAL_HINT = (
+    "mam-mcp: waiting for an MCP host on stdin/stdout (hosts start this command themselves). "
+    "Set one up with `mam-mcp install`, try it with `mam-mcp demo`; Ctrl-C quits."
+)
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     """Tool selection flags, shared by `serve` and `tools`."""
-    parser.add_argument("--toolsets", help="comma-separated toolsets, or 'all' (default: email,drafts,linkedin)")
+    parser.add_argument("--toolsets", help="comma-separated toolsets, or 'all' (default: email,drafts; "
+                        "plus linkedin in hosted mode)")
     parser.add_argument("--tools", help="comma-separated exact tool names (overrides --toolsets)")
     parser.add_argument("--exclude-tools", dest="exclude_tools", help="comma-separated tool names to drop")
     parser.add_argument("--read-only", dest="read_only", action="store_true", help="only tools that change nothing")
@@ -109,14 +114,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"mam-mcp: {error}", file=sys.stderr)
         return 2
 
-    async def serve() -> None:
-        try:
-            await server.run_stdio_async()
-        finally:
-            await server.runtime.aclose()  # type: ignore[attr-defined]
+    from mam_mcp.stdio import serve_stdio
 
-    anyio.run(serve)
-    return 0
+    if sys.stdin is not None and sys.stdin.isatty():  # a person ran it, not a host: say what it waits for
+        print(TERMINAL_HINT, file=sys.stderr, flush=True)
+    return anyio.run(serve_stdio, server)
 
 
 def _run_http(args: argparse.Namespace, settings: Settings) -> int:
