@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mam_mcp.commands import bounded_number, port_number
 from mam_mcp.config import Settings
 
 __all__ = ["add_arguments", "add_safety_arguments", "add_selection_arguments", "http_options", "run"]
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1; any other "
                         "address needs a bearer token)")
-    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT,
+    parser.add_argument("--port", type=port_number, default=DEFAULT_HTTP_PORT,
                         help=f"HTTP port (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
     parser.add_argument("--allowed-origin", dest="allowed_origin", action="append", default=[], metavar="ORIGIN",
                         help="an Origin browsers may call from, e.g. https://app.example.com (repeatable; "
@@ -68,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(behind a load balancer)")
     parser.add_argument("--json-response", dest="json_response", action="store_true",
                         help="answer streamable HTTP requests with JSON instead of an SSE stream")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=bounded_number(1, 64, integer=True), default=1,
                         help="worker processes sharing the port (streamable HTTP with --stateless only)")
     limits = parser.add_argument_group("HTTP limits (--transport http|sse; the env vars also apply to the local daemon)")
     limits.add_argument("--http-read-timeout", dest="http_read_timeout", type=float, metavar="SECONDS",
