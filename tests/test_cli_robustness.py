@@ -39,6 +39,7 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "doctor": (["doctor", "--json", "--verbose"], "unrecognized arguments: --verbose"),
     "install-skill": (["install-skill", "--dir", "/proc/no/such/dir"], "No such file or directory"),
     "linkedin": (["linkedin", "connect", "--label", "x"], "LinkedIn needs the hosted MyAgentMail API"),
+    "drafts": (["drafts", "approve"], "the following arguments are required: DRAFT_ID"),
     "tail": (["tail", "--event", "message.opened"], "invalid choice: 'message.opened'"),
     "listen": (["listen", "--forward", "ftp://example.com"], "--forward must be an http:// or https:// URL"),
 }
@@ -162,7 +163,7 @@ def test_demo_json_into_head_ends_quietly_and_local_stop_cleans_up(tmp_path: Pat
         assert stop[0] == 0 and "stopped the mam-mcp daemon" in stop[1], stop
 
 
-async def test_tail_into_a_closed_pipe_ends_quietly_at_the_first_event(tmp_path: Path) -> None:
+async def test_tail_and_drafts_list_into_a_closed_pipe_end_quietly(tmp_path: Path) -> None:
     from anyio.streams.buffered import BufferedByteReceiveStream
 
     from tests.local.fixtures_c import daemon_config, daemon_process
@@ -171,6 +172,8 @@ async def test_tail_into_a_closed_pipe_ends_quietly_at_the_first_event(tmp_path:
     async with daemon_process(config) as daemon:
         async with daemon.client() as http:
             inbox = (await http.post("/v1/inboxes", json={"username": "watched"})).json()
+        listed = await anyio.to_thread.run_sync(lambda: _run(tmp_path, ["drafts", "list"], stdout_closed=True))
+        assert listed[0] == 0 and not any(marker in listed[2] for marker in NO_TRACEBACK), listed
         with _closed_pipe() as stdout:
             process = await anyio.open_process([sys.executable, "-m", "mam_mcp.cli", "tail"], env=_env(tmp_path),
                                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
