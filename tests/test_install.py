@@ -158,6 +158,12 @@ def test_all_touches_only_hosts_found(tmp_path: Path) -> None:
     assert "claude-code: not found" in output and "no `claude` on PATH" in output
 
 
+def test_all_on_a_machine_without_hosts_says_so_and_how_to_name_one(tmp_path: Path) -> None:
+    code, output = _run(tmp_path, "linux", "all")
+    assert code == 0 and "No MCP host found on this machine" in output and "--host claude-code" in output
+    assert not list(tmp_path.rglob("*.json"))
+
+
 @pytest.mark.parametrize("evidence", ["dot-claude-dir", "claude-on-path"])
 def test_claude_code_is_found_by_its_own_files_or_its_command(tmp_path: Path, evidence: str) -> None:
     home = tmp_path / "home"

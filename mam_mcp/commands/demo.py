@@ -141,7 +141,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, say: _Printer) -> 
 
     say(
         "Done — your agent has a working inbox",
-        "Add it to a host:  mam-mcp install --host claude-desktop   (or cursor, windsurf, claude-code)\n"
+        "Add it to your MCP hosts:  mam-mcp install   (every host found here; --host NAME for one; --dry-run to preview)\n"
         f"Point an app's SMTP at 127.0.0.1:{handle.smtp_port} to send it mail; watch events with `mam-mcp tail`.\n"
         "The backend keeps running in the background and stops by itself after 30 idle minutes;\n"
         "`mam-mcp local status` shows it, `mam-mcp local stop` stops it now.",

@@ -234,7 +234,7 @@ async def _api_check(client: Any, settings: Settings) -> Check:
         return Check(name="api", status="fail", detail=f"{error.code}: {error.message}", fix=error.hint)
     latency = round((time.perf_counter() - started) * 1000)
     count = len(listed.inboxes)
-    return Check(name="api", status="ok", detail=f"{client.http.base_url} answered in {latency} ms ({count} inboxes)",
+    return Check(name="api", status="ok", detail=f"{client.http.base_url} answered in {latency} ms ({count} inbox{'' if count == 1 else 'es'})",
                  data={"latency_ms": latency, "inboxes": count, "base_url": client.http.base_url})
 
 
@@ -324,8 +324,8 @@ def _host_checks(*, env: Mapping[str, str], platform: str, project_dir: Path, co
             checks.append(Check(
                 name=name, status="ok" if found else "warn",
                 detail=f"{path} runs {target} from PATH" + (f" ({found})" if found else ", and it is not on PATH here"),
-                fix=None if found else "install mam-mcp so that it is on PATH (e.g. with pipx), or run "
-                f"`mam-mcp install {flag} --launcher absolute`", data={"path": str(path)}))
+                fix=None if found else "install mam-mcp so that it is on PATH: `pipx install mam-mcp` (the "
+                "published package) or `pipx install .` in a checkout", data={"path": str(path)}))
         elif _same_command(target, ours) or Path(target).name in ("uvx", "pipx", "uv"):
             checks.append(Check(name=name, status="ok", detail=f"{path} runs {target}", data={"path": str(path)}))
         else:

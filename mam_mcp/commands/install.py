@@ -318,7 +318,7 @@ def install(
         print(f"mam-mcp: {error}", file=err)
         return 1
     targets = list(HOSTS) if host == "all" else [host]
-    failures = 0
+    failures = found_any = 0
     for name in targets:
         path = config_path(name, scope, env=env, platform=platform, project_dir=project_dir)
         if path is None:
@@ -331,6 +331,7 @@ def install(
             if found is None:
                 print(f"{name}: not found ({looked}), skipped", file=out)
                 continue
+        found_any += 1
         try:
             plan = plan_install(name, scope, path, entry)
         except InstallError as error:
@@ -348,6 +349,9 @@ def install(
             print(f"{name}: updated {path}{note}; restart {name} to load it", file=out)
         if launcher != "absolute":
             print(_portable_note(launcher, scope, path, env), file=out)
+    if not found_any and not failures:
+        print("No MCP host found on this machine: install one, or name it to write its config anyway, "
+              "e.g. `mam-mcp install --host claude-code`.", file=out)
     return 1 if failures else 0
 
 

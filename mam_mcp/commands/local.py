@@ -116,16 +116,17 @@ async def _serve(config: LocalConfig, out: TextIO, flags: frozenset[str]) -> int
     import anyio
 
     from mam_mcp.local.daemon import run_daemon
-    from mam_mcp.local.launcher import probe_daemon
+    from mam_mcp.local.launcher import probe_daemon, where_running
 
-    probe = await probe_daemon(config)
-    if probe.kind == "ours" and probe.owned:
-        pid = probe.health.get("pid") if probe.health else "?"
+    running = await probe_daemon(where_running(config))  # this data dir's daemon, on whatever port it runs
+    if running.kind == "ours" and running.owned:
+        pid = running.health.get("pid") if running.health else "?"
         out.write(
-            f"a mam-mcp daemon (pid {pid}) already serves {config.data_dir} on port {probe.port}; "
+            f"a mam-mcp daemon (pid {pid}) already serves {config.data_dir} on port {running.port}; "
             "stop it first (`mam-mcp local stop`) or use another --data-dir\n"
         )
         return 1
+    probe = await probe_daemon(config)
     if probe.kind != "none":
         holder = "a mam-mcp daemon of another data dir" if probe.kind == "ours" else "another program"
         print(f"mam-mcp local: HTTP port {probe.port} on {config.host} is in use by {holder}; "

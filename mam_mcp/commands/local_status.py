@@ -27,8 +27,9 @@ async def daemon_status(config: LocalConfig) -> dict[str, Any]:
     Asked passively: looking at the daemon does not keep it alive.
     """
     import mam_mcp
-    from mam_mcp.local.launcher import probe_daemon
+    from mam_mcp.local.launcher import probe_daemon, where_running
 
+    config = where_running(config)
     probe = await probe_daemon(config, passive=True)
     info: dict[str, Any] = {
         "running": False,
@@ -116,8 +117,9 @@ def stop(config: LocalConfig, *, out: TextIO) -> int:
 
 
 async def _stop(config: LocalConfig) -> tuple[int, str]:
-    from mam_mcp.local.launcher import DaemonStartError, probe_daemon, stop_daemon, wait_for_exit
+    from mam_mcp.local.launcher import DaemonStartError, probe_daemon, stop_daemon, wait_for_exit, where_running
 
+    config = where_running(config)
     probe = await probe_daemon(config)
     if probe.kind == "none":
         return 0, f"no mam-mcp daemon is running for {config.data_dir}; nothing to stop"

@@ -36,6 +36,7 @@ __all__ = [
     "probe_daemon",
     "stop_daemon",
     "wait_for_exit",
+    "where_running",
 ]
 
 DAEMON_SERVICE_NAME = "mam-mcp-local"
@@ -88,6 +89,16 @@ def _read_state(config: LocalConfig) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def where_running(config: LocalConfig) -> LocalConfig:
+    """`config` with the HTTP port this data dir's daemon wrote to its state file, when that differs
+    (a daemon started with other port settings is still this data dir's daemon)."""
+    state = _read_state(config)
+    port = state.get("httpPort") if state else None
+    if isinstance(port, int) and port and port != config.http_port:
+        return config.model_copy(update={"http_port": port})
+    return config
 
 
 def _http_port(config: LocalConfig) -> int:

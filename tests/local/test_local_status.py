@@ -146,3 +146,16 @@ async def test_a_busy_smtp_port_names_the_setting_that_chose_it(tmp_path: Path, 
         assert "choose a free port with --smtp-port" in stderr and "MAM_LOCAL_SMTP_PORT" not in stderr
     else:
         assert "set MAM_LOCAL_SMTP_PORT" in stderr
+
+
+async def test_the_data_dirs_daemon_is_found_whatever_port_is_configured_now(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data")
+    async with daemon_process(config) as running:
+        other_port = "1"  # not where it listens: its state file says where
+        status = await _cli(config.data_dir, "local", "status", "--json", http_port=other_port)
+        assert status.returncode == 0 and json.loads(status.stdout)["pid"] == running.pid
+        foreground = await _cli(config.data_dir, "local", http_port=other_port)
+        assert foreground.returncode == 1 and f"(pid {running.pid}) already serves" in foreground.stdout
+        assert "`mam-mcp local stop`" in foreground.stdout
+        stop = await _cli(config.data_dir, "local", "stop", http_port=other_port)
+        assert stop.returncode == 0 and await running.wait_exit() == 0
