@@ -177,6 +177,12 @@ def select_tools(
 ) -> tuple[list[ToolSpec], list[str]]:
     """Pick the tools to register. Returns (specs, notes) — notes say what was left out and why."""
     notes: list[str] = []
+    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in TOOLSET_MODULES]
+    if unknown_sets:  # before any import: the names are known without loading a toolset
+        raise SelectionError(
+            "unknown toolset(s): " + ", ".join(describe_unknown(n, list(TOOLSET_MODULES)) for n in unknown_sets[:5])
+            + f"; known: all, {', '.join(TOOLSET_MODULES)}"
+        )
     local_names = [n for n in TOOLSET_MODULES if n not in HOSTED_ONLY_TOOLSETS]
     all_sets = load_toolsets(local_names if mode != "hosted" else None)
     known_tools = {spec.name for ts in all_sets for spec in ts.specs}
@@ -185,12 +191,6 @@ def select_tools(
     by_set = {ts.name: ts for ts in all_sets}
     by_tool = {spec.name: spec for ts in all_sets for spec in ts.specs}
 
-    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in TOOLSET_MODULES]
-    if unknown_sets:
-        raise SelectionError(
-            "unknown toolset(s): " + ", ".join(describe_unknown(n, list(TOOLSET_MODULES)) for n in unknown_sets[:5])
-            + f"; known: all, {', '.join(TOOLSET_MODULES)}"
-        )
     unknown_tools = [n for n in [*(tools or ()), *exclude_tools] if n not in by_tool]
     if unknown_tools:
         everything = [spec.name for ts in load_toolsets() for spec in ts.specs]

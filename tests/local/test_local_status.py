@@ -39,6 +39,7 @@ def _port_is_free(port: int) -> bool:
 
 
 async def test_status_shows_the_running_daemon_and_stop_stops_it_cleanly(tmp_path: Path) -> None:
+    """One daemon, every way of looking at it and stopping it."""
     config = daemon_config(tmp_path / "data")
     async with daemon_process(config) as running:
         status = await _cli(config.data_dir, "local", "status")
@@ -55,7 +56,21 @@ async def test_status_shows_the_running_daemon_and_stop_stops_it_cleanly(tmp_pat
         assert info["smtpPort"] == running.smtp_port and info["idleTimeoutSeconds"] == 300
         assert isinstance(info["uptimeSeconds"], float) and isinstance(info["idleSeconds"], float)
 
-        stop = await _cli(config.data_dir, "local", "stop")
+        # Found by its data dir whatever port is configured now: its state file says where it listens.
+        elsewhere = await _cli(config.data_dir, "local", "status", "--json", http_port="1")
+        assert elsewhere.returncode == 0 and json.loads(elsewhere.stdout)["pid"] == running.pid
+        foreground = await _cli(config.data_dir, "local", http_port="1")
+        assert foreground.returncode == 1 and f"(pid {running.pid}) already serves" in foreground.stdout
+        assert "`mam-mcp local stop`" in foreground.stdout
+
+        # Another data dir pointed at its port sees it is not its own, and stops nothing.
+        port = str(running.state["httpPort"])
+        theirs = await _cli(tmp_path / "other", "local", "status", http_port=port)
+        assert theirs.returncode == 3 and "another data dir" in theirs.stdout
+        refused = await _cli(tmp_path / "other", "local", "stop", http_port=port)
+        assert refused.returncode == 1 and "nothing stopped" in refused.stdout and running.process.returncode is None
+
+        stop = await _cli(config.data_dir, "local", "stop", http_port="1")
         assert stop.returncode == 0, stop.stderr
         assert f"stopped the mam-mcp daemon (pid {running.pid})" in stop.stdout
         assert await running.wait_exit() == 0  # a clean shutdown, not a kill
@@ -67,18 +82,6 @@ async def test_status_shows_the_running_daemon_and_stop_stops_it_cleanly(tmp_pat
     assert after.returncode == 3 and "not running" in after.stdout  # scriptable: non-zero when down
     again = await _cli(config.data_dir, "local", "stop")
     assert again.returncode == 0 and "nothing to stop" in again.stdout
-
-
-async def test_stop_leaves_another_data_dirs_daemon_alone(tmp_path: Path) -> None:
-    config = daemon_config(tmp_path / "theirs")
-    async with daemon_process(config) as theirs:
-        port = str(theirs.state["httpPort"])
-        mine = tmp_path / "mine"
-        status = await _cli(mine, "local", "status", http_port=port)
-        assert status.returncode == 3 and "another data dir" in status.stdout
-        stop = await _cli(mine, "local", "stop", http_port=port)
-        assert stop.returncode == 1 and "nothing stopped" in stop.stdout
-        assert theirs.process.returncode is None
 
 
 async def test_local_run_is_the_foreground_daemon_and_stop_ends_it(tmp_path: Path) -> None:
@@ -147,15 +150,3 @@ async def test_a_busy_smtp_port_names_the_setting_that_chose_it(tmp_path: Path, 
     else:
         assert "set MAM_LOCAL_SMTP_PORT" in stderr
 
-
-async def test_the_data_dirs_daemon_is_found_whatever_port_is_configured_now(tmp_path: Path) -> None:
-    config = daemon_config(tmp_path / "data")
-    async with daemon_process(config) as running:
-        other_port = "1"  # not where it listens: its state file says where
-        status = await _cli(config.data_dir, "local", "status", "--json", http_port=other_port)
-        assert status.returncode == 0 and json.loads(status.stdout)["pid"] == running.pid
-        foreground = await _cli(config.data_dir, "local", http_port=other_port)
-        assert foreground.returncode == 1 and f"(pid {running.pid}) already serves" in foreground.stdout
-        assert "`mam-mcp local stop`" in foreground.stdout
-        stop = await _cli(config.data_dir, "local", "stop", http_port=other_port)
-        assert stop.returncode == 0 and await running.wait_exit() == 0
