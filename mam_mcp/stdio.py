@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import threading
 from typing import Any
 
@@ -83,7 +82,7 @@ async def serve_stdio(server: Any) -> int:
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, tasks.cancel_scope, stopped_by)
-            async with stdio_server(stdin=StdinLines(sys.stdin.fileno())) as (read, write):  # type: ignore[arg-type]
+            async with stdio_server(stdin=StdinLines(0)) as (read, write):  # type: ignore[arg-type]
                 # MCPServer.run_stdio_async is these two lines around the SDK's own stdin reader.
                 lowlevel = server._lowlevel_server
                 await lowlevel.run(read, write, lowlevel.create_initialization_options())
