@@ -117,7 +117,13 @@ def stop(config: LocalConfig, *, out: TextIO) -> int:
 
 
 async def _stop(config: LocalConfig) -> tuple[int, str]:
-    from mam_mcp.local.launcher import DaemonStartError, probe_daemon, stop_daemon, wait_for_exit, where_running
+    from mam_mcp.local.launcher import (
+        DaemonStartError,
+        probe_daemon,
+        stop_daemon,
+        wait_for_exit,
+        where_running,
+    )
 
     config = where_running(config)
     probe = await probe_daemon(config)
