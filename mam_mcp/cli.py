@@ -19,7 +19,8 @@ __all__ = ["main", "COMMANDS", "build_parser"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mam_mcp.commands.serve", "run the MCP server (stdio by default)"),
     "tools": ("mam_mcp.commands.tools", "print the tool catalogue"),
-    "local": ("mam_mcp.commands.local", "run the embedded local mail backend in the foreground"),
+    "local": ("mam_mcp.commands.local", ("run the embedded local mail backend in the foreground; `local status`, "
+                                         "`local stop` for the background one")),
     "demo": ("mam_mcp.commands.demo", "a guided round trip on the embedded backend: inbox, inbound mail, read, reply"),
     "install": ("mam_mcp.commands.install", "add mam-mcp to MCP hosts' config files (Claude, Cursor, Windsurf)"),
     "login": ("mam_mcp.commands.login", "check an API key and save it to the shared credentials file"),
@@ -61,7 +62,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", dest="data_dir", help="local backend data dir (MAM_LOCAL_DATA_DIR)")
     parser.add_argument("--config", metavar="FILE", help="settings file (MAM_MCP_CONFIG; default: "
                         "mam-mcp.toml in the config dir): consent mode and outbound policy")
-    parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="how much to log to stderr; secrets are redacted (MAM_MCP_LOG_LEVEL, default WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if only is not None and name != only:
@@ -107,11 +109,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `mam-mcp tools | head`
-        import os
+    except Exception as error:  # a sentence, never a traceback (DEBUG logs it)
+        return _report_failure(args.command, error, settings.log_level)
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+def _report_failure(command: str, error: Exception, log_level: str) -> int:
+    import logging
+    import os
+
+    from mam_mcp.commands import closed_stdout, error_leaves
+    from mam_mcp.logs import configure_logging
+
+    if closed_stdout(error):  # `mam-mcp tools | head -1`: the reader went away, which is no failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
         return 0
+    configure_logging(log_level)  # the traceback goes through the redacting filter, at DEBUG only
+    logging.getLogger("mam_mcp.cli").debug("mam-mcp %s failed", command, exc_info=error)
+    cause = next(error_leaves(error))
+    if isinstance(cause, (OSError, ValueError)):  # the machine or an input said no: its message says why
+        print(f"mam-mcp {command}: {cause}", file=sys.stderr)
+    else:
+        print(f"mam-mcp {command}: unexpected {type(cause).__name__}: {cause}. This is a bug in mam-mcp; "
+              "`mam-mcp --log-level DEBUG ...` shows the details to report.", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

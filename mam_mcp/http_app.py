@@ -48,6 +48,7 @@ from mam_mcp.tools._runtime import ClientFactory
 __all__ = [
     "SELECTION_HEADERS",
     "HttpAppFactory",
+    "StreamEnder",
     "HttpOptions",
     "HttpStartRefused",
     "RequestGuard",
@@ -339,6 +340,39 @@ class SessionLimit:
         return json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
 
 
+class StreamEnder:
+    """ASGI wrapper: a response the app started but left open (an SSE stream cut by shutdown) is ended
+    properly, and what the app sends after its response ended is dropped (the SDK's SSE endpoint
+    sends a second, empty response), so Ctrl-C stops the server without an error in its log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = {"started": False, "ended": False, "second": False}
+
+        async def tracked(message: Any) -> None:
+            if message["type"] == "http.response.start" and state["started"]:
+                state["second"] = True  # a second response on one request: drop it, end the first below
+            if state["ended"] or state["second"]:
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["ended"] = True
+            await send(message)
+
+        await self.app(scope, receive, tracked)
+        if state["started"] and not state["ended"]:
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:  # the client is already gone
+                pass
+
+
 def _refusal(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=status)
 
@@ -403,7 +437,9 @@ def build_http_app(
         if not options.stateless:
             session_limit = SessionLimit(settings.max_sessions, settings.session_idle_timeout_seconds)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    guard = RequestGuard(inner, options=options, auth_token=token, narrowing=narrowing, session_limit=session_limit)
+    guard = RequestGuard(
+        StreamEnder(inner), options=options, auth_token=token, narrowing=narrowing, session_limit=session_limit
+    )
     guard.server = server  # type: ignore[attr-defined]
     return guard
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from mcp.server import MCPServer
 from mcp.server.mcpserver.resources import FunctionResource
 
-from mam_mcp.tools._common import body_text
+from mam_mcp.tools._common import body_text, sender
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence
 from mam_mcp.tools._runtime import Runtime
 
@@ -75,7 +75,7 @@ def register_resources(server: MCPServer, rt: Runtime) -> None:
         subject = " ".join((message.subject or "(no subject)").split())
         content = (
             f"Subject: {subject}\n"
-            f"- From: {message.from_name or ''} <{message.from_address or ''}>\n"
+            f"- From: {sender(message)}\n"
             f"- To: {', '.join(message.to_addresses)}\n- Date: {message.date}\n\n"
             f"{body['text']}\n" + (f"\n## Attachments\n{attachments}\n" if attachments else "")
         )

@@ -146,21 +146,41 @@ def _validation_failed(error: ValidationError) -> ValidationFailed:
     return ValidationFailed(message, hint="Fix the named argument(s) and call again.")
 
 
+def _unknown_tool(name: str, offered: list[str], mode: str) -> MamError:
+    """The error for a tools/call of a name this server does not offer: the closest names, never a long echo."""
+    from mam_mcp.tools._catalog import describe_unknown
+
+    if mode != "hosted" and name.startswith("linkedin_"):
+        return MamError(
+            f"tool {describe_unknown(name, offered)} is not offered: LinkedIn tools need the hosted MyAgentMail API",
+            code="TOOL_NOT_AVAILABLE",
+            hint="The user can set MYAGENTMAIL_API_KEY or run `mam-mcp login`, then restart the server.",
+        )
+    return MamError(
+        f"unknown tool {describe_unknown(name, offered)}",
+        code="TOOL_NOT_AVAILABLE",
+        hint="Call only tools listed by tools/list (in a terminal, `mam-mcp tools` lists them).",
+    )
+
+
 class ArgumentGuard:
     """Server middleware: validate tools/call arguments ourselves, refuse unknown ones."""
 
-    def __init__(self, tools: dict[str, Tool]) -> None:
+    def __init__(self, tools: dict[str, Tool], mode: str) -> None:
         self._tools = tools
+        self._mode = mode
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
-            tool = self._tools.get(str(ctx.params.get("name")))
-            if tool is not None:
-                arguments = ctx.params.get("arguments")
-                problem = self._check(tool, arguments)
-                if problem is not None:
-                    logger.info("tool %s: rejected arguments (%s)", tool.name, problem.message.split(":")[0])
-                    return fail(problem)
+            name = str(ctx.params.get("name"))
+            tool = self._tools.get(name)
+            if tool is None:
+                logger.info("unknown tool %r called", name[:80])
+                return fail(_unknown_tool(name, list(self._tools), self._mode))
+            problem = self._check(tool, ctx.params.get("arguments"))
+            if problem is not None:
+                logger.info("tool %s: rejected arguments (%s)", tool.name, problem.message.split(":")[0])
+                return fail(problem)
         return await call_next(ctx)
 
     @staticmethod
@@ -221,7 +241,7 @@ def build_server(settings: Settings, *, client_factory: ClientFactory | None = N
         version=__version__,
         instructions=INSTRUCTIONS,
         tools=tools,
-        middleware=[ArgumentGuard({t.name: t for t in tools})],
+        middleware=[ArgumentGuard({t.name: t for t in tools}, settings.mode)],
         log_level=settings.log_level if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",  # type: ignore[arg-type]
     )
     configure_logging(settings.log_level)  # MCPServer() reconfigures logging; re-apply our filter and levels

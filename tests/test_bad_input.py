@@ -134,3 +134,18 @@ async def test_server_keeps_answering_after_bad_input(client: Client) -> None:
             await client.call_tool("list_messages", {})
         tools = await _tools(client)
         assert any(t.name == "send_email" for t in tools)
+
+
+async def test_an_unknown_tool_name_gets_the_closest_names_and_a_short_echo(tmp_path: Path) -> None:
+    local = Client(build_server(make_settings(tmp_path, hosted=False), client_factory=_no_client))
+    async with local:
+        typo = await local.call_tool("list_inbox", {})
+        assert typo.is_error
+        assert typo.content[0].text.startswith("TOOL_NOT_AVAILABLE: unknown tool 'list_inbox' (did you mean list_inboxes")
+        assert "`mam-mcp tools`" in typo.content[0].text
+        huge = await local.call_tool("y" * 100_000, {})
+        assert huge.is_error and len(huge.content[0].text) < 300
+        linkedin = await local.call_tool("linkedin_search_posts", {"query": "x"})
+        assert linkedin.is_error and "hosted MyAgentMail API" in linkedin.content[0].text
+        assert "`mam-mcp login`" in linkedin.content[0].text
+        assert any(t.name == "list_inboxes" for t in await _tools(local))  # and it keeps answering

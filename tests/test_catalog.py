@@ -131,18 +131,38 @@ async def test_send_tools_take_verified_where_the_reference_requires_it(tmp_path
 
 
 def test_hosted_only_table_matches_the_toolsets() -> None:
-    from mam_mcp.tools._catalog import DEFAULT_HOSTED_TOOLSETS, HOSTED_ONLY_TOOLSETS
+    from mam_mcp.tools._catalog import HOSTED_ONLY_TOOLSETS
 
     sets = load_toolsets()
     assert {ts.name for ts in sets if ts.hosted_only} == HOSTED_ONLY_TOOLSETS
-    assert {ts.name for ts in sets if ts.hosted_only and ts.default} == set(DEFAULT_HOSTED_TOOLSETS)
+    assert {ts.name for ts in sets if ts.hosted_only and ts.default} == {"linkedin"}  # hosted mode's defaults
 
 
-def test_local_mode_leaves_hosted_toolsets_out_and_says_why() -> None:
+def test_local_mode_serves_the_local_defaults_without_a_warning() -> None:
     specs, notes = select_tools(mode="local")
-    assert specs and not any(s.hosted_only for s in specs)
-    assert notes == ["toolsets linkedin need the hosted API (set an API key); not registered"]
+    assert {s.toolset for s in specs} == {"email", "drafts"} and notes == []
+    _, notes = select_tools(mode="local", toolsets=["all"])  # all that local mode can serve
+    assert notes == []
+    _, notes = select_tools(mode="local", exclude_tools=["linkedin_search_posts"])
+    assert notes == []
+
+
+def test_local_mode_explains_a_hosted_toolset_or_tool_asked_for_by_name() -> None:
+    specs, notes = select_tools(mode="local", toolsets=["email", "linkedin"])
+    assert {s.toolset for s in specs} == {"email"}
+    assert len(notes) == 1 and notes[0].startswith("toolset(s) linkedin need the hosted MyAgentMail API")
+    assert "MYAGENTMAIL_API_KEY" in notes[0] and "`mam-mcp login`" in notes[0]
     specs, notes = select_tools(mode="local", tools=["list_inboxes", "linkedin_search_posts"])
-    assert [s.name for s in specs] == ["list_inboxes"] and "linkedin" in notes[0]
-    _, notes = select_tools(mode="local", toolsets=["all"])
-    assert "linkedin_sessions" in notes[0]
+    assert [s.name for s in specs] == ["list_inboxes"]
+    assert len(notes) == 1 and notes[0].startswith("tool(s) linkedin_search_posts need the hosted")
+
+
+def test_an_unknown_name_gets_the_closest_ones_and_is_not_echoed_at_any_length() -> None:
+    with pytest.raises(SelectionError) as raised:
+        select_tools(mode="local", tools=["list_inbox"])
+    assert "'list_inbox' (did you mean list_inboxes" in str(raised.value) and "`mam-mcp tools`" in str(raised.value)
+    with pytest.raises(SelectionError) as raised:
+        select_tools(mode="local", tools=["x" * 5000])
+    assert len(str(raised.value)) < 200
+    with pytest.raises(SelectionError, match=r"'emails' \(did you mean email\b"):
+        select_tools(mode="local", toolsets=["emails"])

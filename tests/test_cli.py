@@ -31,7 +31,7 @@ def test_tools_prints_the_selected_catalogue(tmp_path: Path) -> None:
 def test_unknown_toolset_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     result = _run(tmp_path, "serve", "--toolsets", "emails")
     assert result.returncode == 2
-    assert "unknown toolset(s): emails" in result.stderr and "Traceback" not in result.stderr
+    assert "unknown toolset(s): 'emails'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_hosted_mode_without_a_key_stops_serve_but_doctor_explains(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from mam_mcp.commands.install import (
     installed_command,
     plan_install,
     read_entry,
+    server_entry,
 )
 
 COMMAND = "/opt/mam/bin/mam-mcp"
@@ -60,10 +61,11 @@ EXPECTED_LAYOUT = {
 
 def _run(home: Path, platform: str, host: str, *, dry_run: bool = False, scope: str = "user",
          project: Path | None = None) -> tuple[int, str]:
-    out = io.StringIO()
+    """stdout and stderr together (failures go to stderr)."""
+    out, err = io.StringIO(), io.StringIO()
     code = install(host=host, scope=scope, dry_run=dry_run, command=COMMAND, env=_env(home, platform),  # type: ignore[arg-type]
-                   platform=platform, project_dir=project or home / "project", out=out)
-    return code, out.getvalue()
+                   platform=platform, project_dir=project or home / "project", out=out, err=err)
+    return code, out.getvalue() + err.getvalue()
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -151,6 +153,74 @@ def test_all_touches_only_hosts_found(tmp_path: Path) -> None:
     assert read_entry(tmp_path / ".cursor" / "mcp.json") is not None
     assert not (tmp_path / ".codeium").exists() and not (tmp_path / ".config" / "Claude").exists()
     assert "windsurf: not found" in output
+    # A home directory is no sign of Claude Code: its own files or its command are.
+    assert not (tmp_path / ".claude.json").exists()
+    assert "claude-code: not found" in output and "no `claude` on PATH" in output
+
+
+def test_all_on_a_machine_without_hosts_says_so_and_how_to_name_one(tmp_path: Path) -> None:
+    code, output = _run(tmp_path, "linux", "all")
+    assert code == 0 and "No MCP host found on this machine" in output and "--host claude-code" in output
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("evidence", ["dot-claude-dir", "claude-on-path"])
+def test_claude_code_is_found_by_its_own_files_or_its_command(tmp_path: Path, evidence: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home)}
+    if evidence == "dot-claude-dir":
+        (home / ".claude").mkdir()
+    else:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "claude").write_text("#!/bin/sh\n")
+        (bin_dir / "claude").chmod(0o755)
+        env["PATH"] = str(bin_dir)
+    out = io.StringIO()
+    assert install(host="all", scope="user", dry_run=False, command=COMMAND, env=env, platform="linux",
+                   project_dir=tmp_path, out=out, err=io.StringIO()) == 0
+    assert read_entry(home / ".claude.json") == {"command": COMMAND, "args": ["serve"]}
+    assert "cursor: not found" in out.getvalue()
+
+
+def test_a_project_file_runs_mam_mcp_from_path_and_says_it_is_shared(tmp_path: Path) -> None:
+    project = tmp_path / "repo"
+    project.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = io.StringIO()
+    code = install(host="claude-code", scope="project", dry_run=False, command=None, env={"HOME": str(tmp_path),
+                   "PATH": str(bin_dir)}, platform="linux", project_dir=project, out=out, err=io.StringIO())
+    assert code == 0
+    entry = read_entry(project / ".mcp.json")
+    assert entry == {"command": "mam-mcp", "args": ["serve"]}  # no path of this machine
+    said = out.getvalue()
+    assert ".mcp.json is shared with the team" in said and "found on PATH" in said
+    assert "`mam-mcp` is not on PATH here" in said  # this machine's PATH has no mam-mcp
+
+    (bin_dir / "mam-mcp").write_text("#!/bin/sh\n")
+    (bin_dir / "mam-mcp").chmod(0o755)
+    out = io.StringIO()
+    install(host="cursor", scope="project", dry_run=True, command=None, env={"HOME": str(tmp_path),
+            "PATH": str(bin_dir)}, platform="linux", project_dir=project, out=out, err=io.StringIO())
+    assert '"command": "mam-mcp"' in out.getvalue() and "not on PATH here" not in out.getvalue()
+
+
+def test_the_uvx_launcher_writes_the_registry_form(tmp_path: Path) -> None:
+    out = io.StringIO()
+    code = install(host="claude-code", scope="project", dry_run=False, command=None, env={"HOME": str(tmp_path)},
+                   platform="linux", project_dir=tmp_path, out=out, err=io.StringIO(), launcher="uvx")
+    assert code == 0
+    assert read_entry(tmp_path / ".mcp.json") == {"command": "uvx", "args": ["mam-mcp", "serve"]}
+    assert "`uvx mam-mcp serve`" in out.getvalue() and "published" in out.getvalue()
+
+
+def test_a_host_that_cannot_be_configured_is_reported_on_stderr(tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = install(host="windsurf", scope="project", dry_run=False, command=COMMAND, env={"HOME": str(tmp_path)},
+                   platform="linux", project_dir=tmp_path, out=out, err=err)
+    assert code == 1 and "windsurf: has no project-scope config" in err.getvalue() and out.getvalue() == ""
 
 
 def test_project_scope_for_claude_code_and_cursor(tmp_path: Path) -> None:
@@ -176,10 +246,10 @@ def test_invalid_json_is_left_alone_with_a_clear_error(tmp_path: Path) -> None:
 
 def test_plan_and_apply_are_separate_steps(tmp_path: Path) -> None:
     path = tmp_path / "x" / "mcp.json"
-    plan = plan_install("cursor", "user", path, COMMAND)
+    plan = plan_install("cursor", "user", path, server_entry(COMMAND))
     assert plan.changed and not path.exists()
     assert apply_plan(plan) is None and read_entry(path) is not None
-    assert not plan_install("cursor", "user", path, COMMAND).changed
+    assert not plan_install("cursor", "user", path, server_entry(COMMAND)).changed
 
 
 def test_installed_command_is_an_absolute_path(tmp_path: Path) -> None:

@@ -264,3 +264,36 @@ async def test_doctor_local_mode_with_the_daemon_running(tmp_path: Path) -> None
     assert checks["smtp_port"].status == "ok" and checks["smtp_port"].data["port"] == handle.smtp_port
     assert checks["api"].status == "ok" and checks["websocket"].status == "ok"
     assert handle.api_key not in report.model_dump_json()
+
+
+def test_doctor_summary_names_warnings_instead_of_all_good() -> None:
+    from mam_mcp.commands.doctor import Check
+
+    warned = DoctorReport(ok=True, mode="local", checks=[
+        Check(name="mode", status="ok", detail="local"),
+        Check(name="hosts", status="warn", detail="no MCP host is configured", fix="run `mam-mcp install`"),
+    ])
+    text = render_text(warned)
+    assert "all good" not in text and text.endswith("nothing failed; 1 warning (see the fix: lines)")
+    clean = DoctorReport(ok=True, mode="local", checks=[Check(name="mode", status="ok", detail="local")])
+    assert render_text(clean).endswith("all good")
+
+
+async def test_doctor_accepts_a_shared_project_entry_that_runs_mam_mcp_from_path(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, hosted=False, env={"MAM_LOCAL_HTTP_PORT": "1", "MAM_LOCAL_SMTP_PORT": "1"})
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / ".mcp.json").write_text(json.dumps({"mcpServers": {"myagentmail": {"command": "mam-mcp", "args": ["serve"]}}}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {"HOME": str(tmp_path / "home"), "PATH": str(bin_dir)}
+
+    def project_check() -> Any:
+        return next(c for c in report.checks if c.name == "host:claude-code (project)")
+
+    report = await diagnose(settings, env=env, platform="linux", project_dir=project, command=COMMAND)
+    assert project_check().status == "warn" and "not on PATH here" in project_check().detail
+    (bin_dir / "mam-mcp").write_text("#!/bin/sh\n")
+    (bin_dir / "mam-mcp").chmod(0o755)
+    report = await diagnose(settings, env=env, platform="linux", project_dir=project, command=COMMAND)
+    assert project_check().status == "ok" and str(bin_dir / "mam-mcp") in project_check().detail

@@ -43,3 +43,32 @@ def test_tool_table_is_generated_from_the_catalogue() -> None:
         README.write_text(before + expected + after, encoding="utf-8")
         text = README.read_text(encoding="utf-8")
     assert expected in text, "README tool table is stale: run MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_readme.py"
+
+
+def _readme_invocations(text: str) -> list[str]:
+    """Every concrete `mam-mcp ...` command line the README shows (usage summaries with [ ] or | left out)."""
+    found = set(re.findall(r"`(mam-mcp [^`]*)`", text))
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split(" #")[0].strip()
+            if "mam-mcp " in line:
+                found.add(line[line.index("mam-mcp "):].split("&&")[0].strip())
+    return sorted(" ".join(c.split()) for c in found if not any(mark in c for mark in ("[", "|", "…")))
+
+
+def test_every_command_line_the_readme_shows_is_accepted_by_the_parser() -> None:
+    import shlex
+
+    import pytest
+
+    from mam_mcp.cli import build_parser
+
+    invocations = _readme_invocations(README.read_text(encoding="utf-8"))
+    assert "mam-mcp local stop" in invocations and "mam-mcp install --launcher uvx" in invocations
+    placeholders = {"NAME": "cursor", "ID": "draft-1"}
+    for line in invocations:
+        argv = [placeholders.get(word, word) for word in shlex.split(line)[1:]]
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"the README shows `{line}`, which mam-mcp does not accept")

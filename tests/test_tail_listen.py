@@ -21,7 +21,7 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from mam_mcp.commands import listen as listen_command
-from mam_mcp.commands.listen import forward_events, new_forwarding_secret
+from mam_mcp.commands.listen import forward_events, forwarding_secret
 from mam_mcp.loopback import is_loopback_url
 from mam_mcp.commands.tail import tail_events
 from tests.conftest import make_settings
@@ -166,7 +166,7 @@ async def test_listen_posts_signed_webhook_payloads_to_a_real_receiver(
     tmp_path: Path,
     local_backend: Any,  # noqa: F811
 ) -> None:
-    secret, _ = new_forwarding_secret(make_settings(tmp_path, hosted=False), status=io.StringIO())
+    secret, _ = forwarding_secret(make_settings(tmp_path, hosted=False), status=io.StringIO())
     status = io.StringIO()
     async with local_stack(local_backend) as stack, serve_receiver() as receiver:
         inbox = await stack.create_inbox("scout")
@@ -254,18 +254,26 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_the_signing_secret_goes_to_a_new_0600_file_and_only_a_terminal_sees_it(tmp_path: Path) -> None:
+def test_the_signing_secret_goes_to_a_0600_file_only_a_terminal_sees_it_and_later_runs_reuse_it(
+    tmp_path: Path,
+) -> None:
     settings = make_settings(tmp_path, hosted=False)
-    piped = io.StringIO()
-    secret, path = new_forwarding_secret(settings, status=piped)
+    terminal = _Terminal()
+    secret, path = forwarding_secret(settings, status=terminal)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().strip() == secret and len(secret) > 40
-    assert str(path) in piped.getvalue() and secret not in piped.getvalue()
+    assert terminal.getvalue().count(secret) == 1 and str(path) in terminal.getvalue()
 
-    terminal = _Terminal()
-    other, other_path = new_forwarding_secret(settings, status=terminal)
-    assert other != secret and other_path != path
-    assert terminal.getvalue().count(other) == 1
+    for status in (io.StringIO(), _Terminal()):  # every later run: the same file, no new one, not shown again
+        again, again_path = forwarding_secret(settings, status=status)
+        assert (again, again_path) == (secret, path)
+        assert str(path) in status.getvalue() and secret not in status.getvalue()
+    assert [p.name for p in settings.secrets_dir.iterdir()] == [path.name]
+
+    path.unlink()  # deleting the file asks for a new secret; a pipe never sees it
+    piped = io.StringIO()
+    fresh, _ = forwarding_secret(settings, status=piped)
+    assert fresh != secret and fresh not in piped.getvalue() and "not shown" in piped.getvalue()
 
 
 def test_listen_refuses_a_forward_target_that_is_not_http(tmp_path: Path) -> None:

@@ -366,3 +366,29 @@ async def test_waits_from_a_given_time_return_each_mail_in_order_and_the_default
                 subjects.append(found.structured_content["message"]["subject"])
                 after = found.structured_content["cursor"]
         assert subjects == ["Order update #0", "Order update #1", "Order update #2"], "nothing skipped"
+
+
+async def test_a_sender_without_a_display_name_reads_as_the_bare_address(tmp_path: Path) -> None:
+    fake = FakeHostedAPI()
+    inbox = fake.seed_inbox("signup")
+    fake.deliver_inbound(inbox["id"], from_address="svc@svc.example", subject="Your code", plain_body=PLAIN)
+    async with hosted_stack(fake) as stack:
+
+        async def factory(settings: Settings) -> MamClient:
+            return stack.client()
+
+        server = build_server(make_settings(tmp_path), client_factory=factory)
+        async with Client(server) as client:
+            waited = await client.call_tool("wait_for_email", {"inbox_id": inbox["id"], "timeout_seconds": 5})
+            message_id = waited.structured_content["message"]["id"]
+            read = await client.call_tool("get_message", {"inbox_id": inbox["id"], "message_id": message_id})
+            thread = await client.call_tool(
+                "get_thread", {"inbox_id": inbox["id"], "thread_id": read.structured_content["thread_id"]}
+            )
+        await server.runtime.aclose()  # type: ignore[attr-defined]
+    assert "From: svc@svc.example\n" in waited.content[0].text
+    assert "From: svc@svc.example\n" in read.content[0].text
+    assert "from svc@svc.example: Your code" in thread.content[0].text
+    for result in (waited, read, thread):
+        assert "<svc@svc.example>" not in result.content[0].text  # no empty name, no double space
+    assert not fake.violations

@@ -13,6 +13,7 @@ import secrets
 import sys
 from typing import Any, TextIO
 
+from mam_mcp.commands import bounded_number, closed_stdout, error_leaves
 from mam_mcp.config import Settings
 
 __all__ = ["add_arguments", "run"]
@@ -20,7 +21,8 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print each step's structured result as JSON lines")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the demo mail (default 30)")
+    parser.add_argument("--timeout", type=bounded_number(1, 600, integer=True), default=30,
+                        help="seconds to wait for the demo mail (1-600, default 30)")
 
 
 class _Printer:
@@ -139,9 +141,10 @@ async def _demo(settings: Settings, args: argparse.Namespace, say: _Printer) -> 
 
     say(
         "Done — your agent has a working inbox",
-        "Add it to a host:  mam-mcp install --host claude-desktop   (or cursor, windsurf, claude-code)\n"
+        "Add it to your MCP hosts:  mam-mcp install   (every host found here; --host NAME for one; --dry-run to preview)\n"
         f"Point an app's SMTP at 127.0.0.1:{handle.smtp_port} to send it mail; watch events with `mam-mcp tail`.\n"
-        "The backend keeps running in the background and stops by itself after 30 idle minutes.",
+        "The backend keeps running in the background and stops by itself after 30 idle minutes;\n"
+        "`mam-mcp local status` shows it, `mam-mcp local stop` stops it now.",
     )
 
 
@@ -154,7 +157,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         anyio.run(_demo, settings, args, say)
     except Exception as error:  # a demo failure must read as a sentence, not a traceback
-        print(f"\nmam-mcp demo failed: {error}", file=sys.stderr)
+        if closed_stdout(error):
+            raise  # `mam-mcp demo | head -1`: the reader went away; the command line handles that
+        print(f"\nmam-mcp demo failed: {next(error_leaves(error))}", file=sys.stderr)
         print("Run `mam-mcp doctor` for a diagnosis; the backend log is in the data dir (daemon.log).", file=sys.stderr)
         return 1
     return 0

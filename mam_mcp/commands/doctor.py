@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -61,7 +62,13 @@ def render_text(report: DoctorReport) -> str:
         lines.append(f"{marks[check.status]} {check.name}: {check.detail}")
         if check.fix and check.status in ("fail", "warn"):
             lines.append(f"       fix: {check.fix}")
-    lines.append("all good" if report.ok else "some checks failed (see fix: lines)")
+    warnings = sum(check.status == "warn" for check in report.checks)
+    if not report.ok:
+        lines.append("some checks failed (see the fix: lines)")
+    elif warnings:
+        lines.append(f"nothing failed; {warnings} warning{'s' if warnings > 1 else ''} (see the fix: lines)")
+    else:
+        lines.append("all good")
     return "\n".join(lines)
 
 
@@ -227,7 +234,7 @@ async def _api_check(client: Any, settings: Settings) -> Check:
         return Check(name="api", status="fail", detail=f"{error.code}: {error.message}", fix=error.hint)
     latency = round((time.perf_counter() - started) * 1000)
     count = len(listed.inboxes)
-    return Check(name="api", status="ok", detail=f"{client.http.base_url} answered in {latency} ms ({count} inboxes)",
+    return Check(name="api", status="ok", detail=f"{client.http.base_url} answered in {latency} ms ({count} inbox{'' if count == 1 else 'es'})",
                  data={"latency_ms": latency, "inboxes": count, "base_url": client.http.base_url})
 
 
@@ -311,7 +318,15 @@ def _host_checks(*, env: Mapping[str, str], platform: str, project_dir: Path, co
             continue
         configured += 1
         target = str(entry.get("command") or entry.get("url") or "")
-        if _same_command(target, ours) or Path(target).name in ("uvx", "pipx", "uv"):
+        if target and Path(target).name == target and Path(target).name not in ("uvx", "pipx", "uv"):
+            # A bare name (a project file shared with the team): the host looks it up on PATH.
+            found = shutil.which(target, path=env.get("PATH") or "")
+            checks.append(Check(
+                name=name, status="ok" if found else "warn",
+                detail=f"{path} runs {target} from PATH" + (f" ({found})" if found else ", and it is not on PATH here"),
+                fix=None if found else "install mam-mcp so that it is on PATH: `pipx install mam-mcp` (the "
+                "published package) or `pipx install .` in a checkout", data={"path": str(path)}))
+        elif _same_command(target, ours) or Path(target).name in ("uvx", "pipx", "uv"):
             checks.append(Check(name=name, status="ok", detail=f"{path} runs {target}", data={"path": str(path)}))
         else:
             checks.append(Check(name=name, status="fail",

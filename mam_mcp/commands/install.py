@@ -3,10 +3,13 @@
     mam-mcp install                          # every host found on this machine (user scope)
     mam-mcp install --host cursor --scope project --dry-run
 
-The entry is `{"command": <absolute path of this mam-mcp>, "args": ["serve"]}`: hosts do not
-inherit a virtualenv's PATH, and no key goes into a host config (the server reads the
-credentials file written by `mam-mcp login`). The rest of the file stays equivalent as JSON,
-a timestamped backup is kept next to it, and a re-run that changes nothing writes nothing.
+A user-scope entry is `{"command": <absolute path of this mam-mcp>, "args": ["serve"]}`: hosts
+do not inherit a virtualenv's PATH. A project-scope file is shared with the team, so its entry
+names `mam-mcp` as found on PATH (or `uvx`/`pipx run` with --launcher), never a path of this
+machine. No key goes into a host config (the server reads the credentials file written by
+`mam-mcp login`). The rest of the file stays equivalent as JSON, a timestamped backup is kept
+next to it, and a re-run that changes nothing writes nothing. With `--host all`, a host counts
+as installed when its own files exist or its command is on PATH.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from mam_mcp.config import Settings
 
 __all__ = [
     "HOSTS",
+    "LAUNCHERS",
     "SERVER_NAME",
     "InstallError",
     "InstallPlan",
@@ -35,7 +39,9 @@ __all__ = [
     "apply_plan",
     "config_path",
     "host_config_paths",
+    "host_evidence",
     "installed_command",
+    "launch_entry",
     "plan_install",
     "read_entry",
     "run",
@@ -112,6 +118,49 @@ def server_entry(command: str) -> dict[str, Any]:
     return {"command": command, "args": ["serve"]}
 
 
+Launcher = Literal["absolute", "path", "uvx", "pipx"]
+LAUNCHERS: tuple[Launcher, ...] = ("absolute", "path", "uvx", "pipx")
+
+
+def launch_entry(launcher: Launcher, command: str | None = None) -> dict[str, Any]:
+    """The entry for a launcher: this install's absolute path, `mam-mcp` on PATH, or uvx / pipx run
+    (these two fetch the published package from PyPI)."""
+    if launcher == "path":
+        return server_entry("mam-mcp")
+    if launcher == "uvx":
+        return {"command": "uvx", "args": ["mam-mcp", "serve"]}
+    if launcher == "pipx":
+        return {"command": "pipx", "args": ["run", "mam-mcp", "serve"]}
+    return server_entry(command or installed_command())
+
+
+# What shows a host is installed: its own files (relative to home), and its command on PATH.
+_HOST_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "claude-code": ((".claude.json",), (".claude",)),
+    "cursor": ((".cursor",),),
+    "windsurf": ((".codeium", "windsurf"),),
+}
+_HOST_COMMANDS = {"claude-code": "claude", "cursor": "cursor", "windsurf": "windsurf"}
+
+
+def host_evidence(host: str, *, env: Mapping[str, str], platform: str) -> tuple[str | None, str]:
+    """(why we think `host` is installed, or None; what was looked for)."""
+    if host == "claude-desktop":  # the app creates its config folder on first start
+        user_config = config_path(host, "user", env=env, platform=platform)
+        assert user_config is not None
+        candidates = [user_config.parent]
+    else:
+        candidates = [_home(env).joinpath(*parts) for parts in _HOST_FILES[host]]
+    for candidate in candidates:
+        if candidate.exists():
+            return f"{candidate} exists", ""
+    binary = _HOST_COMMANDS.get(host)
+    if binary and shutil.which(binary, path=env.get("PATH") or ""):
+        return f"`{binary}` is on PATH", ""
+    looked = " or ".join(str(c) for c in candidates) + (f", no `{binary}` on PATH" if binary else "")
+    return None, f"no {looked}"
+
+
 @dataclass(frozen=True)
 class InstallPlan:
     host: str
@@ -166,8 +215,8 @@ def read_entry(path: Path) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def plan_install(host: str, scope: Scope, path: Path, command: str) -> InstallPlan:
-    """What the file would become; nothing is written."""
+def plan_install(host: str, scope: Scope, path: Path, entry: Mapping[str, Any]) -> InstallPlan:
+    """What the file would become with our `entry` (see launch_entry); nothing is written."""
     before, data = _load(path)
     servers = data.get("mcpServers")
     if servers is None:
@@ -177,7 +226,7 @@ def plan_install(host: str, scope: Scope, path: Path, command: str) -> InstallPl
     old = servers.get(SERVER_NAME)
     # Keep what the user added to our entry (e.g. env), but drop keys of another transport.
     kept = {k: v for k, v in old.items() if k not in ("command", "args", "url", "type")} if isinstance(old, dict) else {}
-    entry = {**server_entry(command), **kept}
+    entry = {**entry, **kept}
     if isinstance(old, dict) and old == entry:
         return InstallPlan(host, scope, path, before, before or "")
     new_data = {**data, "mcpServers": {**servers, SERVER_NAME: entry}}
@@ -226,16 +275,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", dest="install_host", choices=[*HOSTS, "all"], default="all",
                         help="which host to configure (default: all found on this machine)")
     parser.add_argument("--scope", choices=["user", "project"], default="user",
-                        help="user config, or the project's (.mcp.json, .cursor/mcp.json) in the current directory")
+                        help="user config, or the project's (.mcp.json, .cursor/mcp.json) in the current directory, "
+                        "shared with the team")
     parser.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the diff, change nothing")
-    parser.add_argument("--command", dest="install_command", metavar="PATH",
-                        help="the command hosts should run (default: the absolute path of this mam-mcp)")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--launcher", choices=LAUNCHERS, default=None,
+                     help="how the host starts mam-mcp: absolute = this install's path (user-scope default), "
+                     "path = `mam-mcp` found on PATH (project-scope default), uvx / pipx = `uvx mam-mcp serve` / "
+                     "`pipx run mam-mcp serve` (for the published package)")
+    how.add_argument("--command", dest="install_command", metavar="PATH",
+                     help="the exact command hosts should run (default: see --launcher)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     return install(
         host=args.install_host, scope=args.scope, dry_run=args.dry_run, command=args.install_command,
-        env=os.environ, platform=sys.platform, project_dir=Path.cwd(),
+        env=os.environ, platform=sys.platform, project_dir=Path.cwd(), launcher=args.launcher,
     )
 
 
@@ -249,31 +304,38 @@ def install(
     platform: str,
     project_dir: Path,
     out: Any = None,
+    err: Any = None,
+    launcher: Launcher | None = None,
 ) -> int:
     """The command's body, with its inputs explicit (tests pass a temporary home and platform)."""
-    out = out or sys.stdout
+    out, err = out or sys.stdout, err or sys.stderr
+    if launcher is None:
+        # A project file is shared: a path of this machine would not work on a teammate's.
+        launcher = "absolute" if scope == "user" or command else "path"
     try:
-        command = command or installed_command()
+        entry = launch_entry(launcher, command)
     except InstallError as error:
-        print(f"mam-mcp: {error}", file=sys.stderr)
+        print(f"mam-mcp: {error}", file=err)
         return 1
     targets = list(HOSTS) if host == "all" else [host]
-    failures = 0
+    failures = found_any = 0
     for name in targets:
         path = config_path(name, scope, env=env, platform=platform, project_dir=project_dir)
         if path is None:
             if host != "all":
-                print(f"{name}: has no {scope}-scope config; use --scope user", file=out)
+                print(f"{name}: has no {scope}-scope config; use --scope user", file=err)
                 failures += 1
             continue
-        # With --host all, only hosts that look installed (their config folder exists) are touched.
-        if host == "all" and not path.exists() and not path.parent.exists():
-            print(f"{name}: not found ({path.parent} does not exist), skipped", file=out)
-            continue
+        if host == "all":  # only hosts installed on this machine, known by their own files or command
+            found, looked = host_evidence(name, env=env, platform=platform)
+            if found is None:
+                print(f"{name}: not found ({looked}), skipped", file=out)
+                continue
+        found_any += 1
         try:
-            plan = plan_install(name, scope, path, command)
+            plan = plan_install(name, scope, path, entry)
         except InstallError as error:
-            print(f"{name}: {error}", file=out)
+            print(f"{name}: {error}", file=err)
             failures += 1
             continue
         if not plan.changed:
@@ -285,4 +347,22 @@ def install(
             backup = apply_plan(plan)
             note = f" (backup: {backup})" if backup else ""
             print(f"{name}: updated {path}{note}; restart {name} to load it", file=out)
+        if launcher != "absolute":
+            print(_portable_note(launcher, scope, path, env), file=out)
+    if not found_any and not failures:
+        print("No MCP host found on this machine: install one, or name it to write its config anyway, "
+              "e.g. `mam-mcp install --host claude-code`.", file=out)
     return 1 if failures else 0
+
+
+def _portable_note(launcher: Launcher, scope: Scope, path: Path, env: Mapping[str, str]) -> str:
+    """What a machine-independent entry needs on each machine that uses it."""
+    shared = f"  {path.name} is shared with the team; " if scope == "project" else "  "
+    if launcher == "path":
+        note = (shared + "it runs `mam-mcp serve` found on PATH, so it works on every machine where mam-mcp is "
+                "installed on PATH (e.g. with pipx)")
+        if not shutil.which("mam-mcp", path=env.get("PATH") or ""):
+            note += "\n  note: `mam-mcp` is not on PATH here, so a host started here will not find it"
+        return note
+    runner = "uvx mam-mcp serve" if launcher == "uvx" else "pipx run mam-mcp serve"
+    return shared + f"it runs `{runner}`, which fetches the published mam-mcp package from PyPI on each machine"

@@ -2,9 +2,9 @@
 
 The "no ngrok" loop: a web app on a laptop gets the reference's webhook payload (not the
 WebSocket frame), signed exactly like a webhook (`x-mam-signature`: hex HMAC-SHA256 of the raw
-body), from events this command receives over the WebSocket. The signing secret is generated
-at start, written to a new 0600 file (its path is printed) and shown once on the terminal; it
-is never logged.
+body), from events this command receives over the WebSocket. The signing secret is generated on the
+first run, written to a new 0600 file (its path is printed) and shown once on the terminal;
+later runs reuse it, so the receiving app keeps its configuration. It is never logged.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from mam_mcp.client import MamClient
     from mam_mcp.client.events import InboxEvent
 
-__all__ = ["add_arguments", "forward_events", "new_forwarding_secret", "run", "sign"]
+__all__ = ["add_arguments", "forward_events", "forwarding_secret", "run", "sign"]
 
 FORWARD_TIMEOUT = 10.0  # as the reference's webhook delivery
+LISTEN_SECRET_FILE = "listen-signing-secret"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +50,29 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def new_forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]:
-    """A fresh signing secret in a new 0600 file; the secret itself is shown only on a terminal."""
-    from mam_mcp.tools._runtime import write_secret_file
+def forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]:
+    """The signing secret: the one saved by an earlier run (the receiving app keeps working), else a
+    new one in a new 0600 file. The secret itself is shown only on a terminal, and only when new."""
+    import os
 
+    from mam_mcp.local.daemon import write_secret_file
+
+    path = settings.secrets_dir / LISTEN_SECRET_FILE
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        secret = ""
+    if secret:
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # loosened by someone: a signing secret is for this user only
+        print(f"signing with the secret saved in {path} by an earlier run (delete it for a new one)", file=status)
+        status.flush()
+        return secret, path
+    path.unlink(missing_ok=True)  # an empty leftover
+    settings.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = "whsec_" + secrets.token_hex(24)
-    path = write_secret_file(settings.secrets_dir, "listen-signing-secret", secret)
-    print(f"signing secret saved to {path} (mode 0600)", file=status)
+    write_secret_file(path, secret + "\n")
+    print(f"signing secret saved to {path} (mode 0600); later runs reuse it", file=status)
     if status.isatty():
         print(f"signing secret (shown once): {secret}", file=status)
     else:
@@ -134,7 +151,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.forward.startswith(("http://", "https://")):
         print("mam-mcp listen: --forward must be an http:// or https:// URL", file=sys.stderr)
         return 2
-    secret, _ = new_forwarding_secret(settings, status=sys.stderr)
+    secret, _ = forwarding_secret(settings, status=sys.stderr)
     return run_with_client(
         "listen",
         settings,

@@ -1,7 +1,8 @@
-"""`mam-mcp local`: run the local mail daemon in the foreground.
+"""`mam-mcp local [run|status|stop]`: run the local mail daemon in the foreground, or look after
+the one running in the background (`status`, `stop`; in local_status.py).
 
-Prints where the data lives, the HTTP and SMTP addresses, how to point an app at SMTP and
-where the key file is — never the key itself.
+Running, it prints where the data lives, the HTTP and SMTP addresses, how to point an app at
+SMTP and where the key file is — never the key itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from mam_mcp.commands import bounded_number, port_number
 
 if TYPE_CHECKING:
     from mam_mcp.config import Settings
@@ -22,6 +25,24 @@ HELP = "run the local mail backend (REST, WebSocket, SMTP) in the foreground"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_daemon_arguments(parser)  # `mam-mcp local` alone runs the daemon, as it always did
+    actions = parser.add_subparsers(dest="local_action", metavar="ACTION")
+    _add_daemon_arguments(actions.add_parser("run", help="run the daemon in the foreground (what `mam-mcp local` "
+                                              "alone does)", description=HELP))
+    status = actions.add_parser(
+        "status", help="is this data dir's daemon running: pid, ports, version, uptime, idle time",
+        description="Show this data dir's background daemon. Exit 0 when it runs, 3 when it does not.",
+    )
+    status.add_argument("--json", dest="as_json", action="store_true", help="print the status as JSON")
+    stop = actions.add_parser(
+        "stop", help="stop this data dir's daemon (frees its ports and closes its database)",
+        description="Stop this data dir's background daemon cleanly and wait until it has exited.",
+    )
+    for sub in (status, stop):
+        _add_location_arguments(sub)
+
+
+def _add_location_arguments(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS: an unset flag must not overwrite the global `mam-mcp --data-dir X local` value.
     parser.add_argument(
         "--data-dir",
@@ -31,20 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--http-port",
-        type=int,
+        type=port_number,
         default=argparse.SUPPRESS,
         help="REST/WebSocket port on 127.0.0.1 (MAM_LOCAL_HTTP_PORT, 8725)",
     )
+
+
+def _add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_location_arguments(parser)
     parser.add_argument(
         "--smtp-port",
-        type=int,
+        type=port_number,
         default=argparse.SUPPRESS,
         help="SMTP port on 127.0.0.1 (MAM_LOCAL_SMTP_PORT, 2525)",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
-        default=0.0,
+        type=bounded_number(0, float("inf")),
+        default=argparse.SUPPRESS,
         help="stop after this many seconds without a client (default 0 = never)",
     )
     parser.add_argument(
@@ -56,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def local_config_from_args(args: argparse.Namespace, settings: Settings) -> LocalConfig:
-    overrides: dict[str, Any] = {"idle_timeout_seconds": getattr(args, "idle_timeout", 0.0)}
+    overrides: dict[str, Any] = {"idle_timeout_seconds": getattr(args, "idle_timeout", 0.0)}  # foreground: never
     for flag, field in (
         ("data_dir", "data_dir"),
         ("http_port", "http_port"),
@@ -87,20 +112,26 @@ def describe_daemon(config: LocalConfig, state: dict[str, Any], out: TextIO) -> 
     out.flush()
 
 
-async def _serve(config: LocalConfig, out: TextIO) -> int:
+async def _serve(config: LocalConfig, out: TextIO, flags: frozenset[str]) -> int:
     import anyio
 
     from mam_mcp.local.daemon import run_daemon
-    from mam_mcp.local.launcher import probe_daemon
+    from mam_mcp.local.launcher import probe_daemon, where_running
 
-    probe = await probe_daemon(config)
-    if probe.kind == "ours" and probe.owned:
-        pid = probe.health.get("pid") if probe.health else "?"
+    running = await probe_daemon(where_running(config))  # this data dir's daemon, on whatever port it runs
+    if running.kind == "ours" and running.owned:
+        pid = running.health.get("pid") if running.health else "?"
         out.write(
-            f"a mam-mcp daemon (pid {pid}) already serves {config.data_dir} on port {probe.port}; "
-            f"stop it first (kill {pid}) or use another --data-dir\n"
+            f"a mam-mcp daemon (pid {pid}) already serves {config.data_dir} on port {running.port}; "
+            "stop it first (`mam-mcp local stop`) or use another --data-dir\n"
         )
         return 1
+    probe = await probe_daemon(config)
+    if probe.kind != "none":
+        holder = "a mam-mcp daemon of another data dir" if probe.kind == "ours" else "another program"
+        print(f"mam-mcp local: HTTP port {probe.port} on {config.host} is in use by {holder}; "
+              f"{_port_fix('http_port', flags)}", file=sys.stderr)
+        return 2
     ready = anyio.Event()
     async with anyio.create_task_group() as tasks:
 
@@ -114,7 +145,15 @@ async def _serve(config: LocalConfig, out: TextIO) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def _port_fix(setting: str, flags: frozenset[str]) -> str:
+    """How to choose another port: the flag when the port came from it, else the environment variable."""
+    flag = "--" + setting.replace("_", "-")
+    if setting in flags:
+        return f"choose a free port with {flag}"
+    return f"set MAM_LOCAL_{setting.upper()} (or {flag}) to a free port"
+
+
+def _run_foreground(args: argparse.Namespace, settings: Settings) -> int:
     import anyio
 
     from mam_mcp.local.daemon import DaemonError, first_daemon_error
@@ -124,13 +163,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # Redacting stderr handler; httpx2's URL-logging loggers kept at WARNING.
     configure_logging("INFO")
+    flags = frozenset(name for name in ("http_port", "smtp_port") if name in vars(args))
     try:
-        return anyio.run(_serve, config, sys.stdout)
+        return anyio.run(_serve, config, sys.stdout, flags)
     except (DaemonError, BaseExceptionGroup) as exc:
         error = first_daemon_error(exc)
         if error is None:
             raise
-        print(f"mam-mcp local: {error}", file=sys.stderr)
+        message = f"{error.problem}; {_port_fix(error.port_setting, flags)}" if error.port_setting else str(error)
+        print(f"mam-mcp local: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    action = getattr(args, "local_action", None)
+    if action == "status":
+        from mam_mcp.commands.local_status import show_status
+
+        return show_status(local_config_from_args(args, settings), as_json=args.as_json, out=sys.stdout)
+    if action == "stop":
+        from mam_mcp.commands.local_status import stop
+
+        return stop(local_config_from_args(args, settings), out=sys.stdout)
+    return _run_foreground(args, settings)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from mam_mcp.commands import bounded_number, port_number
 from mam_mcp.config import Settings
 
 __all__ = ["add_arguments", "add_safety_arguments", "add_selection_arguments", "http_options", "run"]
 
 DEFAULT_HTTP_PORT = 8000
+TERMINAL_HINT = (
+    "mam-mcp: waiting for an MCP host on stdin/stdout (hosts start this command themselves). "
+    "Set one up with `mam-mcp install`, try it with `mam-mcp demo`; Ctrl-C quits."
+)
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     """Tool selection flags, shared by `serve` and `tools`."""
-    parser.add_argument("--toolsets", help="comma-separated toolsets, or 'all' (default: email,drafts,linkedin)")
+    parser.add_argument("--toolsets", help="comma-separated toolsets, or 'all' (default: email,drafts; "
+                        "plus linkedin in hosted mode)")
     parser.add_argument("--tools", help="comma-separated exact tool names (overrides --toolsets)")
     parser.add_argument("--exclude-tools", dest="exclude_tools", help="comma-separated tool names to drop")
     parser.add_argument("--read-only", dest="read_only", action="store_true", help="only tools that change nothing")
@@ -48,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1; any other "
                         "address needs a bearer token)")
-    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT,
+    parser.add_argument("--port", type=port_number, default=DEFAULT_HTTP_PORT,
                         help=f"HTTP port (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")
     parser.add_argument("--allowed-origin", dest="allowed_origin", action="append", default=[], metavar="ORIGIN",
                         help="an Origin browsers may call from, e.g. https://app.example.com (repeatable; "
@@ -63,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(behind a load balancer)")
     parser.add_argument("--json-response", dest="json_response", action="store_true",
                         help="answer streamable HTTP requests with JSON instead of an SSE stream")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=bounded_number(1, 64, integer=True), default=1,
                         help="worker processes sharing the port (streamable HTTP with --stateless only)")
     limits = parser.add_argument_group("HTTP limits (--transport http|sse; the env vars also apply to the local daemon)")
     limits.add_argument("--http-read-timeout", dest="http_read_timeout", type=float, metavar="SECONDS",
@@ -109,14 +115,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"mam-mcp: {error}", file=sys.stderr)
         return 2
 
-    async def serve() -> None:
-        try:
-            await server.run_stdio_async()
-        finally:
-            await server.runtime.aclose()  # type: ignore[attr-defined]
+    from mam_mcp.stdio import serve_stdio
 
-    anyio.run(serve)
-    return 0
+    if sys.stdin is not None and sys.stdin.isatty():  # a person ran it, not a host: say what it waits for
+        print(TERMINAL_HINT, file=sys.stderr, flush=True)
+    return anyio.run(serve_stdio, server)
 
 
 def _run_http(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,12 +35,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print(catalogue_markdown())
         return 0
-    from mam_mcp.tools._catalog import select_tools
+    import sys
 
-    specs, notes = select_tools(
-        mode=settings.mode, toolsets=settings.toolsets, tools=settings.tools,
-        exclude_tools=settings.exclude_tools, read_only=settings.read_only,
-    )
+    from mam_mcp.tools._catalog import SelectionError, select_tools
+
+    try:
+        specs, notes = select_tools(
+            mode=settings.mode, toolsets=settings.toolsets, tools=settings.tools,
+            exclude_tools=settings.exclude_tools, read_only=settings.read_only,
+        )
+    except SelectionError as error:
+        print(f"mam-mcp: {error}", file=sys.stderr)
+        return 2
     print(f"{len(specs)} tools ({settings.mode} mode):")
     for spec in specs:
         print(f"  {spec.name:32} [{spec.toolset}] {spec.title}")

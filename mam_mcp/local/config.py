@@ -58,7 +58,13 @@ class LocalConfig(BaseModel):
 
     @property
     def lock_path(self) -> Path:
+        """Held while a daemon is being started (serialises starters)."""
         return self.data_dir / "daemon.lock"
+
+    @property
+    def run_lock_path(self) -> Path:
+        """Held by a daemon for its whole life, released once its store and listeners are closed."""
+        return self.data_dir / "daemon.run.lock"
 
     @property
     def http_base_url(self) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "first_daemon_error",
     "load_or_mint_key",
     "run_daemon",
+    "status_route",
     "write_secret_file",
 ]
 
@@ -52,12 +53,23 @@ ASGIApp = Callable[
 
 HTTP_PORT_ENV = "MAM_LOCAL_HTTP_PORT"
 SMTP_PORT_ENV = "MAM_LOCAL_SMTP_PORT"
+# Asking how the daemon is (`mam-mcp local status`) must not keep it alive.
+PASSIVE_PATHS = frozenset({"/_mam/status"})
 RUNNING_LOCK_WAIT_SECONDS = 10.0  # a replaced daemon may still be closing its store
 _GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 class DaemonError(RuntimeError):
-    """The daemon cannot start; the message says why and what to change."""
+    """The daemon cannot start; the message says why and what to change.
+
+    For a busy port, `problem` is the sentence without the fix and `port_setting` names the
+    setting that chose the port ("smtp_port"), so a command given `--smtp-port` can name its flag.
+    """
+
+    def __init__(self, problem: str, fix: str = "", *, port_setting: str | None = None) -> None:
+        super().__init__(f"{problem}; {fix}" if fix else problem)
+        self.problem = problem
+        self.port_setting = port_setting
 
 
 def first_daemon_error(exc: BaseException) -> DaemonError | None:
@@ -109,7 +121,7 @@ class ActivityTracker:
         """`app` with every HTTP request and WebSocket counted as activity while it lasts."""
 
         async def tracked(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] not in ("http", "websocket"):
+            if scope["type"] not in ("http", "websocket") or scope.get("path") in PASSIVE_PATHS:
                 await app(scope, receive, send)
                 return
             with self.busy():
@@ -177,7 +189,7 @@ def _bind_http_socket(config: LocalConfig) -> socket.socket:
 
 async def _acquire_running_lock(config: LocalConfig, wait_seconds: float) -> filelock.BaseFileLock:
     """Hold `daemon.run.lock` for the daemon's life: a second daemon on this data dir refuses to run."""
-    lock = filelock.FileLock(config.data_dir / "daemon.run.lock", thread_local=False)
+    lock = filelock.FileLock(config.run_lock_path, thread_local=False)
     with anyio.move_on_after(wait_seconds):
         while True:
             try:
@@ -225,6 +237,28 @@ def shutdown_route(tenant_key: str, request_shutdown: Callable[[], None]) -> Rou
         return JSONResponse({"ok": True}, status_code=202)
 
     return Route("/_mam/shutdown", shutdown, methods=["POST"])
+
+
+def status_route(config: LocalConfig, tracker: ActivityTracker, started: float) -> Route:
+    """`GET /_mam/status`: uptime and idle time for `mam-mcp local status` (not counted as activity)."""
+
+    async def status(request: Request) -> JSONResponse:
+        now = time.monotonic()
+        idle_since = tracker.idle_since
+        return JSONResponse(
+            {
+                "service": "mam-mcp-local",
+                "version": mam_mcp.__version__,
+                "pid": os.getpid(),
+                "httpPort": config.http_port,
+                "smtpPort": config.smtp_port,
+                "uptimeSeconds": round(now - started, 1),
+                "idleSeconds": None if idle_since is None else round(now - idle_since, 1),  # None: a client is on
+                "idleTimeoutSeconds": config.idle_timeout_seconds,
+            }
+        )
+
+    return Route("/_mam/status", status, methods=["GET"])
 
 
 class _HttpServer(uvicorn.Server):
@@ -302,8 +336,9 @@ def _remove_state_file(config: LocalConfig) -> None:
 def _smtp_port_error(config: LocalConfig, exc: OSError) -> DaemonError | None:
     if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
         return DaemonError(
-            f"SMTP port {config.smtp_port} on {config.host} is in use by another program; "
-            f"set {SMTP_PORT_ENV} to a free port"
+            f"SMTP port {config.smtp_port} on {config.host} is in use by another program",
+            f"set {SMTP_PORT_ENV} to a free port",
+            port_setting="smtp_port",
         )
     return None
 
@@ -339,6 +374,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     from mam_mcp.loopback import LoopbackRequestGuard
 
     stop = anyio.Event()
+    started = time.monotonic()
     tracker = ActivityTracker()
     backend_ref: list[LocalBackend] = []
 
@@ -399,6 +435,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
                 ping_interval=config.ws_ping_interval_seconds,
             ),
             shutdown_route(tenant_key, stop.set),
+            status_route(bound, tracker, started),
         ]
         # Only this machine's own clients: a web page rebinding its name to 127.0.0.1 is refused.
         app = tracker.wrap(LoopbackRequestGuard(create_app(backend, extra_routes=routes)))

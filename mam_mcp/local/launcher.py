@@ -35,6 +35,8 @@ __all__ = [
     "ensure_daemon",
     "probe_daemon",
     "stop_daemon",
+    "wait_for_exit",
+    "where_running",
 ]
 
 DAEMON_SERVICE_NAME = "mam-mcp-local"
@@ -89,6 +91,16 @@ def _read_state(config: LocalConfig) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
+def where_running(config: LocalConfig) -> LocalConfig:
+    """`config` with the HTTP port this data dir's daemon wrote to its state file, when that differs
+    (a daemon started with other port settings is still this data dir's daemon)."""
+    state = _read_state(config)
+    port = state.get("httpPort") if state else None
+    if isinstance(port, int) and port and port != config.http_port:
+        return config.model_copy(update={"http_port": port})
+    return config
+
+
 def _http_port(config: LocalConfig) -> int:
     """The configured port, or (port 0 = ephemeral) the one the running daemon reported."""
     if config.http_port:
@@ -98,15 +110,21 @@ def _http_port(config: LocalConfig) -> int:
     return port if isinstance(port, int) else 0
 
 
-async def probe_daemon(config: LocalConfig) -> DaemonProbe:
-    """Ask `/_mam/health` on the daemon's port who is there (never raises for network errors)."""
+async def probe_daemon(config: LocalConfig, *, passive: bool = False) -> DaemonProbe:
+    """Ask `/_mam/health` on the daemon's port who is there (never raises for network errors).
+
+    `passive`: ask `/_mam/status` instead, which does not count as a client (the idle clock keeps
+    running) and adds uptime and idle time to `health`; a daemon too old for it is asked for health.
+    """
     port = _http_port(config)
     if not port:
         return DaemonProbe(kind="none", port=0)
-    url = f"http://{config.host}:{port}/_mam/health"
+    base = f"http://{config.host}:{port}"
     try:
         async with httpx2.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS, trust_env=False) as http:
-            response = await http.get(url)
+            response = await http.get(base + ("/_mam/status" if passive else "/_mam/health"))
+            if passive and response.status_code == 404:
+                response = await http.get(base + "/_mam/health")
     except httpx2.ConnectError:
         return DaemonProbe(kind="none", port=port)
     except httpx2.HTTPError:
@@ -179,9 +197,9 @@ async def ensure_daemon(config: LocalConfig, *, timeout: float = 15.0) -> Daemon
             raise _port_taken_error(config, probe)
         if probe.kind == "ours":
             await stop_daemon(config, probe, deadline=deadline)
-        process = _spawn(config)
+        process, log_start = _spawn(config)
         try:
-            probe = await _wait_ready(config, process, deadline)
+            probe = await _wait_ready(config, process, deadline, log_start)
         finally:
             # Reap it when it exits (idle shutdown) so no zombie lingers under a long-lived host.
             threading.Thread(target=process.wait, name="mam-daemon-reaper", daemon=True).start()
@@ -251,6 +269,24 @@ async def stop_daemon(config: LocalConfig, probe: DaemonProbe, *, deadline: floa
         delay = min(delay * 2, _POLL_MAX_SECONDS)
 
 
+async def wait_for_exit(config: LocalConfig, *, deadline: float) -> bool:
+    """Wait until this data dir's daemon has closed its store and listeners (it holds the run lock
+    until then). False if it still holds it at the deadline."""
+    lock = filelock.FileLock(config.run_lock_path, thread_local=False)
+    delay = _POLL_FIRST_SECONDS
+    while True:
+        try:
+            lock.acquire(blocking=False)
+        except filelock.Timeout:
+            if time.monotonic() >= deadline:
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_SECONDS)
+        else:
+            lock.release()
+            return True
+
+
 def _log_path(config: LocalConfig) -> Path:
     return config.data_dir / "daemon.log"
 
@@ -260,8 +296,11 @@ def daemon_command() -> list[str]:
     return [sys.executable, "-m", "mam_mcp.local", "--config-stdin"]
 
 
-def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
-    """Start the daemon detached from us: own session / process group, no console, log to a file."""
+def _spawn(config: LocalConfig) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the daemon detached from us: own session / process group, no console, log to a file.
+
+    Returns the process and where its lines start in the log (earlier runs' lines come before).
+    """
     options: dict[str, Any] = {}
     if sys.platform == "win32":
         options["creationflags"] = (
@@ -275,6 +314,7 @@ def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     _rotate_log(_log_path(config))
     with open(_log_path(config), "ab") as log:
+        log_start = log.tell()
         process = subprocess.Popen(
             daemon_command(),
             env=env,
@@ -292,7 +332,7 @@ def _spawn(config: LocalConfig) -> subprocess.Popen[bytes]:
         process.stdin.close()
     except OSError:  # it died at once: the readiness check reports its exit and the log tail
         pass
-    return process
+    return process, log_start
 
 
 def _rotate_log(path: Path) -> None:
@@ -304,22 +344,27 @@ def _rotate_log(path: Path) -> None:
         pass
 
 
-def _log_tail(config: LocalConfig) -> str:
+def _log_tail(config: LocalConfig, start: int) -> str:
+    """The last lines this start wrote to the log (an earlier failed start's lines would repeat it)."""
     try:
-        lines = _log_path(config).read_text(encoding="utf-8", errors="replace").splitlines()
+        with open(_log_path(config), "rb") as log:
+            log.seek(start)
+            lines = log.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         return ""
     return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
-async def _wait_ready(config: LocalConfig, process: subprocess.Popen[bytes], deadline: float) -> DaemonProbe:
+async def _wait_ready(
+    config: LocalConfig, process: subprocess.Popen[bytes], deadline: float, log_start: int
+) -> DaemonProbe:
     delay = _POLL_FIRST_SECONDS
     while True:
         probe = await probe_daemon(config)
         if probe.current:  # not pid == process.pid: a venv's python.exe on Windows is a launcher
             return probe
         if process.poll() is not None:
-            tail = _log_tail(config)
+            tail = _log_tail(config, log_start)
             raise DaemonStartError(
                 f"the local mail daemon exited during start (code {process.returncode}); "
                 f"log: {_log_path(config)}" + (f"\n{tail}" if tail else "")

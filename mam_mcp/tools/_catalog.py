@@ -9,6 +9,7 @@ identically for every transport.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "published_annotations",
     "select_tools",
     "SelectionError",
+    "describe_unknown",
 ]
 
 # Annotation presets: every tool sets all four hints explicitly (hosts act on them).
@@ -79,7 +81,11 @@ TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
 # Toolsets that need the hosted API. Known here so local mode (the default) need not import them:
 # their models cost ~50 ms of cold start. tests/test_catalog.py checks this matches `hosted_only`.
 HOSTED_ONLY_TOOLSETS = frozenset({"linkedin", "linkedin_signals", "linkedin_posts", "linkedin_sessions"})
-DEFAULT_HOSTED_TOOLSETS = ("linkedin",)
+_ECHO_CHARS = 60  # longer names are cut when echoed back in an error
+_HOSTED_ONLY_NOTE = (
+    "need the hosted MyAgentMail API, and this server runs on the local backend: not registered. "
+    "To use them, set MYAGENTMAIL_API_KEY or run `mam-mcp login`"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,13 @@ def load_toolsets(names: Iterable[str] | None = None) -> list[Toolset]:
     return result
 
 
+def describe_unknown(name: str, known: Sequence[str]) -> str:
+    """A name nobody knows, shortened for echoing back, with the closest known names."""
+    shown = repr(name if len(name) <= _ECHO_CHARS else name[:_ECHO_CHARS] + "...")
+    close = difflib.get_close_matches(name[:_ECHO_CHARS], known, n=3, cutoff=0.6)
+    return shown + (f" (did you mean {' or '.join(close)}?)" if close else "")
+
+
 def select_tools(
     *,
     mode: str,
@@ -164,6 +177,12 @@ def select_tools(
 ) -> tuple[list[ToolSpec], list[str]]:
     """Pick the tools to register. Returns (specs, notes) — notes say what was left out and why."""
     notes: list[str] = []
+    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in TOOLSET_MODULES]
+    if unknown_sets:  # before any import: the names are known without loading a toolset
+        raise SelectionError(
+            "unknown toolset(s): " + ", ".join(describe_unknown(n, list(TOOLSET_MODULES)) for n in unknown_sets[:5])
+            + f"; known: all, {', '.join(TOOLSET_MODULES)}"
+        )
     local_names = [n for n in TOOLSET_MODULES if n not in HOSTED_ONLY_TOOLSETS]
     all_sets = load_toolsets(local_names if mode != "hosted" else None)
     known_tools = {spec.name for ts in all_sets for spec in ts.specs}
@@ -172,41 +191,36 @@ def select_tools(
     by_set = {ts.name: ts for ts in all_sets}
     by_tool = {spec.name: spec for ts in all_sets for spec in ts.specs}
 
-    unknown_sets = [n for n in (toolsets or ()) if n != "all" and n not in TOOLSET_MODULES]
-    if unknown_sets:
-        raise SelectionError(
-            f"unknown toolset(s): {', '.join(unknown_sets)}; known: all, {', '.join(TOOLSET_MODULES)}"
-        )
     unknown_tools = [n for n in [*(tools or ()), *exclude_tools] if n not in by_tool]
     if unknown_tools:
-        raise SelectionError(f"unknown tool(s): {', '.join(unknown_tools)}; run `mam-mcp tools` for the list")
+        everything = [spec.name for ts in load_toolsets() for spec in ts.specs]
+        raise SelectionError(
+            "unknown tool(s): " + "; ".join(describe_unknown(n, everything) for n in unknown_tools[:5])
+            + ". Run `mam-mcp tools` for the list"
+        )
 
     if tools:
         chosen = [by_tool[n] for n in dict.fromkeys(tools)]
     else:
+        servable = [n for n in by_set if mode == "hosted" or n not in HOSTED_ONLY_TOOLSETS]
         if not toolsets:
-            names = [ts.name for ts in all_sets if ts.default]
+            names = [n for n in servable if by_set[n].default]  # local mode: the local defaults, no warning
         elif "all" in toolsets:
-            names = list(by_set)
+            names = servable
         else:
             names = list(dict.fromkeys(toolsets))
         if mode != "hosted":
-            if not toolsets:
-                skipped = list(DEFAULT_HOSTED_TOOLSETS)
-            elif "all" in toolsets:
-                skipped = sorted(HOSTED_ONLY_TOOLSETS)
-            else:
-                skipped = [n for n in names if n in HOSTED_ONLY_TOOLSETS]
-            if skipped:
-                notes.append(f"toolsets {', '.join(skipped)} need the hosted API (set an API key); not registered")
+            asked = [n for n in names if n in HOSTED_ONLY_TOOLSETS]  # named on purpose by a person
+            if asked:
+                notes.append(f"toolset(s) {', '.join(asked)} {_HOSTED_ONLY_NOTE}")
             names = [n for n in names if n in by_set]
         chosen = [spec for n in names for spec in by_set[n].specs]
 
     excluded = set(exclude_tools)
     chosen = [s for s in chosen if s.name not in excluded]
     if mode != "hosted" and any(s.hosted_only for s in chosen):  # named with --tools
-        dropped = sorted({s.toolset for s in chosen if s.hosted_only})
-        notes.append(f"toolsets {', '.join(dropped)} need the hosted API (set an API key); not registered")
+        dropped = [s.name for s in chosen if s.hosted_only]
+        notes.append(f"tool(s) {', '.join(dropped)} {_HOSTED_ONLY_NOTE}")
         chosen = [s for s in chosen if not s.hosted_only]
     if read_only:
         chosen = [s for s in chosen if s.read_only]

@@ -30,6 +30,7 @@ __all__ = [
     "HtmlBody",
     "Verified",
     "MaxChars",
+    "sender",
     "summarize",
     "page_info",
     "body_text",
@@ -147,6 +148,12 @@ def body_text(message: Message, *, max_chars: int, strip_quotes: bool = True) ->
         "truncated": truncated,
         "total_chars": len(message.plain_body or message.html_body or ""),
     }
+
+
+def sender(message: Message) -> str:
+    """`Name <address>` for a From line, or just the address when there is no display name."""
+    name, address = (message.from_name or "").strip(), message.from_address or ""
+    return f"{name} <{address}>" if name else address
 
 
 def summarize(message: Message) -> dict[str, Any]:

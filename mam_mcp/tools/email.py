@@ -26,6 +26,7 @@ from mam_mcp.tools._common import (
     Verified,
     body_text,
     page_info,
+    sender,
     summarize,
 )
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
@@ -298,7 +299,7 @@ async def get_message(
         data["html"] = message.html_body
     fence = UntrustedFence()
     header = (
-        f"From: {message.from_name or ''} <{message.from_address or ''}>\nTo: {', '.join(message.to_addresses)}\n"
+        f"From: {sender(message)}\nTo: {', '.join(message.to_addresses)}\n"
         f"Date: {message.date}\nSubject: {message.subject or ''}"
     )
     parts = [header, "", body["text"]]
@@ -370,7 +371,7 @@ async def get_thread(
         item.pop("preview", None)
         items.append(item)
         blocks.append(
-            f"[{message.direction}] {message.date} from {message.from_address}: {message.subject or ''}\n{body['text']}"
+            f"[{message.direction}] {message.date} from {sender(message)}: {message.subject or ''}\n{body['text']}"
             + ("\n[truncated]" if body["truncated"] else "")
         )
     data: dict[str, Any] = {

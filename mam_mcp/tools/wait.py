@@ -23,7 +23,7 @@ from mam_mcp.client import MamClient
 from mam_mcp.client.events import format_time, open_event_stream, parse_time
 from mam_mcp.client.models import Message
 from mam_mcp.tools._catalog import READ
-from mam_mcp.tools._common import InboxId, body_text, html_to_text, summarize
+from mam_mcp.tools._common import InboxId, body_text, html_to_text, sender, summarize
 from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
 from mam_mcp.tools._runtime import Runtime
 from mam_mcp.tools.email import toolset
@@ -208,7 +208,7 @@ def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallT
         "untrusted": True,
     }
     parts = [
-        f"From: {message.from_name or ''} <{message.from_address or ''}>",
+        f"From: {sender(message)}",
         f"Subject: {message.subject or ''}",
         "",
     ]

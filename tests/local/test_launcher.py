@@ -150,9 +150,13 @@ async def test_a_daemon_that_dies_during_start_is_reported_with_its_log(
         port = taken.getsockname()[1]
         with pytest.raises(DaemonStartError) as caught:
             await ensure_daemon(daemon_config(config_dir, smtp_port=port), timeout=20)
-    message = str(caught.value)
-    assert f"SMTP port {port}" in message and "MAM_LOCAL_SMTP_PORT" in message
-    assert str(config_dir / "daemon.log") in message
+        message = str(caught.value)
+        assert f"SMTP port {port}" in message and "MAM_LOCAL_SMTP_PORT" in message
+        assert str(config_dir / "daemon.log") in message
+        with pytest.raises(DaemonStartError) as again:  # the log now holds both starts' lines
+            await ensure_daemon(daemon_config(config_dir, smtp_port=port), timeout=20)
+    assert str(again.value).count(f"SMTP port {port}") == 1  # only this start's lines, not the same sentence twice
+    assert (config_dir / "daemon.log").read_text().count(f"SMTP port {port}") == 2
 
 
 async def test_concurrent_calls_in_four_threads_start_one_daemon(
