@@ -297,3 +297,24 @@ async def test_doctor_accepts_a_shared_project_entry_that_runs_mam_mcp_from_path
     (bin_dir / "mam-mcp").chmod(0o755)
     report = await diagnose(settings, env=env, platform="linux", project_dir=project, command=COMMAND)
     assert project_check().status == "ok" and str(bin_dir / "mam-mcp") in project_check().detail
+
+
+async def test_doctor_shows_the_consent_mode_and_the_outbound_policy_with_their_sources(
+    tmp_path: Path, fake: FakeHostedAPI
+) -> None:
+    file = tmp_path / "mam.toml"
+    file.write_text('confirm_sends = "all"\n[outbound]\nblock = ["competitor.example"]\n', encoding="utf-8")
+    settings = make_settings(tmp_path, env={"MAM_MCP_CONFIG": str(file), "MAM_OUTBOUND_SENDS_PER_HOUR": "20"})
+    report = await diagnose(settings, env=_home_with_cursor(tmp_path / "home", COMMAND), platform="linux",
+                            project_dir=tmp_path, client_factory=_factory(fake), command=COMMAND)
+    checks = _by_name(report)
+    assert checks["send_consent"].detail.startswith("all: asks the person before every send")
+    assert f"confirm_sends from {file}" in checks["send_consent"].detail
+    policy = checks["outbound_policy"]
+    assert policy.detail.startswith("never to: competitor.example; at most 20 sends per inbox per hour")
+    assert f"block from {file}" in policy.detail and "sends_per_hour from MAM_OUTBOUND_SENDS_PER_HOUR" in policy.detail
+    assert policy.data["block"] == ["competitor.example"] and policy.data["config_file"] == str(file)
+    default = _by_name(await diagnose(make_settings(tmp_path / "plain"), env={"HOME": str(tmp_path / "h2")},
+                                      platform="linux", project_dir=tmp_path, client_factory=_factory(fake)))
+    assert default["send_consent"].detail.endswith("(default)")
+    assert default["outbound_policy"].detail == "no limits beyond the recipient rule (default)"

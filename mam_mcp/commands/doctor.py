@@ -87,6 +87,7 @@ async def diagnose(
     checks = [Check(name="mode", status="fail" if broken else "ok", detail=f"{settings.mode} ({settings.mode_reason})",
                     fix="run `mam-mcp login`, or unset MAM_MCP_MODE to use the local backend" if broken else None,
                     data={"mode": settings.mode})]
+    checks.extend(_send_safety_checks(settings))
     client = None
     if settings.mode == "hosted":
         checks.append(_key_check(settings))
@@ -110,6 +111,38 @@ async def diagnose(
             await client.aclose()
     checks.extend(_host_checks(env=env, platform=platform, project_dir=project_dir, command=command))
     return DoctorReport(ok=all(c.status != "fail" for c in checks), mode=settings.mode, checks=checks)
+
+
+_CONFIRM_MEANING = {
+    "new-recipients": "asks the person before mail goes to someone who never wrote to the inbox",
+    "all": "asks the person before every send; a host that cannot ask gets drafts to approve",
+    "off": "never asks (the verified rule still holds)",
+}
+
+
+def _send_safety_checks(settings: Settings) -> list[Check]:
+    """What the person running mam-mcp set about sending, and where each setting came from."""
+    sources = settings.setting_sources
+
+    def source(*names: str) -> str:
+        found = [f"{n} from {sources[n]}" for n in names if n in sources]
+        return f" ({'; '.join(found)})" if found else " (default)"
+
+    consent = Check(
+        name="send_consent",
+        status="ok",
+        detail=f"{settings.confirm_sends}: {_CONFIRM_MEANING[settings.confirm_sends]}; unanswered after "
+        f"{settings.confirm_timeout:g} s sends nothing" + source("confirm_sends", "confirm_timeout"),
+        data={"confirm_sends": settings.confirm_sends, "confirm_timeout": settings.confirm_timeout},
+    )
+    policy = settings.outbound
+    rules = Check(
+        name="outbound_policy",
+        status="ok",
+        detail="; ".join(policy.describe()) + source("allow", "block", "max_recipients", "sends_per_hour", "reply_only"),
+        data={**policy.model_dump(mode="json"), "config_file": str(settings.config_file) if settings.config_file else None},
+    )
+    return [consent, rules]
 
 
 def _key_check(settings: Settings) -> Check:
