@@ -39,8 +39,8 @@ def plan(data_root: Path) -> dict[str, list[str]]:
     return {
         "tools_list_size": ["bench/tools_list_size.py"],
         "tools_list_size_all": ["bench/tools_list_size.py", "--toolsets", "all"],
-        "cold_start_local": ["bench/cold_start.py", "--runs", "11"],
-        "cold_start_hosted": ["bench/cold_start.py", "--runs", "11", "--mode", "hosted"],
+        "cold_start_local": ["bench/cold_start.py", "--runs", "15"],
+        "cold_start_hosted": ["bench/cold_start.py", "--runs", "15", "--mode", "hosted"],
         "smtp_ingest": ["bench/smtp_ingest.py", "--rounds", "3"],
         "list_search": ["bench/list_search.py", "--data-dir", str(store_100k), "--keep"],
         "wait_latency": ["bench/wait_latency.py", "--count", "100", "--poll-count", "30"],

@@ -86,8 +86,13 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("wait_latency", "push: SMTP 250 -> result p99 < 100 ms", push["p99_ms"], push["p99_ms"] < 100)
     if e2e := _result(results, "e2e_calls"):
         for verdict in e2e.get("goals", []):
-            add("e2e_calls", verdict["goal"], verdict["value"], verdict["met"],
-                f"SDK stdio client: {_fmt(verdict['sdk_client_p50_ms'])} ms" if "sdk_client_p50_ms" in verdict else "")  # fmt: skip
+            if "bare_sdk_p50_ms" in verdict:
+                anchor = f"{_fmt(verdict['mam_mcp_p50_ms'], 2)} ms vs bare {_fmt(verdict['bare_sdk_p50_ms'], 2)} ms"
+            elif "sdk_client_p50_ms" in verdict:
+                anchor = f"SDK stdio client: {_fmt(verdict['sdk_client_p50_ms'], 2)} ms"
+            else:
+                anchor = ""
+            add("e2e_calls", verdict["goal"], verdict["value"], verdict["met"], anchor)
     if load := _result(results, "http_load"):
         add("http_load", f"{load['sessions']} sessions over streamable HTTP for {_fmt(load['duration_s'], 0)} s: no errors",
             load["errors"], load["met"], f"{_fmt(load['calls'])} calls, p99 {_fmt(load['p99_ms'], 0)} ms")  # fmt: skip
@@ -117,8 +122,10 @@ def _summary(results: dict[str, Any], _: dict[str, Any] | None) -> str:
         "",
         "",
     ]
-    rows = [[g["benchmark"], g["goal"], g["value"], g["anchor"] or "", "**met**" if g["met"] else "**not met**"]
-            for g in results.get("goals", [])]  # fmt: skip
+    rows = [[g["benchmark"], g["goal"], _fmt(g["value"], 2) if isinstance(g["value"], float) else g["value"],
+             g["anchor"] or "", "**met**" if g["met"] else "**not met**"] for g in results.get("goals", [])]  # fmt: skip
+    met = sum(1 for g in results.get("goals", []) if g["met"])
+    lines.insert(2, f"{met} of {len(results.get('goals', []))} goals met.")
     failed = [f"`{name}` failed: {entry.get('error', '')[:200]}" for name, entry in results["benchmarks"].items() if "error" in entry]
     return "\n".join(lines) + _table(["benchmark", "goal", "this run", "anchor, same run", ""], rows) + (
         "\n\n" + "\n".join(failed) if failed else ""
