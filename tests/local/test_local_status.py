@@ -30,7 +30,10 @@ async def _cli(data_dir: Path, *args: str, http_port: str = "0") -> subprocess.C
 
 
 def _port_is_free(port: int) -> bool:
+    """Free for a new daemon, which binds with SO_REUSEADDR: connections the old one closed may sit in
+    TIME_WAIT for a minute, and that must not read as "still in use"."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
