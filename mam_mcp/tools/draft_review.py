@@ -103,13 +103,13 @@ async def approve_draft(
             return await _changed(rt, inbox_id, draft_id)
         raise
     text = send_outcome_text(f"The person approved draft {draft_id} in the review view; sent it", result)
-    return ok(text, {"sent": True, **send_outcome_data(result), "draft_id": draft_id})
+    return ok(text, {**send_outcome_data(result), "approved": True, "draft_id": draft_id})
 
 
 async def _changed(rt: Runtime, inbox_id: str, draft_id: str) -> CallToolResult:
     state, _ = await _review_state(rt, inbox_id, draft_id)
     message = "The draft changed since it was shown; nothing was sent. Review the new version."
-    return ok(f"NOT SENT: {message}", {"sent": False, "code": "CONTENT_CHANGED", "message": message, **state})
+    return ok(f"NOT SENT: {message}", {"approved": False, "code": "CONTENT_CHANGED", "message": message, **state})
 
 
 class DraftReviewApp:

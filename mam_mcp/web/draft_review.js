@@ -88,6 +88,8 @@
     var state = null;
     var dirty = false;
     var busy = false;
+    var confirming = false;  // a pending "send?" question is not swapped for a newer draft under the person
+    var finished = false;  // sent or discarded: nothing left to refresh
     var notice = el("div", {className: "dr-notice", role: "alert"});
     var body = el("div", {className: "dr-body"});
     container.textContent = "";
@@ -159,6 +161,7 @@
     var saveButton = null;
 
     function renderActions() {
+      confirming = false;
       actions.textContent = "";
       var canApprove = state && state.preview && !dirty && !busy;
       if (saveButton) {
@@ -188,6 +191,7 @@
 
     function confirmStep(what) {
       actions.textContent = "";
+      confirming = true;
       var count = state && state.preview
         ? (state.preview.to.length + (state.preview.cc || []).length + (state.preview.bcc || []).length) : 0;
       var question = what === "send"
@@ -211,6 +215,7 @@
       say("Sending…");
       adapter.approve(state.preview.contentHash).then(function (result) {
         busy = false;
+        finished = true;
         var sent = result.sent || {};
         body.textContent = "";
         body.appendChild(el("p", {className: "dr-done", text: "Approved: sent as message " + (sent.id || "") +
@@ -227,6 +232,7 @@
       renderActions();
       adapter.discard().then(function () {
         busy = false;
+        finished = true;
         body.textContent = "";
         body.appendChild(el("p", {className: "dr-done", text: "Discarded: nothing was sent."}));
         say("");
@@ -288,6 +294,9 @@
     }
 
     function refresh() {
+      if (finished) {
+        return Promise.resolve();
+      }
       return adapter.load().then(function (next) {
         var changed = state && next.draft.updatedAt !== state.draft.updatedAt;
         if (changed && dirty) {
@@ -314,7 +323,7 @@
     });
     return {
       refresh: refresh,
-      isDirty: function () { return dirty; }
+      isDirty: function () { return dirty || confirming || busy; }
     };
   }
 

@@ -72,10 +72,10 @@
       approve: function (contentHash) {
         return callTool("approve_draft", {inbox_id: inboxId, draft_id: draftId, content_hash: contentHash})
           .then(function (data) {
-            if (!data.sent) {
+            if (!data.approved) {
               throw {code: data.code, message: data.message, state: data.draft ? data : null};
             }
-            return data;
+            return {sent: {id: data.id, status: data.status}};
           });
       },
       discard: function () {
