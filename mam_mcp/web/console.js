@@ -385,6 +385,7 @@
       pane.appendChild(heading);
       pane.appendChild(el("p", {className: "when", text: thread.messageCount + " message(s), oldest first"}));
       pane.appendChild(ul);
+      heading.focus();
     }, function (error) {
       pane.appendChild(el("p", {className: "empty", text: "Could not load the thread: " + error.message}));
     });
@@ -520,6 +521,7 @@
       });
       article.appendChild(el("details", {}, el("summary", {text: "Headers (" + m.headers.length + ")"}), table));
       pane.appendChild(article);
+      article.querySelector("h2").focus();  // keyboard and screen-reader users land on what they opened
     }, function (error) {
       pane.textContent = "";
       pane.appendChild(el("p", {className: "empty", text: error.status === 404
