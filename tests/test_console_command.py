@@ -46,7 +46,8 @@ def console_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def _console(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mam_mcp.cli", "console", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "mam_mcp.cli", "console", *args],
+        check=False, env=env, capture_output=True, text=True, timeout=60,
     )
 
 

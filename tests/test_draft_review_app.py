@@ -19,7 +19,7 @@ from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 from mam_mcp.server import build_server
-from mam_mcp.tools.draft_review import RESOURCE_URI
+from mam_mcp.tools.draft_review import RESOURCE_URI, REVIEW_APP_TOOLS, app_tools
 from tests.conftest import make_settings
 from tests.local.conftest import LocalBackendFixture, RecordingRelay, local_backend, local_config  # noqa: F401
 
@@ -40,7 +40,7 @@ async def inbox(local_backend: LocalBackendFixture) -> dict[str, Any]:  # noqa: 
 
 @asynccontextmanager
 async def mcp(
-    tmp_path: Path, fixture: LocalBackendFixture, *, apps: bool, **env: str  # noqa: F811
+    tmp_path: Path, fixture: LocalBackendFixture, *, apps: bool, **env: str
 ) -> AsyncIterator[Client]:
     _, app, key = fixture
 
@@ -67,7 +67,8 @@ async def test_the_view_is_an_app_resource_and_the_draft_tools_point_at_it(
         tools = {t.name: t for t in (await client.list_tools()).tools}
         for name in ("create_draft", "update_draft"):
             assert tools[name].meta == {"ui": {"resourceUri": RESOURCE_URI}}
-        for name in ("review_draft", "approve_draft"):
+        assert {spec.name for spec in app_tools.specs} == REVIEW_APP_TOOLS == {"review_draft", "approve_draft"}
+        for name in REVIEW_APP_TOOLS:
             assert tools[name].meta == {"ui": {"resourceUri": RESOURCE_URI, "visibility": ["app"]}}
         assert "ui" not in (tools["send_draft"].meta or {})  # the model's own send is unchanged
         listed = {r.uri: r for r in (await client.list_resources()).resources}
@@ -154,3 +155,15 @@ async def test_a_client_without_apps_sees_todays_tools_and_results(
 
     assert same(without) == same(with_apps)  # the result itself is the same text and data either way
     assert without.content[0].text.startswith("Created draft")
+
+
+def test_per_request_narrowing_keeps_the_view_tools_only_beside_send_draft(tmp_path: Path) -> None:
+    from mam_mcp.http_app import ToolNarrowing
+
+    settings = make_settings(tmp_path, hosted=False, env={"MAM_MCP_MODE": "local"})
+    server = build_server(settings)
+    narrowing = ToolNarrowing(settings, [t.name for t in server._tool_manager.list_tools()])
+    assert REVIEW_APP_TOOLS <= narrowing.allowed({"x-mcp-toolsets": "drafts"})  # type: ignore[operator]
+    assert not REVIEW_APP_TOOLS & narrowing.allowed({"x-mcp-toolsets": "email"})  # type: ignore[operator]
+    read_only = narrowing.allowed({"x-mcp-toolsets": "drafts", "x-mcp-readonly": "1"})
+    assert read_only is not None and not REVIEW_APP_TOOLS & read_only  # approving is a send

@@ -14,7 +14,7 @@ Graceful without apps: for a client that did not negotiate the extension, tools/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
 from mcp.server.apps import APP_MIME_TYPE, Apps, ResourceCsp, client_supports_apps
@@ -32,7 +32,15 @@ from mam_mcp.tools._send_status import send_outcome_data, send_outcome_text
 from mam_mcp.tools.consent import confirmation_text
 from mam_mcp.tools.outbound import SendRequest, check_policy
 
-__all__ = ["APP_MIME_TYPE", "RESOURCE_URI", "DraftReviewApp", "draft_review_app", "review_page"]
+__all__ = [
+    "APP_MIME_TYPE",
+    "RESOURCE_URI",
+    "REVIEW_APP_TOOLS",
+    "DraftReviewApp",
+    "draft_review_app",
+    "review_app_tools_beside",
+    "review_page",
+]
 
 RESOURCE_URI = "ui://mam-mcp/draft-review.html"
 REVIEWED_TOOLS = ("create_draft", "update_draft")  # their results open the view
@@ -40,6 +48,7 @@ APP_ONLY: dict[str, Any] = {"resourceUri": RESOURCE_URI, "visibility": ["app"]}
 
 # Not a catalogue toolset: these exist only beside the drafts toolset, for clients with apps.
 app_tools = Toolset("draft_review", "The draft review view's own actions (MCP Apps).")
+REVIEW_APP_TOOLS = frozenset({"review_draft", "approve_draft"})
 
 ContentHash = Annotated[str, Field(min_length=8, max_length=64, description="contentHash of the preview shown.")]
 
@@ -179,9 +188,14 @@ def _without_apps(result: HandlerResult, app_only: frozenset[str]) -> HandlerRes
     return {**result, "tools": tools}
 
 
+def review_app_tools_beside(selected: Iterable[str]) -> frozenset[str]:
+    """The view's own tools that go with a selection of catalogue tools: only where drafts can be sent."""
+    return REVIEW_APP_TOOLS if "send_draft" in set(selected) else frozenset()
+
+
 def draft_review_app(specs: Sequence[ToolSpec]) -> DraftReviewApp | None:
     """The review app for this selection: only where drafts can be sent (approving is a send)."""
     names = {spec.name for spec in specs}
-    if "send_draft" not in names:
+    if not review_app_tools_beside(names):
         return None
     return DraftReviewApp([name for name in REVIEWED_TOOLS if name in names])

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosmtplib
 import anyio
@@ -80,7 +80,7 @@ class RequestWatch:
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> RequestWatch:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import httpx2
-import pytest
 import pytest_asyncio
 from starlette.routing import Mount
 
@@ -152,6 +151,9 @@ async def test_foreign_host_and_origin_are_refused_even_with_a_session(stack: Co
             headers={"X-API-Key": stack.key, "Origin": "http://attacker.example"},
         )
         assert token.status_code == 403
+        # Another loopback port is the same site for cookies (SameSite ignores ports): still refused.
+        other_port = await http.get(f"{CONSOLE_PATH}/api/inboxes", headers={"Origin": "http://localhost:3000"})
+        assert other_port.status_code == 403
         same_site_name = await http.get(f"{CONSOLE_PATH}/api/inboxes", headers={"Origin": "http://localhost:8725"})
         assert same_site_name.status_code == 200
         discard = await http.delete(

@@ -22,13 +22,14 @@ from typing import Final
 from starlette.requests import Request
 
 from mam_mcp.local.model import KeyScope
+from mam_mcp.loopback import LOOPBACK_NAMES
 
 __all__ = [
     "CSRF_HEADER",
-    "ConsoleAccess",
     "LOGIN_TOKEN_SECONDS",
     "SESSION_SCOPE_KEY",
     "SESSION_SECONDS",
+    "ConsoleAccess",
     "Session",
     "allowed_host",
     "allowed_origin",
@@ -42,7 +43,6 @@ MAX_SESSIONS: Final = 64  # the oldest is signed out beyond this (each login mak
 MAX_PENDING_TOKENS: Final = 32
 CSRF_HEADER: Final = "x-csrf-token"
 SESSION_SCOPE_KEY: Final = "mam_console_session"  # where the guard leaves the session in the ASGI scope
-_LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 
 
 def cookie_name(port: int) -> str:
@@ -122,18 +122,19 @@ class ConsoleAccess:
 
 
 def _hosts(port: int) -> Iterable[str]:
-    for name in _LOOPBACK_NAMES:
+    for name in LOOPBACK_NAMES:
         yield f"{name}:{port}"
 
 
 def allowed_host(host_header: str | None, port: int) -> bool:
-    """The Host a browser sends for the console itself: a loopback name with our port (DNS rebinding
-    makes an attacker's name resolve to 127.0.0.1; its Host header still names the attacker)."""
+    """The Host a browser sends for the console itself: a loopback name with our port. Stricter than the
+    daemon's guard (any loopback host): the console's cookie is worth more than an API call."""
     return host_header is not None and host_header.lower() in set(_hosts(port))
 
 
 def allowed_origin(origin: str | None, port: int) -> bool:
-    """The console's own origin. `None` (no Origin header) is for the caller to judge."""
+    """The console's own origin, port included: a page on localhost:3000 is same-site for cookies
+    (SameSite ignores ports), so only the exact origin may act. `None` is for the caller to judge."""
     return origin is not None and origin.lower() in {f"http://{host}" for host in _hosts(port)}
 
 
