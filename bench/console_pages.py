@@ -29,10 +29,10 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from list_search import COMMON, RARE, fill  # noqa: E402  (the same 100k messages as the list benchmark)
+from list_search import COMMON, RARE, fill
 
-from mam_mcp.local.config import LocalConfig  # noqa: E402
-from mam_mcp.local.store import EmailStore  # noqa: E402
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.store import EmailStore
 
 GOAL_MS = 50.0
 BASE = "http://127.0.0.1:8725"
