@@ -29,7 +29,7 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from list_search import COMMON, RARE, fill
+from list_search import COMMON, RARE, fill  # the same 100k messages as the list benchmark
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.store import EmailStore
