@@ -78,6 +78,11 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 if f"search_{word}" in figures:
                     p50 = figures[f"search_{word}"]["p50_ms"]
                     add("list_search", f"search {word} word at 100k ({where}) p50 < 20 ms", p50, p50 < 20)
+    if console := _result(results, "console_pages"):
+        worst = max(console["results"].items(), key=lambda item: item[1]["server"]["p50_ms"])
+        add("console_pages", f"every console call at 100k messages: server time p50 < {_fmt(console['goal_server_ms'], 0)} ms",
+            worst[1]["server"]["p50_ms"], console["goal_met"],
+            f"slowest: {worst[0]}; worst p99 {_fmt(console['worst_server_p99_ms'], 2)} ms")  # fmt: skip
     if wait := _result(results, "wait_latency"):
         push = wait["push"]["smtp_250_to_result"]
         polling = wait["polling"]["smtp_250_to_result"]["p50_ms"]

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install-skill": ("mam_mcp.commands.install_skill", "copy the myagentmail skill into .claude/skills"),
     "linkedin": ("mam_mcp.commands.linkedin", "connect a LinkedIn account in this terminal (passwords never go through MCP)"),
     "drafts": ("mam_mcp.commands.drafts", "review drafts an agent left: list, show, approve (send) or discard"),
+    "console": ("mam_mcp.commands.console", "open the local web console: inboxes and mail live, drafts to approve"),
     "tail": ("mam_mcp.commands.tail", "print inbox events as JSON lines (for jq)"),
     "listen": ("mam_mcp.commands.listen", "POST inbox events to a local URL as signed webhooks (no public URL needed)"),
 }

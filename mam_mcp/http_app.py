@@ -42,6 +42,7 @@ from mam_mcp.client.errors import MamError
 from mam_mcp.config import Settings
 from mam_mcp.loopback import LOOPBACK_NAMES, is_loopback
 from mam_mcp.tools._catalog import SelectionError, select_tools
+from mam_mcp.tools.draft_review import REVIEW_APP_TOOLS, review_app_tools_beside
 from mam_mcp.tools._results import fail
 from mam_mcp.tools._runtime import ClientFactory
 
@@ -120,7 +121,8 @@ class ToolNarrowing:
     def __init__(self, settings: Settings, registered: Sequence[str]) -> None:
         self._mode = settings.mode
         self._registered = frozenset(registered)
-        specs, _ = select_tools(mode=settings.mode, tools=tuple(registered)) if registered else ([], [])
+        catalogued = tuple(name for name in registered if name not in REVIEW_APP_TOOLS)
+        specs, _ = select_tools(mode=settings.mode, tools=catalogued) if catalogued else ([], [])
         self._read_only = frozenset(spec.name for spec in specs if spec.read_only)
         self._resolve_cached = lru_cache(maxsize=256)(self._resolve)
 
@@ -145,7 +147,7 @@ class ToolNarrowing:
             chosen = set(self._registered)
         if _truthy(readonly):
             chosen &= self._read_only
-        return frozenset(chosen)
+        return frozenset(chosen | (review_app_tools_beside(chosen) & self._registered))
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method not in _NARROWED_METHODS:

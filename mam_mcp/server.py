@@ -27,6 +27,7 @@ from mam_mcp.logs import configure_logging
 from mam_mcp.tools._catalog import ToolSpec, published_annotations, select_tools
 from mam_mcp.tools._results import fail
 from mam_mcp.tools._runtime import ClientFactory, Runtime
+from mam_mcp.tools.draft_review import draft_review_app
 
 __all__ = ["build_server", "build_tool", "lean_schema", "INSTRUCTIONS"]
 
@@ -235,13 +236,19 @@ def build_server(settings: Settings, *, client_factory: ClientFactory | None = N
         logger.warning("%s", note)
     rt = Runtime(settings, client_factory)
     tools = [build_tool(spec, rt) for spec in specs]
+    # MCP Apps: a draft review view for hosts that render apps; others see today's tools unchanged.
+    review = draft_review_app(specs)
+    if review is not None:
+        tools += [build_tool(spec, rt) for spec in review.specs]
+        review.stamp(tools)
     server = MCPServer(
         name="mam-mcp",
         title="MyAgentMail",
         version=__version__,
         instructions=INSTRUCTIONS,
         tools=tools,
-        middleware=[ArgumentGuard({t.name: t for t in tools}, settings.mode)],
+        extensions=[review.extension] if review is not None else None,
+        middleware=[*([review] if review is not None else []), ArgumentGuard({t.name: t for t in tools}, settings.mode)],
         log_level=settings.log_level if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",  # type: ignore[arg-type]
     )
     configure_logging(settings.log_level)  # MCPServer() reconfigures logging; re-apply our filter and levels

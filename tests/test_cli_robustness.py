@@ -40,6 +40,7 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "install-skill": (["install-skill", "--dir", "/proc/no/such/dir"], "No such file or directory"),
     "linkedin": (["linkedin", "connect", "--label", "x"], "LinkedIn needs the hosted MyAgentMail API"),
     "drafts": (["drafts", "approve"], "the following arguments are required: DRAFT_ID"),
+    "console": (["console", "--no-browser", "--port", "1"], "unrecognized arguments: --port 1"),
     "tail": (["tail", "--event", "message.opened"], "invalid choice: 'message.opened'"),
     "listen": (["listen", "--forward", "ftp://example.com"], "--forward must be an http:// or https:// URL"),
 }

@@ -29,7 +29,7 @@ import filelock
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 import mam_mcp
 from mam_mcp.local.config import LocalConfig
@@ -365,6 +365,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     # Imported here so `import mam_mcp.local.daemon` stays cheap and free of side effects.
     from mam_mcp.local.app import create_app
     from mam_mcp.local.backend import LocalBackend
+    from mam_mcp.local.console import CONSOLE_PATH, Console
     from mam_mcp.local.events import EventHub, websocket_routes
     from mam_mcp.local.relay import SmtpRelay
     from mam_mcp.local.send_retries import SendRetryWorker
@@ -427,7 +428,10 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         stack.push_async_callback(dispatcher.stop)
         backend.add_event_sink(dispatcher.enqueue)
 
+        console = Console(backend, hub)
+        stack.callback(console.close)
         routes: list[BaseRoute] = [
+            Mount(CONSOLE_PATH, app=console.app),
             *websocket_routes(
                 hub,
                 authenticate=backend.authenticate,

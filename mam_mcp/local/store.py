@@ -180,6 +180,11 @@ CREATE TABLE outbound_delivery (
 CREATE INDEX outbound_delivery_due ON outbound_delivery(next_attempt_at) WHERE next_attempt_at IS NOT NULL;
 """
 FINISHED_OK_STATUSES = ("sent", "delivered", "captured")
+# Unread mail per inbox, newest first: unread counts and lists cost the unread rows, not the inbox's size
+# (the console counts them at 100k messages). Created at open on databases made before it.
+_UNREAD_INDEX = (
+    "CREATE INDEX IF NOT EXISTS messages_unread ON messages(inbox_id, at DESC) WHERE is_read=0 AND deleted=0"
+)
 
 
 def _add_delivery_table(conn: sqlite3.Connection) -> None:
@@ -543,6 +548,7 @@ class EmailStore:
             elif version > SCHEMA_VERSION:
                 raise RuntimeError(f"database schema {version} is newer than this mam-mcp ({SCHEMA_VERSION})")
             _add_delivery_table(conn)
+            conn.execute(_UNREAD_INDEX)
             for row in conn.execute("SELECT id, tenant_id, workspace_id, email FROM inboxes"):
                 self._inboxes[row["id"]] = InboxRecord(
                     row["id"], row["tenant_id"], row["workspace_id"], row["email"]

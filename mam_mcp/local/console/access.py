@@ -1,0 +1,144 @@
+"""Who may use the console, and from where: one-time login links, session cookies, CSRF tokens,
+and the Host/Origin checks that keep other web pages (and DNS rebinding) out.
+
+The flow: `mam-mcp console` asks the daemon for a login link with the tenant key; the link holds a
+one-time token (it works once, for `LOGIN_TOKEN_SECONDS`); opening it sets an HttpOnly,
+SameSite=Strict session cookie and redirects to the bare console URL, so the secret leaves the
+address bar at once. Every state-changing request must then carry the session's CSRF token (the
+page reads it from a meta tag) and come from the console's own origin. Sessions and tokens live in
+the daemon's memory only: a restarted daemon signs everyone out. The page never sees a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from starlette.requests import Request
+
+from mam_mcp.local.model import KeyScope
+from mam_mcp.loopback import LOOPBACK_NAMES
+
+__all__ = [
+    "CSRF_HEADER",
+    "LOGIN_TOKEN_SECONDS",
+    "SESSION_SCOPE_KEY",
+    "SESSION_SECONDS",
+    "ConsoleAccess",
+    "Session",
+    "allowed_host",
+    "allowed_origin",
+    "cookie_name",
+    "session_of",
+]
+
+LOGIN_TOKEN_SECONDS: Final = 300.0  # time to open the link `mam-mcp console --no-browser` printed
+SESSION_SECONDS: Final = 12 * 3600.0
+MAX_SESSIONS: Final = 64  # the oldest is signed out beyond this (each login makes one)
+MAX_PENDING_TOKENS: Final = 32
+CSRF_HEADER: Final = "x-csrf-token"
+SESSION_SCOPE_KEY: Final = "mam_console_session"  # where the guard leaves the session in the ASGI scope
+
+
+def cookie_name(port: int) -> str:
+    """Cookies are not separated by port: two daemons on one machine must not overwrite each other's."""
+    return f"mam_console_{port}"
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+@dataclass(slots=True)
+class Session:
+    scope: KeyScope
+    csrf: str = field(repr=False)
+    expires_at: float
+    ended: bool = False  # signed out: open event streams close
+
+    def live(self, now: float) -> bool:
+        return not self.ended and self.expires_at >= now
+
+    def csrf_matches(self, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
+
+
+class ConsoleAccess:
+    """One-time login tokens and the sessions they open (in memory; secrets kept as digests)."""
+
+    def __init__(self) -> None:
+        self._now = time.monotonic
+        self._tokens: dict[bytes, tuple[KeyScope, float]] = {}
+        self._sessions: dict[bytes, Session] = {}
+
+    def issue_login_token(self, scope: KeyScope) -> str:
+        """A secret that opens one session for `scope`, once, within LOGIN_TOKEN_SECONDS."""
+        self._prune()
+        while len(self._tokens) >= MAX_PENDING_TOKENS:
+            self._tokens.pop(next(iter(self._tokens)))
+        token = secrets.token_urlsafe(32)
+        self._tokens[_digest(token)] = (scope, self._now() + LOGIN_TOKEN_SECONDS)
+        return token
+
+    def redeem(self, token: str) -> tuple[str, Session] | None:
+        """Trade a login token for (session id, session); None if it is unknown, used or expired."""
+        if not token or len(token) > 200:
+            return None
+        entry = self._tokens.pop(_digest(token), None)
+        if entry is None or entry[1] < self._now():
+            return None
+        self._prune()
+        while len(self._sessions) >= MAX_SESSIONS:
+            self._sessions.pop(next(iter(self._sessions))).ended = True
+        session_id = secrets.token_urlsafe(32)
+        session = Session(entry[0], secrets.token_urlsafe(24), self._now() + SESSION_SECONDS)
+        self._sessions[_digest(session_id)] = session
+        return session_id, session
+
+    def session(self, session_id: str | None) -> Session | None:
+        if not session_id or len(session_id) > 200:
+            return None
+        session = self._sessions.get(_digest(session_id))
+        if session is None or not session.live(self._now()):
+            return None
+        return session
+
+    def end(self, session_id: str | None) -> None:
+        session = self._sessions.pop(_digest(session_id), None) if session_id else None
+        if session is not None:
+            session.ended = True
+
+    def _prune(self) -> None:
+        now = self._now()
+        for key in [k for k, (_, expires) in self._tokens.items() if expires < now]:
+            del self._tokens[key]
+        for key in [k for k, s in self._sessions.items() if s.expires_at < now]:
+            del self._sessions[key]
+
+
+def _hosts(port: int) -> Iterable[str]:
+    for name in LOOPBACK_NAMES:
+        yield f"{name}:{port}"
+
+
+def allowed_host(host_header: str | None, port: int) -> bool:
+    """The Host a browser sends for the console itself: a loopback name with our port. Stricter than the
+    daemon's guard (any loopback host): the console's cookie is worth more than an API call."""
+    return host_header is not None and host_header.lower() in set(_hosts(port))
+
+
+def allowed_origin(origin: str | None, port: int) -> bool:
+    """The console's own origin, port included: a page on localhost:3000 is same-site for cookies
+    (SameSite ignores ports), so only the exact origin may act. `None` is for the caller to judge."""
+    return origin is not None and origin.lower() in {f"http://{host}" for host in _hosts(port)}
+
+
+def session_of(request: Request) -> Session:
+    """The session the guard admitted this request with."""
+    session: Session = request.scope[SESSION_SCOPE_KEY]
+    return session
