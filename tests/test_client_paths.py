@@ -24,7 +24,7 @@ async def test_an_id_never_leaves_its_path_segment(inbox_id: str) -> None:
 
 
 def test_loopback_backend_ignores_proxy_settings_but_remote_api_honours_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mam_mcp.client._http import HttpCore
+    from mam_mcp.client.http import HttpCore
 
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")

@@ -1,4 +1,4 @@
-"""The client's event stream (`mam_mcp.client.events`): WebSocket, polling fallback, reconnect, dedup."""
+"""The client's event stream (`mam_mcp.client.event_stream`): WebSocket, polling fallback, reconnect, dedup."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import AuthForbidden, AuthInvalid
-from mam_mcp.client.events import (
+from mam_mcp.client.event_models import InboxEvent
+from mam_mcp.client.event_stream import (
     HANDSHAKE_GRACE,
     POLL_MAX_INBOXES,
     EventStream,
-    InboxEvent,
     open_event_stream,
 )
 from tests.event_stack import PLAIN, local_stack, until, verification_mail

@@ -59,7 +59,7 @@ async def tail_events(
     ready: anyio.Event | None = None,
 ) -> int:
     """Write each event's frame to `out` as a JSON line until cancelled or `max_events`; returns the count."""
-    from mam_mcp.client.events import open_event_stream
+    from mam_mcp.client.event_stream import open_event_stream
 
     count = 0
     async with open_event_stream(

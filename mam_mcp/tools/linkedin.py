@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import AfterValidator, BaseModel, Field
 
-from mam_mcp.client._http import LONG_TIMEOUT
+from mam_mcp.client.http import LONG_TIMEOUT
 from mam_mcp.client.errors import MamError, NoSessionAvailable, ValidationFailed
 from mam_mcp.client.linkedin import (
     LinkedIn,

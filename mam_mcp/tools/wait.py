@@ -20,7 +20,8 @@ from mcp_types import CallToolResult
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client import MamClient
-from mam_mcp.client.events import format_time, open_event_stream, parse_time
+from mam_mcp.client.event_models import format_time, parse_time
+from mam_mcp.client.event_stream import open_event_stream
 from mam_mcp.client.models import Message
 from mam_mcp.tools._catalog import READ
 from mam_mcp.tools._common import InboxId, body_text, html_to_text, sender, summarize

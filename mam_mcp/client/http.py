@@ -26,7 +26,16 @@ from mam_mcp.client.errors import (
 )
 from mam_mcp.loopback import is_loopback_url
 
-__all__ = ["DEFAULT_TIMEOUT", "LONG_TIMEOUT", "SEND_TIMEOUT", "HttpCore", "RawResponse", "json_body", "path_segment"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LONG_TIMEOUT",
+    "SEND_TIMEOUT",
+    "HttpCore",
+    "RawResponse",
+    "ResourceNamespace",
+    "json_body",
+    "path_segment",
+]
 
 logger = logging.getLogger("mam_mcp.client")
 
@@ -248,6 +257,13 @@ class HttpCore:
         if not isinstance(data, dict):
             raise MamError(f"the API returned JSON that is not an object (HTTP {response.status_code})")
         return data
+
+
+class ResourceNamespace:
+    """A group of endpoints (`client.inboxes`, `client.linkedin.signals`) over the shared HttpCore."""
+
+    def __init__(self, http: HttpCore) -> None:
+        self._http = http
 
 
 def path_segment(value: str) -> str:
