@@ -14,7 +14,8 @@ import pytest
 from mcp import Client
 
 from mam_mcp.server import build_server
-from mam_mcp.tools._catalog import SEND, SelectionError, load_toolsets, select_tools
+from mam_mcp.toolkit.toolsets import SEND
+from mam_mcp.tools.catalog import SelectionError, load_toolsets, select_tools
 from tests.conftest import make_settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
@@ -89,7 +90,7 @@ async def test_sends_are_destructive_and_not_idempotent(tmp_path: Path) -> None:
 
 
 def test_published_hints_leave_out_only_what_equals_mcps_defaults() -> None:
-    from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, published_annotations
+    from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, published_annotations
 
     def wire(preset: Any) -> dict[str, Any]:
         return published_annotations(preset).model_dump(by_alias=True, exclude_none=True)
@@ -131,7 +132,7 @@ async def test_send_tools_take_verified_where_the_reference_requires_it(tmp_path
 
 
 def test_hosted_only_table_matches_the_toolsets() -> None:
-    from mam_mcp.tools._catalog import HOSTED_ONLY_TOOLSETS
+    from mam_mcp.tools.catalog import HOSTED_ONLY_TOOLSETS
 
     sets = load_toolsets()
     assert {ts.name for ts in sets if ts.hosted_only} == HOSTED_ONLY_TOOLSETS

@@ -253,7 +253,7 @@ async def test_sessions_utilization_and_revoke(tmp_path: Path, fake: FakeHostedA
 
 
 async def test_every_linkedin_tool_is_hosted_only(tmp_path: Path, fake: FakeHostedAPI) -> None:
-    from mam_mcp.tools._catalog import load_toolsets
+    from mam_mcp.tools.catalog import load_toolsets
 
     sets = {
         ts.name: ts

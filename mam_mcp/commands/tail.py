@@ -86,11 +86,11 @@ def run_with_client(command: str, settings: Settings, work: Callable[[MamClient]
     """Run `work` with a client of the configured backend; an API error is one line on stderr, exit 1."""
     import anyio
 
+    from mam_mcp.backends import connect_backend
     from mam_mcp.client.errors import MamError
-    from mam_mcp.tools._runtime import default_client_factory
 
     async def main() -> None:
-        client = await default_client_factory(settings)
+        client = await connect_backend(settings)
         async with client:
             await work(client)
 

@@ -15,8 +15,8 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import AfterValidator, BaseModel, Field
 
-from mam_mcp.client.http import LONG_TIMEOUT
 from mam_mcp.client.errors import MamError, NoSessionAvailable, ValidationFailed
+from mam_mcp.client.http import LONG_TIMEOUT
 from mam_mcp.client.linkedin import (
     LinkedIn,
     check_connection_note,
@@ -33,9 +33,9 @@ from mam_mcp.client.linkedin_models import (
     SignalKind,
     SignalMatch,
 )
-from mam_mcp.tools._catalog import READ, SEND, WRITE, Toolset
-from mam_mcp.tools._results import UntrustedFence, ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.results import UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import READ, SEND, WRITE, Toolset
 
 toolset = Toolset(
     "linkedin",

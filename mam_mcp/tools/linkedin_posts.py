@@ -12,9 +12,9 @@ from pydantic import AfterValidator, Field
 
 from mam_mcp.client.linkedin import check_actor_url, check_conversation_urn, check_post_urn
 from mam_mcp.client.linkedin_models import ContentPosts, DatePosted
-from mam_mcp.tools._catalog import READ, Toolset
-from mam_mcp.tools._results import ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.results import ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import READ, Toolset
 from mam_mcp.tools.linkedin import (
     SessionFor,
     author_data,

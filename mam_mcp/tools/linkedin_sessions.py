@@ -6,9 +6,9 @@ Connecting an account needs a password or cookies, which never pass through MCP:
 
 from mcp_types import CallToolResult
 
-from mam_mcp.tools._catalog import DELETE, READ, Toolset
-from mam_mcp.tools._results import ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.results import ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import DELETE, READ, Toolset
 from mam_mcp.tools.linkedin import Id, known_fields, linkedin_api
 
 toolset = Toolset(

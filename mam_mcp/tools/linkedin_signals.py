@@ -7,9 +7,9 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from mam_mcp.client.linkedin_models import Cadence, Intent, SignalRun
-from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, Toolset
-from mam_mcp.tools._results import UntrustedFence, ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.results import UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
 from mam_mcp.tools.linkedin import (
     Id,
     ProfileUrl,

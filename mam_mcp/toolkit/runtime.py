@@ -1,7 +1,8 @@
 """Per-server runtime the tools share: settings, the lazily created API client, process state.
 
-The client is created on the first tool call, not at start-up: in local mode that is when
-the backend daemon is started if it is not running (DESIGN §5: not before the handshake).
+The client is created on the first tool call, not at start-up, by the factory the server was
+given (by default `mam_mcp.backends.connect_backend`): in local mode that is when the backend
+daemon is started if it is not running (DESIGN §5: not before the handshake).
 """
 
 from __future__ import annotations
@@ -17,27 +18,10 @@ import anyio
 from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 
-__all__ = ["Runtime", "ClientFactory", "default_client_factory", "write_secret_file"]
+__all__ = ["BoundedAskTimes", "BoundedIdSet", "ClientFactory", "Runtime", "write_secret_file"]
 
+# Makes the API client for these settings; tests pass one that talks to a fake or an in-process backend.
 ClientFactory = Callable[[Settings], Awaitable[MamClient]]
-
-
-async def default_client_factory(settings: Settings) -> MamClient:
-    if settings.mode == "hosted":
-        assert settings.api_key is not None  # Settings.load guarantees it
-        return MamClient(base_url=settings.base_url, api_key=settings.api_key.get_secret_value())
-    from mam_mcp.client.errors import MamError
-    from mam_mcp.local.launcher import DaemonStartError, ensure_daemon
-
-    try:
-        handle = await ensure_daemon(settings.local_config())
-    except DaemonStartError as error:
-        raise MamError(
-            str(error),
-            code="LOCAL_BACKEND_UNAVAILABLE",
-            hint="Run `mam-mcp doctor`; or set MYAGENTMAIL_API_KEY to use the hosted API instead.",
-        ) from None
-    return MamClient(base_url=handle.base_url, api_key=handle.api_key)
 
 
 def write_secret_file(directory: Path, label: str, value: str) -> Path:
@@ -93,9 +77,9 @@ class BoundedAskTimes(OrderedDict[str, float]):
 
 
 class Runtime:
-    def __init__(self, settings: Settings, client_factory: ClientFactory | None = None) -> None:
+    def __init__(self, settings: Settings, client_factory: ClientFactory) -> None:
         self.settings = settings
-        self._factory = client_factory or default_client_factory
+        self._factory = client_factory
         self._client: MamClient | None = None
         self._lock = anyio.Lock()
         # wait_for_email: messages already returned by this process are not returned again
