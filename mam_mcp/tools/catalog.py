@@ -33,10 +33,10 @@ TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
     "workspaces": ("mam_mcp.tools.workspaces",),
     "webhooks": ("mam_mcp.tools.webhooks",),
     "testing": ("mam_mcp.tools.testing",),
-    "linkedin": ("mam_mcp.tools.linkedin",),
-    "linkedin_signals": ("mam_mcp.tools.linkedin_signals",),
-    "linkedin_posts": ("mam_mcp.tools.linkedin_posts",),
-    "linkedin_sessions": ("mam_mcp.tools.linkedin_sessions",),
+    "linkedin": ("mam_mcp.tools.linkedin.intent",),
+    "linkedin_signals": ("mam_mcp.tools.linkedin.signals",),
+    "linkedin_posts": ("mam_mcp.tools.linkedin.posts",),
+    "linkedin_sessions": ("mam_mcp.tools.linkedin.sessions",),
 }
 # Toolsets that need the hosted API. Known here so local mode (the default) need not import them:
 # their models cost ~50 ms of cold start. tests/test_catalog.py checks this matches `hosted_only`.

@@ -10,17 +10,9 @@ from mam_mcp.client.linkedin_models import Cadence, Intent, SignalRun
 from mam_mcp.toolkit.results import UntrustedFence, ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
-from mam_mcp.tools.linkedin import (
-    Id,
-    ProfileUrl,
-    known_fields,
-    linkedin_api,
-    one_line,
-    search_text,
-    signal_data,
-    signal_line,
-    with_progress,
-)
+from mam_mcp.tools.linkedin.access import linkedin_api, with_progress
+from mam_mcp.tools.linkedin.arguments import Id, ProfileUrl
+from mam_mcp.tools.linkedin.presentation import known_fields, one_line, search_text, signal_data, signal_line
 
 toolset = Toolset(
     "linkedin_signals",

@@ -15,16 +15,9 @@ from mam_mcp.client.linkedin_models import ContentPosts, DatePosted
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import READ, Toolset
-from mam_mcp.tools.linkedin import (
-    SessionFor,
-    author_data,
-    author_line,
-    fenced,
-    linkedin_api,
-    one_line,
-    resolve_session,
-    with_progress,
-)
+from mam_mcp.tools.linkedin.access import linkedin_api, resolve_session, with_progress
+from mam_mcp.tools.linkedin.arguments import SessionFor
+from mam_mcp.tools.linkedin.presentation import author_data, author_line, fenced, one_line
 
 toolset = Toolset(
     "linkedin_posts",

@@ -9,7 +9,9 @@ from mcp_types import CallToolResult
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, Toolset
-from mam_mcp.tools.linkedin import Id, known_fields, linkedin_api
+from mam_mcp.tools.linkedin.access import linkedin_api
+from mam_mcp.tools.linkedin.arguments import Id
+from mam_mcp.tools.linkedin.presentation import known_fields
 
 toolset = Toolset(
     "linkedin_sessions",
