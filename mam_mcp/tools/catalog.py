@@ -39,7 +39,7 @@ TOOLSET_MODULES: dict[str, tuple[str, ...]] = {
     "linkedin_sessions": ("mam_mcp.tools.linkedin.sessions",),
 }
 # Toolsets that need the hosted API. Known here so local mode (the default) need not import them:
-# their models cost ~50 ms of cold start. tests/test_catalog.py checks this matches `hosted_only`.
+# their models cost ~50 ms of cold start. tests/tools/test_catalog.py checks this matches `hosted_only`.
 HOSTED_ONLY_TOOLSETS = frozenset({"linkedin", "linkedin_signals", "linkedin_posts", "linkedin_sessions"})
 _ECHO_CHARS = 60  # longer names are cut when echoed back in an error
 _HOSTED_ONLY_NOTE = (

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_linkedin import LinkedInFake
-from tests.test_linkedin_tools import RULE, fake, li, linkedin_client, linkedin_requests, search_hit, text_of
+from tests.tools.linkedin.test_intent import RULE, fake, li, linkedin_client, linkedin_requests, search_hit, text_of
 
-__all__ = ["fake", "li"]  # fixtures shared with test_linkedin_tools
+__all__ = ["fake", "li"]  # fixtures shared with test_intent
 
 POST_URN = "urn:li:activity:7332661864792854528"
 CONVERSATION_URN = "urn:li:msg_conversation:(urn:li:fsd_profile:ACoAAB,2-abc==)"

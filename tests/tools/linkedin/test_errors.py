@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_linkedin import LinkedInFake
-from tests.test_linkedin_tools import RULE, fake, li, linkedin_client, text_of
+from tests.tools.linkedin.test_intent import RULE, fake, li, linkedin_client, text_of
 
 __all__ = ["fake", "li"]
 

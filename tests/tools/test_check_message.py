@@ -253,7 +253,7 @@ def test_check_message_is_not_default_and_loads_no_dkim_until_called(
         "listed = anyio.run(names)\n"
         "print(json.dumps(['check_message' in listed, [m for m in ('dkim', 'dns') if m in sys.modules]]))\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository: the probe imports tests.conftest
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=root, check=False
     )

@@ -1,6 +1,6 @@
-"""Catalogue-wide checks (DESIGN §7) and the checked-in tools/list snapshot.
+"""Catalogue-wide checks (DESIGN §7) and the checked-in tools/list snapshot, one file per tool.
 
-Update the snapshot deliberately with: MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_catalog.py
+Update the snapshots deliberately with: MAM_UPDATE_SNAPSHOTS=1 pytest tests/tools/test_catalog.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from mam_mcp.toolkit.toolsets import SEND
 from mam_mcp.tools.catalog import SelectionError, load_toolsets, select_tools
 from tests.conftest import make_settings
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+# tests/snapshots/tools/<tool name>.json: what tools/list says of that tool, so a change to one tool diffs one file.
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots" / "tools"
+UPDATE_HINT = "if deliberate, run MAM_UPDATE_SNAPSHOTS=1 pytest tests/tools/test_catalog.py and commit tests/snapshots/tools/"
 STABLE_DEFAULT_EMAIL = {
     "list_inboxes", "create_inbox", "send_email", "reply_to_email", "forward_email", "list_messages",
     "get_message", "list_threads", "get_thread", "get_attachment", "mark_message",
@@ -51,14 +53,25 @@ async def test_the_default_tools_list_fits_its_token_budget(tmp_path: Path) -> N
     )
 
 
+def _snapshot_text(tool: dict[str, Any]) -> str:
+    return json.dumps(tool, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 async def test_snapshot_of_all_tools_matches(tmp_path: Path) -> None:
-    tools = await _list_tools(tmp_path, toolsets="all")
-    current = json.dumps(sorted(tools, key=lambda t: t["name"]), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    current = {t["name"]: _snapshot_text(t) for t in await _list_tools(tmp_path, toolsets="all")}
     if os.environ.get("MAM_UPDATE_SNAPSHOTS") == "1":
-        SNAPSHOT.write_text(current, encoding="utf-8")
-    assert SNAPSHOT.exists(), "no snapshot yet: run MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_catalog.py"
-    assert current == SNAPSHOT.read_text(encoding="utf-8"), (
-        "tools/list changed: if deliberate, run MAM_UPDATE_SNAPSHOTS=1 pytest tests/test_catalog.py and commit the snapshot"
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        for stale in SNAPSHOTS.glob("*.json"):
+            if stale.stem not in current:
+                stale.unlink()  # the tool is gone
+        for name, text in current.items():
+            (SNAPSHOTS / f"{name}.json").write_text(text, encoding="utf-8")
+    saved = {path.stem: path.read_text(encoding="utf-8") for path in SNAPSHOTS.glob("*.json")}
+    assert saved, f"no snapshots yet: {UPDATE_HINT}"
+    added, removed = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
+    changed = sorted(name for name in set(current) & set(saved) if current[name] != saved[name])
+    assert not (added or removed or changed), (
+        f"tools/list changed (new: {added}, gone: {removed}, changed: {changed}): {UPDATE_HINT}"
     )
 
 

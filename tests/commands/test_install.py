@@ -282,7 +282,7 @@ def test_install_skill_copies_the_shipped_skill(tmp_path: Path, capsys: pytest.C
 
 
 # --- README host sections and server.json stay true -------------------------------------------------------------
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("host", HOSTS)

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tests.test_contract import FakeBackend, LocalBackend, backend, call, tools  # noqa: F401  (fixtures)
+from tests.tools.test_contract import FakeBackend, LocalBackend, backend, call, tools  # noqa: F401  (fixtures)
 from tests.local.conftest import FAKE_TXT, local_backend, local_config  # noqa: F401  (fixtures)
 
 Backend = FakeBackend | LocalBackend
