@@ -127,24 +127,39 @@ def test_header_safety_module_stands_alone() -> None:
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
 
 
+# Kept off `serve`'s start-up path: what a request needs is imported when it comes.
+HEAVY_ON_SERVE = (
+    "inscriptis", "lxml", "aiosmtpd", "aiosmtplib", "sqlite3", "bpe_openai", "wsproto", "httpx2.websockets",
+    "mam_mcp.local.store", "mam_mcp.local.app", "mam_mcp.local.launcher", "mam_mcp.http_app", "mam_mcp.extract",
+    "mam_mcp.prompts", "mam_mcp.resources",
+)  # fmt: skip
+# Local mode has no LinkedIn: its toolsets and models (~50 ms) stay unimported.
+ABSENT_IN_LOCAL_MODE = ("mam_mcp.client.linkedin_models", "mam_mcp.tools.linkedin")
+
+
+def test_the_start_up_guard_names_modules_that_exist() -> None:
+    # A module renamed or moved would make the guard below pass without checking anything.
+    import importlib.util
+
+    ours = [name for name in (*HEAVY_ON_SERVE, *ABSENT_IN_LOCAL_MODE) if name.startswith("mam_mcp.")]
+    assert [name for name in ours if importlib.util.find_spec(name) is None] == []
+
+
 def test_serve_start_up_path_has_no_heavy_imports() -> None:
     # What the SDK itself imports (uvicorn, starlette) is paid by any MCP server; this guards our own.
     import subprocess
     import sys
 
-    # Built as `serve` builds it (local and hosted mode): what a request needs is imported when it comes.
+    # Built as `serve` builds it (local and hosted mode).
     code = (
         "import sys, tempfile; import mam_mcp.cli, mam_mcp.server, mam_mcp.commands.serve; "
         "from mam_mcp.config import Settings; from mam_mcp.server import build_server; "
         "home = tempfile.mkdtemp(); "
         "env = {'HOME': home, 'XDG_CONFIG_HOME': home, 'XDG_DATA_HOME': home, 'MYAGENTMAIL_API_KEY': 'tk_x'}; "
         "build_server(Settings.load(env=env, overrides={'mode': sys.argv[1]}, platform='linux')); "
-        "heavy = [m for m in ('inscriptis', 'lxml', 'aiosmtpd', 'aiosmtplib', 'sqlite3', 'mam_mcp.local.store', "
-        "'mam_mcp.local.app', 'mam_mcp.http_app', 'bpe_openai', 'mam_mcp.extract', 'wsproto', "
-        "'httpx2.websockets', 'mam_mcp.prompts', 'mam_mcp.resources', 'mam_mcp.local.launcher') if m in sys.modules]; "
-        # Local mode has no LinkedIn: its toolsets and models (~50 ms) stay unimported.
-        "heavy += [m for m in ('mam_mcp.client.linkedin_models', 'mam_mcp.tools.linkedin') "
-        "if sys.argv[1] == 'local' and m in sys.modules]; print(','.join(heavy))"
+        f"heavy = [m for m in {HEAVY_ON_SERVE!r} if m in sys.modules]; "
+        f"heavy += [m for m in {ABSENT_IN_LOCAL_MODE!r} if sys.argv[1] == 'local' and m in sys.modules]; "
+        "print(','.join(heavy))"
     )
     for mode in ("local", "hosted"):
         result = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=60)
