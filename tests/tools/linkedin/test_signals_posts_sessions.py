@@ -7,7 +7,15 @@ from pathlib import Path
 
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_linkedin import LinkedInFake
-from tests.tools.linkedin.test_intent import RULE, fake, li, linkedin_client, linkedin_requests, search_hit, text_of
+from tests.tools.linkedin.test_intent import (
+    RULE,
+    fake,
+    li,
+    linkedin_client,
+    linkedin_requests,
+    search_hit,
+    text_of,
+)
 
 __all__ = ["fake", "li"]  # fixtures shared with test_intent
 
