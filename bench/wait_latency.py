@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from mcp import Client
 
 from mam_mcp.client import MamClient
-from mam_mcp.client import events as events_module
+from mam_mcp.client import event_stream as events_module
 from mam_mcp.config import Settings
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.launcher import DaemonHandle, ensure_daemon

@@ -41,10 +41,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mam_mcp.client.errors import MamError
 from mam_mcp.config import Settings
 from mam_mcp.loopback import LOOPBACK_NAMES, is_loopback
-from mam_mcp.tools._catalog import SelectionError, select_tools
+from mam_mcp.toolkit.results import fail
+from mam_mcp.toolkit.runtime import ClientFactory
+from mam_mcp.tools.catalog import SelectionError, select_tools
 from mam_mcp.tools.draft_review import REVIEW_APP_TOOLS, review_app_tools_beside
-from mam_mcp.tools._results import fail
-from mam_mcp.tools._runtime import ClientFactory
 
 __all__ = [
     "SELECTION_HEADERS",

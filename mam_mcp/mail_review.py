@@ -21,7 +21,7 @@ from mam_mcp.dkim_check import DkimResult, TxtLookup, organizational_domain, ver
 from mam_mcp.extract import extract_link_details
 from mam_mcp.link_wrappers import unwrap_link
 
-__all__ = ["Check", "LinkReport", "Review", "review_message"]
+__all__ = ["ReviewCheck", "LinkReport", "Review", "review_message"]
 
 STATUS_ORDER = ("fail", "warn", "note", "pass")
 MAX_LINKS = 50
@@ -49,7 +49,9 @@ _BULK_HEADERS = ("list-id", "list-unsubscribe", "feedback-id")
 
 
 @dataclass(frozen=True)
-class Check:
+class ReviewCheck:
+    """One check of a mail review: its verdict, our summary, and what it quotes from the mail."""
+
     id: str
     status: str  # fail | warn | note | pass
     summary: str  # our own words: safe outside the fence
@@ -82,7 +84,7 @@ class LinkReport:
 @dataclass
 class Review:
     size_bytes: int
-    checks: list[Check]
+    checks: list[ReviewCheck]
     links: list[LinkReport] = field(default_factory=list)
     dkim: list[DkimResult] = field(default_factory=list)
     parts: list[dict[str, Any]] = field(default_factory=list)
@@ -239,51 +241,51 @@ def _link_reports(anchors: list[tuple[str, str]], text: str | None) -> list[Link
 # --- checks ------------------------------------------------------------------------------------
 
 
-def _check_text_part(text: str | None, html: str | None) -> Check:
+def _check_text_part(text: str | None, html: str | None) -> ReviewCheck:
     if text is not None and text.strip():
-        return Check("text_part", "pass", "a plain-text part is there")
+        return ReviewCheck("text_part", "pass", "a plain-text part is there")
     if html is not None:
-        return Check(
+        return ReviewCheck(
             "text_part", "warn", "HTML only: no plain-text alternative (text clients and spam filters mind)"
         )
-    return Check("text_part", "fail", "no readable body: neither a text nor an HTML part")
+    return ReviewCheck("text_part", "fail", "no readable body: neither a text nor an HTML part")
 
 
-def _check_html(html: str | None, scan: _HtmlScan) -> Check:
+def _check_html(html: str | None, scan: _HtmlScan) -> ReviewCheck:
     if html is None:
-        return Check("html", "note", "no HTML part")
+        return ReviewCheck("html", "note", "no HTML part")
     if not scan.problems:
-        return Check("html", "pass", "the HTML parses with balanced tags")
+        return ReviewCheck("html", "pass", "the HTML parses with balanced tags")
     summary = f"the HTML has {len(scan.problems)} structure problem(s) (unclosed or stray tags)"
-    return Check("html", "warn", summary, tuple(scan.problems[:MAX_DETAILS]))
+    return ReviewCheck("html", "warn", summary, tuple(scan.problems[:MAX_DETAILS]))
 
 
-def _check_images(scan: _HtmlScan) -> Check:
+def _check_images(scan: _HtmlScan) -> ReviewCheck:
     images = [(src, alt) for src, alt, pixel in scan.images if not pixel]
     missing = [src for src, alt in images if alt is None]
     if not missing:
-        return Check(
+        return ReviewCheck(
             "images_alt", "pass", f"all {len(images)} image(s) have alt text" if images else "no images"
         )
     details = tuple(
         src.rsplit("/", 1)[-1][:80] + f" ({_host(src) or 'inline'})" for src in missing[:MAX_DETAILS]
     )
-    return Check(
+    return ReviewCheck(
         "images_alt", "warn", f"{len(missing)} of {len(images)} image(s) have no alt attribute", details
     )
 
 
-def _check_links(links: list[LinkReport]) -> Check:
+def _check_links(links: list[LinkReport]) -> ReviewCheck:
     wrong = [link for link in links if link.mismatch]
     if not wrong:
-        return Check("links", "pass", f"{len(links)} link(s); none shows one site and goes to another")
+        return ReviewCheck("links", "pass", f"{len(links)} link(s); none shows one site and goes to another")
     details = tuple(f"text shows {w.shown_host}, goes to {_host(w.destination)}" for w in wrong[:MAX_DETAILS])
-    return Check(
+    return ReviewCheck(
         "links", "fail", f"{len(wrong)} link(s) show one site in their text but go to another", details
     )
 
 
-def _check_unsubscribe(message: Message, text: str | None, html: str | None, dkim: list[DkimResult]) -> Check:
+def _check_unsubscribe(message: Message, text: str | None, html: str | None, dkim: list[DkimResult]) -> ReviewCheck:
     header = str(message.get("List-Unsubscribe") or "")
     post = str(message.get("List-Unsubscribe-Post") or "")
     precedence = str(message.get("Precedence") or "").strip().lower()
@@ -299,20 +301,20 @@ def _check_unsubscribe(message: Message, text: str | None, html: str | None, dki
     )
     if not header:
         if bulk:
-            return Check("list_unsubscribe", "fail", "bulk-looking mail without a List-Unsubscribe header")
-        return Check(
+            return ReviewCheck("list_unsubscribe", "fail", "bulk-looking mail without a List-Unsubscribe header")
+        return ReviewCheck(
             "list_unsubscribe", "note", "no List-Unsubscribe; not needed: the mail does not look bulk"
         )
     uris = re.findall(r"<([^>]+)>", header)
     https = [u for u in uris if u.lower().startswith("https://")]
     one_click = post.strip().lower().replace(" ", "") == "list-unsubscribe=one-click"
     if one_click and not https:
-        return Check(
+        return ReviewCheck(
             "list_unsubscribe", "fail", "one-click (RFC 8058) is declared but there is no https URI", details
         )
     if not one_click:
         status = "warn" if bulk else "note"
-        return Check(
+        return ReviewCheck(
             "list_unsubscribe",
             status,
             "List-Unsubscribe without RFC 8058 one-click (List-Unsubscribe-Post)",
@@ -323,17 +325,17 @@ def _check_unsubscribe(message: Message, text: str | None, html: str | None, dki
         {"list-unsubscribe", "list-unsubscribe-post"} <= set(d.signed_headers) for d in verified
     ):
         summary = "one-click unsubscribe, but no verified DKIM signature covers both List-Unsubscribe headers"
-        return Check("list_unsubscribe", "warn", summary, details)
-    return Check("list_unsubscribe", "pass", "List-Unsubscribe with RFC 8058 one-click", details)
+        return ReviewCheck("list_unsubscribe", "warn", summary, details)
+    return ReviewCheck("list_unsubscribe", "pass", "List-Unsubscribe with RFC 8058 one-click", details)
 
 
-def _single(message: Message, name: str) -> tuple[Any, Check | None]:
+def _single(message: Message, name: str) -> tuple[Any, ReviewCheck | None]:
     values = message.get_all(name) or []
     check_id = name.lower().replace("-", "_")
     if not values:
-        return None, Check(check_id, "fail", f"no {name} header")
+        return None, ReviewCheck(check_id, "fail", f"no {name} header")
     if len(values) > 1:
-        return None, Check(
+        return None, ReviewCheck(
             check_id,
             "fail",
             f"{len(values)} {name} headers (there must be one)",
@@ -342,61 +344,61 @@ def _single(message: Message, name: str) -> tuple[Any, Check | None]:
     return values[0], None
 
 
-def _check_message_id(message: Message) -> Check:
+def _check_message_id(message: Message) -> ReviewCheck:
     value, problem = _single(message, "Message-ID")
     if problem:
         return problem
     text = str(value).strip()
     if not _MESSAGE_ID.match(text):
-        return Check("message_id", "fail", "the Message-ID is not <left@right>", (text[:200],))
+        return ReviewCheck("message_id", "fail", "the Message-ID is not <left@right>", (text[:200],))
     if "." not in text.rsplit("@", 1)[1]:
-        return Check("message_id", "warn", "the Message-ID's right side is not a domain name", (text[:200],))
-    return Check("message_id", "pass", "one well-formed Message-ID")
+        return ReviewCheck("message_id", "warn", "the Message-ID's right side is not a domain name", (text[:200],))
+    return ReviewCheck("message_id", "pass", "one well-formed Message-ID")
 
 
-def _check_date(message: Message, now: datetime) -> Check:
+def _check_date(message: Message, now: datetime) -> ReviewCheck:
     value, problem = _single(message, "Date")
     if problem:
         return problem
     when = getattr(value, "datetime", None)
     if when is None or getattr(value, "defects", None):
-        return Check(
+        return ReviewCheck(
             "date", "fail", "the Date header does not parse as an RFC 5322 date", (str(value)[:200],)
         )
     if when.tzinfo is None:
-        return Check("date", "warn", "the Date has no time zone (-0000)", (str(value)[:200],))
+        return ReviewCheck("date", "warn", "the Date has no time zone (-0000)", (str(value)[:200],))
     if when - now > DATE_FUTURE_SLACK:
-        return Check("date", "warn", "the Date is in the future", (str(value)[:200],))
-    return Check("date", "pass", "one valid Date")
+        return ReviewCheck("date", "warn", "the Date is in the future", (str(value)[:200],))
+    return ReviewCheck("date", "pass", "one valid Date")
 
 
 def _addresses(value: Any) -> list[str]:
     return [f"{a.username}@{a.domain}" for a in getattr(value, "addresses", ())]
 
 
-def _check_from(message: Message) -> tuple[Check, list[str]]:
+def _check_from(message: Message) -> tuple[ReviewCheck, list[str]]:
     value, problem = _single(message, "From")
     if problem:
         return problem, []
     addresses = _addresses(value)
     bad = [a for a in addresses if not _ADDRESS.match(a)]
     if not addresses or bad or getattr(value, "defects", None):
-        return Check("from", "fail", "the From header is not a valid address", (str(value)[:200],)), []
+        return ReviewCheck("from", "fail", "the From header is not a valid address", (str(value)[:200],)), []
     if len(addresses) > 1:
-        return Check(
+        return ReviewCheck(
             "from", "warn", "From names several mailboxes (needs a Sender header)", (str(value)[:200],)
         ), addresses
-    return Check("from", "pass", "one valid From address"), addresses
+    return ReviewCheck("from", "pass", "one valid From address"), addresses
 
 
-def _check_reply_to(message: Message, senders: list[str]) -> Check:
+def _check_reply_to(message: Message, senders: list[str]) -> ReviewCheck:
     value = message.get("Reply-To")
     if value is None:
-        return Check("reply_to", "pass", "no Reply-To: replies go to From")
+        return ReviewCheck("reply_to", "pass", "no Reply-To: replies go to From")
     replies = [a.lower() for a in _addresses(value)]
     if replies and set(replies) <= {s.lower() for s in senders}:
-        return Check("reply_to", "pass", "Reply-To is the From address")
-    return Check(
+        return ReviewCheck("reply_to", "pass", "Reply-To is the From address")
+    return ReviewCheck(
         "reply_to",
         "note",
         "Reply-To differs from From: replies go elsewhere",
@@ -404,7 +406,7 @@ def _check_reply_to(message: Message, senders: list[str]) -> Check:
     )
 
 
-def _check_size(size: int, parts: list[dict[str, Any]]) -> Check:
+def _check_size(size: int, parts: list[dict[str, Any]]) -> ReviewCheck:
     largest = max(parts, key=lambda p: p["size"], default=None)
     summary = f"{size:,} bytes in total" + (
         f"; largest part {largest['content_type']} of {largest['size']:,} bytes" if largest else ""
@@ -412,17 +414,17 @@ def _check_size(size: int, parts: list[dict[str, Any]]) -> Check:
     html_sizes = [p["size"] for p in parts if p["content_type"] == "text/html" and not p["filename"]]
     details = (f"largest part: {largest['filename']}",) if largest and largest["filename"] else ()
     if size > SIZE_FAIL_BYTES:
-        return Check("size", "fail", summary + "; over 25 MB, which most receivers refuse", details)
+        return ReviewCheck("size", "fail", summary + "; over 25 MB, which most receivers refuse", details)
     if size > SIZE_WARN_BYTES:
-        return Check("size", "warn", summary + "; over 10 MB, which some receivers refuse", details)
+        return ReviewCheck("size", "warn", summary + "; over 10 MB, which some receivers refuse", details)
     if html_sizes and max(html_sizes) > GMAIL_CLIP_BYTES:
-        return Check("size", "warn", summary + "; the HTML is over 102 KB, so Gmail clips it", details)
-    return Check("size", "pass", summary, details)
+        return ReviewCheck("size", "warn", summary + "; the HTML is over 102 KB, so Gmail clips it", details)
+    return ReviewCheck("size", "pass", summary, details)
 
 
-def _check_dkim(dkim: list[DkimResult]) -> Check:
+def _check_dkim(dkim: list[DkimResult]) -> ReviewCheck:
     if not dkim:
-        return Check(
+        return ReviewCheck(
             "dkim", "warn", "no DKIM-Signature: receivers cannot tie the mail to the sender's domain"
         )
     details = tuple(
@@ -432,31 +434,31 @@ def _check_dkim(dkim: list[DkimResult]) -> Check:
     )
     verified = [d for d in dkim if d.result == "verified"]
     if any(d.aligned for d in verified):
-        return Check("dkim", "pass", "DKIM signature verified and aligned with the From domain", details)
+        return ReviewCheck("dkim", "pass", "DKIM signature verified and aligned with the From domain", details)
     if verified:
-        return Check(
+        return ReviewCheck(
             "dkim",
             "warn",
             "DKIM verified, but for another domain than From's (DMARC needs alignment)",
             details,
         )
     if any(d.result == "failed" for d in dkim):
-        return Check("dkim", "fail", "DKIM signature does not verify", details)
-    return Check(
+        return ReviewCheck("dkim", "fail", "DKIM signature does not verify", details)
+    return ReviewCheck(
         "dkim", "note", "DKIM-Signature present, not verified (its key could not be looked up)", details
     )
 
 
 def review_message(raw: bytes, *, dns_txt: TxtLookup | None = None, now: datetime | None = None) -> Review:
     """Check a raw RFC 5322 message. `dns_txt` looks up DKIM keys (default: DNS); `now` dates the Date check."""
-    structure: Check | None = None
+    structure: ReviewCheck | None = None
     try:
         message = BytesParser(policy=policy.default).parsebytes(raw)
         text, html, parts = _body_parts(message)
     except RecursionError:  # e.g. 1,000 nested multiparts: read the headers alone
         message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
         text, html, parts = None, None, []
-        structure = Check("mime_structure", "fail", "the MIME structure is nested too deeply to read")
+        structure = ReviewCheck("mime_structure", "fail", "the MIME structure is nested too deeply to read")
     assert isinstance(message, EmailMessage)
     scan = _HtmlScan()
     if html is not None:

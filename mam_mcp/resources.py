@@ -7,9 +7,9 @@ from pathlib import Path
 from mcp.server import MCPServer
 from mcp.server.mcpserver.resources import FunctionResource
 
-from mam_mcp.tools._common import body_text, sender
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.presentation import body_text, sender
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence
+from mam_mcp.toolkit.runtime import Runtime
 
 __all__ = ["register_resources", "skills_dir", "SKILL_URI"]
 

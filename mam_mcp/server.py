@@ -21,12 +21,14 @@ from mcp_types import CallToolResult
 from pydantic import ValidationError
 
 from mam_mcp import __version__
+from mam_mcp.backends import connect_backend
 from mam_mcp.client.errors import ConnectionFailed, MamError, ValidationFailed
 from mam_mcp.config import Settings
 from mam_mcp.logs import configure_logging
-from mam_mcp.tools._catalog import ToolSpec, published_annotations, select_tools
-from mam_mcp.tools._results import fail
-from mam_mcp.tools._runtime import ClientFactory, Runtime
+from mam_mcp.toolkit.results import fail
+from mam_mcp.toolkit.runtime import ClientFactory, Runtime
+from mam_mcp.toolkit.toolsets import ToolSpec, published_annotations
+from mam_mcp.tools.catalog import select_tools
 from mam_mcp.tools.draft_review import draft_review_app
 
 __all__ = ["build_server", "build_tool", "lean_schema", "INSTRUCTIONS"]
@@ -149,7 +151,7 @@ def _validation_failed(error: ValidationError) -> ValidationFailed:
 
 def _unknown_tool(name: str, offered: list[str], mode: str) -> MamError:
     """The error for a tools/call of a name this server does not offer: the closest names, never a long echo."""
-    from mam_mcp.tools._catalog import describe_unknown
+    from mam_mcp.tools.catalog import describe_unknown
 
     if mode != "hosted" and name.startswith("linkedin_"):
         return MamError(
@@ -223,7 +225,10 @@ class RegisterOnFirstUse:
 
 
 def build_server(settings: Settings, *, client_factory: ClientFactory | None = None) -> MCPServer:
-    """Build the MCP server for these settings. Raises SelectionError on unknown tool names."""
+    """Build the MCP server for these settings. Raises SelectionError on unknown tool names.
+
+    `client_factory` makes the API client on the first tool call (default: `connect_backend`).
+    """
     configure_logging(settings.log_level)
     specs, notes = select_tools(
         mode=settings.mode,
@@ -234,7 +239,7 @@ def build_server(settings: Settings, *, client_factory: ClientFactory | None = N
     )
     for note in notes:
         logger.warning("%s", note)
-    rt = Runtime(settings, client_factory)
+    rt = Runtime(settings, client_factory or connect_backend)
     tools = [build_tool(spec, rt) for spec in specs]
     # MCP Apps: a draft review view for hosts that render apps; others see today's tools unchanged.
     review = draft_review_app(specs)

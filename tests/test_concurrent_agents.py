@@ -17,7 +17,8 @@ import anyio
 from mcp import Client
 
 from mam_mcp.client import MamClient
-from mam_mcp.client.events import format_time, open_event_stream
+from mam_mcp.client.event_models import format_time
+from mam_mcp.client.event_stream import open_event_stream
 from mam_mcp.server import build_server
 from tests.conftest import make_settings
 from tests.local.fixtures_c import RunningDaemon, daemon_config, daemon_process

@@ -48,7 +48,7 @@ def test_no_key_means_local_and_secrets_are_masked(tmp_path: Path) -> None:
 
 
 def test_returned_ids_are_bounded_and_forget_the_oldest() -> None:
-    from mam_mcp.tools._runtime import BoundedIdSet
+    from mam_mcp.toolkit.runtime import BoundedIdSet
 
     ids = BoundedIdSet(3)
     for item in ("a", "b", "c", "d"):

@@ -11,7 +11,6 @@ from types import TracebackType
 
 import httpx2
 
-from mam_mcp.client._http import DEFAULT_TIMEOUT, HttpCore, RawResponse
 from mam_mcp.client.email import (
     Attachments,
     Domains,
@@ -27,6 +26,7 @@ from mam_mcp.client.email import (
     Workspaces,
 )
 from mam_mcp.client.errors import MamError
+from mam_mcp.client.http import DEFAULT_TIMEOUT, HttpCore, RawResponse
 
 __all__ = ["MamClient", "MamError", "RawResponse"]
 

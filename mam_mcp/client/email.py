@@ -1,7 +1,7 @@
 """Resource namespaces for the email half of /v1: `client.inboxes.create(...)`, `client.messages.send(...)`.
 
 Arguments are snake_case Python; bodies go out camelCase as the reference documents them.
-Each method is one HTTP call; no method retries a send (see _http).
+Each method is one HTTP call; no method retries a send (see client.http).
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from mam_mcp.client._http import HttpCore, RawResponse
 from mam_mcp.client.errors import ValidationFailed
-from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
-from mam_mcp.client._http import json_body as _body
-from mam_mcp.client._http import path_segment as _seg
+from mam_mcp.client.http import RawResponse, ResourceNamespace
+from mam_mcp.client.http import json_body as _body
+from mam_mcp.client.http import path_segment as _seg
 from mam_mcp.client.models import (
     AddressList,
     Attachment,
@@ -37,6 +36,7 @@ from mam_mcp.client.models import (
     Workspace,
     WorkspaceKey,
 )
+from mam_mcp.headers import UNSAFE_REASON, is_safe_header_value
 
 __all__ = [
     "Inboxes",
@@ -66,12 +66,7 @@ def _check_header_args(**arguments: str | builtins.list[str] | None) -> None:
             raise ValidationFailed(f"{name}: {UNSAFE_REASON}", details=[{"path": name, "message": UNSAFE_REASON}])
 
 
-class _Namespace:
-    def __init__(self, http: HttpCore) -> None:
-        self._http = http
-
-
-class Inboxes(_Namespace):
+class Inboxes(ResourceNamespace):
     async def create(
         self,
         *,
@@ -155,7 +150,7 @@ def _bound(body: dict[str, Any], expect_hash: str | None) -> dict[str, Any]:
     return {**body, "expectHash": expect_hash} if expect_hash else body
 
 
-class Messages(_Namespace):
+class Messages(ResourceNamespace):
     async def send(
         self,
         inbox_id: str,
@@ -248,7 +243,7 @@ class Messages(_Namespace):
         )
 
 
-class Attachments(_Namespace):
+class Attachments(ResourceNamespace):
     async def list(self, inbox_id: str, message_id: str) -> builtins.list[Attachment]:
         data = await self._http.request(
             "GET", f"/inboxes/{_seg(inbox_id)}/messages/{_seg(message_id)}/attachments"
@@ -263,7 +258,7 @@ class Attachments(_Namespace):
         )
 
 
-class Threads(_Namespace):
+class Threads(ResourceNamespace):
     async def list(self, inbox_id: str, *, limit: int | None = None, offset: int | None = None) -> ThreadList:
         data = await self._http.request(
             "GET", f"/inboxes/{_seg(inbox_id)}/threads", params={"limit": limit, "offset": offset}
@@ -280,7 +275,7 @@ class Threads(_Namespace):
         )
 
 
-class Drafts(_Namespace):
+class Drafts(ResourceNamespace):
     async def create(
         self,
         inbox_id: str,
@@ -330,7 +325,7 @@ class Drafts(_Namespace):
         return SendResult.model_validate(data)
 
 
-class Previews(_Namespace):
+class Previews(ResourceNamespace):
     """Dry runs of the send routes (local backend only): exactly what would be sent and who is new.
 
     The hosted API has no dry run; the tools compose a preview there from reads instead.
@@ -366,7 +361,7 @@ class Previews(_Namespace):
         return await self._preview(f"/inboxes/{_seg(inbox_id)}/drafts/{_seg(draft_id)}/send", {})
 
 
-class Lists(_Namespace):
+class Lists(ResourceNamespace):
     async def list(self, inbox_id: str) -> builtins.list[AddressList]:
         data = await self._http.request("GET", f"/inboxes/{_seg(inbox_id)}/lists")
         return [AddressList.model_validate(item) for item in data.get("lists", [])]
@@ -411,7 +406,7 @@ def _domain(data: Any) -> Domain:
     return Domain.model_validate(data.get("domain", data) if isinstance(data.get("domain"), dict) else data)
 
 
-class Domains(_Namespace):
+class Domains(ResourceNamespace):
     async def create(self, *, domain: str, workspace_id: str | None = None) -> Domain:
         return _domain(await self._http.request("POST", "/domains", json=_body(domain=domain, workspaceId=workspace_id)))
 
@@ -433,7 +428,7 @@ class Domains(_Namespace):
         return await self._http.request("DELETE", f"/domains/{_seg(domain)}")
 
 
-class Workspaces(_Namespace):
+class Workspaces(ResourceNamespace):
     async def create(self, *, name: str) -> Workspace:
         return Workspace.model_validate(await self._http.request("POST", "/workspaces", json={"name": name}))
 
@@ -459,7 +454,7 @@ class Workspaces(_Namespace):
         return await self._http.request("DELETE", f"/workspaces/{_seg(workspace_id)}/keys/{_seg(key_id)}")
 
 
-class Webhooks(_Namespace):
+class Webhooks(ResourceNamespace):
     async def create(
         self,
         *,
@@ -493,7 +488,7 @@ class Webhooks(_Namespace):
         return await self._http.request("DELETE", f"/webhooks/{_seg(webhook_id)}")
 
 
-class MetricsApi(_Namespace):
+class MetricsApi(ResourceNamespace):
     async def get(
         self,
         *,
@@ -506,7 +501,7 @@ class MetricsApi(_Namespace):
         return Metrics.model_validate(await self._http.request("GET", "/metrics", params=params))
 
 
-class VerifyApi(_Namespace):
+class VerifyApi(ResourceNamespace):
     async def email(self, email: str) -> VerifyEmailResult:
         return VerifyEmailResult.model_validate(
             await self._http.request("POST", "/verify-email", json={"email": email})

@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from mam_mcp.client._http import LONG_TIMEOUT, HttpCore
-from mam_mcp.client._http import json_body as _body
-from mam_mcp.client._http import path_segment as _seg
 from mam_mcp.client.errors import SendOutcomeUnknown, ValidationFailed
+from mam_mcp.client.http import LONG_TIMEOUT, HttpCore, ResourceNamespace
+from mam_mcp.client.http import json_body as _body
+from mam_mcp.client.http import path_segment as _seg
 from mam_mcp.client.linkedin_models import (
     CommentList,
     ConnectionResult,
@@ -197,10 +197,7 @@ def _outcome_unknown(error: SendOutcomeUnknown, what: str, hint: str) -> SendOut
     return SendOutcomeUnknown(f"{what}: {error.message}", status=error.status, hint=hint)
 
 
-class _Namespace:
-    def __init__(self, http: HttpCore) -> None:
-        self._http = http
-
+class _LinkedInNamespace(ResourceNamespace):
     async def _spend(
         self, method: str, path: str, *, json: Any = None, timeout: float | None = None, what: str, hint: str
     ) -> Any:
@@ -212,7 +209,7 @@ class _Namespace:
 
 
 # --- sessions ---------------------------------------------------------------------------------------------
-class Sessions(_Namespace):
+class Sessions(_LinkedInNamespace):
     """Connected LinkedIn accounts. Logins carry passwords/cookies: only `mam-mcp linkedin connect` calls them."""
 
     async def list(self) -> list[LinkedInSession]:
@@ -248,7 +245,7 @@ class Sessions(_Namespace):
 
 
 # --- profiles, connections, raw content search ------------------------------------------------------------
-class Profiles(_Namespace):
+class Profiles(_LinkedInNamespace):
     async def lookup(self, profile_url: str, *, session_id: str | None = None) -> ProfileLookup:
         url = _checked("profile_url", check_profile_url, profile_url)
         body = _body(sessionId=session_id, profileUrl=url)
@@ -262,7 +259,7 @@ class Profiles(_Namespace):
         return ProfileLookup.model_validate(data)
 
 
-class Connections(_Namespace):
+class Connections(_LinkedInNamespace):
     async def send(
         self, target: str, *, message: str | None = None, session_id: str | None = None
     ) -> ConnectionResult:
@@ -280,7 +277,7 @@ class Connections(_Namespace):
         return ConnectionResult.model_validate(data)
 
 
-class ContentSearch(_Namespace):
+class ContentSearch(_LinkedInNamespace):
     async def content(
         self, keyword: str, *, session_id: str, date_posted: str | None = None, count: int | None = None
     ) -> ContentPosts:
@@ -297,7 +294,7 @@ class ContentSearch(_Namespace):
         return ContentPosts.model_validate(data)
 
 
-class Searches(_Namespace):
+class Searches(_LinkedInNamespace):
     """Historical searches with a firing rule: synchronous (10-15 s), persisted, free to re-open."""
 
     async def run(
@@ -413,7 +410,7 @@ def signal_body(
     )
 
 
-class SignalWatchlist(_Namespace):
+class SignalWatchlist(_LinkedInNamespace):
     async def list(self, signal_id: str) -> Watchlist:
         return Watchlist.model_validate(
             await self._http.request("GET", f"/linkedin/signals/{_seg(signal_id)}/watchlist")
@@ -439,7 +436,7 @@ class SignalWatchlist(_Namespace):
         await self._http.request("DELETE", f"/linkedin/signals/{_seg(signal_id)}/watchlist/{_seg(entry_id)}")
 
 
-class Signals(_Namespace):
+class Signals(_LinkedInNamespace):
     def __init__(self, http: HttpCore) -> None:
         super().__init__(http)
         self.watchlist = SignalWatchlist(http)
@@ -507,7 +504,7 @@ class Signals(_Namespace):
 
 
 # --- posts, messages, conversations -----------------------------------------------------------------------
-class Posts(_Namespace):
+class Posts(_LinkedInNamespace):
     """Read-only post graph; each call burns one engagement_poll slot of the session's daily budget."""
 
     async def by_author(self, author_url: str, *, session_id: str, count: int | None = None) -> ContentPosts:
@@ -540,7 +537,7 @@ class Posts(_Namespace):
         return ReactionList.model_validate(data)
 
 
-class DirectMessages(_Namespace):
+class DirectMessages(_LinkedInNamespace):
     async def send(
         self, *, session_id: str, text: str, recipient: str | None = None, conversation_urn: str | None = None
     ) -> SentMessage:
@@ -565,7 +562,7 @@ class DirectMessages(_Namespace):
         return SentMessage.model_validate(data)
 
 
-class Conversations(_Namespace):
+class Conversations(_LinkedInNamespace):
     async def list(self, *, session_id: str) -> ConversationList:
         data = await self._http.request("GET", "/linkedin/conversations", params={"sessionId": session_id})
         return ConversationList.model_validate(data)

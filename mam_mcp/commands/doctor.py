@@ -274,7 +274,7 @@ async def _api_check(client: Any, settings: Settings) -> Check:
 async def _websocket_check(client: Any) -> Check:
     import anyio
 
-    from mam_mcp.client.events import MAX_EVENT_BYTES
+    from mam_mcp.client.event_stream import MAX_EVENT_BYTES
 
     http = client.http.async_client  # the socket shares the API client's auth header and transport
     url = str(http.base_url).rstrip("/") + "/ws"

@@ -73,7 +73,7 @@ async def approve_draft(
     except MamError as error:
         print(f"Not sent: {error.to_text()}", file=out)
         return 1
-    from mam_mcp.tools._send_status import STATUS_HINTS, send_outcome_text
+    from mam_mcp.toolkit.send_status import STATUS_HINTS, send_outcome_text
 
     if (result.status or "sent") == "captured":
         print(f"Sent draft {draft_id} as message {result.id}: captured locally. {STATUS_HINTS['captured']}", file=out)

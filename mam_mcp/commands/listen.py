@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import anyio
 
     from mam_mcp.client import MamClient
-    from mam_mcp.client.events import InboxEvent
+    from mam_mcp.client.event_models import InboxEvent
 
 __all__ = ["add_arguments", "forward_events", "forwarding_secret", "run", "sign"]
 
@@ -110,7 +110,7 @@ async def forward_events(
     """POST each event to `url`, signed; a status line per delivery. Returns how many got a 2xx."""
     import httpx2
 
-    from mam_mcp.client.events import open_event_stream
+    from mam_mcp.client.event_stream import open_event_stream
 
     delivered = seen = 0
     async with (

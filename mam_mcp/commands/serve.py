@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import anyio
 
     from mam_mcp.server import build_server
-    from mam_mcp.tools._catalog import SelectionError
+    from mam_mcp.tools.catalog import SelectionError
 
     if args.transport != "stdio":
         return _run_http(args, settings)
@@ -131,7 +131,7 @@ def _run_http(args: argparse.Namespace, settings: Settings) -> int:
 
     from mam_mcp.http_app import HttpStartRefused, build_http_app
     from mam_mcp.http_limits import uvicorn_config
-    from mam_mcp.tools._catalog import SelectionError
+    from mam_mcp.tools.catalog import SelectionError
 
     options = http_options(args)
     if args.workers > 1 and (options.transport != "http" or not options.stateless):

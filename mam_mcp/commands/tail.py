@@ -59,7 +59,7 @@ async def tail_events(
     ready: anyio.Event | None = None,
 ) -> int:
     """Write each event's frame to `out` as a JSON line until cancelled or `max_events`; returns the count."""
-    from mam_mcp.client.events import open_event_stream
+    from mam_mcp.client.event_stream import open_event_stream
 
     count = 0
     async with open_event_stream(
@@ -86,11 +86,11 @@ def run_with_client(command: str, settings: Settings, work: Callable[[MamClient]
     """Run `work` with a client of the configured backend; an API error is one line on stderr, exit 1."""
     import anyio
 
+    from mam_mcp.backends import connect_backend
     from mam_mcp.client.errors import MamError
-    from mam_mcp.tools._runtime import default_client_factory
 
     async def main() -> None:
-        client = await default_client_factory(settings)
+        client = await connect_backend(settings)
         async with client:
             await work(client)
 

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def catalogue_markdown() -> str:
     """Every toolset and tool as a markdown table, in catalogue order."""
-    from mam_mcp.tools._catalog import load_toolsets
+    from mam_mcp.tools.catalog import load_toolsets
 
     rows = ["| toolset | tool | what it does | hints |", "|---|---|---|---|"]
     for toolset in load_toolsets():
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     import sys
 
-    from mam_mcp.tools._catalog import SelectionError, select_tools
+    from mam_mcp.tools.catalog import SelectionError, select_tools
 
     try:
         specs, notes = select_tools(

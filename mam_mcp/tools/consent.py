@@ -34,8 +34,8 @@ from pydantic import BaseModel, Field
 
 from mam_mcp.client.errors import MamError
 from mam_mcp.client.models import SendPreview, SendResult
-from mam_mcp.tools._results import UntrustedFence, ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.results import UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.tools.outbound import SendRequest, check_policy, check_recipient_rule
 
 __all__ = ["Consent", "Plan", "SendApproval", "SendPlan", "asking", "finish_send", "plan_send", "runtime_of"]
@@ -195,7 +195,7 @@ def confirmation_text(preview: SendPreview, heading: str) -> str:
         lines.append("Attachments: " + ", ".join(a.filename for a in preview.attachments))
     body = preview.plain_body
     if not (body or "").strip() and preview.html_body:
-        from mam_mcp.tools._common import html_to_text
+        from mam_mcp.toolkit.presentation import html_to_text
 
         body = html_to_text(preview.html_body)
     body = body or ""

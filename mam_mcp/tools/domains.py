@@ -6,10 +6,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from mam_mcp.client.models import Domain
-from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, Toolset
-from mam_mcp.tools._common import ResourceId
-from mam_mcp.tools._results import ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.arguments import ResourceId
+from mam_mcp.toolkit.results import ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
 
 toolset = Toolset("domains", "Custom sending domains and DNS records.")
 

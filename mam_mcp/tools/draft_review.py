@@ -24,11 +24,11 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from mam_mcp.client.errors import MamError, ValidationFailed
-from mam_mcp.tools._catalog import READ, SEND, Toolset, ToolSpec
-from mam_mcp.tools._common import DraftId, InboxId
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, fail, ok
-from mam_mcp.tools._runtime import Runtime
-from mam_mcp.tools._send_status import send_outcome_data, send_outcome_text
+from mam_mcp.toolkit.arguments import DraftId, InboxId
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, fail, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.send_status import send_outcome_data, send_outcome_text
+from mam_mcp.toolkit.toolsets import READ, SEND, Toolset, ToolSpec
 from mam_mcp.tools.consent import confirmation_text
 from mam_mcp.tools.outbound import SendRequest, check_policy
 

@@ -8,8 +8,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from mam_mcp.client.models import Draft
-from mam_mcp.tools._catalog import DELETE, READ, SEND, UPDATE, WRITE, Toolset
-from mam_mcp.tools._common import (
+from mam_mcp.toolkit.arguments import (
     Body,
     DraftId,
     HtmlBody,
@@ -19,9 +18,10 @@ from mam_mcp.tools._common import (
     Subject,
     Verified,
 )
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
-from mam_mcp.tools._send_status import send_outcome_data, send_outcome_text
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.send_status import send_outcome_data, send_outcome_text
+from mam_mcp.toolkit.toolsets import DELETE, READ, SEND, UPDATE, WRITE, Toolset
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
 

@@ -9,8 +9,7 @@ from mcp_types import BlobResourceContents, CallToolResult, EmbeddedResource
 from pydantic import Field
 
 from mam_mcp.client.models import Message, SendResult
-from mam_mcp.tools._catalog import READ, SEND, UPDATE, WRITE, Toolset
-from mam_mcp.tools._common import (
+from mam_mcp.toolkit.arguments import (
     Body,
     HtmlBody,
     InboxId,
@@ -24,14 +23,12 @@ from mam_mcp.tools._common import (
     Subject,
     ThreadId,
     Verified,
-    body_text,
-    page_info,
-    sender,
-    summarize,
 )
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
-from mam_mcp.tools._send_status import send_outcome_data, send_outcome_text
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.presentation import body_text, page_info, sender, summarize
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.send_status import send_outcome_data, send_outcome_text
+from mam_mcp.toolkit.toolsets import READ, SEND, UPDATE, WRITE, Toolset
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
 

@@ -6,10 +6,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from mam_mcp.client.models import Inbox
-from mam_mcp.tools._catalog import DELETE, READ, UPDATE, WRITE, Toolset
-from mam_mcp.tools._common import EmailAddress, InboxId, MessageId
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.arguments import EmailAddress, InboxId, MessageId
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
 
 toolset = Toolset("inbox_admin", "Inbox settings, addresses, keys, deletion and raw source.")
 

@@ -6,10 +6,10 @@ from typing import Any
 import anyio
 from mcp_types import CallToolResult
 
-from mam_mcp.tools._catalog import READ, Toolset
-from mam_mcp.tools._common import InboxId, MessageId
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.arguments import InboxId, MessageId
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import READ, Toolset
 
 toolset = Toolset("testing", "Check an app's mail: structure, links, unsubscribe headers, DKIM.")
 

@@ -20,12 +20,14 @@ from mcp_types import CallToolResult
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client import MamClient
-from mam_mcp.client.events import format_time, open_event_stream, parse_time
+from mam_mcp.client.event_models import format_time, parse_time
+from mam_mcp.client.event_stream import open_event_stream
 from mam_mcp.client.models import Message
-from mam_mcp.tools._catalog import READ
-from mam_mcp.tools._common import InboxId, body_text, html_to_text, sender, summarize
-from mam_mcp.tools._results import UNTRUSTED_NOTE, UntrustedFence, ok
-from mam_mcp.tools._runtime import Runtime
+from mam_mcp.toolkit.arguments import InboxId
+from mam_mcp.toolkit.presentation import body_text, html_to_text, sender, summarize
+from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, ok
+from mam_mcp.toolkit.runtime import Runtime
+from mam_mcp.toolkit.toolsets import READ
 from mam_mcp.tools.email import toolset
 
 __all__ = ["ReceivedAfter", "decode_received_after", "encode_cursor", "wait_for_email"]
@@ -183,7 +185,10 @@ async def _report_progress(ctx: Context, started: float, timeout: float) -> None
 
 
 def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallToolResult:
-    from mam_mcp.extract import extract_code, extract_link_details  # on the first found mail: its patterns cost start-up time
+    from mam_mcp.extract import (  # on the first found mail: its patterns cost start-up time
+        extract_code,
+        extract_link_details,
+    )
 
     body = body_text(message, max_chars=BODY_CHARS)
     code = extract_code(message.subject, message.plain_body, message.html_body) if extract else None

@@ -1,0 +1,32 @@
+"""The backend a server or command talks to: the hosted API, or the local daemon (started if need be).
+
+`connect_backend` is the default client factory: `build_server` hands it to the tools' Runtime,
+and `mam-mcp tail`/`listen` use it directly. It lives outside `mam_mcp.tools` so that the tools
+never import the local backend; the launcher is imported only when local mode makes a client.
+"""
+
+from __future__ import annotations
+
+from mam_mcp.client import MamClient
+from mam_mcp.client.errors import MamError
+from mam_mcp.config import Settings
+
+__all__ = ["connect_backend"]
+
+
+async def connect_backend(settings: Settings) -> MamClient:
+    """A client of the configured backend; in local mode the daemon is started if it is not running."""
+    if settings.mode == "hosted":
+        assert settings.api_key is not None  # Settings.load guarantees it
+        return MamClient(base_url=settings.base_url, api_key=settings.api_key.get_secret_value())
+    from mam_mcp.local.launcher import DaemonStartError, ensure_daemon
+
+    try:
+        handle = await ensure_daemon(settings.local_config())
+    except DaemonStartError as error:
+        raise MamError(
+            str(error),
+            code="LOCAL_BACKEND_UNAVAILABLE",
+            hint="Run `mam-mcp doctor`; or set MYAGENTMAIL_API_KEY to use the hosted API instead.",
+        ) from None
+    return MamClient(base_url=handle.base_url, api_key=handle.api_key)
