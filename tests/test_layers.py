@@ -119,11 +119,12 @@ def test_the_private_import_check_can_fail() -> None:
     assert _private_imports("from mam_mcp.toolkit.results import ok", "mam_mcp.tools") == []
 
 
-def test_header_safety_module_stands_alone() -> None:
-    # Both `local` and `client` import mam_mcp.headers, so it may import neither (nor anything outside the stdlib).
+@pytest.mark.parametrize("module", ["headers.py", "signatures.py"])
+def test_shared_module_stands_alone(module: str) -> None:
+    # Both `local` and the CLI or `client` import these, so they may import neither (nor anything outside the stdlib).
     import sys
 
-    imported = {name.split(".")[0] for name in _imports(PACKAGE / "headers.py")}
+    imported = {name.split(".")[0] for name in _imports(PACKAGE / module)}
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
 
 

@@ -15,8 +15,6 @@ exact bytes and their signature, never the secret itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import inspect
 import json
 import logging
@@ -37,22 +35,19 @@ from pydantic import BaseModel, ConfigDict
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.model import InboxEvent
+from mam_mcp.signatures import SIGNATURE_HEADER, sign_body
 
 __all__ = [
-    "SIGNATURE_HEADER",
     "DeliveryStatus",
     "WebhookDelivery",
     "WebhookDispatcher",
     "WebhookTargetLike",
     "encode_payload",
-    "sign_body",
-    "verify_signature",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SIGNATURE_HEADER: Final = "x-mam-signature"
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 DEFAULT_RETRY_CAP_SECONDS: Final = 6 * 3600.0
 LEASE_MARGIN_SECONDS: Final = 30.0  # a claimed row is re-tried by a later process only after this
@@ -104,16 +99,6 @@ def encode_payload(event: InboxEvent) -> bytes:
     return json.dumps(event.webhook_payload(), ensure_ascii=False, separators=(",", ":"), default=str).encode(
         "utf-8"
     )
-
-
-def sign_body(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(secret: str, body: bytes, header: str) -> bool:
-    """True when `header` is the hex HMAC-SHA256 of `body` under `secret` (constant-time compare)."""
-    expected = sign_body(secret, body).encode("ascii")
-    return hmac.compare_digest(expected, header.strip().lower().encode("utf-8", "replace"))
 
 
 class WebhookDispatcher:

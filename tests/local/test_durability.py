@@ -21,7 +21,7 @@ import aiosmtplib
 import anyio
 import pytest
 
-from mam_mcp.local.webhooks import verify_signature
+from mam_mcp.signatures import verify_signature
 from tests.local.fixtures_b import Receiver, serve_receiver
 from tests.local.fixtures_c import RunningDaemon, daemon_config, daemon_process
 

@@ -17,7 +17,8 @@ from httpx2.websockets import ASGIWebSocketTransport
 from mam_mcp.local.app import create_app
 from mam_mcp.local.events import EventHub, websocket_routes
 from mam_mcp.local.smtp import SmtpIngress
-from mam_mcp.local.webhooks import WebhookDispatcher, verify_signature
+from mam_mcp.local.webhooks import WebhookDispatcher
+from mam_mcp.signatures import verify_signature
 from tests.local.conftest import LocalBackendFixture
 from tests.local.fixtures_b import serve_receiver
 

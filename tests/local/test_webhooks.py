@@ -18,14 +18,8 @@ import pytest
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.model import InboxEvent
-from mam_mcp.local.webhooks import (
-    SIGNATURE_HEADER,
-    WebhookDelivery,
-    WebhookDispatcher,
-    encode_payload,
-    sign_body,
-    verify_signature,
-)
+from mam_mcp.local.webhooks import WebhookDelivery, WebhookDispatcher, encode_payload
+from mam_mcp.signatures import SIGNATURE_HEADER, sign_body, verify_signature
 from tests.local.fixtures_b import Receiver, serve_receiver
 
 SECRET = "whsec_" + "s3cr3t-value-never-logged"
