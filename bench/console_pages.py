@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from list_search import COMMON, RARE, fill  # the same 100k messages as the list benchmark
 
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.store import EmailStore
+from mam_mcp.local.store.email_store import EmailStore
 
 GOAL_MS = 50.0
 BASE = "http://127.0.0.1:8725"
@@ -87,10 +87,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     import httpx2
     from starlette.routing import Mount
 
-    from mam_mcp.local.app import create_app
-    from mam_mcp.local.backend import LocalBackend
+    from mam_mcp.local.api.app import create_app
+    from mam_mcp.local.service.backend import LocalBackend
     from mam_mcp.local.console import CONSOLE_PATH, Console
-    from mam_mcp.local.events import EventHub
+    from mam_mcp.local.events.hub import EventHub
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mam-bench-console-"))
     config = LocalConfig(data_dir=data_dir, http_port=0, smtp_port=0)

@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.store import EmailStore
+from mam_mcp.local.store.email_store import EmailStore
 
 FILL_CHUNK = 2000  # concurrent insert_inbound calls in flight; the writer batches up to 512 per commit
 COMMON_WORDS = [
@@ -116,8 +116,8 @@ async def rest_results(
 ) -> dict[str, Any]:
     import httpx2
 
-    from mam_mcp.local.app import create_app
-    from mam_mcp.local.backend import LocalBackend
+    from mam_mcp.local.api.app import create_app
+    from mam_mcp.local.service.backend import LocalBackend
 
     backend = LocalBackend(config, store)
     api_key = (await backend.keys.mint("tk", tenant_id=tenant_id, name="bench")).key

@@ -21,10 +21,10 @@ import httpx2
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mam_mcp.client import MamClient
-from mam_mcp.local.app import create_app
-from mam_mcp.local.backend import LocalBackend
-from mam_mcp.local.events import EventHub, websocket_routes
-from mam_mcp.local.smtp import SmtpIngress
+from mam_mcp.local.api.app import create_app
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.events.hub import EventHub, websocket_routes
+from mam_mcp.local.smtp.ingress import SmtpIngress
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_transport import FakeTransport
 

@@ -131,7 +131,7 @@ def test_shared_module_stands_alone(module: str) -> None:
 # Kept off `serve`'s start-up path: what a request needs is imported when it comes.
 HEAVY_ON_SERVE = (
     "inscriptis", "lxml", "aiosmtpd", "aiosmtplib", "sqlite3", "bpe_openai", "wsproto", "httpx2.websockets",
-    "mam_mcp.local.store", "mam_mcp.local.app", "mam_mcp.local.launcher", "mam_mcp.http_app", "mam_mcp.extract",
+    "mam_mcp.local.store", "mam_mcp.local.api", "mam_mcp.local.daemon.launcher", "mam_mcp.http_app", "mam_mcp.extract",
     "mam_mcp.prompts", "mam_mcp.resources",
 )  # fmt: skip
 # Local mode has no LinkedIn: its toolsets and models (~50 ms) stay unimported.

@@ -24,7 +24,7 @@ from mam_mcp.client.errors import PolicyDenied
 from mam_mcp.commands.drafts import approve_draft, find_draft_inbox
 from tests.conftest import make_settings
 from tests.local.conftest import LocalBackendFixture, RecordingRelay, local_backend, local_config  # noqa: F401
-from tests.local.fixtures_c import REPO_ROOT, child_env, daemon_config, daemon_process
+from tests.local.daemon_process import REPO_ROOT, child_env, daemon_config, daemon_process
 
 NEW = "new@example.org"
 FIELDS = {"cc": [], "bcc": [], "subject": "Offer", "html_body": None, "reply_to_message_id": None}

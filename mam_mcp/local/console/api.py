@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mam_mcp.local.backend import BackendError, LocalBackend
+from mam_mcp.local.service.backend import BackendError, LocalBackend
 from mam_mcp.local.console.access import session_of
 from mam_mcp.local.console.mail_view import (
     HTML_CSP,
@@ -29,7 +29,7 @@ from mam_mcp.local.console.mail_view import (
     message_view,
 )
 from mam_mcp.local.console.reads import ConsoleReads, Cursor
-from mam_mcp.local.routes_common import (
+from mam_mcp.local.api.common import (
     MAX_BODY_CHARS,
     MAX_SUBJECT_CHARS,
     StrictBody,

@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from mam_mcp.local.console.access import session_of
 from mam_mcp.local.console.reads import ConsoleReads
-from mam_mcp.local.events import EventFilter, EventHub, SubscriberDropped
+from mam_mcp.local.events.hub import EventFilter, EventHub, SubscriberDropped
 
 __all__ = ["event_stream"]
 
