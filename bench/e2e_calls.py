@@ -120,7 +120,7 @@ async def adopt_filled_store(config: LocalConfig) -> None:
     if config.key_path.exists() or not config.db_path.exists():
         return
     from mam_mcp.local.service.backend import LocalBackend
-    from mam_mcp.local.daemon.run import write_secret_file
+    from mam_mcp.local.daemon.data_dir import write_secret_file
     from mam_mcp.local.store.email_store import EmailStore
 
     async with EmailStore(config) as store:

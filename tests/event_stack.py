@@ -23,7 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mam_mcp.client import MamClient
 from mam_mcp.local.api.app import create_app
 from mam_mcp.local.service.backend import LocalBackend
-from mam_mcp.local.events.hub import EventHub, websocket_routes
+from mam_mcp.local.api.websocket import websocket_routes
+from mam_mcp.local.events.hub import EventHub
 from mam_mcp.local.smtp.ingress import SmtpIngress
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_transport import FakeTransport

@@ -49,7 +49,7 @@ def forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]
     new one in a new 0600 file. The secret itself is shown only on a terminal, and only when new."""
     import os
 
-    from mam_mcp.local.daemon.run import write_secret_file
+    from mam_mcp.local.daemon.data_dir import write_secret_file
 
     path = settings.secrets_dir / LISTEN_SECRET_FILE
     try:

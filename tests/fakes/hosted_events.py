@@ -20,7 +20,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from mam_mcp.local.events.model import EVENT_TYPES, EventType, InboxEvent, KeyScope
+from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.events.model import EVENT_TYPES, EventType, InboxEvent
 from tests.fakes.hosted_records import TENANT_ID, InboxRecord, MessageRecord
 from tests.fakes.hosted_state import HostedState
 

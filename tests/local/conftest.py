@@ -17,9 +17,9 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from mam_mcp.local.api.app import create_app
-from mam_mcp.local.service.backend import LocalBackend
-from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.auth.keys import mint_tenant_key
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.store.email_store import EmailStore
 
 LocalBackendFixture = tuple[LocalBackend, Starlette, str]

@@ -12,23 +12,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from mam_mcp.local.service.backend import BackendError, LocalBackend
-from mam_mcp.local.dns import DnsError
-from mam_mcp.local.events.model import EVENT_TYPES, KeyScope
-from mam_mcp.local.api.common import (
-    StrictBody,
+from mam_mcp.local.api.access import (
     authenticate,
     backend_of,
     check_tenant_workspace,
     inbox_in_scope,
-    iso_param,
-    json_response,
-    ok,
-    parse_body,
     require_kind,
-    valid_address,
     visible_inbox,
 )
+from mam_mcp.local.api.params import StrictBody, iso_param, parse_body, valid_address
+from mam_mcp.local.api.wire import json_response, ok
+from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.dns import DnsError
+from mam_mcp.local.events.model import EVENT_TYPES
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.service.errors import BackendError
 from mam_mcp.local.store.email_store import ConflictError, Row
 
 __all__ = ["admin_routes"]

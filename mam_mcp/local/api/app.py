@@ -19,10 +19,11 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import mam_mcp
-from mam_mcp.local.service.backend import BackendError, LocalBackend
 from mam_mcp.local.api.admin import admin_routes
 from mam_mcp.local.api.inboxes import inbox_routes
 from mam_mcp.local.api.messages import message_routes
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.service.errors import BackendError
 
 __all__ = ["create_app"]
 

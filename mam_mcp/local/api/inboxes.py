@@ -11,24 +11,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mam_mcp.local.service.backend import BackendError, LocalBackend
-from mam_mcp.local.events.model import KeyScope
-from mam_mcp.local.api.common import (
-    StrictBody,
+from mam_mcp.local.api.access import (
     authenticate,
     backend_of,
-    bool_param,
-    check_header_argument,
     check_tenant_workspace,
     inbox_in_scope,
-    inbox_wire,
-    json_response,
-    ok,
+    require_kind,
+)
+from mam_mcp.local.api.params import (
+    StrictBody,
+    bool_param,
+    check_header_argument,
     page_params,
     parse_body,
-    require_kind,
     valid_address,
 )
+from mam_mcp.local.api.wire import inbox_wire, json_response, ok
+from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.service.errors import BackendError
 from mam_mcp.local.store.email_store import ConflictError
 
 __all__ = ["inbox_routes"]

@@ -9,27 +9,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mam_mcp.local.service.backend import BackendError, Outgoing
-from mam_mcp.local.api.common import (
+from mam_mcp.local.api.access import authenticate, backend_of, inbox_in_scope
+from mam_mcp.local.api.params import (
     MAX_BODY_CHARS,
     MAX_SUBJECT_CHARS,
     StrictBody,
     address_list,
-    attachment_wire,
-    authenticate,
-    backend_of,
     bool_param,
     check_header_argument,
-    draft_wire,
-    inbox_in_scope,
     iso_param,
-    json_response,
-    message_wire,
-    ok,
     page_params,
     parse_body,
-    thread_wire,
 )
+from mam_mcp.local.api.wire import attachment_wire, draft_wire, json_response, message_wire, ok, thread_wire
+from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.outgoing import Outgoing
 
 __all__ = ["message_routes"]
 

@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mam_mcp.local.events.model import KeyKind, KeyScope
+from mam_mcp.local.auth.scope import KeyKind, KeyScope
 from mam_mcp.local.store.email_store import EmailStore, KeyRecord
 
 __all__ = [

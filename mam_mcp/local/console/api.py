@@ -18,7 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mam_mcp.local.service.backend import BackendError, LocalBackend
+from mam_mcp.local.api.access import visible_inbox
+from mam_mcp.local.api.params import (
+    MAX_BODY_CHARS,
+    MAX_SUBJECT_CHARS,
+    StrictBody,
+    address_list,
+    check_header_argument,
+    parse_body,
+)
+from mam_mcp.local.api.wire import draft_wire
 from mam_mcp.local.console.access import session_of
 from mam_mcp.local.console.mail_view import (
     HTML_CSP,
@@ -29,16 +38,8 @@ from mam_mcp.local.console.mail_view import (
     message_view,
 )
 from mam_mcp.local.console.reads import ConsoleReads, Cursor
-from mam_mcp.local.api.common import (
-    MAX_BODY_CHARS,
-    MAX_SUBJECT_CHARS,
-    StrictBody,
-    address_list,
-    check_header_argument,
-    draft_wire,
-    parse_body,
-    visible_inbox,
-)
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.service.errors import BackendError
 
 __all__ = ["api_routes", "draft_state"]
 

@@ -12,49 +12,34 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hmac
-import json
 import logging
-import os
 import signal
 import socket
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import filelock
 import uvicorn
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
-import mam_mcp
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.daemon.activity import ActivityTracker, ASGIApp, watch_idle
+from mam_mcp.local.daemon.control import shutdown_route, status_route
+from mam_mcp.local.daemon.data_dir import (
+    load_or_mint_key,
+    prepare_data_dir,
+    remove_state_file,
+    write_state_file,
+)
 
-__all__ = [
-    "ActivityTracker",
-    "DaemonError",
-    "first_daemon_error",
-    "load_or_mint_key",
-    "run_daemon",
-    "status_route",
-    "write_secret_file",
-]
+__all__ = ["DaemonError", "first_daemon_error", "run_daemon"]
 
 logger = logging.getLogger("mam_mcp.local.daemon")
 
-ASGIApp = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]
-
 HTTP_PORT_ENV = "MAM_LOCAL_HTTP_PORT"
 SMTP_PORT_ENV = "MAM_LOCAL_SMTP_PORT"
-# Asking how the daemon is (`mam-mcp local status`) must not keep it alive.
-PASSIVE_PATHS = frozenset({"/_mam/status"})
 RUNNING_LOCK_WAIT_SECONDS = 10.0  # a replaced daemon may still be closing its store
 _GRACEFUL_SHUTDOWN_SECONDS = 3
 
@@ -81,92 +66,6 @@ def first_daemon_error(exc: BaseException) -> DaemonError | None:
             if (found := first_daemon_error(inner)) is not None:
                 return found
     return None
-
-
-class ActivityTracker:
-    """Knows when the daemon last had a client (for the idle shutdown).
-
-    An open WebSocket, a long request or an SMTP delivery counts for as long as it lasts.
-    """
-
-    def __init__(self) -> None:
-        self._open = 0
-        self._last = time.monotonic()
-        self.changed = anyio.Event()
-
-    @property
-    def idle_since(self) -> float | None:
-        """monotonic time since which nothing is open, or None while a client is connected."""
-        return None if self._open else self._last
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        # Only the last one out wakes the watcher: it waits for that while anything is open, and
-        # re-reads the clock when its idle deadline passes. (Two Events per SMTP message were
-        # 2-3% of the daemon's time under load.)
-        self._open += 1
-        try:
-            yield
-        finally:
-            self._open -= 1
-            self._last = time.monotonic()
-            if self._open == 0:
-                self._notify()
-
-    def wrap(self, app: ASGIApp) -> ASGIApp:
-        """`app` with every HTTP request and WebSocket counted as activity while it lasts."""
-
-        async def tracked(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] not in ("http", "websocket") or scope.get("path") in PASSIVE_PATHS:
-                await app(scope, receive, send)
-                return
-            with self.busy():
-                await app(scope, receive, send)
-
-        return tracked
-
-
-def write_secret_file(path: Path, content: str) -> None:
-    """Create `path` with mode 0600 holding `content`; never overwrite, never expose it half-written.
-
-    The bytes go to a fresh temp file (O_CREAT|O_EXCL, 0600) first, which is then linked into
-    place: `os.link` fails if the target exists, so an existing key is never replaced.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content.encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise
-        except OSError:
-            if path.exists():  # a file system without hard links: rename, never over an existing key
-                raise FileExistsError(errno.EEXIST, "key file exists", str(path)) from None
-            os.rename(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _prepare_data_dir(config: LocalConfig) -> None:
-    existed = config.data_dir.exists()
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not existed and sys.platform != "win32":
-        os.chmod(config.data_dir, 0o700)  # mkdir's mode is masked by the umask
 
 
 def _bind_http_socket(config: LocalConfig) -> socket.socket:
@@ -198,67 +97,6 @@ async def _acquire_running_lock(config: LocalConfig, wait_seconds: float) -> fil
             except filelock.Timeout:
                 await anyio.sleep(0.05)
     raise DaemonError(f"another mam-mcp daemon is running for the data dir {config.data_dir}")
-
-
-async def load_or_mint_key(config: LocalConfig, mint: Callable[[], Awaitable[str] | str]) -> str:
-    """The tenant key of this data dir: read from `key_path`, minted (`mint`) on first start."""
-    try:
-        key = config.key_path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        pass
-    else:
-        if os.name == "posix" and config.key_path.stat().st_mode & 0o077:
-            config.key_path.chmod(0o600)  # someone loosened it: the tenant key is for this user only
-        return key
-    minted = mint()
-    key = await minted if not isinstance(minted, str) else minted
-    write_secret_file(config.key_path, key + "\n")
-    return key
-
-
-def _presented_key(request: Request) -> str:
-    key = request.headers.get("x-api-key", "")
-    if not key:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else ""
-    return key
-
-
-def shutdown_route(tenant_key: str, request_shutdown: Callable[[], None]) -> Route:
-    """`POST /_mam/shutdown`: stop the daemon (the launcher's way to replace a stale one)."""
-
-    async def shutdown(request: Request) -> JSONResponse:
-        presented = _presented_key(request)
-        if not presented or not hmac.compare_digest(presented.encode(), tenant_key.encode()):
-            return JSONResponse(
-                {"error": "a valid tenant key is required", "code": "AUTH_INVALID"}, status_code=401
-            )
-        request_shutdown()
-        return JSONResponse({"ok": True}, status_code=202)
-
-    return Route("/_mam/shutdown", shutdown, methods=["POST"])
-
-
-def status_route(config: LocalConfig, tracker: ActivityTracker, started: float) -> Route:
-    """`GET /_mam/status`: uptime and idle time for `mam-mcp local status` (not counted as activity)."""
-
-    async def status(request: Request) -> JSONResponse:
-        now = time.monotonic()
-        idle_since = tracker.idle_since
-        return JSONResponse(
-            {
-                "service": "mam-mcp-local",
-                "version": mam_mcp.__version__,
-                "pid": os.getpid(),
-                "httpPort": config.http_port,
-                "smtpPort": config.smtp_port,
-                "uptimeSeconds": round(now - started, 1),
-                "idleSeconds": None if idle_since is None else round(now - idle_since, 1),  # None: a client is on
-                "idleTimeoutSeconds": config.idle_timeout_seconds,
-            }
-        )
-
-    return Route("/_mam/status", status, methods=["GET"])
 
 
 class _HttpServer(uvicorn.Server):
@@ -297,42 +135,6 @@ def _signal_handlers(request_shutdown: Callable[[], None]) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _watch_idle(
-    tracker: ActivityTracker, idle_timeout: float, request_shutdown: Callable[[], None]
-) -> None:
-    """Request shutdown once nothing has been open for `idle_timeout` seconds."""
-    while True:
-        changed = tracker.changed
-        since = tracker.idle_since
-        if since is None:
-            await changed.wait()
-            continue
-        remaining = since + idle_timeout - time.monotonic()
-        if remaining <= 0:
-            logger.info("no client for %.0f s: stopping", idle_timeout)
-            request_shutdown()
-            return
-        with anyio.move_on_after(remaining):
-            await changed.wait()
-
-
-def _write_state_file(config: LocalConfig) -> None:
-    state = {
-        "pid": os.getpid(),
-        "version": mam_mcp.__version__,
-        "httpPort": config.http_port,
-        "smtpPort": config.smtp_port,
-        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    _write_json_atomically(config.state_path, state)
-
-
-def _remove_state_file(config: LocalConfig) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads(config.state_path.read_text(encoding="utf-8")).get("pid") == os.getpid():
-            config.state_path.unlink()
-
-
 def _smtp_port_error(config: LocalConfig, exc: OSError) -> DaemonError | None:
     if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
         return DaemonError(
@@ -353,7 +155,7 @@ async def run_daemon(
 
     `lock_wait_seconds`: how long to wait for a predecessor on this data dir to finish stopping.
     """
-    _prepare_data_dir(config)
+    prepare_data_dir(config)
     running_lock = await _acquire_running_lock(config, lock_wait_seconds)
     try:
         await _serve(config, ready)
@@ -364,11 +166,12 @@ async def run_daemon(
 async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     # Imported here so `import mam_mcp.local.daemon.run` stays cheap and free of side effects.
     from mam_mcp.local.api.app import create_app
-    from mam_mcp.local.service.backend import LocalBackend
+    from mam_mcp.local.api.websocket import websocket_routes
     from mam_mcp.local.console import CONSOLE_PATH, Console
-    from mam_mcp.local.events.hub import EventHub, websocket_routes
-    from mam_mcp.local.relay.smtp_relay import SmtpRelay
+    from mam_mcp.local.events.hub import EventHub
     from mam_mcp.local.relay.retries import SendRetryWorker
+    from mam_mcp.local.relay.smtp_relay import SmtpRelay
+    from mam_mcp.local.service.backend import LocalBackend
     from mam_mcp.local.smtp.ingress import SmtpIngress
     from mam_mcp.local.store.email_store import EmailStore
     from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher
@@ -514,7 +317,7 @@ async def _serve_http(
                     await _wait_first(server.listening, stop)
                 if stop.is_set():
                     return
-                _write_state_file(config)
+                write_state_file(config)
                 logger.info(
                     "listening: http://%s:%d smtp %s:%d",
                     config.host,
@@ -526,14 +329,14 @@ async def _serve_http(
                     ready.set()
                 async with anyio.create_task_group() as watchers:
                     if config.idle_timeout_seconds > 0:
-                        watchers.start_soon(_watch_idle, tracker, config.idle_timeout_seconds, stop.set)
+                        watchers.start_soon(watch_idle, tracker, config.idle_timeout_seconds, stop.set)
                     await stop.wait()
                     watchers.cancel_scope.cancel()
             finally:
                 server.should_exit = True
     finally:
         # Removed only once the HTTP port is closed: until then a launcher must see this daemon as ours.
-        _remove_state_file(config)
+        remove_state_file(config)
 
 
 async def _wait_first(*events: anyio.Event) -> None:

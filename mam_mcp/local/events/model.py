@@ -1,51 +1,25 @@
-"""Domain types shared by the parts of the local backend (store, REST app, events, webhooks, SMTP).
+"""The event model: what happened to a mail, as fanned out to WebSockets and webhooks.
 
-Kept apart so that each part depends on these small types, not on each other.
+Events are built here from stored rows, never inside storage; `ws_frame` and `webhook_payload`
+are their two wire shapes.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["EVENT_TYPES", "EventType", "InboxEvent", "KeyKind", "KeyScope", "new_event_id", "utc_now_iso"]
+from mam_mcp.local.timestamps import utc_now_iso
+
+__all__ = ["EVENT_TYPES", "EventType", "InboxEvent", "new_event_id"]
 
 EventType = Literal["message.received", "message.sent", "message.bounced"]
 EVENT_TYPES: tuple[EventType, ...] = ("message.received", "message.sent", "message.bounced")
 
-KeyKind = Literal["tk", "wk", "ak"]
-
-
-def utc_now_iso() -> str:
-    """ISO-8601 UTC with milliseconds and a `Z`, the format used on the wire."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
 
 def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyScope:
-    """What an authenticated key may touch. `ak` (and legacy `mam_`) keys are one inbox."""
-
-    kind: KeyKind
-    key_id: str
-    tenant_id: str
-    workspace_id: str | None = None  # set for wk_ keys (and ak_ keys whose inbox is in a workspace)
-    inbox_id: str | None = None  # set for ak_ keys only
-
-    def can_see(self, *, tenant_id: str, workspace_id: str | None, inbox_id: str | None) -> bool:
-        """True when a resource with these owners is inside this key's scope."""
-        if tenant_id != self.tenant_id:
-            return False
-        if self.kind == "wk":
-            return workspace_id == self.workspace_id
-        if self.kind == "ak":
-            return inbox_id is not None and inbox_id == self.inbox_id
-        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,10 @@ never breaks a send or an SMTP accept.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import json
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -21,41 +19,30 @@ from typing import Any, Protocol
 
 import anyio
 
+from mam_mcp.headers import UnsafeHeaderValue, check_header_value
+from mam_mcp.local.auth.keys import KeyRing
+from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
-from mam_mcp.local.auth.keys import KeyRing
-from mam_mcp.headers import UnsafeHeaderValue, check_header_value, check_header_values
-from mam_mcp.local.mime.parse import (
-    OutboundAttachment,
-    build_outbound,
-    forward_quote,
-    forward_subject,
-    new_message_id,
-    reply_subject,
-)
-from mam_mcp.local.events.model import EventType, InboxEvent, KeyScope
+from mam_mcp.local.events.model import EventType, InboxEvent
+from mam_mcp.local.mime.build import build_outbound, new_message_id
 from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRejected
+from mam_mcp.local.service import compose
+from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.outgoing import (
+    Outgoing,
+    SendPreview,
+    SendResult,
+    check_headers,
+    content_hash,
+    unique_addresses,
+)
 from mam_mcp.local.store.email_store import EmailStore, event_message
+from mam_mcp.local.timestamps import iso_utc
 
-__all__ = [
-    "ADDRESS_RE",
-    "MAX_RECIPIENTS",
-    "BackendError",
-    "EventSink",
-    "LocalBackend",
-    "OutboundRelay",
-    "Outgoing",
-    "RelayRejected",
-    "SendPreview",
-    "SendResult",
-    "WebhookTarget",
-]
+__all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
 
 logger = logging.getLogger(__name__)
-
-MAX_RECIPIENTS = 50  # in to, cc and bcc together, on every send path (drafts included)
-# A bare addr-spec as the API accepts it (no display name, quotes, spaces or brackets).
-ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 EventSink = Callable[[InboxEvent], Awaitable[None] | None]
 
@@ -66,141 +53,12 @@ class OutboundRelay(Protocol):
         RelayOutcomeUnknown when the connection failed after the message went over."""
 
 
-class BackendError(Exception):
-    """An API error: HTTP status, machine code, human message (no secrets), optional details."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        details: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
-
-    @classmethod
-    def validation(cls, path: str, message: str) -> BackendError:
-        return cls(
-            400, "VALIDATION_ERROR", f"{path}: {message}", details=[{"path": path, "message": message}]
-        )
-
-    @classmethod
-    def not_found(cls, what: str) -> BackendError:
-        return cls(404, "NOT_FOUND", f"{what} not found")
-
-
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
     id: str
     url: str
     secret: str = field(repr=False)
     events: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class Outgoing:
-    """A message to send from an inbox (addresses already validated by the REST layer)."""
-
-    to: list[str]
-    subject: str
-    plain_body: str | None = None
-    html_body: str | None = None
-    cc: list[str] = field(default_factory=list)
-    bcc: list[str] = field(default_factory=list)
-    verified: bool = False
-    thread_id: str | None = None
-    in_reply_to: str | None = None
-    references: list[str] = field(default_factory=list)
-    attachments: list[OutboundAttachment] = field(default_factory=list)
-    # Addresses this send may reach without consent although they never wrote to the inbox:
-    # the people a reply answers (the replied-to sender, or the recipients of our own message).
-    known: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class SendPreview:
-    """Exactly what a send would put on the wire, computed without sending (the consent screen)."""
-
-    from_address: str
-    from_name: str | None
-    to: list[str]
-    cc: list[str]
-    bcc: list[str]
-    subject: str
-    plain_body: str | None
-    html_body: str | None
-    attachments: list[tuple[str, int]]
-    new_recipients: list[str]
-    answering: list[str]  # the people a reply answers (known without consent)
-    in_reply_to: str | None
-    content_hash: str
-
-    def wire(self) -> dict[str, Any]:
-        return {
-            "from": self.from_address,
-            "fromName": self.from_name,
-            "to": self.to,
-            "cc": self.cc,
-            "bcc": self.bcc,
-            "subject": self.subject,
-            "plainBody": self.plain_body,
-            "htmlBody": self.html_body,
-            "attachments": [{"filename": name, "size": size} for name, size in self.attachments],
-            "newRecipients": self.new_recipients,
-            "answering": self.answering,
-            "inReplyTo": self.in_reply_to,
-            "contentHash": self.content_hash,
-        }
-
-
-def content_hash(
-    *,
-    from_address: str,
-    from_name: str | None,
-    outgoing: Outgoing,
-) -> str:
-    """A digest of everything a person approves: sender, recipients, subject, bodies, attachments."""
-    canonical = json.dumps(
-        [
-            from_address, from_name, outgoing.to, outgoing.cc, outgoing.bcc, outgoing.subject,
-            outgoing.plain_body, outgoing.html_body, outgoing.in_reply_to,
-            [[a.filename, a.content_type, hashlib.sha256(a.data).hexdigest()] for a in outgoing.attachments],
-        ],
-        ensure_ascii=True,
-    )  # fmt: skip
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """Where a send stands. `status`: queued | relaying | sent | failed | unknown | partial |
-    delivered | captured (docs/contract.md); `relay_reply` is the relay's last answer (redacted)."""
-
-    id: str
-    thread_id: str
-    status: str
-    message_id: str
-    draft_id: str | None = None
-    relay_reply: str | None = None
-    next_attempt_at: str | None = None  # queued: when the backend tries again
-    retry_until: str | None = None  # queued: after this it is failed, never sent late
-
-    def wire(self) -> dict[str, Any]:
-        out = {"id": self.id, "threadId": self.thread_id, "status": self.status, "messageId": self.message_id}
-        for key, value in (
-            ("draftId", self.draft_id), ("relayReply", self.relay_reply),
-            ("nextAttemptAt", self.next_attempt_at), ("retryUntil", self.retry_until),
-        ):  # fmt: skip
-            if value:
-                out[key] = value
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +166,7 @@ class LocalBackend:
         With `expect_hash`, the message is sent only if it is still exactly what a preview with that
         hash showed (a person approved that content); otherwise CONTENT_CHANGED and nothing is sent.
         """
-        _check_headers(outgoing)
+        check_headers(outgoing)
         if idempotency_key is None:
             return await self._send_once(inbox_id, outgoing, None, draft_id, expect_hash)
         key = (inbox_id, idempotency_key)
@@ -341,7 +199,7 @@ class LocalBackend:
         answered = {a.lower() for a in known}
         return [
             rcpt
-            for rcpt in _unique(recipients)
+            for rcpt in unique_addresses(recipients)
             if rcpt.lower() not in answered
             and not self.is_local_recipient(rcpt)
             and not await self.store.has_correspondent(inbox_id, rcpt)
@@ -349,7 +207,7 @@ class LocalBackend:
 
     async def preview(self, inbox_id: str, outgoing: Outgoing) -> SendPreview:
         """What sending `outgoing` from this inbox would put on the wire, and who is new; sends nothing."""
-        _check_headers(outgoing)
+        check_headers(outgoing)
         record = self.store.inbox_record(inbox_id)
         inbox = await self.store.get_inbox(inbox_id)
         if record is None or inbox is None:
@@ -391,7 +249,7 @@ class LocalBackend:
         record = self.store.inbox_record(inbox_id)
         if record is None:
             raise BackendError.not_found("inbox")
-        recipients = _unique([*outgoing.to, *outgoing.cc, *outgoing.bcc])
+        recipients = unique_addresses([*outgoing.to, *outgoing.cc, *outgoing.bcc])
         preview = await self.preview(inbox_id, outgoing)
         if expect_hash is not None and expect_hash != preview.content_hash:
             raise BackendError(
@@ -561,8 +419,8 @@ class LocalBackend:
         now = datetime.now(UTC)
         if retry_until is None:  # the last attempt's time, plus one base interval of slack
             last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + base
-            retry_until = _iso(now + timedelta(seconds=last))
-        next_attempt_at = _iso(now + timedelta(seconds=base * 3 ** (attempts - 1)))
+            retry_until = iso_utc(now + timedelta(seconds=last))
+        next_attempt_at = iso_utc(now + timedelta(seconds=base * 3 ** (attempts - 1)))
         await self.store.schedule_retry(
             row["id"], next_attempt_at=next_attempt_at, retry_until=retry_until, reply=reply
         )
@@ -575,7 +433,7 @@ class LocalBackend:
 
         Returns seconds until the next retry is due, or None when none is scheduled.
         """
-        for row in await self.store.due_deliveries(_iso(datetime.now(UTC))):
+        for row in await self.store.due_deliveries(iso_utc(datetime.now(UTC))):
             await self._retry(row)
         upcoming = await self.store.next_delivery_at()
         if upcoming is None:
@@ -589,7 +447,7 @@ class LocalBackend:
         if not await self.store.claim_delivery(row["id"]):
             return  # no longer queued
         reply = row["last_reply"] or "temporary failure"
-        expired = row["retry_until"] is not None and row["retry_until"] < _iso(datetime.now(UTC))
+        expired = row["retry_until"] is not None and row["retry_until"] < iso_utc(datetime.now(UTC))
         if record is None or row["deleted"] or self.relay is None or expired:
             why = (
                 "the message was deleted while queued" if row["deleted"] or record is None
@@ -599,7 +457,7 @@ class LocalBackend:
             await self._finish(tenant_id, workspace_id, row, "failed", f"not sent: {why}; last answer: {reply}")
             return
         raw = await self.store.outbound_raw(row["id"])
-        recipients = _unique([*json.loads(row["to_json"]), *json.loads(row["cc_json"]), *json.loads(row["bcc_json"])])
+        recipients = unique_addresses([*json.loads(row["to_json"]), *json.loads(row["cc_json"]), *json.loads(row["bcc_json"])])
         remote = [r for r in recipients if not self.is_local_recipient(r)]  # local ones got it the first time
         if raw is None or not remote:
             await self._finish(tenant_id, workspace_id, row, "failed", "not sent: nothing left to relay")
@@ -613,17 +471,11 @@ class LocalBackend:
         """At daemon start: sends a previous run left with the relay become `unknown` (never resent);
         sends recorded but never handed over are due now. Returns (unknown, requeued)."""
         return await self.store.recover_deliveries(
-            _iso(datetime.now(UTC)),
+            iso_utc(datetime.now(UTC)),
             "the daemon stopped while this message was being handed to the relay; it may have been delivered",
         )
 
-    # ------------------------------------------------------------ replies, forwards, drafts
-
-    async def _parent(self, inbox_id: str, message_id: str) -> dict[str, Any]:
-        parent = await self.store.get_message(inbox_id, message_id)
-        if parent is None:
-            raise BackendError.not_found("message")
-        return parent
+    # ------------------------------------------------------------ replies, forwards, drafts (compose.py)
 
     async def reply_outgoing(
         self,
@@ -639,44 +491,11 @@ class LocalBackend:
         subject: str | None = None,
         verified: bool = False,
     ) -> Outgoing:
-        """An Outgoing that continues the parent's thread with In-Reply-To and References set.
-
-        Only the people the reply answers count as known: the parent's sender (or, replying to our own
-        message, its recipients). Reply-all's other participants and any added cc/bcc follow the
-        recipient rule like any other send.
-        """
-        parent = await self._parent(inbox_id, parent_id)
-        own = {a.lower() for a in await self.store.inbox_addresses(inbox_id)}
-        parent_to = _plain_addresses(json.loads(parent["to_json"]))
-        parent_cc = _plain_addresses(json.loads(parent["cc_json"]))
-        if parent["direction"] == "inbound":
-            answered = _plain_addresses([parent["from_address"]] if parent["from_address"] else [])
-        else:
-            answered = parent_to
-        recipients = list(to) if to else list(answered)
-        extra_cc = list(cc)
-        if reply_all:
-            others = parent_to if parent["direction"] == "inbound" else []
-            extra_cc = [*extra_cc, *others, *parent_cc]
-        recipients = [r for r in _unique(recipients) if r.lower() not in own] or recipients
-        taken = {r.lower() for r in recipients}
-        extra_cc = [r for r in _unique(extra_cc) if r.lower() not in own and r.lower() not in taken]
-        references = [*json.loads(parent["references_json"] or "[]")]
-        if parent["message_id_hdr"]:
-            references.append(parent["message_id_hdr"])
-        return Outgoing(
-            to=recipients,
-            cc=extra_cc,
-            bcc=list(bcc),
-            subject=subject or reply_subject(parent["subject"]),
-            plain_body=plain_body,
-            html_body=html_body,
-            verified=verified,
-            thread_id=parent["thread_id"],
-            in_reply_to=parent["message_id_hdr"],
-            references=references[-50:],
-            known=answered,
-        )
+        """The Outgoing of a reply to a stored message (see `compose.reply_outgoing`)."""
+        return await compose.reply_outgoing(
+            self.store, inbox_id, parent_id, reply_all=reply_all, plain_body=plain_body, html_body=html_body,
+            cc=cc, bcc=bcc, to=to, subject=subject, verified=verified,
+        )  # fmt: skip
 
     async def forward_outgoing(
         self,
@@ -690,35 +509,15 @@ class LocalBackend:
         html_body: str | None,
         verified: bool,
     ) -> Outgoing:
-        """An Outgoing quoting the original below the note, with its attachments re-attached."""
-        parent = await self._parent(inbox_id, parent_id)
-        sender = parent["from_address"] or ""
-        from_header = f"{parent['from_name']} <{sender}>" if parent["from_name"] else sender
-        quote = forward_quote(
-            from_header=from_header,
-            date=parent["sent_at"] or parent["received_at"] or parent["created_at"],
-            subject=parent["subject"],
-            to=json.loads(parent["to_json"]),
-            body=parent["plain_body"] if parent["plain_body"] is not None else parent["html_body"],
-        )
-        plain = f"{plain_body}\n\n{quote}" if plain_body else quote
-        html = None
-        if html_body is not None or parent["html_body"] is not None:
-            original_html = parent["html_body"] or f"<pre>{_escape(parent['plain_body'] or '')}</pre>"
-            header_html = "<br>".join(_escape(line) for line in quote.split("\n")[:5])
-            html = f"{html_body or _escape(plain_body or '')}<br><br>{header_html}<br><br>{original_html}"
-        blobs = await self.store.attachment_blobs(inbox_id, parent_id)
-        return Outgoing(
-            to=list(to),
-            cc=list(cc),
-            bcc=list(bcc),
-            subject=forward_subject(parent["subject"]),
-            plain_body=plain,
-            html_body=html,
+        """The Outgoing of a forward of a stored message (see `compose.forward_outgoing`)."""
+        return await compose.forward_outgoing(
+            self.store, inbox_id, parent_id, to=to, cc=cc, bcc=bcc, plain_body=plain_body, html_body=html_body,
             verified=verified,
-            thread_id=parent["thread_id"],
-            attachments=[OutboundAttachment(name, ctype, data) for name, ctype, data in blobs],
-        )
+        )  # fmt: skip
+
+    async def draft_outgoing(self, inbox_id: str, draft_id: str, *, verified: bool) -> Outgoing:
+        """The message a draft would send (see `compose.draft_outgoing`)."""
+        return await compose.draft_outgoing(self.store, inbox_id, draft_id, verified=verified)
 
     async def send_draft(
         self,
@@ -738,73 +537,6 @@ class LocalBackend:
             inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id, expect_hash=expect_hash
         )
 
-    async def draft_outgoing(self, inbox_id: str, draft_id: str, *, verified: bool) -> Outgoing:
-        """The message a draft would send (a reply draft continues its thread)."""
-        draft = await self.store.get_draft(inbox_id, draft_id)
-        if draft is None:
-            raise BackendError.not_found("draft")
-        to, cc, bcc = (json.loads(draft[k]) for k in ("to_json", "cc_json", "bcc_json"))
-        if draft["reply_to_message_id"]:
-            outgoing = await self.reply_outgoing(
-                inbox_id,
-                draft["reply_to_message_id"],
-                reply_all=False,
-                plain_body=draft["plain_body"],
-                html_body=draft["html_body"],
-                cc=cc,
-                bcc=bcc,
-                to=to,
-                subject=draft["subject"] or None,
-                verified=verified,
-            )
-        else:
-            if not to:
-                raise BackendError.validation("to", "the draft has no recipient")
-            outgoing = Outgoing(
-                to=to,
-                cc=cc,
-                bcc=bcc,
-                subject=draft["subject"] or "",
-                plain_body=draft["plain_body"],
-                html_body=draft["html_body"],
-                verified=verified,
-            )
-        return outgoing
-
-
-def _check_headers(outgoing: Outgoing) -> None:
-    if len(outgoing.to) + len(outgoing.cc) + len(outgoing.bcc) > MAX_RECIPIENTS:
-        raise BackendError.validation("to", f"at most {MAX_RECIPIENTS} recipients in to, cc and bcc together")
-    try:
-        check_header_value("subject", outgoing.subject)
-        for name in ("to", "cc", "bcc"):
-            check_header_values(name, getattr(outgoing, name))
-    except UnsafeHeaderValue as exc:
-        raise BackendError.validation(exc.argument, exc.reason) from None
-
-
-def _plain_addresses(addresses: Sequence[str]) -> list[str]:
-    """Stored addresses a reply may go to: bare addr-specs only (a quoted local part with spaces is text
-    a stranger wrote, not a mailbox anyone should be sent to; the relay would refuse it anyway)."""
-    return [a for a in addresses if a and ADDRESS_RE.match(a)]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _unique(addresses: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    out: list[str] = []
-    for addr in addresses:
-        if addr and addr.lower() not in seen:
-            seen.add(addr.lower())
-            out.append(addr)
-    return out
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _event(

@@ -37,9 +37,11 @@ from typing import Any, Self, TypeVar
 
 import anyio
 
+from mam_mcp.local.auth.scope import KeyKind
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.events.model import InboxEvent
 from mam_mcp.local.mime.parse import ParsedMessage, normalize_subject, parse_message
-from mam_mcp.local.events.model import InboxEvent, KeyKind, utc_now_iso
+from mam_mcp.local.timestamps import utc_now_iso
 
 __all__ = [
     "SCHEMA_VERSION",

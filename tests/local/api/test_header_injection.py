@@ -26,10 +26,10 @@ from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 from mam_mcp.headers import is_safe_header_value
 from mam_mcp.local.api.app import create_app
-from mam_mcp.local.service.backend import LocalBackend
-from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.auth.keys import mint_tenant_key
+from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.relay.smtp_relay import SmtpRelay
+from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.server import build_server
 from tests.conftest import make_settings

@@ -17,7 +17,8 @@ import anyio
 import pytest
 
 import mam_mcp
-from mam_mcp.local.daemon.run import ActivityTracker, _watch_idle, write_secret_file
+from mam_mcp.local.daemon.activity import ActivityTracker, watch_idle
+from mam_mcp.local.daemon.data_dir import write_secret_file
 from tests.local.daemon_process import daemon_config, daemon_process
 
 
@@ -39,7 +40,7 @@ async def test_idle_watcher_waits_for_open_clients_then_requests_shutdown() -> N
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
             with tracker.busy():  # an open WebSocket: never idle while it lasts
-                tasks.start_soon(_watch_idle, tracker, 0.05, requested.set)
+                tasks.start_soon(watch_idle, tracker, 0.05, requested.set)
                 with anyio.move_on_after(0.2):
                     await requested.wait()
                 assert not requested.is_set()
@@ -53,7 +54,7 @@ async def test_short_activity_while_idle_restarts_the_idle_clock() -> None:
     requested = anyio.Event()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_watch_idle, tracker, 0.3, requested.set)
+            tasks.start_soon(watch_idle, tracker, 0.3, requested.set)
             await anyio.sleep(0.2)
             with tracker.busy():  # one SMTP delivery, over at once
                 pass
@@ -285,7 +286,7 @@ async def test_a_loosened_key_file_is_tightened_back_to_0600(tmp_path: Path) -> 
     import stat
 
     from mam_mcp.local.config import LocalConfig
-    from mam_mcp.local.daemon.run import load_or_mint_key
+    from mam_mcp.local.daemon.data_dir import load_or_mint_key
 
     config = LocalConfig(data_dir=tmp_path, http_port=0, smtp_port=0)
     config.key_path.write_text("tk_existing_key_0123456789\n")

@@ -22,8 +22,8 @@ import anyio
 import pytest
 
 from mam_mcp.signatures import verify_signature
-from tests.local.webhook_receiver import Receiver, serve_receiver
 from tests.local.daemon_process import RunningDaemon, daemon_config, daemon_process
+from tests.local.webhook_receiver import Receiver, serve_receiver
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 

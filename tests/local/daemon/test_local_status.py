@@ -15,7 +15,7 @@ import filelock
 import pytest
 
 import mam_mcp
-from mam_mcp.local.daemon.run import PASSIVE_PATHS, ActivityTracker
+from mam_mcp.local.daemon.activity import PASSIVE_PATHS, ActivityTracker
 from tests.local.daemon_process import REPO_ROOT, child_env, daemon_config, daemon_process
 
 

@@ -24,8 +24,8 @@ from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.events.model import InboxEvent
-from mam_mcp.local.relay.smtp_relay import SmtpRelay
 from mam_mcp.local.relay.retries import SendRetryWorker
+from mam_mcp.local.relay.smtp_relay import SmtpRelay
 from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.server import build_server
 from tests.conftest import make_settings

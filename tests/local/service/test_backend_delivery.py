@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from mam_mcp.local.service.backend import BackendError, Outgoing
 from mam_mcp.local.relay.smtp_relay import RelayRejected
+from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.outgoing import Outgoing
 from tests.local.conftest import LocalBackendFixture
 
 MakeInbox = Callable[..., Awaitable[dict[str, Any]]]

@@ -15,7 +15,8 @@ import pytest
 from httpx2.websockets import ASGIWebSocketTransport
 
 from mam_mcp.local.api.app import create_app
-from mam_mcp.local.events.hub import EventHub, websocket_routes
+from mam_mcp.local.api.websocket import websocket_routes
+from mam_mcp.local.events.hub import EventHub
 from mam_mcp.local.smtp.ingress import SmtpIngress
 from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher
 from mam_mcp.signatures import verify_signature

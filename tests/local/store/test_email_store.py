@@ -14,9 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
-from mam_mcp.local.store import email_store as store_module
-from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.auth.keys import KeyRing, hash_key, mint_tenant_key
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.store import email_store as store_module
 from mam_mcp.local.store.email_store import (
     CHECKPOINT_EVERY_COMMITS,
     PARSE_IN_THREAD_BYTES,

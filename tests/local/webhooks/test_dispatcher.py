@@ -18,7 +18,8 @@ import pytest
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.events.model import InboxEvent
-from mam_mcp.local.webhooks.dispatcher import WebhookDelivery, WebhookDispatcher, encode_payload
+from mam_mcp.local.webhooks.deliveries import WebhookDelivery
+from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher, encode_payload
 from mam_mcp.signatures import SIGNATURE_HEADER, sign_body, verify_signature
 from tests.local.webhook_receiver import Receiver, serve_receiver
 
