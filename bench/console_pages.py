@@ -96,21 +96,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config = LocalConfig(data_dir=data_dir, http_port=0, smtp_port=0)
     async with EmailStore(config) as store:
         recipient = f"bench@{config.domain}"
-        found = store.inbox_for_address(recipient)
+        found = store.accounts.inbox_for_address(recipient)
         fill_seconds = None
         if found is None:
-            tenant_id = await store.create_tenant()
-            inbox = await store.create_inbox(
+            tenant_id = await store.accounts.create_tenant()
+            inbox = await store.accounts.create_inbox(
                 tenant_id=tenant_id, workspace_id=None, username="bench", domain=config.domain, display_name=None
             )
             inbox_id = inbox["id"]
             fill_seconds = await fill(store, recipient, args.messages)
         else:
             inbox_id, tenant_id, _ = found
-        messages = await store.list_messages(inbox_id, limit=1)
+        messages = await store.mail.list_messages(inbox_id, limit=1)
         backend = LocalBackend(config, store)
         key = (await backend.keys.mint("tk", tenant_id=tenant_id, name="bench")).key
-        draft = await store.create_draft(
+        draft = await store.mail.create_draft(
             inbox_id, {"to": ["someone@example.com"], "subject": "Bench draft", "plain_body": "Hello " * 50}
         )
         hub = EventHub()

@@ -124,7 +124,7 @@ async def adopt_filled_store(config: LocalConfig) -> None:
     from mam_mcp.local.store.email_store import EmailStore
 
     async with EmailStore(config) as store:
-        found = store.inbox_for_address(f"bench@{config.domain}")
+        found = store.accounts.inbox_for_address(f"bench@{config.domain}")
         if found is None:
             return
         key = (await LocalBackend(config, store).keys.mint("tk", tenant_id=found[1], name="bench")).key

@@ -1,6 +1,6 @@
 """Test helpers for the event stream, wait_for_email, tail and listen (not a test module).
 
-`local_stack(...)` puts the real local backend (part A's `local_backend` fixture) behind its
+`local_stack(...)` puts the real local backend (the `local_backend` fixture) behind its
 WebSocket hub and a real aiosmtpd listener on an ephemeral loopback port; `hosted_stack(...)`
 does the same for the strict fake hosted API. Both wrap the ASGI app in `RequestWatch`, so a
 test can await "the client has listed the inbox" instead of sleeping.

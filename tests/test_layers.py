@@ -43,6 +43,14 @@ def _modules(where: str) -> list[Path]:
 
 
 _SERVER_LAYER = ("server.py", "http_app.py", "stdio.py", "resources.py", "prompts.py", "backends.py")
+_LOCAL_ABOVE_STORAGE = (
+    "mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.service", "mam_mcp.local.events",
+    "mam_mcp.local.webhooks", "mam_mcp.local.relay", "mam_mcp.local.smtp", "mam_mcp.local.daemon",
+)  # fmt: skip
+
+
+def _local_above_storage_but(package: str) -> tuple[str, ...]:
+    return tuple(name for name in _LOCAL_ABOVE_STORAGE if name != f"mam_mcp.local.{package}")
 
 
 @pytest.mark.parametrize(
@@ -58,6 +66,13 @@ _SERVER_LAYER = ("server.py", "http_app.py", "stdio.py", "resources.py", "prompt
                      "mam_mcp.local", "mam_mcp.backends", "mam_mcp.resources", "mam_mcp.prompts", "mam_mcp.stdio",
                      "mcp.server")),
         *((module, ("mam_mcp.commands", "mam_mcp.cli")) for module in _SERVER_LAYER),
+        # Inside the local backend the data flows one way: storage and the event model know no caller,
+        # SMTP only speaks SMTP, the service never reaches up into routes, the console or the daemon.
+        ("local/store", _LOCAL_ABOVE_STORAGE),
+        ("local/events", ("mam_mcp.local.store", *_local_above_storage_but("events"))),
+        ("local/smtp", ("mam_mcp.local.store", *_local_above_storage_but("smtp"))),
+        ("local/service", ("mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.daemon", "mam_mcp.local.smtp",
+                           "mam_mcp.local.webhooks")),
     ],
 )
 def test_layer_does_not_import_upwards(folder: str, forbidden: tuple[str, ...]) -> None:

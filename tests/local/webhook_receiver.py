@@ -1,4 +1,4 @@
-"""Test helpers of the local backend's SMTP / events / webhooks tests (part B).
+"""A real webhook receiver for the local backend's SMTP, webhook and durability tests.
 
 `serve_receiver()` runs a real HTTP webhook receiver: a small Starlette app under uvicorn on an
 ephemeral 127.0.0.1 port, which can fail (or hang on) its first N requests.

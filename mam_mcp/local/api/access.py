@@ -14,7 +14,7 @@ from mam_mcp.local.auth.credentials import presented_key
 from mam_mcp.local.auth.scope import KeyKind, KeyScope
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.store.email_store import InboxRecord
+from mam_mcp.local.store.directory import InboxRecord
 
 __all__ = ["authenticate", "backend_of", "check_tenant_workspace", "inbox_in_scope", "require_kind", "visible_inbox"]
 
@@ -58,7 +58,7 @@ def inbox_in_scope(request: Request, scope: KeyScope) -> InboxRecord:
 
 def visible_inbox(backend: LocalBackend, scope: KeyScope, inbox_id: str) -> InboxRecord:
     """The inbox if the key may see it; 404 otherwise (existence is never revealed)."""
-    record = backend.store.inbox_record(inbox_id)
+    record = backend.store.accounts.inbox_record(inbox_id)
     if record is None or not scope.can_see(
         tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id
     ):
@@ -68,6 +68,6 @@ def visible_inbox(backend: LocalBackend, scope: KeyScope, inbox_id: str) -> Inbo
 
 async def check_tenant_workspace(backend: LocalBackend, scope: KeyScope, workspace_id: str) -> None:
     """404 unless the workspace a tk_ key names is in its own tenant."""
-    workspace = await backend.store.get_workspace(workspace_id)
+    workspace = await backend.store.accounts.get_workspace(workspace_id)
     if workspace is None or workspace["tenant_id"] != scope.tenant_id:
         raise BackendError.not_found("workspace")

@@ -27,7 +27,7 @@ from mam_mcp.local.dns import DnsError
 from mam_mcp.local.events.model import EVENT_TYPES
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.store.email_store import ConflictError, Row
+from mam_mcp.local.store.rows import ConflictError, Row
 
 __all__ = ["admin_routes"]
 
@@ -97,20 +97,20 @@ async def create_list(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
     body = await parse_body(request, CreateList)
-    row = await backend_of(request).store.create_list(record.id, body.name, body.description)
+    row = await backend_of(request).store.admin.create_list(record.id, body.name, body.description)
     return json_response(_list_wire(row), 201)
 
 
 async def list_lists(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    rows = await backend_of(request).store.list_lists(record.id)
+    rows = await backend_of(request).store.admin.list_lists(record.id)
     return json_response({"lists": [_list_wire(r) for r in rows]})
 
 
 async def _list_in_scope(request: Request, scope: KeyScope) -> tuple[str, Row]:
     record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.get_list(record.id, request.path_params["list_id"])
+    row = await backend_of(request).store.admin.get_list(record.id, request.path_params["list_id"])
     if row is None:
         raise BackendError.not_found("list")
     return record.id, row
@@ -123,7 +123,7 @@ async def get_list(request: Request) -> JSONResponse:
 
 async def delete_list(request: Request) -> JSONResponse:
     inbox_id, row = await _list_in_scope(request, authenticate(request))
-    await backend_of(request).store.delete_list(inbox_id, row["id"])
+    await backend_of(request).store.admin.delete_list(inbox_id, row["id"])
     return ok()
 
 
@@ -131,7 +131,7 @@ async def add_entry(request: Request) -> JSONResponse:
     _, row = await _list_in_scope(request, authenticate(request))
     body = await parse_body(request, AddEntry)
     address = valid_address(body.email, "email")
-    entry = await backend_of(request).store.add_list_entry(
+    entry = await backend_of(request).store.admin.add_list_entry(
         row["id"], address, body.display_name, body.metadata
     )
     return json_response(_entry_wire(entry), 201)
@@ -139,7 +139,7 @@ async def add_entry(request: Request) -> JSONResponse:
 
 async def remove_entry(request: Request) -> JSONResponse:
     _, row = await _list_in_scope(request, authenticate(request))
-    if not await backend_of(request).store.remove_list_entry(row["id"], request.path_params["entry_id"]):
+    if not await backend_of(request).store.admin.remove_list_entry(row["id"], request.path_params["entry_id"]):
         raise BackendError.not_found("entry")
     return ok()
 
@@ -170,7 +170,7 @@ def _domain_wire(backend: LocalBackend, row: Row) -> dict[str, Any]:
 
 async def _domain_in_scope(request: Request, scope: KeyScope) -> Row:
     require_kind(scope, "tk", "wk")
-    row = await backend_of(request).store.get_domain(request.path_params["domain"].lower())
+    row = await backend_of(request).store.admin.get_domain(request.path_params["domain"].lower())
     if row is None or not scope.can_see(
         tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None
     ):
@@ -196,7 +196,7 @@ async def create_domain(request: Request) -> JSONResponse:
     if scope.kind == "tk" and workspace_id is not None:
         await check_tenant_workspace(backend, scope, workspace_id)
     try:
-        row = await backend.store.create_domain(
+        row = await backend.store.admin.create_domain(
             tenant_id=scope.tenant_id, workspace_id=workspace_id, domain=domain, token=secrets.token_hex(16)
         )
     except ConflictError as exc:
@@ -208,7 +208,7 @@ async def list_domains(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk", "wk")
     backend = backend_of(request)
-    rows = await backend.store.list_domains(
+    rows = await backend.store.admin.list_domains(
         scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
     )
     return json_response({"domains": [_domain_wire(backend, r) for r in rows]})
@@ -230,8 +230,8 @@ async def verify_domain(request: Request) -> JSONResponse:
     except (TimeoutError, DnsError, OSError):
         status = "verifying" if row["status"] != "verified" else "verified"
     if status != row["status"]:
-        await backend.store.set_domain_status(row["domain"], status)
-    fresh = await backend.store.get_domain(row["domain"]) or row
+        await backend.store.admin.set_domain_status(row["domain"], status)
+    fresh = await backend.store.admin.get_domain(row["domain"]) or row
     return json_response({"domain": _domain_wire(backend, fresh)})
 
 
@@ -250,7 +250,7 @@ async def zone_file(request: Request) -> PlainTextResponse:
 
 async def delete_domain(request: Request) -> JSONResponse:
     row = await _domain_in_scope(request, authenticate(request))
-    await backend_of(request).store.delete_domain(row["domain"])
+    await backend_of(request).store.admin.delete_domain(row["domain"])
     return ok()
 
 
@@ -268,7 +268,7 @@ def _key_wire(row: Row) -> dict[str, Any]:
 
 async def _workspace_in_scope(request: Request, scope: KeyScope) -> Row:
     require_kind(scope, "tk", "wk")
-    row = await backend_of(request).store.get_workspace(request.path_params["workspace_id"])
+    row = await backend_of(request).store.accounts.get_workspace(request.path_params["workspace_id"])
     if row is None or not scope.can_see(tenant_id=row["tenant_id"], workspace_id=row["id"], inbox_id=None):
         raise BackendError.not_found("workspace")
     return row
@@ -278,14 +278,14 @@ async def create_workspace(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk")
     body = await parse_body(request, CreateWorkspace)
-    row = await backend_of(request).store.create_workspace(scope.tenant_id, body.name)
+    row = await backend_of(request).store.accounts.create_workspace(scope.tenant_id, body.name)
     return json_response(_workspace_wire(row), 201)
 
 
 async def list_workspaces(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk", "wk")
-    rows = await backend_of(request).store.list_workspaces(
+    rows = await backend_of(request).store.accounts.list_workspaces(
         scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
     )
     return json_response({"workspaces": [_workspace_wire(r) for r in rows]})
@@ -329,7 +329,7 @@ async def list_workspace_keys(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk")
     row = await _workspace_in_scope(request, scope)
-    keys = await backend_of(request).store.list_keys(workspace_id=row["id"])
+    keys = await backend_of(request).store.accounts.list_keys(workspace_id=row["id"])
     return json_response({"keys": [_key_wire(k) for k in keys]})
 
 
@@ -338,7 +338,7 @@ async def revoke_workspace_key(request: Request) -> JSONResponse:
     require_kind(scope, "tk")
     row = await _workspace_in_scope(request, scope)
     backend = backend_of(request)
-    key = await backend.store.get_key(request.path_params["key_id"])
+    key = await backend.store.accounts.get_key(request.path_params["key_id"])
     if key is None or key["workspace_id"] != row["id"] or key["kind"] != "wk":
         raise BackendError.not_found("key")
     await backend.keys.revoke(key["id"])
@@ -369,7 +369,7 @@ def _check_webhook_fields(url: str | None, events: list[str] | None) -> None:
 
 async def _webhook_in_scope(request: Request, scope: KeyScope) -> Row:
     require_kind(scope, "tk", "wk")
-    row = await backend_of(request).store.get_webhook(request.path_params["webhook_id"])
+    row = await backend_of(request).store.admin.get_webhook(request.path_params["webhook_id"])
     if row is None or not scope.can_see(
         tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None
     ):
@@ -388,7 +388,7 @@ async def create_webhook(request: Request) -> JSONResponse:
         await check_tenant_workspace(backend, scope, workspace_id)
     if body.inbox_id is not None:
         workspace_id = visible_inbox(backend, scope, body.inbox_id).workspace_id
-    row = await backend.store.create_webhook(
+    row = await backend.store.admin.create_webhook(
         tenant_id=scope.tenant_id,
         workspace_id=workspace_id,
         inbox_id=body.inbox_id,
@@ -402,7 +402,7 @@ async def create_webhook(request: Request) -> JSONResponse:
 async def list_webhooks(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk", "wk")
-    rows = await backend_of(request).store.list_webhooks(
+    rows = await backend_of(request).store.admin.list_webhooks(
         scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
     )
     return json_response({"webhooks": [_webhook_wire(r) for r in rows]})
@@ -418,13 +418,13 @@ async def update_webhook(request: Request) -> JSONResponse:
     body = await parse_body(request, UpdateWebhook)
     _check_webhook_fields(body.url, body.events)
     store = backend_of(request).store
-    await store.update_webhook(row["id"], url=body.url, events=body.events, is_active=body.is_active)
-    return json_response(_webhook_wire(await store.get_webhook(row["id"]) or row))
+    await store.admin.update_webhook(row["id"], url=body.url, events=body.events, is_active=body.is_active)
+    return json_response(_webhook_wire(await store.admin.get_webhook(row["id"]) or row))
 
 
 async def delete_webhook(request: Request) -> JSONResponse:
     row = await _webhook_in_scope(request, authenticate(request))
-    await backend_of(request).store.delete_webhook(row["id"])
+    await backend_of(request).store.admin.delete_webhook(row["id"])
     return ok()
 
 
@@ -441,7 +441,7 @@ async def metrics(request: Request) -> JSONResponse:
     if inbox_id is not None and scope.kind != "ak":
         visible_inbox(backend, scope, inbox_id)
     start, end = iso_param(request, "from"), iso_param(request, "to")
-    counts = await backend.store.metrics(
+    counts = await backend.store.admin.metrics(
         scope.tenant_id,
         workspace_id=workspace_id if scope.kind != "ak" else None,
         inbox_id=inbox_id,

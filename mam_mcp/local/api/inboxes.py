@@ -30,7 +30,7 @@ from mam_mcp.local.api.wire import inbox_wire, json_response, ok
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.store.email_store import ConflictError
+from mam_mcp.local.store.rows import ConflictError
 
 __all__ = ["inbox_routes"]
 
@@ -80,7 +80,7 @@ async def check_domain_usable(
     """The local domain is always usable; a custom one must be this tenant's and verified."""
     if domain.lower() == backend.config.domain.lower():
         return
-    row = await backend.store.get_domain(domain)
+    row = await backend.store.admin.get_domain(domain)
     if row is None or row["tenant_id"] != scope.tenant_id:
         raise BackendError(403, "DOMAIN_NOT_VERIFIED", f"domain {domain} is not registered and verified")
     if row["workspace_id"] is not None and row["workspace_id"] != workspace_id:
@@ -111,7 +111,7 @@ async def create_inbox(request: Request) -> JSONResponse:
     domain = (body.domain or backend.config.domain).strip().lower()
     await check_domain_usable(backend, scope, domain, workspace_id)
     try:
-        row = await backend.store.create_inbox(
+        row = await backend.store.accounts.create_inbox(
             tenant_id=scope.tenant_id,
             workspace_id=workspace_id,
             username=username,
@@ -144,7 +144,7 @@ async def list_inboxes(request: Request) -> JSONResponse:
         if workspace is not None and workspace != scope.workspace_id:
             return json_response({"inboxes": []})
         workspace_id = scope.workspace_id if scope.kind == "wk" else None
-    rows = await backend.store.list_inboxes(
+    rows = await backend.store.accounts.list_inboxes(
         scope.tenant_id,
         workspace_id=workspace_id,
         inbox_id=scope.inbox_id if scope.kind == "ak" else None,
@@ -155,7 +155,7 @@ async def list_inboxes(request: Request) -> JSONResponse:
 
 
 async def _inbox_detail(backend: LocalBackend, inbox_id: str) -> dict[str, Any]:
-    row = await backend.store.get_inbox(inbox_id)
+    row = await backend.store.accounts.get_inbox(inbox_id)
     if row is None:
         raise BackendError.not_found("inbox")
     out = inbox_wire(row)
@@ -175,7 +175,7 @@ async def update_inbox(request: Request) -> JSONResponse:
     body = await parse_body(request, UpdateInbox)
     _check_display_name(body.display_name)
     backend = backend_of(request)
-    await backend.store.update_inbox(
+    await backend.store.accounts.update_inbox(
         record.id,
         display_name=body.display_name,
         metadata=body.metadata,
@@ -202,7 +202,7 @@ async def add_address(request: Request) -> JSONResponse:
     backend = backend_of(request)
     await check_domain_usable(backend, scope, address.rpartition("@")[2], record.workspace_id)
     try:
-        await backend.store.add_address(record.id, address, primary=body.primary)
+        await backend.store.accounts.add_address(record.id, address, primary=body.primary)
     except ConflictError as exc:
         raise BackendError(409, "CONFLICT", str(exc)) from None
     return json_response(await _inbox_detail(backend, record.id))
@@ -215,7 +215,7 @@ async def remove_address(request: Request) -> JSONResponse:
     if address == record.email.lower():
         raise BackendError.validation("address", "the canonical address cannot be removed")
     backend = backend_of(request)
-    if not await backend.store.remove_address(record.id, address):
+    if not await backend.store.accounts.remove_address(record.id, address):
         raise BackendError.not_found("address")
     return json_response(await _inbox_detail(backend, record.id))
 

@@ -171,7 +171,7 @@ async def list_messages(request: Request) -> JSONResponse:
     if direction not in (None, "inbound", "outbound"):
         raise BackendError.validation("direction", "must be inbound or outbound")
     params = request.query_params
-    rows = await backend_of(request).store.list_messages(
+    rows = await backend_of(request).store.mail.list_messages(
         record.id,
         direction=direction,
         unread=bool_param(request, "unread") or None,
@@ -189,7 +189,7 @@ async def get_message(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
     # `peek=true` (ours): read without marking read, for previews such as the MCP message resource.
-    row = await backend_of(request).store.get_message(
+    row = await backend_of(request).store.mail.get_message(
         record.id, request.path_params["message_id"], mark_read=not bool_param(request, "peek")
     )
     if row is None:
@@ -203,9 +203,9 @@ async def mark_message(request: Request) -> JSONResponse:
     body = await parse_body(request, MarkBody)
     store = backend_of(request).store
     message_id = request.path_params["message_id"]
-    if not await store.set_read(record.id, message_id, body.is_read):
+    if not await store.mail.set_read(record.id, message_id, body.is_read):
         raise BackendError.not_found("message")
-    row = await store.get_message(record.id, message_id)
+    row = await store.mail.get_message(record.id, message_id)
     if row is None:
         raise BackendError.not_found("message")
     return json_response(message_wire(row))
@@ -214,7 +214,7 @@ async def mark_message(request: Request) -> JSONResponse:
 async def delete_message(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    if not await backend_of(request).store.soft_delete(record.id, request.path_params["message_id"]):
+    if not await backend_of(request).store.mail.soft_delete(record.id, request.path_params["message_id"]):
         raise BackendError.not_found("message")
     return ok()
 
@@ -222,7 +222,7 @@ async def delete_message(request: Request) -> JSONResponse:
 async def raw_message(request: Request) -> Response:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    raw = await backend_of(request).store.get_raw(record.id, request.path_params["message_id"])
+    raw = await backend_of(request).store.mail.get_raw(record.id, request.path_params["message_id"])
     if raw is None:
         raise BackendError.not_found("raw message")
     return Response(raw, media_type="message/rfc822")
@@ -231,7 +231,7 @@ async def raw_message(request: Request) -> Response:
 async def list_attachments(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    rows = await backend_of(request).store.list_attachments(record.id, request.path_params["message_id"])
+    rows = await backend_of(request).store.mail.list_attachments(record.id, request.path_params["message_id"])
     if rows is None:
         raise BackendError.not_found("message")
     return json_response({"attachments": [attachment_wire(r) for r in rows]})
@@ -247,7 +247,7 @@ def _content_disposition(filename: str) -> str:
 async def download_attachment(request: Request) -> Response:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.get_attachment(
+    row = await backend_of(request).store.mail.get_attachment(
         record.id, request.path_params["message_id"], request.path_params["attachment_id"]
     )
     if row is None:
@@ -269,7 +269,7 @@ async def list_threads(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
     limit, offset = page_params(request)
-    rows = await backend_of(request).store.list_threads(record.id, limit=limit, offset=offset)
+    rows = await backend_of(request).store.mail.list_threads(record.id, limit=limit, offset=offset)
     return json_response({"threads": [thread_wire(r) for r in rows]})
 
 
@@ -279,7 +279,7 @@ async def get_thread(request: Request) -> JSONResponse:
     # `limit`/`offset` (ours) page the messages; without them the whole thread, as the API documents.
     paged = "limit" in request.query_params or "offset" in request.query_params
     limit, offset = page_params(request) if paged else (None, 0)
-    row = await backend_of(request).store.get_thread(
+    row = await backend_of(request).store.mail.get_thread(
         record.id, request.path_params["thread_id"], limit=limit, offset=offset
     )
     if row is None:
@@ -310,7 +310,7 @@ def _draft_fields(body: DraftBody, *, partial: bool) -> dict[str, Any]:
 
 async def _check_reply_target(request: Request, inbox_id: str, fields: dict[str, Any]) -> None:
     target = fields.get("reply_to_message_id")
-    if target and await backend_of(request).store.get_message(inbox_id, target) is None:
+    if target and await backend_of(request).store.mail.get_message(inbox_id, target) is None:
         raise BackendError.validation("replyToMessageId", "no such message in this inbox")
 
 
@@ -320,7 +320,7 @@ async def create_draft(request: Request) -> JSONResponse:
     body = await parse_body(request, DraftBody, optional=True)
     fields = _draft_fields(body, partial=False)
     await _check_reply_target(request, record.id, fields)
-    row = await backend_of(request).store.create_draft(record.id, fields)
+    row = await backend_of(request).store.mail.create_draft(record.id, fields)
     return json_response(draft_wire(row), 201)
 
 
@@ -328,14 +328,14 @@ async def list_drafts(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
     limit, offset = page_params(request, default_limit=100)
-    rows = await backend_of(request).store.list_drafts(record.id, limit=limit, offset=offset)
+    rows = await backend_of(request).store.mail.list_drafts(record.id, limit=limit, offset=offset)
     return json_response({"drafts": [draft_wire(r) for r in rows]})
 
 
 async def get_draft(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.get_draft(record.id, request.path_params["draft_id"])
+    row = await backend_of(request).store.mail.get_draft(record.id, request.path_params["draft_id"])
     if row is None:
         raise BackendError.not_found("draft")
     return json_response(draft_wire(row))
@@ -349,9 +349,9 @@ async def update_draft(request: Request) -> JSONResponse:
     await _check_reply_target(request, record.id, fields)
     store = backend_of(request).store
     draft_id = request.path_params["draft_id"]
-    if not await store.update_draft(record.id, draft_id, fields):
+    if not await store.mail.update_draft(record.id, draft_id, fields):
         raise BackendError.not_found("draft")
-    row = await store.get_draft(record.id, draft_id)
+    row = await store.mail.get_draft(record.id, draft_id)
     if row is None:
         raise BackendError.not_found("draft")
     return json_response(draft_wire(row))
@@ -360,7 +360,7 @@ async def update_draft(request: Request) -> JSONResponse:
 async def delete_draft(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
-    if not await backend_of(request).store.delete_draft(record.id, request.path_params["draft_id"]):
+    if not await backend_of(request).store.mail.delete_draft(record.id, request.path_params["draft_id"]):
         raise BackendError.not_found("draft")
     return ok()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mam_mcp.local.store.email_store import Row
+from mam_mcp.local.store.rows import Row
 
 __all__ = ["attachment_wire", "draft_wire", "inbox_wire", "json_response", "message_wire", "ok", "thread_wire"]
 

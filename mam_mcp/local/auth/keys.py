@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mam_mcp.local.auth.scope import KeyKind, KeyScope
-from mam_mcp.local.store.email_store import EmailStore, KeyRecord
+from mam_mcp.local.store.accounts import KeyRecord
+from mam_mcp.local.store.email_store import EmailStore
 
 __all__ = [
     "FailedAuthLockout",
@@ -111,11 +112,11 @@ class KeyRing:
         self._store = store
         self.lockout = lockout or FailedAuthLockout()
         # Loaded once here; afterwards every mint and revoke goes through this ring (one daemon per data dir).
-        self._by_hash: dict[str, KeyRecord] = {r.key_hash: r for r in store.active_keys_sync()}
+        self._by_hash: dict[str, KeyRecord] = {r.key_hash: r for r in store.accounts.active_keys_sync()}
 
     async def reload(self) -> None:
         """Re-read active keys (keys minted by another KeyRing on the same store)."""
-        self._by_hash = {record.key_hash: record for record in await self._store.active_keys()}
+        self._by_hash = {record.key_hash: record for record in await self._store.accounts.active_keys()}
 
     def lockout_seconds(self, presented: str) -> float:
         return self.lockout.locked_for(hash_key(presented))
@@ -154,7 +155,7 @@ class KeyRing:
     ) -> MintedKey:
         key = generate_key(kind)
         digest = hash_key(key)
-        row = await self._store.insert_key(
+        row = await self._store.accounts.insert_key(
             kind=kind,
             tenant_id=tenant_id,
             workspace_id=workspace_id,
@@ -168,16 +169,16 @@ class KeyRing:
 
     async def create_tenant(self) -> tuple[str, MintedKey]:
         """A new tenant and its tk_ key (tests of isolation; the daemon uses mint_tenant_key)."""
-        tenant_id = await self._store.create_tenant()
+        tenant_id = await self._store.accounts.create_tenant()
         return tenant_id, await self.mint("tk", tenant_id=tenant_id, name="tenant")
 
     async def mint_tenant_key(self) -> str:
         """A tk_ key for the first tenant, creating the tenant on first start."""
-        tenant_id = await self._store.first_tenant() or await self._store.create_tenant()
+        tenant_id = await self._store.accounts.first_tenant() or await self._store.accounts.create_tenant()
         return (await self.mint("tk", tenant_id=tenant_id, name="local daemon")).key
 
     async def revoke(self, key_id: str) -> None:
-        await self._store.revoke_key(key_id)
+        await self._store.accounts.revoke_key(key_id)
         self.forget(lambda record: record.id == key_id)
 
     def forget(self, predicate: Callable[[KeyRecord], bool]) -> None:

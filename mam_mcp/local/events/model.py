@@ -6,13 +6,14 @@ are their two wire shapes.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mam_mcp.local.timestamps import utc_now_iso
 
-__all__ = ["EVENT_TYPES", "EventType", "InboxEvent", "new_event_id"]
+__all__ = ["EVENT_TYPES", "EventType", "InboxEvent", "event_message", "message_event", "new_event_id"]
 
 EventType = Literal["message.received", "message.sent", "message.bounced"]
 EVENT_TYPES: tuple[EventType, ...] = ("message.received", "message.sent", "message.bounced")
@@ -65,3 +66,42 @@ class InboxEvent:
             "hasAttachments": self.has_attachments,
             "timestamp": self.timestamp,
         }
+
+
+def event_message(row: dict[str, Any]) -> dict[str, Any]:
+    """The snake_case `message` object of an event frame, from a message row."""
+    name, addr = row.get("from_name"), row.get("from_address") or ""
+    to = row.get("to_json")
+    return {
+        "inbox_id": row["inbox_id"],
+        "thread_id": row["thread_id"],
+        "message_id": row["id"],
+        "from": f"{name} <{addr}>" if name and addr else addr,
+        "to": json.loads(to) if isinstance(to, str) else list(to or []),
+        "subject": row.get("subject") or "",
+        "plain_body": row.get("plain_body"),
+        "html_body": row.get("html_body"),
+        "timestamp": row.get("at") or utc_now_iso(),
+    }
+
+
+def message_event(
+    event_type: EventType,
+    *,
+    tenant_id: str,
+    workspace_id: str | None,
+    row: dict[str, Any],
+    thread_subject: str | None,
+    timestamp: str | None = None,
+) -> InboxEvent:
+    """The event of a stored message row (owners for scoping; `timestamp` defaults to now)."""
+    return InboxEvent(
+        event_type=event_type,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        inbox_id=row["inbox_id"],
+        message=event_message(row),
+        thread={"thread_id": row["thread_id"], "subject": thread_subject},
+        has_attachments=bool(row.get("has_attachments")),
+        timestamp=timestamp or utc_now_iso(),
+    )

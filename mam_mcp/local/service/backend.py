@@ -1,8 +1,9 @@
 """Composition root of the local backend: store, keys, outbound path and event fan-out.
 
-The REST app and the SMTP ingress both go through `LocalBackend`; part B's WebSocket hub
-and webhook dispatcher register as event sinks. A failing sink is logged and skipped: it
-never breaks a send or an SMTP accept.
+The REST app and the SMTP ingress both go through `LocalBackend`; the event hub (WebSockets)
+and the webhook dispatcher register as event sinks. A failing sink is logged and skipped: it
+never breaks a send or an SMTP accept. Events are built here from what the store committed
+(events/model.py); replies, forwards and drafts are composed in compose.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from mam_mcp.local.auth.keys import KeyRing
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
-from mam_mcp.local.events.model import EventType, InboxEvent
+from mam_mcp.local.events.model import InboxEvent, message_event
 from mam_mcp.local.mime.build import build_outbound, new_message_id
 from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRejected
 from mam_mcp.local.service import compose
@@ -37,7 +38,7 @@ from mam_mcp.local.service.outgoing import (
     content_hash,
     unique_addresses,
 )
-from mam_mcp.local.store.email_store import EmailStore, event_message
+from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.local.timestamps import iso_utc
 
 __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
@@ -98,7 +99,7 @@ class LocalBackend:
     def smtp_port(self) -> int:
         return self.config.smtp_port
 
-    # ------------------------------------------------------------ what parts B and C use
+    # ------------------------------------------------------------ ingress, events, keys (SMTP, hub, webhooks)
 
     def add_event_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -114,35 +115,42 @@ class LocalBackend:
 
     async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboxEvent]:
         """Store mail received over SMTP (durably) and emit `message.received` per inbox."""
-        events = await self.store.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
-        if rcpt_tos and not events:
+        copies = await self.store.mail.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
+        if rcpt_tos and not copies:
             # Every recipient vanished between RCPT and DATA (inbox deleted): refuse, never 250 into nowhere.
             raise LookupError("no local inbox for any recipient")
+        events = [
+            message_event(
+                "message.received", tenant_id=copy.inbox.tenant_id, workspace_id=copy.inbox.workspace_id,
+                row=copy.message, thread_subject=copy.thread_subject, timestamp=copy.message["at"],
+            )  # fmt: skip
+            for copy in copies
+        ]
         for event in events:
             await self.emit(event)
         return events
 
     def is_local_recipient(self, address: str) -> bool:
-        return self.store.inbox_for_address(address) is not None
+        return self.store.accounts.inbox_for_address(address) is not None
 
     def authenticate(self, key: str) -> KeyScope | None:
         return self.keys.authenticate(key)
 
     def inbox_owner(self, inbox_id: str) -> tuple[str, str | None, str] | None:
         """(tenant_id, workspace_id, email) of an inbox, or None."""
-        record = self.store.inbox_record(inbox_id)
+        record = self.store.accounts.inbox_record(inbox_id)
         return (record.tenant_id, record.workspace_id, record.email) if record else None
 
     async def webhook_current_url(self, webhook_id: str) -> str | None:
         """The webhook's URL now, or None when it was deleted or disabled."""
-        row = await self.store.get_webhook(webhook_id)
+        row = await self.store.admin.get_webhook(webhook_id)
         return str(row["url"]) if row is not None and row["is_active"] else None
 
     async def webhook_targets(self, event: InboxEvent) -> list[WebhookTarget]:
         """Active webhooks covering the event's inbox and subscribed to its type."""
-        if not self.store.may_have_webhooks():
+        if not self.store.admin.may_have_webhooks():
             return []  # the common case with no webhooks: no database read on the SMTP accept path
-        rows = await self.store.webhooks_for_event(event.tenant_id, event.workspace_id, event.inbox_id)
+        rows = await self.store.admin.webhooks_for_event(event.tenant_id, event.workspace_id, event.inbox_id)
         targets = []
         for row in rows:
             events = tuple(json.loads(row["events_json"]))
@@ -184,10 +192,10 @@ class LocalBackend:
                 self._send_locks.pop(key, None)
 
     async def _previous_send(self, inbox_id: str, idempotency_key: str) -> SendResult | None:
-        row = await self.store.idempotent_message(inbox_id, idempotency_key)
+        row = await self.store.mail.idempotent_message(inbox_id, idempotency_key)
         if row is None:
             return None
-        delivery = await self.store.delivery(row["id"]) or {}
+        delivery = await self.store.sends.delivery(row["id"]) or {}
         return SendResult(
             row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "",
             relay_reply=delivery.get("last_reply"), next_attempt_at=delivery.get("next_attempt_at"),
@@ -202,19 +210,19 @@ class LocalBackend:
             for rcpt in unique_addresses(recipients)
             if rcpt.lower() not in answered
             and not self.is_local_recipient(rcpt)
-            and not await self.store.has_correspondent(inbox_id, rcpt)
+            and not await self.store.mail.has_correspondent(inbox_id, rcpt)
         ]
 
     async def preview(self, inbox_id: str, outgoing: Outgoing) -> SendPreview:
         """What sending `outgoing` from this inbox would put on the wire, and who is new; sends nothing."""
         check_headers(outgoing)
-        record = self.store.inbox_record(inbox_id)
-        inbox = await self.store.get_inbox(inbox_id)
+        record = self.store.accounts.inbox_record(inbox_id)
+        inbox = await self.store.accounts.get_inbox(inbox_id)
         if record is None or inbox is None:
             raise BackendError.not_found("inbox")
         if not outgoing.to:
             raise BackendError.validation("to", "at least one recipient is required")
-        from_address = await self.store.primary_address(inbox_id) or record.email
+        from_address = await self.store.accounts.primary_address(inbox_id) or record.email
         from_name = inbox.get("display_name")
         try:  # set before the header check existed: refused here, before anyone is asked to approve it
             check_header_value("displayName", from_name)
@@ -246,7 +254,7 @@ class LocalBackend:
         draft_id: str | None,
         expect_hash: str | None = None,
     ) -> SendResult:
-        record = self.store.inbox_record(inbox_id)
+        record = self.store.accounts.inbox_record(inbox_id)
         if record is None:
             raise BackendError.not_found("inbox")
         recipients = unique_addresses([*outgoing.to, *outgoing.cc, *outgoing.bcc])
@@ -287,7 +295,7 @@ class LocalBackend:
             raise BackendError.validation(exc.argument, exc.reason) from None
         await self._pause_at("recording")
         try:
-            row = await self.store.insert_outbound(
+            row = await self.store.mail.insert_outbound(
                 inbox_id=inbox_id,
                 thread_id=outgoing.thread_id,
                 message_id_hdr=message_id,
@@ -344,14 +352,14 @@ class LocalBackend:
         remote = [r for r in recipients if r not in local]
         handed_over = bool(local) or (bool(remote) and self.relay is not None)
         if handed_over:
-            await self.store.claim_delivery(row["id"])  # relaying: a crash from here on means unknown
+            await self.store.sends.claim_delivery(row["id"])  # relaying: a crash from here on means unknown
             await self._pause_at("relaying")
         if local:
             try:
                 await self.ingest(raw, row["from_address"], local)
             except Exception as exc:  # noqa: BLE001 - the message must not stay in flight forever
                 logger.warning("local delivery of %s failed: %s", row["id"], type(exc).__name__)
-                await self.store.finish_delivery(row["id"], "failed", f"local delivery failed: {type(exc).__name__}")
+                await self.store.sends.finish_delivery(row["id"], "failed", f"local delivery failed: {type(exc).__name__}")
                 raise BackendError(
                     502, "SMTP_ERROR",
                     f"local delivery of message {row['id']} failed; it is stored with status failed",
@@ -395,10 +403,14 @@ class LocalBackend:
     async def _finish(
         self, tenant_id: str, workspace_id: str | None, row: dict[str, Any], status: str, reply: str | None = None
     ) -> _Outcome:
-        await self.store.finish_delivery(row["id"], status, reply)
+        await self.store.sends.finish_delivery(row["id"], status, reply)
         row["status"] = status
         if status in ("sent", "delivered", "captured", "partial"):
-            await self.emit(_event("message.sent", tenant_id, workspace_id, row))
+            sent = message_event(
+                "message.sent", tenant_id=tenant_id, workspace_id=workspace_id, row=row,
+                thread_subject=row.get("subject") or "",
+            )  # fmt: skip
+            await self.emit(sent)
         return _Outcome(status, reply)
 
     async def _retry_later(
@@ -421,7 +433,7 @@ class LocalBackend:
             last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + base
             retry_until = iso_utc(now + timedelta(seconds=last))
         next_attempt_at = iso_utc(now + timedelta(seconds=base * 3 ** (attempts - 1)))
-        await self.store.schedule_retry(
+        await self.store.sends.schedule_retry(
             row["id"], next_attempt_at=next_attempt_at, retry_until=retry_until, reply=reply
         )
         for listener in list(self._retry_listeners):
@@ -433,18 +445,18 @@ class LocalBackend:
 
         Returns seconds until the next retry is due, or None when none is scheduled.
         """
-        for row in await self.store.due_deliveries(iso_utc(datetime.now(UTC))):
+        for row in await self.store.sends.due_deliveries(iso_utc(datetime.now(UTC))):
             await self._retry(row)
-        upcoming = await self.store.next_delivery_at()
+        upcoming = await self.store.sends.next_delivery_at()
         if upcoming is None:
             return None
         wait = (datetime.fromisoformat(upcoming.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
         return max(wait, 0.0)
 
     async def _retry(self, row: dict[str, Any]) -> None:
-        record = self.store.inbox_record(row["inbox_id"])
+        record = self.store.accounts.inbox_record(row["inbox_id"])
         tenant_id, workspace_id = (record.tenant_id, record.workspace_id) if record else ("", None)
-        if not await self.store.claim_delivery(row["id"]):
+        if not await self.store.sends.claim_delivery(row["id"]):
             return  # no longer queued
         reply = row["last_reply"] or "temporary failure"
         expired = row["retry_until"] is not None and row["retry_until"] < iso_utc(datetime.now(UTC))
@@ -456,7 +468,7 @@ class LocalBackend:
             )  # fmt: skip
             await self._finish(tenant_id, workspace_id, row, "failed", f"not sent: {why}; last answer: {reply}")
             return
-        raw = await self.store.outbound_raw(row["id"])
+        raw = await self.store.sends.outbound_raw(row["id"])
         recipients = unique_addresses([*json.loads(row["to_json"]), *json.loads(row["cc_json"]), *json.loads(row["bcc_json"])])
         remote = [r for r in recipients if not self.is_local_recipient(r)]  # local ones got it the first time
         if raw is None or not remote:
@@ -470,7 +482,7 @@ class LocalBackend:
     async def recover_sends(self) -> tuple[int, int]:
         """At daemon start: sends a previous run left with the relay become `unknown` (never resent);
         sends recorded but never handed over are due now. Returns (unknown, requeued)."""
-        return await self.store.recover_deliveries(
+        return await self.store.sends.recover_deliveries(
             iso_utc(datetime.now(UTC)),
             "the daemon stopped while this message was being handed to the relay; it may have been delivered",
         )
@@ -536,19 +548,3 @@ class LocalBackend:
         return await self.send(
             inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id, expect_hash=expect_hash
         )
-
-
-
-def _event(
-    event_type: EventType, tenant_id: str, workspace_id: str | None, row: dict[str, Any]
-) -> InboxEvent:
-    message = event_message(row)
-    return InboxEvent(
-        event_type=event_type,
-        tenant_id=tenant_id,
-        workspace_id=workspace_id,
-        inbox_id=row["inbox_id"],
-        message=message,
-        thread={"thread_id": row["thread_id"], "subject": row.get("subject") or ""},
-        has_attachments=bool(row.get("has_attachments")),
-    )

@@ -40,7 +40,7 @@ async def reply_outgoing(
     recipient rule like any other send.
     """
     parent = await _parent(store, inbox_id, parent_id)
-    own = {a.lower() for a in await store.inbox_addresses(inbox_id)}
+    own = {a.lower() for a in await store.accounts.inbox_addresses(inbox_id)}
     parent_to = plain_addresses(json.loads(parent["to_json"]))
     parent_cc = plain_addresses(json.loads(parent["cc_json"]))
     if parent["direction"] == "inbound":
@@ -102,7 +102,7 @@ async def forward_outgoing(
         original_html = parent["html_body"] or f"<pre>{_escape(parent['plain_body'] or '')}</pre>"
         header_html = "<br>".join(_escape(line) for line in quote.split("\n")[:5])
         html = f"{html_body or _escape(plain_body or '')}<br><br>{header_html}<br><br>{original_html}"
-    blobs = await store.attachment_blobs(inbox_id, parent_id)
+    blobs = await store.mail.attachment_blobs(inbox_id, parent_id)
     return Outgoing(
         to=list(to),
         cc=list(cc),
@@ -118,7 +118,7 @@ async def forward_outgoing(
 
 async def draft_outgoing(store: EmailStore, inbox_id: str, draft_id: str, *, verified: bool) -> Outgoing:
     """The message a draft would send (a reply draft continues its thread)."""
-    draft = await store.get_draft(inbox_id, draft_id)
+    draft = await store.mail.get_draft(inbox_id, draft_id)
     if draft is None:
         raise BackendError.not_found("draft")
     to, cc, bcc = (json.loads(draft[k]) for k in ("to_json", "cc_json", "bcc_json"))
@@ -152,7 +152,7 @@ async def draft_outgoing(store: EmailStore, inbox_id: str, draft_id: str, *, ver
 
 
 async def _parent(store: EmailStore, inbox_id: str, message_id: str) -> dict[str, Any]:
-    parent = await store.get_message(inbox_id, message_id)
+    parent = await store.mail.get_message(inbox_id, message_id)
     if parent is None:
         raise BackendError.not_found("message")
     return parent

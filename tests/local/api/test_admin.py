@@ -17,7 +17,7 @@ from mam_mcp.client.models import (
     Workspace,
     WorkspaceKey,
 )
-from mam_mcp.local.api import admin as routes_admin
+from mam_mcp.local.api import admin as admin_routes_module
 from mam_mcp.local.events.model import InboxEvent
 from tests.local.conftest import FAKE_TXT, LocalBackendFixture
 
@@ -165,6 +165,6 @@ async def test_verify_email_single_batch_and_timeout(
         return []
 
     local_backend[0].mx_resolver = hanging
-    monkeypatch.setattr(routes_admin, "VERIFY_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(admin_routes_module, "VERIFY_TIMEOUT_SECONDS", 0.05)
     slow = (await local_api.post("/v1/verify-email", json={"email": "a@example.com"})).json()
     assert slow == {"email": "a@example.com", "valid": False, "reason": "dns_timeout", "mx": []}

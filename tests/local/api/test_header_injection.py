@@ -139,12 +139,12 @@ async def test_rest_send_refuses_each_header_argument_by_name(stack: Stack, name
 
 async def test_an_old_draft_with_a_hostile_subject_is_refused_and_kept(stack: Stack) -> None:
     inbox_id = stack.inbox["id"]
-    draft = await stack.backend.store.create_draft(  # written before the check existed
+    draft = await stack.backend.store.mail.create_draft(  # written before the check existed
         inbox_id, {"to": [BOSS], "subject": INJECTIONS["q-crlf"], "plain_body": "b"}
     )
     refused = await stack.api.post(f"/v1/inboxes/{inbox_id}/drafts/{draft['id']}/send", json={"verified": True})
     assert refused.status_code == 400 and refused.json()["details"][0]["path"] == "subject"
-    assert await stack.backend.store.get_draft(inbox_id, draft["id"]) is not None
+    assert await stack.backend.store.mail.get_draft(inbox_id, draft["id"]) is not None
 
 
 # ---------------------------------------------------------------- what hostile mail brings: neutralised

@@ -192,7 +192,7 @@ async def test_unexpected_errors_are_opaque(
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"database exploded near {key}")
 
-    monkeypatch.setattr(backend.store, "list_inboxes", broken)
+    monkeypatch.setattr(backend.store.accounts, "list_inboxes", broken)
     transport = httpx2.ASGITransport(app=app)  # raises if anything escapes the app
     async with httpx2.AsyncClient(
         transport=transport, base_url="http://t", headers={"X-API-Key": key}

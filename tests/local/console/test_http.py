@@ -166,7 +166,7 @@ async def test_foreign_host_and_origin_are_refused_even_with_a_session(stack: Co
 async def test_state_changes_need_the_csrf_token_and_our_origin(stack: ConsoleStack) -> None:
     await stack.ingest("Please read me")
     store = stack.backend.store
-    message = (await store.list_messages(stack.inbox["id"], limit=1))[0]
+    message = (await store.mail.list_messages(stack.inbox["id"], limit=1))[0]
     path = f"{CONSOLE_PATH}/api/inboxes/{stack.inbox['id']}/messages/{message['id']}"
     async with stack.http() as http:
         csrf = await sign_in(stack, http)
@@ -174,10 +174,10 @@ async def test_state_changes_need_the_csrf_token_and_our_origin(stack: ConsoleSt
             refused = await http.patch(path, json={"isRead": True}, headers=headers)
             assert refused.status_code == 403, headers
             assert refused.json()["code"] in ("CSRF_REJECTED", "FORBIDDEN_ORIGIN")
-        assert (await store.get_message(stack.inbox["id"], message["id"]))["is_read"] == 0
+        assert (await store.mail.get_message(stack.inbox["id"], message["id"]))["is_read"] == 0
         done = await http.patch(path, json={"isRead": True}, headers={**ORIGIN, "X-CSRF-Token": csrf})
         assert done.status_code == 200
-        assert (await store.get_message(stack.inbox["id"], message["id"]))["is_read"] == 1
+        assert (await store.mail.get_message(stack.inbox["id"], message["id"]))["is_read"] == 1
 
         signed_out = await http.post(f"{CONSOLE_PATH}/logout", headers={**ORIGIN, "X-CSRF-Token": csrf})
         assert signed_out.status_code == 200
@@ -245,7 +245,7 @@ async def test_the_html_view_runs_nothing_and_loads_nothing_remote(stack: Consol
         "Your code", body="Your verification code is 483921", html=html, attachments=[("terms.pdf", b"%PDF-1.4 x")]
     )
     inbox = stack.inbox["id"]
-    message = (await stack.backend.store.list_messages(inbox, limit=1))[0]
+    message = (await stack.backend.store.mail.list_messages(inbox, limit=1))[0]
     path = f"{CONSOLE_PATH}/api/inboxes/{inbox}/messages/{message['id']}"
     async with stack.http() as http:
         await sign_in(stack, http)
@@ -283,7 +283,7 @@ async def test_the_html_view_runs_nothing_and_loads_nothing_remote(stack: Consol
 async def test_approving_a_changed_draft_is_refused_and_answers_the_new_version(stack: ConsoleStack) -> None:
     store = stack.backend.store
     inbox = stack.inbox["id"]
-    draft = await store.create_draft(
+    draft = await store.mail.create_draft(
         inbox, {"to": ["jane@example.com"], "subject": "Quote", "plain_body": "It is 100 EUR."}
     )
     path = f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}"
@@ -294,7 +294,7 @@ async def test_approving_a_changed_draft_is_refused_and_answers_the_new_version(
         assert shown["preview"]["plainBody"] == "It is 100 EUR."
         assert shown["preview"]["newRecipients"] == ["jane@example.com"]
         # The agent rewrites the draft while the person reads it.
-        await store.update_draft(inbox, draft["id"], {"plain_body": "It is 1,000 EUR."})
+        await store.mail.update_draft(inbox, draft["id"], {"plain_body": "It is 1,000 EUR."})
 
         refused = await http.post(path + "/approve", json={"contentHash": shown["preview"]["contentHash"]}, headers=write)
         assert refused.status_code == 409
@@ -302,21 +302,21 @@ async def test_approving_a_changed_draft_is_refused_and_answers_the_new_version(
         assert body["code"] == "CONTENT_CHANGED" and "nothing was sent" in body["error"]
         assert body["preview"]["plainBody"] == "It is 1,000 EUR."
         assert body["preview"]["contentHash"] != shown["preview"]["contentHash"]
-        assert await store.list_messages(inbox, direction="outbound") == []
+        assert await store.mail.list_messages(inbox, direction="outbound") == []
 
         sent = await http.post(path + "/approve", json={"contentHash": body["preview"]["contentHash"]}, headers=write)
         assert sent.status_code == 201, sent.text
         assert sent.json()["sent"]["status"] == "captured"  # no relay: kept locally
-        outbound = await store.list_messages(inbox, direction="outbound")
+        outbound = await store.mail.list_messages(inbox, direction="outbound")
         assert [m["plain_body"] for m in outbound] == ["It is 1,000 EUR."]
-        assert await store.get_draft(inbox, draft["id"]) is None
+        assert await store.mail.get_draft(inbox, draft["id"]) is None
         assert (await http.get(path)).status_code == 404
 
 
 async def test_editing_and_discarding_drafts(stack: ConsoleStack) -> None:
     store = stack.backend.store
     inbox = stack.inbox["id"]
-    draft = await store.create_draft(inbox, {"to": ["jane@example.com"], "subject": "Hi", "plain_body": "A"})
+    draft = await store.mail.create_draft(inbox, {"to": ["jane@example.com"], "subject": "Hi", "plain_body": "A"})
     path = f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}"
     async with stack.http() as http:
         csrf = await sign_in(stack, http)
@@ -335,15 +335,15 @@ async def test_editing_and_discarding_drafts(stack: ConsoleStack) -> None:
             path, json={"subject": "Mine", "baseUpdatedAt": shown["draft"]["updatedAt"]}, headers=write
         )
         assert stale.status_code == 409 and stale.json()["code"] == "DRAFT_CHANGED"
-        assert (await store.get_draft(inbox, draft["id"]))["subject"] == "Hello"
+        assert (await store.mail.get_draft(inbox, draft["id"]))["subject"] == "Hello"
         injected = await http.patch(path, json={"subject": "Hi\r\nBcc: x@example.com"}, headers=write)
         assert injected.status_code == 400
         bad_address = await http.patch(path, json={"to": ["not an address"]}, headers=write)
         assert bad_address.status_code == 400
 
         assert (await http.delete(path, headers=write)).status_code == 200
-        assert await store.get_draft(inbox, draft["id"]) is None
-        assert await store.list_messages(inbox, direction="outbound") == []
+        assert await store.mail.get_draft(inbox, draft["id"]) is None
+        assert await store.mail.list_messages(inbox, direction="outbound") == []
         drafts = (await http.get(f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts")).json()["drafts"]
         assert drafts == []
 
@@ -368,5 +368,5 @@ async def test_the_event_stream_pushes_new_mail_and_draft_changes(stack: Console
                         break
             await stack.ingest("Live one")
             assert await next_event() == "mail"
-            await stack.backend.store.create_draft(stack.inbox["id"], {"to": ["a@example.com"], "subject": "x"})
+            await stack.backend.store.mail.create_draft(stack.inbox["id"], {"to": ["a@example.com"], "subject": "x"})
             assert await next_event() == "changed"

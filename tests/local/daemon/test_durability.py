@@ -4,7 +4,7 @@
   after the COMMIT is on disk).
 - Webhooks: a delivery that failed and was waiting for its retry when the daemon died is
   delivered by the restarted daemon, exactly once, with exactly the bytes that were signed.
-  (Part B covers the same in process with a clean stop; this is a real process kill.)
+  (tests/local/webhooks/ cover the same in process with a clean stop; this is a real process kill.)
 """
 
 from __future__ import annotations

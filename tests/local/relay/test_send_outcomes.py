@@ -84,7 +84,7 @@ async def test_a_refused_relay_login_is_relay_rejected_failed_and_never_shows_th
         assert WRONG_PASSWORD not in refused.text
         [message] = (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages", params={"direction": "outbound"})).json()["messages"]
         assert message["status"] == "failed"
-        stored = await local_backend[0].store.delivery(message["id"])
+        stored = await local_backend[0].store.sends.delivery(message["id"])
         assert stored is not None and "535" in stored["last_reply"] and WRONG_PASSWORD not in stored["last_reply"]
         assert guarded.received == []
 
@@ -140,7 +140,7 @@ async def test_451_is_queued_then_retried_with_backoff_until_sent(
     assert sink.data_attempts == 3 and len(sink.received) == 1
     assert [e.event_type for e in sent_events] == ["message.sent"]
     assert await _status(local_api, inbox, result["id"]) == "sent"
-    assert await backend.store.delivery(result["id"]) is None, "a sent message keeps no delivery row"
+    assert await backend.store.sends.delivery(result["id"]) is None, "a sent message keeps no delivery row"
 
 
 async def test_retries_run_out_into_failed_and_a_dropped_connection_before_data_is_retried(
@@ -156,7 +156,7 @@ async def test_retries_run_out_into_failed_and_a_dropped_connection_before_data_
     await _drain_retries(backend)
     message_id = queued.json()["id"]
     assert await _status(local_api, inbox, message_id) == "failed"
-    stored = await backend.store.delivery(message_id)
+    stored = await backend.store.sends.delivery(message_id)
     assert stored is not None and stored["attempts"] == 3 and "gave up after 3 attempts" in stored["last_reply"]
     assert sink.received == [] and sink.data_attempts == 0
 
@@ -232,11 +232,11 @@ async def test_sends_an_older_version_left_pending_become_unknown_when_the_datab
     local_config: LocalConfig,
 ) -> None:
     async with EmailStore(local_config) as store:
-        tenant = await store.create_tenant()
-        inbox = await store.create_inbox(
+        tenant = await store.accounts.create_tenant()
+        inbox = await store.accounts.create_inbox(
             tenant_id=tenant, workspace_id=None, username="old", domain="mam.localhost", display_name=None
         )
-        row = await store.insert_outbound(
+        row = await store.mail.insert_outbound(
             inbox_id=inbox["id"], thread_id=None, message_id_hdr="<old@mam.localhost>", in_reply_to=None,
             references=[], from_address=inbox["email"], from_name=None, to=[KNOWN], cc=[], bcc=[],
             subject="old", plain_body="b", html_body=None,
@@ -245,8 +245,9 @@ async def test_sends_an_older_version_left_pending_become_unknown_when_the_datab
         db.execute("DROP TABLE outbound_delivery")
         db.execute("UPDATE messages SET status='pending' WHERE id=?", (row["id"],))
         db.commit()
+        db.execute("PRAGMA user_version=1")  # schema 1: sends had no delivery states
     for _ in range(2):  # the upgrade is idempotent
         async with EmailStore(local_config) as store:
-            [message] = await store.list_messages(inbox["id"], direction="outbound")
+            [message] = await store.mail.list_messages(inbox["id"], direction="outbound")
             assert message["status"] == "unknown"
-            assert await store.next_delivery_at() is None
+            assert await store.sends.next_delivery_at() is None

@@ -23,7 +23,7 @@ class PartlyRefusingRelay:
 
 
 async def _outbound(backend: Any, inbox_id: str) -> list[dict[str, Any]]:
-    return await backend.store.list_messages(inbox_id, direction="outbound", limit=50, offset=0)
+    return await backend.store.mail.list_messages(inbox_id, direction="outbound", limit=50, offset=0)
 
 
 async def test_concurrent_sends_with_one_idempotency_key_send_once(
@@ -79,19 +79,19 @@ async def test_webhook_lookup_is_skipped_until_a_webhook_exists(
 ) -> None:
     backend = local_backend[0]
     inbox = await make_inbox("hooked")
-    [event] = await backend.store.insert_inbound(
-        b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n", mail_from="a@example.com", rcpt_tos=[inbox["email"]]
+    [event] = await backend.ingest(
+        b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n", "a@example.com", [inbox["email"]]
     )
     reads: list[str] = []
-    original = backend.store.webhooks_for_event
+    original = backend.store.admin.webhooks_for_event
 
     async def counting(*args: Any) -> Any:
         reads.append("read")
         return await original(*args)
 
-    monkeypatch.setattr(backend.store, "webhooks_for_event", counting)
+    monkeypatch.setattr(backend.store.admin, "webhooks_for_event", counting)
     assert await backend.webhook_targets(event) == [] and reads == []
-    await backend.store.create_webhook(
+    await backend.store.admin.create_webhook(
         tenant_id=event.tenant_id, workspace_id=None, inbox_id=None, url="https://hooks.example/x",
         events=["message.received"], secret="s3cret",
     )

@@ -422,7 +422,7 @@ async def test_logs_carry_ids_not_content(
         assert secret_ish not in everything
 
 
-# --- end to end through the real backend (part A's `local_backend` fixture) ------------------------
+# --- end to end through the real backend (the `local_backend` fixture) -----------------------------
 
 
 async def test_mail_over_smtp_reaches_rest_websocket_and_a_signed_webhook(
