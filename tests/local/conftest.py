@@ -71,10 +71,10 @@ class RecordingRelay:
         self.reject = reject  # None: accept; True: permanent 5xx; False: temporary 4xx
 
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
-        from mam_mcp.local.relay.smtp_relay import RelayRejected
+        from mam_mcp.local.relay.smtp_relay import RelayRefused
 
         if self.reject is not None:
-            raise RelayRejected(self.reject, "550 no such user" if self.reject else "451 try later")
+            raise RelayRefused(self.reject, "550 no such user" if self.reject else "451 try later")
         self.sent.append((mail_from, rcpts, raw))
 
 

@@ -20,7 +20,7 @@ from mam_mcp.local.api.access import (
     require_kind,
     visible_inbox,
 )
-from mam_mcp.local.api.params import StrictBody, iso_param, parse_body, valid_address
+from mam_mcp.local.api.params import CreateKey, StrictBody, iso_param, parse_body, valid_address
 from mam_mcp.local.api.wire import json_response, ok
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.dns import DnsError
@@ -53,10 +53,6 @@ class CreateDomain(StrictBody):
 
 class CreateWorkspace(StrictBody):
     name: str = Field(min_length=1, max_length=200)
-
-
-class CreateKey(StrictBody):
-    name: str | None = Field(default=None, max_length=200)
 
 
 class CreateWebhook(StrictBody):

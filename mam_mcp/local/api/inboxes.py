@@ -19,6 +19,7 @@ from mam_mcp.local.api.access import (
     require_kind,
 )
 from mam_mcp.local.api.params import (
+    CreateKey,
     StrictBody,
     bool_param,
     check_header_argument,
@@ -53,10 +54,6 @@ class UpdateInbox(StrictBody):
 class AddAddress(StrictBody):
     email: str = Field(max_length=320)
     primary: bool = False
-
-
-class CreateKey(StrictBody):
-    name: str | None = Field(default=None, max_length=200)
 
 
 def _check_display_name(value: str | None) -> None:

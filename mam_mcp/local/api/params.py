@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.requests import Request
 
@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BODY_CHARS",
     "MAX_RECIPIENTS",
     "MAX_SUBJECT_CHARS",
+    "CreateKey",
     "StrictBody",
     "address_list",
     "bool_param",
@@ -43,6 +44,12 @@ class StrictBody(BaseModel):
     """A request body: camelCase on the wire, unknown fields refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class CreateKey(StrictBody):
+    """The body of both key-creating routes (an inbox's ak_ key, a workspace's wk_ key)."""
+
+    name: str | None = Field(default=None, max_length=200)
 
 
 async def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final, Self
 
 from mam_mcp.local.auth.scope import KeyScope
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 
 __all__ = ["EventFilter", "EventHub", "SubscriberDropped", "Subscription"]
 
@@ -39,7 +39,7 @@ class EventFilter:
     workspace_ids: frozenset[str] = frozenset()
     scope: KeyScope | None = None
 
-    def matches(self, event: InboxEvent) -> bool:
+    def matches(self, event: MailEvent) -> bool:
         if self.scope is not None and not self.scope.can_see(
             tenant_id=event.tenant_id, workspace_id=event.workspace_id, inbox_id=event.inbox_id
         ):
@@ -72,7 +72,7 @@ class Subscription:
         self.ended = asyncio.Event()
         self.dropped = False
 
-    def _offer(self, event: InboxEvent) -> None:
+    def _offer(self, event: MailEvent) -> None:
         if self.filter is None or self.ended.is_set() or not self.filter.matches(event):
             return
         if self._queue.qsize() >= self._max_pending:
@@ -99,20 +99,20 @@ class Subscription:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    async def get(self) -> InboxEvent:
+    async def get(self) -> MailEvent:
         """The next event; raises `SubscriberDropped` if events were lost, `StopAsyncIteration` if closed."""
         item = await self._queue.get()
-        if isinstance(item, InboxEvent):
+        if isinstance(item, MailEvent):
             return item
         self._queue.put_nowait(item)  # the end marker stays for any later call
         if item is _DROPPED:
             raise SubscriberDropped(f"more than {self._max_pending} events pending")
         raise StopAsyncIteration
 
-    def __aiter__(self) -> AsyncIterator[InboxEvent]:
+    def __aiter__(self) -> AsyncIterator[MailEvent]:
         return self
 
-    async def __anext__(self) -> InboxEvent:
+    async def __anext__(self) -> MailEvent:
         return await self.get()
 
     def __enter__(self) -> Self:
@@ -139,7 +139,7 @@ class EventHub:
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
 
-    def publish(self, event: InboxEvent) -> None:
+    def publish(self, event: MailEvent) -> None:
         """Offer `event` to every subscriber whose filter matches; never blocks, never raises."""
         for subscription in list(self._subscriptions):
             try:

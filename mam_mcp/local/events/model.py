@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from mam_mcp.local.timestamps import utc_now_iso
 
-__all__ = ["EVENT_TYPES", "EventType", "InboxEvent", "event_message", "message_event", "new_event_id"]
+__all__ = ["EVENT_TYPES", "EventType", "MailEvent", "event_message", "message_event", "new_event_id"]
 
 EventType = Literal["message.received", "message.sent", "message.bounced"]
 EVENT_TYPES: tuple[EventType, ...] = ("message.received", "message.sent", "message.bounced")
@@ -24,8 +24,10 @@ def new_event_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class InboxEvent:
-    """One inbox event, fanned out to WebSocket subscribers and webhooks.
+class MailEvent:
+    """What happened to one message in one inbox, fanned out to WebSocket subscribers and webhooks.
+
+    (The client side parses the frames into `mam_mcp.client.events.InboxEvent`.)
 
     `message` is the snake_case message object of the WebSocket `event` frame
     (`inbox_id, thread_id, message_id, from, to, subject, plain_body, html_body, timestamp`);
@@ -93,9 +95,9 @@ def message_event(
     row: dict[str, Any],
     thread_subject: str | None,
     timestamp: str | None = None,
-) -> InboxEvent:
+) -> MailEvent:
     """The event of a stored message row (owners for scoping; `timestamp` defaults to now)."""
-    return InboxEvent(
+    return MailEvent(
         event_type=event_type,
         tenant_id=tenant_id,
         workspace_id=workspace_id,

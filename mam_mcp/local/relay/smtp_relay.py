@@ -1,7 +1,7 @@
 """Outbound delivery of the local backend through a configured SMTP relay (aiosmtplib).
 
 `SmtpRelay` implements the backend's `OutboundRelay` protocol: `await relay.send(mail_from,
-rcpts, raw)` returns when the relay accepted the message, raises `RelayRejected` when it
+rcpts, raw)` returns when the relay accepted the message, raises `RelayRefused` when it
 answered no (or could not be reached), and `RelayOutcomeUnknown` when the connection failed
 after the message itself was handed over (DATA): the relay may have it, so it is not retried.
 The relay password never appears in logs, `repr` or exception text.
@@ -18,14 +18,14 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-__all__ = ["RelayOutcomeUnknown", "RelayRejected", "RelayUrl", "SmtpRelay"]
+__all__ = ["RelayOutcomeUnknown", "RelayRefused", "RelayUrl", "SmtpRelay"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
-class RelayRejected(Exception):
+class RelayRefused(Exception):
     """The relay did not take the message. `permanent` (5xx) means bounce; otherwise try again later.
 
     When some recipients were accepted and others refused, `accepted` lists the ones that got the
@@ -49,7 +49,7 @@ class RelayRejected(Exception):
         self.refused = refused or {}
 
     def __repr__(self) -> str:
-        return f"RelayRejected(permanent={self.permanent}, code={self.code}, message={self.message!r})"
+        return f"RelayRefused(permanent={self.permanent}, code={self.code}, message={self.message!r})"
 
     def reply(self) -> str:
         """What the relay said, in one line: its answer, and each refused recipient's answer."""
@@ -144,7 +144,7 @@ class SmtpRelay:
 
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
         if not rcpts:
-            raise RelayRejected(True, "no recipients")
+            raise RelayRefused(True, "no recipients")
         # aiosmtplib "cleans" odd addresses (drops CR/LF, cuts at a space) and would send to another
         # mailbox than the one asked for: refuse anything that is not a bare addr-spec instead.
         bad = [
@@ -218,7 +218,7 @@ class SmtpRelay:
         code: int | None = None,
         accepted: tuple[str, ...] = (),
         refused: dict[str, str] | None = None,
-    ) -> RelayRejected:
+    ) -> RelayRefused:
         message = self._redact(message)
         refused = {address: self._redact(text) for address, text in (refused or {}).items()}
         logger.warning(
@@ -227,7 +227,7 @@ class SmtpRelay:
             self.endpoint,
             message,
         )
-        return RelayRejected(permanent, message, code=code, accepted=accepted, refused=refused)
+        return RelayRefused(permanent, message, code=code, accepted=accepted, refused=refused)
 
     def _redact(self, text: str) -> str:
         # A relay could echo credentials back; never let them travel further.

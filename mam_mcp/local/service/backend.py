@@ -25,15 +25,15 @@ from mam_mcp.local.auth.keys import KeyRing
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
-from mam_mcp.local.events.model import InboxEvent, message_event
+from mam_mcp.local.events.model import MailEvent, message_event
 from mam_mcp.local.mime.build import build_outbound, new_message_id
-from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRejected
+from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRefused
 from mam_mcp.local.service import compose
 from mam_mcp.local.service.errors import BackendError
 from mam_mcp.local.service.outgoing import (
     Outgoing,
+    SendOutcome,
     SendPreview,
-    SendResult,
     check_headers,
     content_hash,
     unique_addresses,
@@ -45,12 +45,12 @@ __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
 
 logger = logging.getLogger(__name__)
 
-EventSink = Callable[[InboxEvent], Awaitable[None] | None]
+EventSink = Callable[[MailEvent], Awaitable[None] | None]
 
 
 class OutboundRelay(Protocol):
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
-        """Hand a message to the relay; raises RelayRejected(permanent, message), or
+        """Hand a message to the relay; raises RelayRefused(permanent, message), or
         RelayOutcomeUnknown when the connection failed after the message went over."""
 
 
@@ -63,7 +63,7 @@ class WebhookTarget:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class _AttemptOutcome:
     """What one delivery attempt came to."""
 
     status: str
@@ -104,7 +104,7 @@ class LocalBackend:
     def add_event_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
 
-    async def emit(self, event: InboxEvent) -> None:
+    async def emit(self, event: MailEvent) -> None:
         for sink in list(self._sinks):
             try:
                 result = sink(event)
@@ -113,7 +113,7 @@ class LocalBackend:
             except Exception:
                 logger.exception("event sink failed for %s %s", event.event_type, event.event_id)
 
-    async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboxEvent]:
+    async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[MailEvent]:
         """Store mail received over SMTP (durably) and emit `message.received` per inbox."""
         copies = await self.store.mail.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
         if rcpt_tos and not copies:
@@ -146,7 +146,7 @@ class LocalBackend:
         row = await self.store.admin.get_webhook(webhook_id)
         return str(row["url"]) if row is not None and row["is_active"] else None
 
-    async def webhook_targets(self, event: InboxEvent) -> list[WebhookTarget]:
+    async def webhook_targets(self, event: MailEvent) -> list[WebhookTarget]:
         """Active webhooks covering the event's inbox and subscribed to its type."""
         if not self.store.admin.may_have_webhooks():
             return []  # the common case with no webhooks: no database read on the SMTP accept path
@@ -168,7 +168,7 @@ class LocalBackend:
         idempotency_key: str | None = None,
         draft_id: str | None = None,
         expect_hash: str | None = None,
-    ) -> SendResult:
+    ) -> SendOutcome:
         """Validate, store (with idempotency record and draft deletion), then deliver.
 
         With `expect_hash`, the message is sent only if it is still exactly what a preview with that
@@ -191,12 +191,12 @@ class LocalBackend:
             if entry[1] == 0:
                 self._send_locks.pop(key, None)
 
-    async def _previous_send(self, inbox_id: str, idempotency_key: str) -> SendResult | None:
+    async def _previous_send(self, inbox_id: str, idempotency_key: str) -> SendOutcome | None:
         row = await self.store.mail.idempotent_message(inbox_id, idempotency_key)
         if row is None:
             return None
         delivery = await self.store.sends.delivery(row["id"]) or {}
-        return SendResult(
+        return SendOutcome(
             row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "",
             relay_reply=delivery.get("last_reply"), next_attempt_at=delivery.get("next_attempt_at"),
             retry_until=delivery.get("retry_until") if row["status"] == "queued" else None,
@@ -253,7 +253,7 @@ class LocalBackend:
         idempotency_key: str | None,
         draft_id: str | None,
         expect_hash: str | None = None,
-    ) -> SendResult:
+    ) -> SendOutcome:
         record = self.store.accounts.inbox_record(inbox_id)
         if record is None:
             raise BackendError.not_found("inbox")
@@ -325,7 +325,7 @@ class LocalBackend:
                 f"the relay refused message {row['id']}: {outcome.reply}. It was not sent; it is stored with"
                 " status failed",
             )
-        return SendResult(
+        return SendOutcome(
             row["id"], row["thread_id"], outcome.status, message_id, draft_id, relay_reply=outcome.reply,
             next_attempt_at=outcome.next_attempt_at, retry_until=outcome.retry_until,
         )  # fmt: skip
@@ -346,7 +346,7 @@ class LocalBackend:
 
     async def _first_delivery(
         self, tenant_id: str, workspace_id: str | None, row: dict[str, Any], recipients: list[str], raw: bytes
-    ) -> _Outcome:
+    ) -> _AttemptOutcome:
         """Hand a just-recorded send over: local inboxes at once, the rest to the relay (or captured)."""
         local = [r for r in recipients if self.is_local_recipient(r)]
         remote = [r for r in recipients if r not in local]
@@ -379,12 +379,12 @@ class LocalBackend:
         *,
         attempts: int,
         retry_until: str | None,
-    ) -> _Outcome:
+    ) -> _AttemptOutcome:
         """One attempt with the relay (the send is `relaying`): its outcome, recorded."""
         assert self.relay is not None
         try:
             await self.relay.send(row["from_address"], remote, raw)
-        except RelayRejected as exc:
+        except RelayRefused as exc:
             if exc.accepted:  # some recipients got it: a failure would invite a duplicate resend
                 logger.warning("relay refused %d of %d recipients of %s", len(exc.refused), len(remote), row["id"])
                 return await self._finish(tenant_id, workspace_id, row, "partial", exc.reply())
@@ -402,7 +402,7 @@ class LocalBackend:
 
     async def _finish(
         self, tenant_id: str, workspace_id: str | None, row: dict[str, Any], status: str, reply: str | None = None
-    ) -> _Outcome:
+    ) -> _AttemptOutcome:
         await self.store.sends.finish_delivery(row["id"], status, reply)
         row["status"] = status
         if status in ("sent", "delivered", "captured", "partial"):
@@ -411,7 +411,7 @@ class LocalBackend:
                 thread_subject=row.get("subject") or "",
             )  # fmt: skip
             await self.emit(sent)
-        return _Outcome(status, reply)
+        return _AttemptOutcome(status, reply)
 
     async def _retry_later(
         self,
@@ -421,7 +421,7 @@ class LocalBackend:
         reply: str,
         attempts: int,
         retry_until: str | None,
-    ) -> _Outcome:
+    ) -> _AttemptOutcome:
         """A temporary failure: queued again with backoff, or failed once the attempts are used up."""
         base = self.config.send_retry_base_seconds
         if attempts >= self.config.send_max_attempts:
@@ -438,7 +438,7 @@ class LocalBackend:
         )
         for listener in list(self._retry_listeners):
             listener()
-        return _Outcome("queued", reply, next_attempt_at, retry_until)
+        return _AttemptOutcome("queued", reply, next_attempt_at, retry_until)
 
     async def retry_due_sends(self) -> float | None:
         """Try each queued send whose retry is due (the daemon's retry worker calls this).
@@ -539,7 +539,7 @@ class LocalBackend:
         verified: bool,
         idempotency_key: str | None = None,
         expect_hash: str | None = None,
-    ) -> SendResult:
+    ) -> SendOutcome:
         if idempotency_key is not None:  # a retried draft send: the draft is already gone
             previous = await self._previous_send(inbox_id, idempotency_key)
             if previous is not None:

@@ -21,8 +21,8 @@ __all__ = [
     "ADDRESS_RE",
     "MAX_RECIPIENTS",
     "Outgoing",
+    "SendOutcome",
     "SendPreview",
-    "SendResult",
     "check_headers",
     "content_hash",
     "plain_addresses",
@@ -110,7 +110,7 @@ def content_hash(
 
 
 @dataclass(frozen=True, slots=True)
-class SendResult:
+class SendOutcome:
     """Where a send stands. `status`: queued | relaying | sent | failed | unknown | partial |
     delivered | captured (docs/contract.md); `relay_reply` is the relay's last answer (redacted)."""
 

@@ -30,7 +30,7 @@ import httpx2
 
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 from mam_mcp.local.timestamps import iso_from_epoch
 from mam_mcp.local.webhooks.deliveries import DeliveryLog, DueDelivery, WebhookDelivery
 from mam_mcp.signatures import SIGNATURE_HEADER, sign_body
@@ -59,12 +59,12 @@ class WebhookTargetLike(Protocol):
     def events(self) -> Sequence[str]: ...
 
 
-TargetsOf = Callable[[InboxEvent], Sequence[WebhookTargetLike] | Awaitable[Sequence[WebhookTargetLike]]]
+TargetsOf = Callable[[MailEvent], Sequence[WebhookTargetLike] | Awaitable[Sequence[WebhookTargetLike]]]
 # webhook id -> its URL now, or None once it is deleted or disabled (queued retries then stop).
 CurrentUrlOf = Callable[[str], Awaitable[str | None]]
 
 
-def encode_payload(event: InboxEvent) -> bytes:
+def encode_payload(event: MailEvent) -> bytes:
     """The exact bytes POSTed (and signed) for an event: compact JSON of its webhook payload."""
     return json.dumps(event.webhook_payload(), ensure_ascii=False, separators=(",", ":"), default=str).encode(
         "utf-8"
@@ -102,7 +102,7 @@ class WebhookDispatcher:
 
     # ------------------------------------------------------------------ the sink
 
-    async def enqueue(self, event: InboxEvent) -> None:
+    async def enqueue(self, event: MailEvent) -> None:
         """Persist one pending delivery per webhook that wants `event`; durable when this returns."""
         found = self._targets(event)
         targets = await found if inspect.isawaitable(found) else found

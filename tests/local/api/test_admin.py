@@ -18,7 +18,7 @@ from mam_mcp.client.models import (
     WorkspaceKey,
 )
 from mam_mcp.local.api import admin as admin_routes_module
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 from tests.local.conftest import FAKE_TXT, LocalBackendFixture
 
 
@@ -115,7 +115,7 @@ async def test_webhooks_secret_once_and_targets(local_backend: LocalBackendFixtu
     assert bad.status_code == 400 and bad.json()["details"][0]["path"] == "events"
     assert (await local_api.post("/v1/webhooks", json={"url": "ftp://x.example/y"})).status_code == 400
     backend = local_backend[0]
-    event = InboxEvent("message.received", inbox_id=inbox["id"], tenant_id=backend.inbox_owner(inbox["id"])[0],  # type: ignore[index]
+    event = MailEvent("message.received", inbox_id=inbox["id"], tenant_id=backend.inbox_owner(inbox["id"])[0],  # type: ignore[index]
                        workspace_id=None, message={}, thread={})  # fmt: skip
     targets = await backend.webhook_targets(event)
     assert [(t.id, t.url, t.secret) for t in targets] == [(hook.id, "https://hooks.example/x", hook.secret)]

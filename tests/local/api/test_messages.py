@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from mam_mcp.client.models import AttachmentList, Message, MessageList, SendResult, Thread, ThreadList
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 from tests.local.conftest import LocalBackendFixture, RecordingRelay
 
 EXTERNAL_MAIL = (
@@ -24,8 +24,8 @@ EXTERNAL_MAIL = (
 
 
 @pytest.fixture
-def events(local_backend: LocalBackendFixture) -> list[InboxEvent]:
-    received: list[InboxEvent] = []
+def events(local_backend: LocalBackendFixture) -> list[MailEvent]:
+    received: list[MailEvent] = []
     local_backend[0].add_event_sink(received.append)
     return received
 
@@ -43,7 +43,7 @@ async def _only_message(api: httpx2.AsyncClient, inbox_id: str, **params: Any) -
 
 
 async def test_local_send_is_delivered_and_both_sides_get_events(
-    local_api: httpx2.AsyncClient, make_inbox: Any, events: list[InboxEvent]
+    local_api: httpx2.AsyncClient, make_inbox: Any, events: list[MailEvent]
 ) -> None:
     alice, bob = await make_inbox("alice", displayName="Alice"), await make_inbox("bob")
     sent = await local_api.post(
@@ -238,7 +238,7 @@ async def test_verified_rule_and_captured_without_relay(
     local_backend: LocalBackendFixture,
     local_api: httpx2.AsyncClient,
     make_inbox: Any,
-    events: list[InboxEvent],
+    events: list[MailEvent],
 ) -> None:
     inbox = await make_inbox("scout")
     send = f"/v1/inboxes/{inbox['id']}/send"
@@ -263,7 +263,7 @@ async def test_permanent_relay_rejection_is_relay_rejected_not_a_bounce(
     local_backend: LocalBackendFixture,
     local_api: httpx2.AsyncClient,
     make_inbox: Any,
-    events: list[InboxEvent],
+    events: list[MailEvent],
 ) -> None:
     local_backend[0].relay = RecordingRelay(reject=True)
     inbox = await make_inbox("scout")
@@ -318,9 +318,9 @@ async def test_failing_event_sink_does_not_break_sending(
     local_backend: LocalBackendFixture,
     local_api: httpx2.AsyncClient,
     make_inbox: Any,
-    events: list[InboxEvent],
+    events: list[MailEvent],
 ) -> None:
-    async def broken(event: InboxEvent) -> None:
+    async def broken(event: MailEvent) -> None:
         raise RuntimeError("subscriber bug")
 
     local_backend[0]._sinks.insert(0, broken)

@@ -8,7 +8,7 @@ import pytest
 
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.events.hub import EventFilter, EventHub, SubscriberDropped
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 
 # Two tenants; tenant A has workspaces ws1 and ws2 and an inbox outside any workspace.
 INBOXES: dict[str, tuple[str, str | None, str]] = {
@@ -28,9 +28,9 @@ KEYS: dict[str, KeyScope] = {
 
 def make_event(
     inbox_id: str, event_type: str = "message.received", *, html: str = "<p>Your code: 483921</p>"
-) -> InboxEvent:
+) -> MailEvent:
     tenant_id, workspace_id, email = INBOXES[inbox_id]
-    return InboxEvent(
+    return MailEvent(
         event_type=event_type,  # type: ignore[arg-type]
         tenant_id=tenant_id,
         workspace_id=workspace_id,
@@ -51,7 +51,7 @@ def make_event(
 
 
 
-async def drain(subscription: Any) -> list[InboxEvent]:
+async def drain(subscription: Any) -> list[MailEvent]:
     events = []
     while subscription.pending:
         events.append(await subscription.get())

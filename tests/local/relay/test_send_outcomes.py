@@ -23,7 +23,7 @@ from mcp.client import Client
 from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 from mam_mcp.local.relay.retries import SendRetryWorker
 from mam_mcp.local.relay.smtp_relay import SmtpRelay
 from mam_mcp.local.store.email_store import EmailStore
@@ -114,10 +114,10 @@ async def test_451_is_queued_then_retried_with_backoff_until_sent(
     backend = local_backend[0]
     _use_relay(local_backend, sink.url)
     sink.data_answers = ["451 4.3.0 Try again later", "451 4.3.0 Try again later"]
-    sent_events: list[InboxEvent] = []
+    sent_events: list[MailEvent] = []
     done = anyio.Event()
 
-    def on_event(event: InboxEvent) -> None:
+    def on_event(event: MailEvent) -> None:
         sent_events.append(event)
         done.set()
 

@@ -18,7 +18,7 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from mam_mcp.local.relay.smtp_relay import RelayRejected, RelayUrl, SmtpRelay
+from mam_mcp.local.relay.smtp_relay import RelayRefused, RelayUrl, SmtpRelay
 
 USER = "relay-user@example.com"
 PASSWORD = "p@ss:w/rd%with?odd#chars"
@@ -181,7 +181,7 @@ async def test_untrusted_certificate_is_a_temporary_failure(
 ) -> None:
     far = await start_relay(tls_context=server_tls, require_starttls=True)
     relay = SmtpRelay(f"smtp+starttls://127.0.0.1:{far.port}")  # system trust store: our test CA is unknown
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["person@example.org"], RAW)
     assert rejected.value.permanent is False
     assert far.handler.received == []
@@ -194,7 +194,7 @@ async def test_wrong_password_is_permanent_and_never_shows_the_password(
     far = await start_relay(auth_require_tls=False, auth_required=True)
     wrong = "Wr0ng-S3cret%21"
     relay = SmtpRelay(f"smtp://{USER_IN_URL}:{wrong}@127.0.0.1:{far.port}")
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["person@example.org"], RAW)
     assert rejected.value.permanent is True
     assert rejected.value.code == 535
@@ -241,7 +241,7 @@ async def test_recipient_refused_5xx_is_permanent(start_relay: Callable[..., Any
     far = await start_relay()
     far.handler.rcpt_answers["gone@example.org"] = "550 5.1.1 User unknown"
     relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["gone@example.org"], RAW)
     assert rejected.value.permanent is True
     assert rejected.value.refused == {"gone@example.org": "550 5.1.1 User unknown"}
@@ -252,7 +252,7 @@ async def test_recipient_refused_4xx_is_temporary(start_relay: Callable[..., Any
     far = await start_relay()
     far.handler.rcpt_answers["busy@example.org"] = "450 4.2.1 Mailbox busy"
     relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["busy@example.org"], RAW)
     assert rejected.value.permanent is False
 
@@ -261,7 +261,7 @@ async def test_partial_refusal_says_who_got_the_message(start_relay: Callable[..
     far = await start_relay()
     far.handler.rcpt_answers["gone@example.org"] = "550 5.1.1 User unknown"
     relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["person@example.org", "gone@example.org"], RAW)
     assert rejected.value.permanent is True
     assert rejected.value.accepted == ("person@example.org",)
@@ -278,7 +278,7 @@ async def test_data_refusal_maps_code_to_permanence(
     far = await start_relay()
     far.handler.data_answer = answer
     relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["person@example.org"], RAW)
     assert rejected.value.permanent is permanent
     assert rejected.value.code == int(answer[:3])
@@ -291,7 +291,7 @@ async def test_unreachable_relay_is_temporary() -> None:
     probe.close()
     await probe.wait_closed()
     relay = SmtpRelay(f"smtp://u:{PASSWORD_IN_URL}@127.0.0.1:{port}", timeout_seconds=2)
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["person@example.org"], RAW)
     assert rejected.value.permanent is False
     assert PASSWORD not in str(rejected.value)
@@ -308,11 +308,11 @@ async def test_an_address_that_cannot_go_on_the_wire_is_permanent(start_relay: C
         "@x.org",
     ]
     for address in hostile:
-        with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+        with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
             await relay.send("agent@mam.localhost", ["fine@example.org", address], RAW)
         assert rejected.value.permanent is True
         assert "invalid address" in rejected.value.message
-    with pytest.raises(RelayRejected):
+    with pytest.raises(RelayRefused):
         await relay.send("agent@mam.localhost>\r\nX", ["fine@example.org"], RAW)
     assert far.handler.received == []  # nothing went out, not even to the valid recipient
 
@@ -320,7 +320,7 @@ async def test_an_address_that_cannot_go_on_the_wire_is_permanent(start_relay: C
 async def test_utf8_addresses_need_a_relay_that_speaks_smtputf8(start_relay: Callable[..., Any]) -> None:
     far = await start_relay()  # aiosmtpd without enable_SMTPUTF8
     relay = SmtpRelay(f"smtp://127.0.0.1:{far.port}")
-    with anyio.fail_after(5), pytest.raises(RelayRejected) as rejected:
+    with anyio.fail_after(5), pytest.raises(RelayRefused) as rejected:
         await relay.send("agent@mam.localhost", ["jürgen@example.org"], RAW)
     assert rejected.value.permanent is False
     utf8 = await start_relay(enable_SMTPUTF8=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mam_mcp.local.relay.smtp_relay import RelayRejected
+from mam_mcp.local.relay.smtp_relay import RelayRefused
 from mam_mcp.local.service.errors import BackendError
 from mam_mcp.local.service.outgoing import Outgoing
 from tests.local.conftest import LocalBackendFixture
@@ -19,7 +19,7 @@ MakeInbox = Callable[..., Awaitable[dict[str, Any]]]
 
 class PartlyRefusingRelay:
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
-        raise RelayRejected(True, "550 no such user", accepted=(rcpts[0],), refused={r: "550" for r in rcpts[1:]})
+        raise RelayRefused(True, "550 no such user", accepted=(rcpts[0],), refused={r: "550" for r in rcpts[1:]})
 
 
 async def _outbound(backend: Any, inbox_id: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 from tests.local.conftest import LocalBackendFixture
 
 MakeInbox = Callable[..., Awaitable[dict[str, Any]]]
@@ -20,7 +20,7 @@ async def test_received_events_carry_the_stored_rows_and_their_threads_first_sub
 ) -> None:
     backend = local_backend[0]
     inbox = await make_inbox("events")
-    emitted: list[InboxEvent] = []
+    emitted: list[MailEvent] = []
     backend.add_event_sink(emitted.append)
     [first] = await backend.ingest(_mail("Plan", "<p@x>"), "ann@example.com", [inbox["email"]])
     [reply] = await backend.ingest(_mail("Re: other words", "<r@x>", "In-Reply-To: <p@x>\r\n"), "a@x", [inbox["email"]])

@@ -17,7 +17,7 @@ import pytest
 
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.events.model import InboxEvent
+from mam_mcp.local.events.model import MailEvent
 from mam_mcp.local.webhooks.deliveries import WebhookDelivery
 from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher, encode_payload
 from mam_mcp.signatures import SIGNATURE_HEADER, sign_body, verify_signature
@@ -51,8 +51,8 @@ def config_for(data_dir: Path, **overrides: Any) -> LocalConfig:
     return LocalConfig(**values)
 
 
-def make_event(event_type: str = "message.received") -> InboxEvent:
-    return InboxEvent(
+def make_event(event_type: str = "message.received") -> MailEvent:
+    return MailEvent(
         event_type=event_type,  # type: ignore[arg-type]
         tenant_id="ten_a",
         workspace_id=None,
@@ -73,7 +73,7 @@ def make_event(event_type: str = "message.received") -> InboxEvent:
     )
 
 
-def targets_of(*targets: Target) -> Callable[[InboxEvent], list[Target]]:
+def targets_of(*targets: Target) -> Callable[[MailEvent], list[Target]]:
     return lambda event: list(targets)
 
 
@@ -133,7 +133,7 @@ async def test_enqueue_persists_before_returning_and_fans_out_per_target(tmp_pat
         Target("wh_bounced", "http://127.0.0.1:9/c", "third", ("message.bounced",)),
     ]
 
-    async def async_targets(event: InboxEvent) -> list[Target]:
+    async def async_targets(event: MailEvent) -> list[Target]:
         return targets
 
     dispatcher = WebhookDispatcher(
