@@ -27,7 +27,7 @@ def new_event_id() -> str:
 class MailEvent:
     """What happened to one message in one inbox, fanned out to WebSocket subscribers and webhooks.
 
-    (The client side parses the frames into `mam_mcp.client.events.InboxEvent`.)
+    (The client side parses the frames into `mam_mcp.client.event_models.InboxEvent`.)
 
     `message` is the snake_case message object of the WebSocket `event` frame
     (`inbox_id, thread_id, message_id, from, to, subject, plain_body, html_body, timestamp`);
