@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from list_search import COMMON, RARE, fill  # the same 100k messages as the list benchmark
 
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.store import EmailStore
+from mam_mcp.local.store.email_store import EmailStore
 
 GOAL_MS = 50.0
 BASE = "http://127.0.0.1:8725"
@@ -87,30 +87,30 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     import httpx2
     from starlette.routing import Mount
 
-    from mam_mcp.local.app import create_app
-    from mam_mcp.local.backend import LocalBackend
+    from mam_mcp.local.api.app import create_app
+    from mam_mcp.local.service.backend import LocalBackend
     from mam_mcp.local.console import CONSOLE_PATH, Console
-    from mam_mcp.local.events import EventHub
+    from mam_mcp.local.events.hub import EventHub
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mam-bench-console-"))
     config = LocalConfig(data_dir=data_dir, http_port=0, smtp_port=0)
     async with EmailStore(config) as store:
         recipient = f"bench@{config.domain}"
-        found = store.inbox_for_address(recipient)
+        found = store.accounts.inbox_for_address(recipient)
         fill_seconds = None
         if found is None:
-            tenant_id = await store.create_tenant()
-            inbox = await store.create_inbox(
+            tenant_id = await store.accounts.create_tenant()
+            inbox = await store.accounts.create_inbox(
                 tenant_id=tenant_id, workspace_id=None, username="bench", domain=config.domain, display_name=None
             )
             inbox_id = inbox["id"]
             fill_seconds = await fill(store, recipient, args.messages)
         else:
             inbox_id, tenant_id, _ = found
-        messages = await store.list_messages(inbox_id, limit=1)
+        messages = await store.mail.list_messages(inbox_id, limit=1)
         backend = LocalBackend(config, store)
         key = (await backend.keys.mint("tk", tenant_id=tenant_id, name="bench")).key
-        draft = await store.create_draft(
+        draft = await store.mail.create_draft(
             inbox_id, {"to": ["someone@example.com"], "subject": "Bench draft", "plain_body": "Hello " * 50}
         )
         hub = EventHub()

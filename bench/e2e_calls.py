@@ -58,7 +58,7 @@ from list_search import COMMON, RARE, fill  # noqa: E402  (the 100k fill of benc
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 from mam_mcp.local.config import LocalConfig  # noqa: E402
-from mam_mcp.local.launcher import DaemonHandle, ensure_daemon  # noqa: E402
+from mam_mcp.local.daemon.launcher import DaemonHandle, ensure_daemon  # noqa: E402
 
 GOALS = {"ratio_vs_bare_sdk": 1.2, "p50_ms_at_100k": 5.0, "wait_existing_p50_ms": 15.0}
 FAST_AT_100K = ("list_messages", "search_rare", "search_common", "get_message")
@@ -119,12 +119,12 @@ async def adopt_filled_store(config: LocalConfig) -> None:
     """A store bench/list_search.py filled (inbox `bench`, no daemon key yet): key the daemon to its tenant."""
     if config.key_path.exists() or not config.db_path.exists():
         return
-    from mam_mcp.local.backend import LocalBackend
-    from mam_mcp.local.daemon import write_secret_file
-    from mam_mcp.local.store import EmailStore
+    from mam_mcp.local.service.backend import LocalBackend
+    from mam_mcp.local.daemon.data_dir import write_secret_file
+    from mam_mcp.local.store.email_store import EmailStore
 
     async with EmailStore(config) as store:
-        found = store.inbox_for_address(f"bench@{config.domain}")
+        found = store.accounts.inbox_for_address(f"bench@{config.domain}")
         if found is None:
             return
         key = (await LocalBackend(config, store).keys.mint("tk", tenant_id=found[1], name="bench")).key
@@ -133,7 +133,7 @@ async def adopt_filled_store(config: LocalConfig) -> None:
 
 async def prepared_daemon(config: LocalConfig, messages: int) -> tuple[DaemonHandle, str]:
     """The daemon running on `config`, with inbox `bench` holding `messages` messages (filled once)."""
-    from mam_mcp.local.store import EmailStore
+    from mam_mcp.local.store.email_store import EmailStore
 
     await adopt_filled_store(config)  # the runner fills 100k once, for list_search and this benchmark
     handle = await ensure_daemon(config, timeout=60)

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from mam_mcp.local.config import LocalConfig  # noqa: E402
-from mam_mcp.local.launcher import DaemonHandle, ensure_daemon  # noqa: E402
+from mam_mcp.local.daemon.launcher import DaemonHandle, ensure_daemon  # noqa: E402
 
 INITIALIZE = {
     "jsonrpc": "2.0", "id": 0, "method": "initialize",

@@ -1,6 +1,6 @@
 """List and search latency at 100k messages: store calls and the REST app in process.
 
-Fills one inbox with --messages messages through `EmailStore.insert_inbound` (concurrent
+Fills one inbox with --messages messages through `EmailStore.mail.insert_inbound` (concurrent
 callers, so the writer's group commit turns them into big transactions), then measures
 p50/p99 of: list newest 20, and full-text search (`q`) for a rare, a medium and a common
 word — both directly on the store and through the REST app (`create_app`, in-process
@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.store import EmailStore
+from mam_mcp.local.store.email_store import EmailStore
 
 FILL_CHUNK = 2000  # concurrent insert_inbound calls in flight; the writer batches up to 512 per commit
 COMMON_WORDS = [
@@ -77,7 +77,7 @@ async def fill(store: EmailStore, recipient: str, count: int) -> float:
     for first in range(0, count, FILL_CHUNK):
         raws = [make_message(i, rng, recipient) for i in range(first, min(count, first + FILL_CHUNK))]
         await asyncio.gather(
-            *(store.insert_inbound(raw, mail_from="bench@example.com", rcpt_tos=[recipient]) for raw in raws)
+            *(store.mail.insert_inbound(raw, mail_from="bench@example.com", rcpt_tos=[recipient]) for raw in raws)
         )
     return time.perf_counter() - started
 
@@ -99,14 +99,14 @@ async def measure(call: Callable[[], Awaitable[Any]], iterations: int) -> dict[s
 
 async def store_results(store: EmailStore, inbox_id: str, iterations: int) -> dict[str, Any]:
     results: dict[str, Any] = {
-        "list_newest_20": await measure(lambda: store.list_messages(inbox_id, limit=20), iterations)
+        "list_newest_20": await measure(lambda: store.mail.list_messages(inbox_id, limit=20), iterations)
     }
     for name, word in (("rare", RARE), ("medium", MEDIUM), ("common", COMMON)):
-        rows = await store.list_messages(inbox_id, q=word, limit=20)
+        rows = await store.mail.list_messages(inbox_id, q=word, limit=20)
         results[f"search_{name}"] = {
             "query": word,
             "page": len(rows),
-            **await measure(functools.partial(store.list_messages, inbox_id, q=word, limit=20), iterations),
+            **await measure(functools.partial(store.mail.list_messages, inbox_id, q=word, limit=20), iterations),
         }
     return results
 
@@ -116,8 +116,8 @@ async def rest_results(
 ) -> dict[str, Any]:
     import httpx2
 
-    from mam_mcp.local.app import create_app
-    from mam_mcp.local.backend import LocalBackend
+    from mam_mcp.local.api.app import create_app
+    from mam_mcp.local.service.backend import LocalBackend
 
     backend = LocalBackend(config, store)
     api_key = (await backend.keys.mint("tk", tenant_id=tenant_id, name="bench")).key
@@ -145,11 +145,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config = LocalConfig(data_dir=data_dir, http_port=0, smtp_port=0)
     async with EmailStore(config) as store:
         recipient = f"bench@{config.domain}"
-        found = store.inbox_for_address(recipient)
+        found = store.accounts.inbox_for_address(recipient)
         fill_seconds = None
         if found is None:
-            tenant_id = await store.create_tenant()
-            inbox = await store.create_inbox(
+            tenant_id = await store.accounts.create_tenant()
+            inbox = await store.accounts.create_inbox(
                 tenant_id=tenant_id,
                 workspace_id=None,
                 username="bench",

@@ -36,7 +36,7 @@ import httpx2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.launcher import ensure_daemon
+from mam_mcp.local.daemon.launcher import ensure_daemon
 
 CONNECT_TIMEOUT_SECONDS = 30.0
 REPLY_TIMEOUT_SECONDS = 30.0

@@ -54,7 +54,7 @@ from mam_mcp.client import MamClient
 from mam_mcp.client import event_stream as events_module
 from mam_mcp.config import Settings
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.launcher import DaemonHandle, ensure_daemon
+from mam_mcp.local.daemon.launcher import DaemonHandle, ensure_daemon
 from mam_mcp.server import build_server
 from mam_mcp.tools import wait as wait_module
 

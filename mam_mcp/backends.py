@@ -19,7 +19,7 @@ async def connect_backend(settings: Settings) -> MamClient:
     if settings.mode == "hosted":
         assert settings.api_key is not None  # Settings.load guarantees it
         return MamClient(base_url=settings.base_url, api_key=settings.api_key.get_secret_value())
-    from mam_mcp.local.launcher import DaemonStartError, ensure_daemon
+    from mam_mcp.local.daemon.launcher import DaemonStartError, ensure_daemon
 
     try:
         handle = await ensure_daemon(settings.local_config())

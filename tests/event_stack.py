@@ -1,6 +1,6 @@
 """Test helpers for the event stream, wait_for_email, tail and listen (not a test module).
 
-`local_stack(...)` puts the real local backend (part A's `local_backend` fixture) behind its
+`local_stack(...)` puts the real local backend (the `local_backend` fixture) behind its
 WebSocket hub and a real aiosmtpd listener on an ephemeral loopback port; `hosted_stack(...)`
 does the same for the strict fake hosted API. Both wrap the ASGI app in `RequestWatch`, so a
 test can await "the client has listed the inbox" instead of sleeping.
@@ -21,10 +21,11 @@ import httpx2
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mam_mcp.client import MamClient
-from mam_mcp.local.app import create_app
-from mam_mcp.local.backend import LocalBackend
-from mam_mcp.local.events import EventHub, websocket_routes
-from mam_mcp.local.smtp import SmtpIngress
+from mam_mcp.local.api.app import create_app
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.api.websocket import websocket_routes
+from mam_mcp.local.events.hub import EventHub
+from mam_mcp.local.smtp.ingress import SmtpIngress
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_transport import FakeTransport
 

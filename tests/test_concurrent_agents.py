@@ -21,7 +21,7 @@ from mam_mcp.client.event_models import format_time
 from mam_mcp.client.event_stream import open_event_stream
 from mam_mcp.server import build_server
 from tests.conftest import make_settings
-from tests.local.fixtures_c import RunningDaemon, daemon_config, daemon_process
+from tests.local.daemon_process import RunningDaemon, daemon_config, daemon_process
 
 AGENTS = 8
 PER_AGENT = 4

@@ -18,7 +18,7 @@ from mam_mcp.headers import (
     is_safe_header_value,
     neutralise,
 )
-from mam_mcp.local.mime import build_outbound, forward_quote, forward_subject, reply_subject
+from mam_mcp.local.mime.build import build_outbound, forward_quote, forward_subject, reply_subject
 from tests.injection_corpus import ATTACKER, INJECTIONS, SAFE
 
 BUILD_ARGS: dict[str, object] = {

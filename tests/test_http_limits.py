@@ -25,7 +25,7 @@ from mam_mcp.http_limits import uvicorn_config
 from tests.asgi_server import serve_asgi
 from tests.conftest import make_settings
 from tests.fakes.hosted_api import FakeHostedAPI
-from tests.local.fixtures_c import daemon_config
+from tests.local.daemon_process import daemon_config
 from tests.test_http_transport import _factory, mcp_client
 
 SHORT = 0.3  # the read and idle timeouts the servers get here
@@ -65,7 +65,7 @@ async def check_connection_limits(port: int, path: str) -> None:
 @asynccontextmanager
 async def running_daemon(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     """The daemon in process with short HTTP timeouts and 0.4 s WebSocket pings: (base URL, key)."""
-    from mam_mcp.local.daemon import run_daemon
+    from mam_mcp.local.daemon.run import run_daemon
 
     config = daemon_config(
         tmp_path / "data",

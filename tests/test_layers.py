@@ -43,6 +43,14 @@ def _modules(where: str) -> list[Path]:
 
 
 _SERVER_LAYER = ("server.py", "http_app.py", "stdio.py", "resources.py", "prompts.py", "backends.py")
+_LOCAL_ABOVE_STORAGE = (
+    "mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.service", "mam_mcp.local.events",
+    "mam_mcp.local.webhooks", "mam_mcp.local.relay", "mam_mcp.local.smtp", "mam_mcp.local.daemon",
+)  # fmt: skip
+
+
+def _local_above_storage_but(package: str) -> tuple[str, ...]:
+    return tuple(name for name in _LOCAL_ABOVE_STORAGE if name != f"mam_mcp.local.{package}")
 
 
 @pytest.mark.parametrize(
@@ -58,6 +66,13 @@ _SERVER_LAYER = ("server.py", "http_app.py", "stdio.py", "resources.py", "prompt
                      "mam_mcp.local", "mam_mcp.backends", "mam_mcp.resources", "mam_mcp.prompts", "mam_mcp.stdio",
                      "mcp.server")),
         *((module, ("mam_mcp.commands", "mam_mcp.cli")) for module in _SERVER_LAYER),
+        # Inside the local backend the data flows one way: storage and the event model know no caller,
+        # SMTP only speaks SMTP, the service never reaches up into routes, the console or the daemon.
+        ("local/store", _LOCAL_ABOVE_STORAGE),
+        ("local/events", ("mam_mcp.local.store", *_local_above_storage_but("events"))),
+        ("local/smtp", ("mam_mcp.local.store", *_local_above_storage_but("smtp"))),
+        ("local/service", ("mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.daemon", "mam_mcp.local.smtp",
+                           "mam_mcp.local.webhooks")),
     ],
 )
 def test_layer_does_not_import_upwards(folder: str, forbidden: tuple[str, ...]) -> None:
@@ -119,18 +134,19 @@ def test_the_private_import_check_can_fail() -> None:
     assert _private_imports("from mam_mcp.toolkit.results import ok", "mam_mcp.tools") == []
 
 
-def test_header_safety_module_stands_alone() -> None:
-    # Both `local` and `client` import mam_mcp.headers, so it may import neither (nor anything outside the stdlib).
+@pytest.mark.parametrize("module", ["headers.py", "signatures.py"])
+def test_shared_module_stands_alone(module: str) -> None:
+    # Both `local` and the CLI or `client` import these, so they may import neither (nor anything outside the stdlib).
     import sys
 
-    imported = {name.split(".")[0] for name in _imports(PACKAGE / "headers.py")}
+    imported = {name.split(".")[0] for name in _imports(PACKAGE / module)}
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
 
 
 # Kept off `serve`'s start-up path: what a request needs is imported when it comes.
 HEAVY_ON_SERVE = (
     "inscriptis", "lxml", "aiosmtpd", "aiosmtplib", "sqlite3", "bpe_openai", "wsproto", "httpx2.websockets",
-    "mam_mcp.local.store", "mam_mcp.local.app", "mam_mcp.local.launcher", "mam_mcp.http_app", "mam_mcp.extract",
+    "mam_mcp.local.store", "mam_mcp.local.api", "mam_mcp.local.daemon.launcher", "mam_mcp.http_app", "mam_mcp.extract",
     "mam_mcp.prompts", "mam_mcp.resources",
 )  # fmt: skip
 # Local mode has no LinkedIn: its toolsets and models (~50 ms) stay unimported.

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mam_mcp.dkim_check import organizational_domain
 from mam_mcp.mail_review import Review, review_message
-from tests.local.test_hostile_mime import CORPUS as HOSTILE_MIME
+from tests.local.mime.test_hostile_mime import CORPUS as HOSTILE_MIME
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SELECTOR_NAME = b"s1._domainkey.acme.example."

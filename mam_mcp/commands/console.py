@@ -31,7 +31,7 @@ async def console_link(settings: Settings) -> tuple[str, str]:
     import httpx2
 
     from mam_mcp.local.console import CONSOLE_PATH
-    from mam_mcp.local.launcher import ensure_daemon
+    from mam_mcp.local.daemon.launcher import ensure_daemon
 
     handle = await ensure_daemon(settings.local_config())
     async with httpx2.AsyncClient(base_url=handle.base_url, timeout=10, trust_env=False) as http:

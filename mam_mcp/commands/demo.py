@@ -66,7 +66,7 @@ async def _demo(settings: Settings, args: argparse.Namespace, say: _Printer) -> 
     import anyio
     from mcp import Client, StdioServerParameters
 
-    from mam_mcp.local.launcher import ensure_daemon
+    from mam_mcp.local.daemon.launcher import ensure_daemon
 
     config = settings.local_config()
     handle = await ensure_daemon(config)

@@ -169,7 +169,7 @@ async def _hosted_client(settings: Settings, client_factory: Any) -> Any:
 
 
 async def _local_checks(settings: Settings, client_factory: Any) -> tuple[list[Check], Any]:
-    from mam_mcp.local.launcher import probe_daemon
+    from mam_mcp.local.daemon.launcher import probe_daemon
 
     config = settings.local_config()
     probe = await probe_daemon(config)

@@ -10,8 +10,6 @@ later runs reuse it, so the receiving app keeps its configuration. It is never l
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import secrets
 import sys
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from mam_mcp.loopback import is_loopback_url
 from mam_mcp.commands.tail import EVENT_TYPES, add_event_arguments, run_with_client
 from mam_mcp.config import Settings
+from mam_mcp.signatures import SIGNATURE_HEADER, sign_body
 
 if TYPE_CHECKING:
     import anyio
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from mam_mcp.client import MamClient
     from mam_mcp.client.event_models import InboxEvent
 
-__all__ = ["add_arguments", "forward_events", "forwarding_secret", "run", "sign"]
+__all__ = ["add_arguments", "forward_events", "forwarding_secret", "run"]
 
 FORWARD_TIMEOUT = 10.0  # as the reference's webhook delivery
 LISTEN_SECRET_FILE = "listen-signing-secret"
@@ -45,17 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_event_arguments(parser)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The `x-mam-signature` value: hex HMAC-SHA256 of the raw body with the secret."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def forwarding_secret(settings: Settings, *, status: TextIO) -> tuple[str, Path]:
     """The signing secret: the one saved by an earlier run (the receiving app keeps working), else a
     new one in a new 0600 file. The secret itself is shown only on a terminal, and only when new."""
     import os
 
-    from mam_mcp.local.daemon import write_secret_file
+    from mam_mcp.local.daemon.data_dir import write_secret_file
 
     path = settings.secrets_dir / LISTEN_SECRET_FILE
     try:
@@ -132,7 +126,7 @@ async def forward_events(
             ready.set()
         async for event in events:
             body = json.dumps(await _payload(client, event), separators=(",", ":")).encode()
-            headers = {"content-type": "application/json", "x-mam-signature": sign(secret, body)}
+            headers = {"content-type": "application/json", SIGNATURE_HEADER: sign_body(secret, body)}
             try:
                 response = await http.post(url, content=body, headers=headers)
                 outcome = f"HTTP {response.status_code}"

@@ -115,8 +115,8 @@ def describe_daemon(config: LocalConfig, state: dict[str, Any], out: TextIO) -> 
 async def _serve(config: LocalConfig, out: TextIO, flags: frozenset[str]) -> int:
     import anyio
 
-    from mam_mcp.local.daemon import run_daemon
-    from mam_mcp.local.launcher import probe_daemon, where_running
+    from mam_mcp.local.daemon.run import run_daemon
+    from mam_mcp.local.daemon.launcher import probe_daemon, where_running
 
     running = await probe_daemon(where_running(config))  # this data dir's daemon, on whatever port it runs
     if running.kind == "ours" and running.owned:
@@ -156,7 +156,7 @@ def _port_fix(setting: str, flags: frozenset[str]) -> str:
 def _run_foreground(args: argparse.Namespace, settings: Settings) -> int:
     import anyio
 
-    from mam_mcp.local.daemon import DaemonError, first_daemon_error
+    from mam_mcp.local.daemon.run import DaemonError, first_daemon_error
 
     config = local_config_from_args(args, settings)
     from mam_mcp.logs import configure_logging

@@ -27,7 +27,7 @@ async def daemon_status(config: LocalConfig) -> dict[str, Any]:
     Asked passively: looking at the daemon does not keep it alive.
     """
     import mam_mcp
-    from mam_mcp.local.launcher import probe_daemon, where_running
+    from mam_mcp.local.daemon.launcher import probe_daemon, where_running
 
     config = where_running(config)
     probe = await probe_daemon(config, passive=True)
@@ -117,7 +117,7 @@ def stop(config: LocalConfig, *, out: TextIO) -> int:
 
 
 async def _stop(config: LocalConfig) -> tuple[int, str]:
-    from mam_mcp.local.launcher import (
+    from mam_mcp.local.daemon.launcher import (
         DaemonStartError,
         probe_daemon,
         stop_daemon,

@@ -58,7 +58,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, argparse.N
 async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
     import anyio
 
-    from mam_mcp.local.daemon import run_daemon
+    from mam_mcp.local.daemon.run import run_daemon
 
     ready = anyio.Event()
     async with anyio.create_task_group() as tasks:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import anyio
 
-    from mam_mcp.local.daemon import DaemonError, first_daemon_error
+    from mam_mcp.local.daemon.run import DaemonError, first_daemon_error
 
     try:
         anyio.run(_run, config, args.ready_line, args.lock_wait)

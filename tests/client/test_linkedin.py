@@ -18,7 +18,7 @@ from mam_mcp.client.linkedin import (
     check_profile_ref,
     signal_body,
 )
-from mam_mcp.linkedin_signature import SIGNATURE_HEADER, sign_signal_body, verify_signal_signature
+from mam_mcp.signatures import SIGNAL_SIGNATURE_HEADER as SIGNATURE_HEADER, sign_signal_body, verify_signal_signature
 from tests.conftest import FAKE_KEY
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_linkedin import linkedin_of

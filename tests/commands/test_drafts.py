@@ -24,7 +24,7 @@ from mam_mcp.client.errors import PolicyDenied
 from mam_mcp.commands.drafts import approve_draft, find_draft_inbox
 from tests.conftest import make_settings
 from tests.local.conftest import LocalBackendFixture, RecordingRelay, local_backend, local_config  # noqa: F401
-from tests.local.fixtures_c import REPO_ROOT, child_env, daemon_config, daemon_process
+from tests.local.daemon_process import REPO_ROOT, child_env, daemon_config, daemon_process
 
 NEW = "new@example.org"
 FIELDS = {"cc": [], "bcc": [], "subject": "Offer", "html_body": None, "reply_to_message_id": None}
@@ -38,7 +38,7 @@ async def held(local_backend: LocalBackendFixture) -> dict[str, Any]:  # noqa: F
     client = MamClient(base_url="http://l.test", api_key=key, transport=httpx2.ASGITransport(app=app))
     inbox = await client.inboxes.create(username="scout")
     await client.inboxes.create(username="other")
-    draft = await backend.store.create_draft(inbox.id, {**FIELDS, "to": [NEW], "plain_body": "Our offer: 10%"})
+    draft = await backend.store.mail.create_draft(inbox.id, {**FIELDS, "to": [NEW], "plain_body": "Our offer: 10%"})
     yield {"client": client, "inbox": inbox.id, "draft": draft["id"], "relay": relay, "store": backend.store}
     await client.aclose()
 
@@ -64,7 +64,7 @@ async def test_approve_shows_the_message_and_sends_it_on_yes(tmp_path: Path, hel
     assert code == 0 and f"Draft {held['draft']}, exactly as it would be sent:" in shown
     assert f"To: {NEW} (new)" in shown and "Subject: Offer" in shown and "Our offer: 10%" in shown
     assert "Sent draft" in shown and held["relay"].sent[0][1] == [NEW]
-    assert await held["store"].get_draft(held["inbox"], held["draft"]) is None
+    assert await held["store"].mail.get_draft(held["inbox"], held["draft"]) is None
 
 
 async def test_no_leaves_the_draft_and_sends_nothing(tmp_path: Path, held: dict[str, Any]) -> None:
@@ -72,12 +72,12 @@ async def test_no_leaves_the_draft_and_sends_nothing(tmp_path: Path, held: dict[
     settings = make_settings(tmp_path, hosted=False)
     code = await approve_draft(held["client"], settings, held["inbox"], held["draft"], confirm=_answers(False), out=out)
     assert code == 1 and "Not sent; the draft is unchanged." in out.getvalue()
-    assert held["relay"].sent == [] and await held["store"].get_draft(held["inbox"], held["draft"]) is not None
+    assert held["relay"].sent == [] and await held["store"].mail.get_draft(held["inbox"], held["draft"]) is not None
 
 
 async def test_a_draft_edited_while_the_person_reads_it_is_not_sent(tmp_path: Path, held: dict[str, Any]) -> None:
     async def agent_edits() -> None:
-        await held["store"].update_draft(held["inbox"], held["draft"], {"plain_body": "Wire it to IBAN XX"})
+        await held["store"].mail.update_draft(held["inbox"], held["draft"], {"plain_body": "Wire it to IBAN XX"})
 
     out = io.StringIO()
     settings = make_settings(tmp_path, hosted=False)

@@ -244,8 +244,8 @@ def test_doctor_text_output_marks_failures_with_fixes(
 
 async def test_doctor_local_mode_with_the_daemon_running(tmp_path: Path) -> None:
     """A real daemon (started as a tool call would start it): daemon, SMTP banner, API and WebSocket all pass."""
-    from mam_mcp.local.launcher import ensure_daemon
-    from tests.local.fixtures_c import kill_pid
+    from mam_mcp.local.daemon.launcher import ensure_daemon
+    from tests.local.daemon_process import kill_pid
 
     settings = make_settings(tmp_path, hosted=False, env={"MAM_LOCAL_HTTP_PORT": "0", "MAM_LOCAL_SMTP_PORT": "0"})
     config = settings.local_config()

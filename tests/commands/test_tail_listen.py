@@ -28,7 +28,7 @@ from tests.conftest import make_settings
 from tests.event_stack import local_stack, verification_mail
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.local.conftest import local_backend, local_config  # noqa: F401  (fixtures)
-from tests.local.fixtures_b import serve_receiver
+from tests.local.webhook_receiver import serve_receiver
 
 WEBHOOK_KEYS = {
     "event",

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
-from mam_mcp.local.model import EVENT_TYPES, utc_now_iso
+from mam_mcp.local.events.model import EVENT_TYPES
+from mam_mcp.local.timestamps import utc_now_iso
 from tests.fakes.hosted_bodies import (
     CreateDomainBody,
     CreateKeyBody,

@@ -42,7 +42,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from mam_mcp.local.model import KeyScope
+from mam_mcp.local.auth.scope import KeyScope
 from tests.asgi_server import serve_asgi
 from tests.fakes.hosted_account_routes import AccountRoutes
 from tests.fakes.hosted_bodies import StrictBody

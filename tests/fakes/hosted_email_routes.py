@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from mam_mcp.local.model import KeyScope, utc_now_iso
+from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.timestamps import utc_now_iso
 from tests.fakes.hosted_bodies import (
     AddAddressBody,
     CreateDraftBody,

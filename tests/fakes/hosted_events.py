@@ -20,7 +20,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from mam_mcp.local.model import EVENT_TYPES, EventType, InboxEvent, KeyScope
+from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.events.model import EVENT_TYPES, EventType, MailEvent
 from tests.fakes.hosted_records import TENANT_ID, InboxRecord, MessageRecord
 from tests.fakes.hosted_state import HostedState
 
@@ -31,14 +32,14 @@ _SERVER_CLOSE = "_server_close"  # an internal frame type: the session closes it
 _SUBSCRIBE_KEYS = {"type", "event_types", "inbox_ids", "workspace_ids", "pod_ids"}
 
 
-def event_for_message(state: HostedState, message: MessageRecord, event_type: EventType) -> InboxEvent:
+def event_for_message(state: HostedState, message: MessageRecord, event_type: EventType) -> MailEvent:
     """The event a stored message produces, with the reference's snake_case message object."""
     inbox = state.inboxes[message.inbox_id]
     thread = state.threads[message.thread_id]
     sender = (
         formataddr((message.from_name, message.from_address)) if message.from_name else message.from_address
     )
-    return InboxEvent(
+    return MailEvent(
         event_type=event_type,
         tenant_id=TENANT_ID,
         workspace_id=inbox.workspace_id,
@@ -75,7 +76,7 @@ class Subscription:
     def __post_init__(self) -> None:
         self.frames_in, self.frames_out = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
 
-    def wants(self, event: InboxEvent) -> bool:
+    def wants(self, event: MailEvent) -> bool:
         if not self.active:
             return False
         if not self.key_scope.can_see(
@@ -94,13 +95,13 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
-        self.published: list[InboxEvent] = []
+        self.published: list[MailEvent] = []
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
 
-    def publish(self, event: InboxEvent) -> None:
+    def publish(self, event: MailEvent) -> None:
         self.published.append(event)
         for subscription in list(self._subscriptions):
             if subscription.wants(event):

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from mam_mcp.local.model import utc_now_iso
+from mam_mcp.local.timestamps import utc_now_iso
 from tests.fakes.hosted_bodies import StrictBody
 from tests.fakes.hosted_errors import FakeApiError
 from tests.fakes.hosted_state import new_id

@@ -11,7 +11,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from mam_mcp.local.model import utc_now_iso
+from mam_mcp.local.timestamps import utc_now_iso
 from tests.fakes.hosted_errors import FakeApiError
 from tests.fakes.hosted_events import EventHub, event_for_message
 from tests.fakes.hosted_records import AttachmentRecord, InboxRecord, MessageRecord, ThreadRecord, new_id

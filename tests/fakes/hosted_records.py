@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from mam_mcp.local.model import utc_now_iso
+from mam_mcp.local.timestamps import utc_now_iso
 
 __all__ = [
     "DEFAULT_DOMAIN",

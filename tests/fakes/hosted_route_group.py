@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from mam_mcp.local.model import KeyScope
+from mam_mcp.local.auth.scope import KeyScope
 from tests.fakes.hosted_errors import FakeApiError
 from tests.fakes.hosted_records import InboxRecord
 

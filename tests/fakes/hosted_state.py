@@ -8,7 +8,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from mam_mcp.local.model import KeyScope, utc_now_iso
+from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.timestamps import utc_now_iso
 from tests.fakes.hosted_errors import FakeApiError
 from tests.fakes.hosted_records import (
     TENANT_ID,

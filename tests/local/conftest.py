@@ -16,11 +16,11 @@ import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 
-from mam_mcp.local.app import create_app
-from mam_mcp.local.backend import LocalBackend
+from mam_mcp.local.api.app import create_app
+from mam_mcp.local.auth.keys import mint_tenant_key
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.keys import mint_tenant_key
-from mam_mcp.local.store import EmailStore
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.store.email_store import EmailStore
 
 LocalBackendFixture = tuple[LocalBackend, Starlette, str]
 
@@ -71,10 +71,10 @@ class RecordingRelay:
         self.reject = reject  # None: accept; True: permanent 5xx; False: temporary 4xx
 
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
-        from mam_mcp.local.relay import RelayRejected
+        from mam_mcp.local.relay.smtp_relay import RelayRefused
 
         if self.reject is not None:
-            raise RelayRejected(self.reject, "550 no such user" if self.reject else "451 try later")
+            raise RelayRefused(self.reject, "550 no such user" if self.reject else "451 try later")
         self.sent.append((mail_from, rcpts, raw))
 
 

@@ -98,6 +98,6 @@ async def test_invalid_names_fail_before_any_packet(responder: tuple[_Responder,
 
 
 def test_the_daemon_start_up_does_not_import_dnspython() -> None:
-    probe = "import sys, mam_mcp.local.backend; print([m for m in sys.modules if m == 'dns' or m.startswith('dns.')])"
+    probe = "import sys, mam_mcp.local.service.backend; print([m for m in sys.modules if m == 'dns' or m.startswith('dns.')])"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"

@@ -23,7 +23,7 @@ from mcp import Client
 
 from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
-from mam_mcp.local.smtp import SmtpIngress
+from mam_mcp.local.smtp.ingress import SmtpIngress
 from mam_mcp.server import build_server
 from tests.conftest import make_settings
 from tests.fakes.hosted_api import FakeHostedAPI

@@ -104,14 +104,14 @@ async def test_approval_through_the_app_only_tool_sends_exactly_the_revision_sho
         stale = data(await client.call_tool("approve_draft", {**ids, "content_hash": shown["preview"]["contentHash"]}))
         assert stale["approved"] is False and stale["code"] == "CONTENT_CHANGED"
         assert stale["preview"]["plainBody"] == "1,000 EUR"
-        assert await store.list_messages(inbox["id"], direction="outbound") == []
+        assert await store.mail.list_messages(inbox["id"], direction="outbound") == []
 
         sent = data(await client.call_tool("approve_draft", {**ids, "content_hash": stale["preview"]["contentHash"]}))
         assert sent["approved"] is True and sent["status"] == "sent" and sent["draft_id"] == created["id"]
-        outbound = await store.list_messages(inbox["id"], direction="outbound")
+        outbound = await store.mail.list_messages(inbox["id"], direction="outbound")
         assert [(m["plain_body"], m["status"]) for m in outbound] == [("1,000 EUR", "sent")]
         assert local_backend[0].relay.sent[0][1] == ["new@example.org"]  # the person's approval was the consent
-        assert await store.get_draft(inbox["id"], created["id"]) is None
+        assert await store.mail.get_draft(inbox["id"], created["id"]) is None
 
 
 async def test_the_outbound_policy_still_applies_to_an_approval_in_the_view(
@@ -125,7 +125,7 @@ async def test_the_outbound_policy_still_applies_to_an_approval_in_the_view(
         shown = data(await client.call_tool("review_draft", ids))
         refused = await client.call_tool("approve_draft", {**ids, "content_hash": shown["preview"]["contentHash"]})
         assert refused.is_error and refused.content[0].text.startswith("POLICY_DENIED")
-        assert await local_backend[0].store.list_messages(inbox["id"], direction="outbound") == []
+        assert await local_backend[0].store.mail.list_messages(inbox["id"], direction="outbound") == []
 
 
 async def test_a_client_without_apps_sees_todays_tools_and_results(
@@ -144,7 +144,7 @@ async def test_a_client_without_apps_sees_todays_tools_and_results(
             "approve_draft", {"inbox_id": inbox["id"], "draft_id": without.structured_content["id"], "content_hash": "0" * 32}
         )
         assert refused.is_error and "only the draft review view" in refused.content[0].text
-        assert await local_backend[0].store.list_messages(inbox["id"], direction="outbound") == []
+        assert await local_backend[0].store.mail.list_messages(inbox["id"], direction="outbound") == []
     async with mcp(tmp_path, local_backend, apps=True) as app_host:
         with_apps = await app_host.call_tool("create_draft", args)
 

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from mam_mcp.client import MamClient
-from mam_mcp.local.app import create_app
-from mam_mcp.local.backend import LocalBackend
+from mam_mcp.local.api.app import create_app
+from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.config import LocalConfig
-from mam_mcp.local.keys import mint_tenant_key
-from mam_mcp.local.store import EmailStore
+from mam_mcp.local.auth.keys import mint_tenant_key
+from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.server import build_server
 from tests.conftest import FAKE_KEY, make_settings
 from tests.fakes.hosted_api import FakeHostedAPI

@@ -86,11 +86,11 @@ async def mcp(
 
 
 async def _outbound(fixture: LocalBackendFixture, inbox_id: str) -> list[dict[str, Any]]:
-    return await fixture[0].store.list_messages(inbox_id, direction="outbound", limit=100, offset=0)
+    return await fixture[0].store.mail.list_messages(inbox_id, direction="outbound", limit=100, offset=0)
 
 
 async def _parent(fixture: LocalBackendFixture, inbox_id: str) -> str:
-    rows = await fixture[0].store.list_messages(inbox_id, direction="inbound", limit=1, offset=0)
+    rows = await fixture[0].store.mail.list_messages(inbox_id, direction="inbound", limit=1, offset=0)
     return str(rows[0]["id"])
 
 
@@ -169,7 +169,7 @@ async def test_a_draft_changed_after_the_question_is_asked_about_again_not_sent(
     tmp_path: Path, local_backend: LocalBackendFixture, relay: RecordingRelay, inbox: dict[str, Any]  # noqa: F811
 ) -> None:
     store = local_backend[0].store
-    draft = await store.create_draft(
+    draft = await store.mail.create_draft(
         inbox["id"], {"to": [NEW], "cc": [], "bcc": [], "subject": "Offer", "plain_body": "v1", "html_body": None,
                       "reply_to_message_id": None},
     )  # fmt: skip
@@ -179,7 +179,7 @@ async def test_a_draft_changed_after_the_question_is_asked_about_again_not_sent(
         assert isinstance(first, InputRequiredResult)
         [request] = first.input_requests.values()
         assert "v1" in request.params.message  # type: ignore[union-attr]
-        await store.update_draft(inbox["id"], draft["id"], {"plain_body": "v2: pay to this account instead"})
+        await store.mail.update_draft(inbox["id"], draft["id"], {"plain_body": "v2: pay to this account instead"})
         answers = {key: ElicitResult(action="accept", content={"send": True}) for key in first.input_requests}
         second = await client.session.call_tool(
             "send_draft", args, input_responses=answers, request_state=first.request_state, allow_input_required=True
@@ -279,7 +279,7 @@ async def test_confirm_all_without_elicitation_holds_the_message_as_a_draft(
     elif tool == "reply_to_email":
         args = {"message_id": await _parent(local_backend, inbox["id"]), "body": "Hold me"}
     else:
-        draft = await store.create_draft(
+        draft = await store.mail.create_draft(
             inbox["id"], {"to": [KNOWN], "cc": [], "bcc": [], "subject": "Hi", "plain_body": "Hold me",
                           "html_body": None, "reply_to_message_id": None},
         )  # fmt: skip
@@ -292,7 +292,7 @@ async def test_confirm_all_without_elicitation_holds_the_message_as_a_draft(
     assert data["approve_command"] == f"mam-mcp drafts approve {data['draft_id']} --inbox {inbox['id']}"
     assert "awaits human approval" in held.content[0].text and "Do not try to send it yourself" in held.content[0].text
     assert relay.sent == [] and await _outbound(local_backend, inbox["id"]) == []
-    kept = await store.get_draft(inbox["id"], data["draft_id"])
+    kept = await store.mail.get_draft(inbox["id"], data["draft_id"])
     assert kept is not None and kept["plain_body"] == "Hold me"
     if tool == "reply_to_email":
         assert kept["reply_to_message_id"] == args["message_id"] and kept["subject"] == "Re: Quote"

@@ -38,7 +38,7 @@ async def scene(local_backend: LocalBackendFixture) -> dict[str, Any]:  # noqa: 
     async with MamClient(base_url="http://l.test", api_key=key, transport=httpx2.ASGITransport(app=app)) as client:
         inbox = await client.inboxes.create(username="scout")
     await backend.ingest(MAIL, "jane@example.com", ["scout@mam.localhost"])
-    [parent] = await backend.store.list_messages(inbox.id, direction="inbound", limit=1, offset=0)
+    [parent] = await backend.store.mail.list_messages(inbox.id, direction="inbound", limit=1, offset=0)
     return {"inbox": inbox.id, "parent": parent["id"], "relay": relay, "fixture": local_backend}
 
 
@@ -100,15 +100,15 @@ async def test_a_policy_violation_sends_nothing_on_any_route(
         result = await client.call_tool(tool, call)
     _denied(result, what, setting, quoted)
     assert scene["relay"].sent == []
-    outbound = await scene["fixture"][0].store.list_messages(scene["inbox"], direction="outbound", limit=5, offset=0)
+    outbound = await scene["fixture"][0].store.mail.list_messages(scene["inbox"], direction="outbound", limit=5, offset=0)
     assert outbound == []
 
 
 async def test_reply_only_still_allows_replies_and_reply_drafts(tmp_path: Path, scene: dict[str, Any]) -> None:
     store = scene["fixture"][0].store
     blank = {"cc": [], "bcc": [], "subject": "x", "plain_body": "x", "html_body": None}
-    new_draft = await store.create_draft(scene["inbox"], {**blank, "to": ["jane@example.com"], "reply_to_message_id": None})
-    reply_draft = await store.create_draft(scene["inbox"], {**blank, "to": [], "reply_to_message_id": scene["parent"]})
+    new_draft = await store.mail.create_draft(scene["inbox"], {**blank, "to": ["jane@example.com"], "reply_to_message_id": None})
+    reply_draft = await store.mail.create_draft(scene["inbox"], {**blank, "to": [], "reply_to_message_id": scene["parent"]})
     async with tools(tmp_path, scene["fixture"], MAM_OUTBOUND_REPLY_ONLY="1") as client:
         reply = await client.call_tool("reply_to_email", {"inbox_id": scene["inbox"], "message_id": scene["parent"], "body": "ok"})
         refused = await client.call_tool("send_draft", {"inbox_id": scene["inbox"], "draft_id": new_draft["id"]})

@@ -21,7 +21,7 @@ from typing import Final
 
 from starlette.requests import Request
 
-from mam_mcp.local.model import KeyScope
+from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.loopback import LOOPBACK_NAMES
 
 __all__ = [

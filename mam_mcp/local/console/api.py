@@ -18,7 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mam_mcp.local.backend import BackendError, LocalBackend
+from mam_mcp.local.api.access import visible_inbox
+from mam_mcp.local.api.params import (
+    MAX_BODY_CHARS,
+    MAX_SUBJECT_CHARS,
+    StrictBody,
+    address_list,
+    check_header_argument,
+    parse_body,
+)
+from mam_mcp.local.api.wire import draft_wire
 from mam_mcp.local.console.access import session_of
 from mam_mcp.local.console.mail_view import (
     HTML_CSP,
@@ -29,16 +38,8 @@ from mam_mcp.local.console.mail_view import (
     message_view,
 )
 from mam_mcp.local.console.reads import ConsoleReads, Cursor
-from mam_mcp.local.routes_common import (
-    MAX_BODY_CHARS,
-    MAX_SUBJECT_CHARS,
-    StrictBody,
-    address_list,
-    check_header_argument,
-    draft_wire,
-    parse_body,
-    visible_inbox,
-)
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.service.errors import BackendError
 
 __all__ = ["api_routes", "draft_state"]
 
@@ -101,7 +102,7 @@ def _page(page: Any, key: str) -> JSONResponse:
 async def inboxes(request: Request) -> JSONResponse:
     scope = session_of(request).scope
     backend = _backend(request)
-    rows = await backend.store.list_inboxes(
+    rows = await backend.store.accounts.list_inboxes(
         scope.tenant_id,
         workspace_id=scope.workspace_id if scope.kind == "wk" else None,
         inbox_id=scope.inbox_id if scope.kind == "ak" else None,
@@ -170,7 +171,7 @@ async def threads(request: Request) -> JSONResponse:
 
 async def thread(request: Request) -> JSONResponse:
     inbox_id = _inbox_id(request)
-    row = await _backend(request).store.get_thread(
+    row = await _backend(request).store.mail.get_thread(
         inbox_id, request.path_params["thread_id"], limit=THREAD_MESSAGES
     )
     if row is None:
@@ -204,7 +205,7 @@ async def thread(request: Request) -> JSONResponse:
 
 async def _message_row(request: Request) -> tuple[str, dict[str, Any]]:
     inbox_id = _inbox_id(request)
-    row = await _backend(request).store.get_message(inbox_id, request.path_params["message_id"])
+    row = await _backend(request).store.mail.get_message(inbox_id, request.path_params["message_id"])
     if row is None:
         raise BackendError.not_found("message")
     return inbox_id, row
@@ -213,8 +214,8 @@ async def _message_row(request: Request) -> tuple[str, dict[str, Any]]:
 async def _raw_source(request: Request, inbox_id: str, row: dict[str, Any]) -> bytes | None:
     store = _backend(request).store
     if row["direction"] == "outbound":
-        return await store.outbound_raw(row["id"])
-    return await store.get_raw(inbox_id, row["id"])
+        return await store.sends.outbound_raw(row["id"])
+    return await store.mail.get_raw(inbox_id, row["id"])
 
 
 async def message(request: Request) -> JSONResponse:
@@ -240,7 +241,7 @@ async def message_html(request: Request) -> Response:
         store = _backend(request).store
         images: dict[str, tuple[str, bytes]] = {}
         for attachment in cids[:50]:
-            blob = await store.get_attachment(inbox_id, row["id"], attachment["id"])
+            blob = await store.mail.get_attachment(inbox_id, row["id"], attachment["id"])
             if blob is not None:
                 images[str(attachment["content_id"])] = (str(blob["content_type"]), bytes(blob["data"]))
         html = inline_images(html, images)
@@ -277,7 +278,7 @@ async def message_raw(request: Request) -> Response:
 
 async def attachment(request: Request) -> Response:
     inbox_id, row = await _message_row(request)
-    blob = await _backend(request).store.get_attachment(inbox_id, row["id"], request.path_params["attachment_id"])
+    blob = await _backend(request).store.mail.get_attachment(inbox_id, row["id"], request.path_params["attachment_id"])
     if blob is None:
         raise BackendError.not_found("attachment")
     # Always a download, never rendered here: the sender chose the type and the name.
@@ -294,14 +295,14 @@ async def attachment(request: Request) -> Response:
 async def mark(request: Request) -> JSONResponse:
     inbox_id, row = await _message_row(request)
     body = await parse_body(request, ReadFlag)
-    if not await _backend(request).store.set_read(inbox_id, row["id"], body.is_read):
+    if not await _backend(request).store.mail.set_read(inbox_id, row["id"], body.is_read):
         raise BackendError.not_found("message")
     return JSONResponse({"id": row["id"], "isRead": body.is_read})
 
 
 async def delete_message(request: Request) -> JSONResponse:
     inbox_id, row = await _message_row(request)
-    if not await _backend(request).store.soft_delete(inbox_id, row["id"]):
+    if not await _backend(request).store.mail.soft_delete(inbox_id, row["id"]):
         raise BackendError.not_found("message")
     return JSONResponse({"ok": True})
 
@@ -311,7 +312,7 @@ async def delete_message(request: Request) -> JSONResponse:
 
 async def draft_state(backend: LocalBackend, inbox_id: str, draft_id: str) -> dict[str, Any]:
     """A draft, and exactly what approving it would send (with the hash an approval must name)."""
-    row = await backend.store.get_draft(inbox_id, draft_id)
+    row = await backend.store.mail.get_draft(inbox_id, draft_id)
     if row is None:
         raise BackendError.not_found("draft")
     preview: dict[str, Any] | None = None
@@ -326,7 +327,7 @@ async def draft_state(backend: LocalBackend, inbox_id: str, draft_id: str) -> di
 
 async def drafts(request: Request) -> JSONResponse:
     inbox_id = _inbox_id(request)
-    rows = await _backend(request).store.list_drafts(inbox_id, limit=PAGE_MAX)
+    rows = await _backend(request).store.mail.list_drafts(inbox_id, limit=PAGE_MAX)
     return JSONResponse({"drafts": [draft_wire(r) for r in rows]})
 
 
@@ -340,7 +341,7 @@ async def edit_draft(request: Request) -> JSONResponse:
     draft_id = request.path_params["draft_id"]
     body = await parse_body(request, DraftEdit)
     backend = _backend(request)
-    current = await backend.store.get_draft(inbox_id, draft_id)
+    current = await backend.store.mail.get_draft(inbox_id, draft_id)
     if current is None:
         raise BackendError.not_found("draft")
     if body.base_updated_at is not None and body.base_updated_at != current["updated_at"]:
@@ -360,7 +361,7 @@ async def edit_draft(request: Request) -> JSONResponse:
         fields["plain_body"] = body.plain_body
     if "html_body" in body.model_fields_set:
         fields["html_body"] = body.html_body
-    if fields and not await backend.store.update_draft(inbox_id, draft_id, fields):
+    if fields and not await backend.store.mail.update_draft(inbox_id, draft_id, fields):
         raise BackendError.not_found("draft")
     return JSONResponse(await draft_state(backend, inbox_id, draft_id))
 
@@ -390,7 +391,7 @@ async def approve_draft(request: Request) -> JSONResponse:
 
 async def discard_draft(request: Request) -> JSONResponse:
     inbox_id = _inbox_id(request)
-    if not await _backend(request).store.delete_draft(inbox_id, request.path_params["draft_id"]):
+    if not await _backend(request).store.mail.delete_draft(inbox_id, request.path_params["draft_id"]):
         raise BackendError.not_found("draft")
     return JSONResponse({"ok": True})
 

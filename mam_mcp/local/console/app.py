@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mam_mcp.local.backend import BackendError, LocalBackend
+from mam_mcp.local.api.access import authenticate, require_kind
 from mam_mcp.local.console.access import (
     CSRF_HEADER,
     SESSION_SCOPE_KEY,
@@ -36,8 +36,9 @@ from mam_mcp.local.console.access import (
 from mam_mcp.local.console.api import api_routes
 from mam_mcp.local.console.live import event_stream
 from mam_mcp.local.console.reads import ConsoleReads
-from mam_mcp.local.events import EventHub
-from mam_mcp.local.routes_common import authenticate, require_kind
+from mam_mcp.local.events.hub import EventHub
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.service.errors import BackendError
 from mam_mcp.web import ASSETS, asset
 
 __all__ = ["CONSOLE_PATH", "PAGE_CSP", "Console"]

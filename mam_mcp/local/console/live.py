@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from mam_mcp.local.console.access import session_of
 from mam_mcp.local.console.reads import ConsoleReads
-from mam_mcp.local.events import EventFilter, EventHub, SubscriberDropped
+from mam_mcp.local.events.hub import EventFilter, EventHub, SubscriberDropped
 
 __all__ = ["event_stream"]
 
@@ -44,7 +44,7 @@ async def event_stream(request: Request) -> Response:
     subscription = hub.subscribe(EventFilter(scope=scope))
 
     async def fingerprint() -> str:
-        rows = await store.list_inboxes(
+        rows = await store.accounts.list_inboxes(
             scope.tenant_id,
             workspace_id=scope.workspace_id if scope.kind == "wk" else None,
             inbox_id=scope.inbox_id if scope.kind == "ak" else None,

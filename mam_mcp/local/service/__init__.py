@@ -1,0 +1,2 @@
+"""The service layer: LocalBackend (backend.py) composes store, keys, relay and event sinks; what a send
+is and comes to (outgoing.py), replies and forwards (compose.py), the API error (errors.py)."""

@@ -1,0 +1,1 @@
+"""SMTP ingress: an aiosmtpd server that checks recipients and hands accepted mail to the service."""

@@ -1,0 +1,133 @@
+"""The mail repository on real SQLite: durable inbound copies, threading, filters and full-text search."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import pytest
+
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.store import mail as mail_module
+from mam_mcp.local.store.email_store import EmailStore
+from mam_mcp.local.store.mail import PARSE_IN_THREAD_BYTES
+from mam_mcp.local.store.migrations import SCHEMA_VERSION
+from tests.local.store.mailbox import mail, store_with_inbox
+
+
+async def test_insert_inbound_is_committed_and_survives_reopen(local_config: LocalConfig) -> None:
+    store, inbox_id = await store_with_inbox(local_config)
+    copies = await store.mail.insert_inbound(
+        mail("hi", msg_id="<1@x>"), mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"]
+    )
+    assert [(c.inbox.id, c.message["direction"], c.message["status"]) for c in copies] == [
+        (inbox_id, "inbound", "received")
+    ]
+    # a separate connection sees the row as soon as insert_inbound returned: it is committed
+    conn = sqlite3.connect(local_config.db_path)
+    assert conn.execute("SELECT subject FROM messages").fetchall() == [("hi",)]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+    await store.close()
+    reopened = EmailStore(local_config)
+    await reopened.open()
+    assert reopened.accounts.inbox_for_address("BOB@mam.localhost") == (inbox_id, copies[0].inbox.tenant_id, None)
+    rows = await reopened.mail.list_messages(inbox_id)
+    assert [r["subject"] for r in rows] == ["hi"]
+    assert await reopened.mail.get_raw(inbox_id, rows[0]["id"]) == mail("hi", msg_id="<1@x>")
+    await reopened.close()
+
+
+async def test_one_copy_per_local_inbox_with_aliases_case_insensitive(local_config: LocalConfig) -> None:
+    store, bob = await store_with_inbox(local_config)
+    tenant = store.accounts.inbox_record(bob).tenant_id  # type: ignore[union-attr]
+    carol = (await store.accounts.create_inbox(
+        tenant_id=tenant, workspace_id=None, username="carol", domain="mam.localhost", display_name=None
+    ))["id"]  # fmt: skip
+    await store.accounts.add_address(carol, "sales@mam.localhost", primary=False)
+    copies = await store.mail.insert_inbound(
+        mail("team", msg_id="<t@x>"),
+        mail_from="alice@example.com",
+        rcpt_tos=["Bob@MAM.localhost", "bob@mam.localhost", "SALES@mam.localhost", "nobody@mam.localhost"],
+    )
+    assert sorted(c.inbox.id for c in copies) == sorted([bob, carol])
+    assert len({c.message["id"] for c in copies}) == 2  # a row of its own in each inbox
+    assert store.accounts.inbox_for_address("<Sales@Mam.Localhost>") is not None
+    assert store.accounts.inbox_for_address("nobody@mam.localhost") is None
+    await store.close()
+
+
+async def test_threading_by_references_then_subject(local_config: LocalConfig) -> None:
+    store, inbox_id = await store_with_inbox(local_config)
+    first = await store.mail.insert_inbound(
+        mail("Plan", msg_id="<a@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+    )
+    by_ref = await store.mail.insert_inbound(
+        mail("Totally different", msg_id="<b@x>", extra="In-Reply-To: <a@x>\r\n"),
+        mail_from="a@x", rcpt_tos=["bob@mam.localhost"],
+    )  # fmt: skip
+    by_subject = await store.mail.insert_inbound(mail("AW: Re: plan", msg_id="<c@x>"), mail_from="a@x",
+                                            rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    other = await store.mail.insert_inbound(
+        mail("Other", msg_id="<d@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"]
+    )
+    thread = first[0].message["thread_id"]
+    assert by_ref[0].message["thread_id"] == thread
+    assert by_subject[0].message["thread_id"] == thread
+    assert other[0].message["thread_id"] != thread
+    detail = await store.mail.get_thread(inbox_id, thread)
+    assert detail is not None and detail["message_count"] == 3
+    assert [m["message_id_hdr"] for m in detail["messages"]] == ["<a@x>", "<b@x>", "<c@x>"]
+    # the thread keeps its first subject; each copy names it (its event carries it)
+    assert [c[0].thread_subject for c in (first, by_ref, by_subject, other)] == ["Plan"] * 3 + ["Other"]
+    alone = await store.mail.get_thread(inbox_id, other[0].message["thread_id"])
+    assert alone is not None and alone["message_count"] == 1 and alone["subject"] == "Other"
+    await store.close()
+
+
+async def test_filters_and_full_text_search(local_config: LocalConfig) -> None:
+    store, inbox_id = await store_with_inbox(local_config)
+    await store.mail.insert_inbound(mail("Your code", msg_id="<1@x>", body="code 483921 inside"), mail_from="a@x",
+                               rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    await store.mail.insert_inbound(mail("Newsletter", msg_id="<2@x>", body="nothing here"), mail_from="a@x",
+                               rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    found = await store.mail.list_messages(inbox_id, q="483921")
+    assert [r["subject"] for r in found] == ["Your code"]
+    assert [
+        r["subject"] for r in await store.mail.list_messages(inbox_id, q='" OR *')
+    ] == []  # syntax is quoted away
+    assert [r["subject"] for r in await store.mail.list_messages(inbox_id, subject_contains="news")] == [
+        "Newsletter"
+    ]
+    assert len(await store.mail.list_messages(inbox_id, from_contains="alice")) == 2
+    assert len(await store.mail.list_messages(inbox_id, from_contains="%")) == 0
+    newest = (await store.mail.list_messages(inbox_id))[0]
+    assert await store.mail.list_messages(inbox_id, after=newest["at"]) == []
+    await store.mail.set_read(inbox_id, newest["id"], True)
+    assert [r["subject"] for r in await store.mail.list_messages(inbox_id, unread=True)] != [newest["subject"]]
+    assert await store.mail.soft_delete(inbox_id, newest["id"])
+    assert len(await store.mail.list_messages(inbox_id)) == 1
+    await store.close()
+
+
+async def test_big_messages_are_stored_off_the_event_loop(
+    local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = await store_with_inbox(local_config)
+    threads: list[str] = []
+    real_store_inbound = mail_module._store_inbound
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_store_inbound(*args)
+
+    monkeypatch.setattr(mail_module, "_store_inbound", spy)
+    small = mail("small", msg_id="<s@x>")
+    big = mail("big", msg_id="<b@x>", body="y" * (PARSE_IN_THREAD_BYTES + 1))
+    for raw in (small, big):
+        await store.mail.insert_inbound(raw, mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    assert threads[0] == threading.current_thread().name
+    assert threads[1].startswith("mam-local-sqlite-commit")
+    await store.close()
