@@ -56,7 +56,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 cold["ratio"], cold["ratio"] <= 1.10,
                 f"{_fmt(cold['mam_mcp_median_ms'], 0)} ms vs bare {_fmt(cold['bare_sdk_median_ms'], 0)} ms")  # fmt: skip
     if size := _result(results, "tools_list_size"):
-        add("tools_list_size", "default tools/list <= 3,400 o200k tokens (issue 14 item 4: not this change's)",
+        add("tools_list_size", "default tools/list <= 3,400 o200k tokens",
             size["o200k_tokens"], size["o200k_tokens"] <= 3400,
             f"bare SDK, same tool count: {_fmt(size['bare_sdk_same_count_tokens'])}")  # fmt: skip
     if smtp := _result(results, "smtp_ingest"):
