@@ -5,10 +5,11 @@ async tests, where a blocking wait would stall the event loop the app under test
 A wait asks the backend's REST API for the inbox's mail, then again after 20 ms, doubling to at most
 250 ms between looks, until something matches or the timeout passes (bounded in time).
 
-Which mail counts: `wait_for_email` returns the oldest matching mail that no earlier
-`wait_for_email` of this inbox returned, so calling it twice gets the first mail and then the
-second. `expect_no_email` fails on any matching mail no wait returned yet. `last_email`,
-`last_code` and `last_link` look at the newest mail (with a code / a link), whatever was returned.
+Which mail counts: a mail is "returned" once a call handed it (or its code or link) to the test.
+`wait_for_email` returns the oldest matching mail not returned yet, so calling it twice gets the
+first mail and then the second; `expect_no_email` fails on any matching mail not returned yet
+(one sent before the call included). `last_email`, `last_code` and `last_link` look at the newest
+mail (with a code / a link), returned or not, and mark it returned.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _unreachable(address: str, api_url: str, exc: Exception) -> MailServerError:
 
 @dataclass(slots=True)
 class _Mailbox:
-    """What the sync and async handles share: where the inbox is, and which mails a wait returned."""
+    """What the sync and async handles share: where the inbox is, and which mails were returned."""
 
     inbox_id: str
     address: str
@@ -101,6 +102,18 @@ class _Mailbox:
                 return email
         return None
 
+    def newest(self, pick: Callable[[Email], T | None]) -> Callable[[list[Email]], T | None]:
+        """A check for `_poll`: `pick` of the newest mail where it is not None (that mail is returned)."""
+
+        def check(emails: list[Email]) -> T | None:
+            for email in reversed(emails):
+                if (value := pick(email)) is not None:
+                    self.taken.add(email.id)
+                    return value
+            return None
+
+        return check
+
     def offender(self, emails: list[Email], unwanted: MailFilter) -> Email | None:
         return next((e for e in emails if e.id not in self.taken and unwanted.admits(e)), None)
 
@@ -109,7 +122,7 @@ class _Mailbox:
         if not emails:
             return NoEmailError(message + "; the inbox received no mail at all")
         shown = "\n".join(
-            f"  - {e.describe()}" + (" [returned by an earlier wait]" if e.id in self.taken else "")
+            f"  - {e.describe()}" + (" [already returned]" if e.id in self.taken else "")
             for e in emails[-5:]
         )
         more = f" (the last 5 of {len(emails)})" if len(emails) > 5 else ""
@@ -121,13 +134,6 @@ class _Mailbox:
             f"but it received {email.describe()}",
             email,
         )
-
-
-def _newest(pick: Callable[[Email], T | None]) -> Callable[[list[Email]], T | None]:
-    def check(emails: list[Email]) -> T | None:
-        return next((value for e in reversed(emails) if (value := pick(e)) is not None), None)
-
-    return check
 
 
 def _filter(
@@ -208,7 +214,7 @@ class Inbox:
         where: Callable[[Email], bool] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Email:
-        """The oldest matching mail no earlier wait returned, waiting up to `timeout` s for it.
+        """The oldest matching mail not returned yet, waiting up to `timeout` s for it.
 
         Text filters match case-insensitively anywhere (`from_` in the sender's name or address);
         a compiled `re.Pattern` is searched instead. Raises `NoEmailError` (an AssertionError)
@@ -229,10 +235,10 @@ class Inbox:
         body: TextMatch = None,
         where: Callable[[Email], bool] | None = None,
     ) -> None:
-        """Pass when no matching mail (that no wait returned) arrives in the next `within` s.
+        """Pass when no matching mail (not returned yet) arrives in the next `within` s.
 
         Fails at once with `UnexpectedEmailError` (an AssertionError naming the mail) when one does,
-        including one that came before the call and was never waited for.
+        including one that came before the call and that no call returned.
         """
         unwanted = _filter(from_, subject, body, where)
         offender, _ = self._poll(lambda es: self._box.offender(es, unwanted), within)
@@ -240,22 +246,22 @@ class Inbox:
             raise self._box.unexpected(unwanted, within, offender)
 
     def last_email(self, *, timeout: float = DEFAULT_TIMEOUT) -> Email:
-        """The newest mail, waiting up to `timeout` s while there is none."""
-        found, emails = self._poll(_newest(lambda e: e), timeout)
+        """The newest mail, returned or not, waiting up to `timeout` s while there is none."""
+        found, emails = self._poll(self._box.newest(lambda e: e), timeout)
         if found is None:
             raise self._box.nothing_came("email", timeout, emails)
         return found
 
     def last_code(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """The one-time code of the newest mail that has one, waiting up to `timeout` s while none has."""
-        found, emails = self._poll(_newest(lambda e: e.code), timeout)
+        found, emails = self._poll(self._box.newest(lambda e: e.code), timeout)
         if found is None:
             raise self._box.nothing_came("email with a code", timeout, emails)
         return found
 
     def last_link(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """The best link (verify / confirm / magic sign-in first) of the newest mail that has a link."""
-        found, emails = self._poll(_newest(lambda e: e.link), timeout)
+        found, emails = self._poll(self._box.newest(lambda e: e.link), timeout)
         if found is None:
             raise self._box.nothing_came("email with a link", timeout, emails)
         return found
@@ -275,7 +281,7 @@ class Inbox:
 class AsyncInbox:
     """The awaitable twin of `Inbox` (`inbox.aio`): the same methods, for async tests.
 
-    It shares which mails a wait returned with its `Inbox`. Each call opens its own HTTP client,
+    It shares which mails were returned with its `Inbox`. Each call opens its own HTTP client,
     so it works on whatever event loop the test runs (asyncio or trio).
     """
 
@@ -356,21 +362,21 @@ class AsyncInbox:
 
     async def last_email(self, *, timeout: float = DEFAULT_TIMEOUT) -> Email:
         """See `Inbox.last_email`."""
-        found, emails = await self._poll(_newest(lambda e: e), timeout)
+        found, emails = await self._poll(self._box.newest(lambda e: e), timeout)
         if found is None:
             raise self._box.nothing_came("email", timeout, emails)
         return found
 
     async def last_code(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """See `Inbox.last_code`."""
-        found, emails = await self._poll(_newest(lambda e: e.code), timeout)
+        found, emails = await self._poll(self._box.newest(lambda e: e.code), timeout)
         if found is None:
             raise self._box.nothing_came("email with a code", timeout, emails)
         return found
 
     async def last_link(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """See `Inbox.last_link`."""
-        found, emails = await self._poll(_newest(lambda e: e.link), timeout)
+        found, emails = await self._poll(self._box.newest(lambda e: e.link), timeout)
         if found is None:
             raise self._box.nothing_came("email with a link", timeout, emails)
         return found
