@@ -31,7 +31,8 @@ class UnexpectedEmailError(AssertionError):
 
 @dataclass(frozen=True, slots=True)
 class Email:
-    """One email the inbox received. `text`/`html` are the parts as sent; `body` is readable text either way."""
+    """One email the inbox received. `text`/`html` are the parts as sent (lines end in \\n, as the app
+    wrote them before SMTP made them \\r\\n); `body` is readable text either way."""
 
     id: str
     subject: str
@@ -51,8 +52,8 @@ class Email:
             from_address=data.get("fromAddress") or "",
             from_name=data.get("fromName"),
             to=tuple(data.get("toAddresses") or ()),
-            text=data.get("plainBody"),
-            html=data.get("htmlBody"),
+            text=_lines(data.get("plainBody")),
+            html=_lines(data.get("htmlBody")),
             received_at=data.get("receivedAt") or data.get("createdAt"),
         )
 
@@ -90,6 +91,10 @@ class Email:
         """One line naming this mail in a failure message."""
         sender = f"{self.from_name} <{self.from_address}>" if self.from_name else self.from_address
         return f"{self.subject!r} from {sender or '(no sender)'} at {self.received_at or '?'} (id {self.id})"
+
+
+def _lines(part: str | None) -> str | None:
+    return part.replace("\r\n", "\n") if part is not None else None
 
 
 def _matches(value: str, wanted: TextMatch) -> bool:

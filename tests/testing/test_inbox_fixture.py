@@ -67,7 +67,7 @@ def test_wait_returns_each_mail_once_oldest_first(mam_inbox: Inbox) -> None:
     first = mam_inbox.wait_for_email(subject="shipped")
     second = mam_inbox.wait_for_email(subject="shipped")
     assert (first.subject, second.subject) == ("Order 1 shipped", "Order 2 shipped")
-    assert first.body.strip() == "first"
+    assert first.text == first.body == "first\n"
     with pytest.raises(NoEmailError, match=r"\[already returned\]"):
         mam_inbox.wait_for_email(subject="shipped", timeout=0.3)
     assert [e.subject for e in mam_inbox.emails()] == ["Order 1 shipped", "Order 2 shipped"]
