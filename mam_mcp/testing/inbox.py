@@ -40,6 +40,16 @@ class MailServerError(RuntimeError):
     """The local mail backend could not do what a test asked (not running, refused a request)."""
 
 
+def _on_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _delays(timeout: float) -> Iterator[float]:
     """How long to sleep before each next look, until `timeout` seconds from now have passed."""
     deadline = time.monotonic() + timeout
@@ -203,6 +213,15 @@ class Inbox:
             emails = self.emails()
         return check(emails), emails
 
+    def _nothing_came(self, what: str, seconds: float, emails: list[Email]) -> NoEmailError:
+        error = self._box.nothing_came(what, seconds, emails)
+        if _on_event_loop():
+            error.args = (
+                f"{error}\n(this blocking wait ran on the test's event loop, which an app served on that loop "
+                "cannot use meanwhile: in an async test, await mam_inbox.aio.<method>(...) instead)",
+            )
+        return error
+
     # --- waiting ----------------------------------------------------------------------------
 
     def wait_for_email(
@@ -223,7 +242,7 @@ class Inbox:
         wanted = _filter(from_, subject, body, where)
         found, emails = self._poll(lambda es: self._box.take(es, wanted), timeout)
         if found is None:
-            raise self._box.nothing_came(wanted.describe(), timeout, emails)
+            raise self._nothing_came(wanted.describe(), timeout, emails)
         return found
 
     def expect_no_email(
@@ -249,21 +268,21 @@ class Inbox:
         """The newest mail, returned or not, waiting up to `timeout` s while there is none."""
         found, emails = self._poll(self._box.newest(lambda e: e), timeout)
         if found is None:
-            raise self._box.nothing_came("email", timeout, emails)
+            raise self._nothing_came("email", timeout, emails)
         return found
 
     def last_code(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """The one-time code of the newest mail that has one, waiting up to `timeout` s while none has."""
         found, emails = self._poll(self._box.newest(lambda e: e.code), timeout)
         if found is None:
-            raise self._box.nothing_came("email with a code", timeout, emails)
+            raise self._nothing_came("email with a code", timeout, emails)
         return found
 
     def last_link(self, *, timeout: float = DEFAULT_TIMEOUT) -> str:
         """The best link (verify / confirm / magic sign-in first) of the newest mail that has a link."""
         found, emails = self._poll(self._box.newest(lambda e: e.link), timeout)
         if found is None:
-            raise self._box.nothing_came("email with a link", timeout, emails)
+            raise self._nothing_came("email with a link", timeout, emails)
         return found
 
     def close(self) -> None:

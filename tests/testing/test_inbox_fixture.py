@@ -163,3 +163,11 @@ def test_mail_last_code_returned_is_no_longer_unexpected_but_older_unread_mail_i
         mam_inbox.expect_no_email(within=0.3)
     assert mam_inbox.wait_for_email().subject == "Hello"  # the oldest not returned yet
     mam_inbox.expect_no_email(within=0.3)
+
+
+async def test_a_blocking_wait_in_an_async_test_says_to_await_the_aio_twin(mam_inbox: Inbox) -> None:
+    with pytest.raises(NoEmailError, match=r"await mam_inbox\.aio\.<method>\(\.\.\.\) instead"):
+        mam_inbox.wait_for_email(timeout=0.1)
+    with pytest.raises(NoEmailError) as failure:
+        await mam_inbox.aio.wait_for_email(timeout=0.1)
+    assert "instead" not in str(failure.value)
