@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mam_mcp.testing import MailServer  # noqa: E402
+from mam_mcp.testing import MailServer  # noqa: E402 - after the sys.path line above
 
 USES_FIXTURE = textwrap.dedent(
     """

@@ -76,7 +76,7 @@ class Email:
 
     @property
     def links(self) -> list[str]:
-        """The links worth opening, best first (verify / confirm / magic sign-in), unwrapped from redirects."""
+        """The links worth opening, best first (verify / confirm / magic sign-in), redirects unwrapped."""
         from mam_mcp.extract import extract_links
 
         return extract_links(self.text, self.html)

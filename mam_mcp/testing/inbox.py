@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -132,8 +132,7 @@ class _Mailbox:
         if not emails:
             return NoEmailError(message + "; the inbox received no mail at all")
         shown = "\n".join(
-            f"  - {e.describe()}" + (" [already returned]" if e.id in self.taken else "")
-            for e in emails[-5:]
+            f"  - {e.describe()}" + (" [already returned]" if e.id in self.taken else "") for e in emails[-5:]
         )
         more = f" (the last 5 of {len(emails)})" if len(emails) > 5 else ""
         return NoEmailError(f"{message}; it received{more}:\n{shown}")
@@ -159,7 +158,9 @@ class Inbox:
     anything else; the key never shows in repr.
     """
 
-    def __init__(self, *, inbox_id: str, address: str, api_url: str, api_key: str, smtp_host: str, smtp_port: int) -> None:
+    def __init__(
+        self, *, inbox_id: str, address: str, api_url: str, api_key: str, smtp_host: str, smtp_port: int
+    ) -> None:
         self._box = _Mailbox(inbox_id=inbox_id, address=address, api_url=api_url, api_key=api_key)
         self.smtp_host = smtp_host
         self.smtp_port = smtp_port
@@ -190,7 +191,9 @@ class Inbox:
     def emails(self) -> list[Email]:
         """Every mail the inbox received so far, oldest first (no waiting)."""
         if self._http is None:
-            self._http = httpx2.Client(headers={"X-API-Key": self.api_key}, timeout=_HTTP_TIMEOUT, trust_env=False)
+            self._http = httpx2.Client(
+                headers={"X-API-Key": self.api_key}, timeout=_HTTP_TIMEOUT, trust_env=False
+            )
         pages: list[list[dict[str, Any]]] = []
         for page in range(_MAX_PAGES):
             try:
@@ -216,10 +219,11 @@ class Inbox:
     def _nothing_came(self, what: str, seconds: float, emails: list[Email]) -> NoEmailError:
         error = self._box.nothing_came(what, seconds, emails)
         if _on_event_loop():
-            error.args = (
-                f"{error}\n(this blocking wait ran on the test's event loop, which an app served on that loop "
-                "cannot use meanwhile: in an async test, await mam_inbox.aio.<method>(...) instead)",
+            hint = (
+                "(this blocking wait ran on the test's event loop, which an app served on that loop "
+                "cannot use meanwhile: in an async test, await mam_inbox.aio.<method>(...) instead)"
             )
+            error.args = (f"{error}\n{hint}",)
         return error
 
     # --- waiting ----------------------------------------------------------------------------
@@ -290,7 +294,7 @@ class Inbox:
             self._http.close()
             self._http = None
 
-    def __enter__(self) -> Inbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -331,14 +335,18 @@ class AsyncInbox:
         return _emails(pages)
 
     def _client(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(headers={"X-API-Key": self._box.api_key}, timeout=_HTTP_TIMEOUT, trust_env=False)
+        return httpx2.AsyncClient(
+            headers={"X-API-Key": self._box.api_key}, timeout=_HTTP_TIMEOUT, trust_env=False
+        )
 
     async def emails(self) -> list[Email]:
         """Every mail the inbox received so far, oldest first (no waiting)."""
         async with self._client() as http:
             return await self._fetch(http)
 
-    async def _poll(self, check: Callable[[list[Email]], T | None], seconds: float) -> tuple[T | None, list[Email]]:
+    async def _poll(
+        self, check: Callable[[list[Email]], T | None], seconds: float
+    ) -> tuple[T | None, list[Email]]:
         async with self._client() as http:
             emails = await self._fetch(http)
             for delay in _delays(seconds):

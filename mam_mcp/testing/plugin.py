@@ -33,7 +33,7 @@ def mam_mail_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSe
 
 @pytest.fixture
 def mam_inbox(mam_mail_server: MailServer, request: pytest.FixtureRequest) -> Iterator[Inbox]:
-    """A fresh inbox for this test, named after it: send to `mam_inbox.address` via its smtp_host/smtp_port."""
+    """A fresh inbox for this test, named after it: send to `.address` through `.smtp_host`:`.smtp_port`."""
     inbox = mam_mail_server.new_inbox(request.node.name)
     try:
         yield inbox

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import httpx2
 
@@ -35,9 +35,11 @@ _LOG_TAIL_LINES = 8
 
 
 def _read_line(stream: IO[bytes], timeout: float) -> bytes:
-    """The first line of `stream`, or b"" when none comes within `timeout` s (portable: no select on pipes)."""
+    """The first line of `stream`, or b"" if none comes within `timeout` s (portable: no select on a pipe)."""
     got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(stream.readline()), name="mam-ready-line", daemon=True)
+    reader = threading.Thread(
+        target=lambda: got.append(stream.readline()), name="mam-ready-line", daemon=True
+    )
     reader.start()
     reader.join(timeout)
     return got[0] if got else b""
@@ -208,7 +210,7 @@ class MailServer:
             self._http.close()
             self._http = None
 
-    def __enter__(self) -> MailServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,9 +18,11 @@ from tests.testing.signup_app import signup_app
 @pytest.fixture
 def app(mam_inbox: Inbox) -> Iterator[httpx2.Client]:
     """The sign-up app, pointed at the fixture's SMTP port, served on a real port."""
-    with serve_in_thread(signup_app(mam_inbox.smtp_host, mam_inbox.smtp_port)) as url:
-        with httpx2.Client(base_url=url, trust_env=False) as client:
-            yield client
+    with (
+        serve_in_thread(signup_app(mam_inbox.smtp_host, mam_inbox.smtp_port)) as url,
+        httpx2.Client(base_url=url, trust_env=False) as client,
+    ):
+        yield client
 
 
 def mail(inbox: Inbox, subject: str, text: str, *, sender: str = "Shop <orders@shop.test>") -> None:
@@ -141,17 +143,24 @@ def test_each_inbox_sees_only_its_own_mail(mam_inbox: Inbox, mam_mail_server: Ma
 
 async def test_async_twins_on_aio(mam_inbox: Inbox) -> None:
     app = signup_app(mam_inbox.smtp_host, mam_inbox.smtp_port)
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://acme.test") as client:
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://acme.test"
+    ) as client:
         await client.post("/signup", json={"email": mam_inbox.address})
         code = await mam_inbox.aio.last_code()
-        assert (await client.post("/verify", json={"email": mam_inbox.address, "code": code})).status_code == 200
+        assert (
+            await client.post("/verify", json={"email": mam_inbox.address, "code": code})
+        ).status_code == 200
 
         welcome = await mam_inbox.aio.wait_for_email(subject="welcome")
         assert await mam_inbox.aio.last_link() == "https://acme.test/start" == welcome.link
         await mam_inbox.aio.expect_no_email(within=0.3)  # both mails were returned: the code, the welcome
         with pytest.raises(NoEmailError):
             await mam_inbox.aio.wait_for_email(subject="welcome", timeout=0.2)
-    assert [e.subject for e in await mam_inbox.aio.emails()] == ["Confirm your Acme account", "Welcome to Acme"]
+    assert [e.subject for e in await mam_inbox.aio.emails()] == [
+        "Confirm your Acme account",
+        "Welcome to Acme",
+    ]
 
 
 def test_mail_last_code_returned_is_no_longer_unexpected_but_older_unread_mail_is(mam_inbox: Inbox) -> None:

@@ -1,4 +1,4 @@
-"""The plugin as a user gets it: loaded by pytest through the `pytest11` entry point, costing nothing until used."""
+"""The plugin as a user gets it: loaded through the `pytest11` entry point, costing nothing until used."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-USER_TEST = '''
+USER_TEST = """
 import smtplib
 from email.message import EmailMessage
 
@@ -20,16 +20,16 @@ def test_my_app_mails_a_code(mam_inbox):
         smtp.send_message(message)
     assert mam_inbox.last_code() == "424242"
     mam_inbox.expect_no_email(within=0.2, subject="password")
-'''
+"""
 
-UNUSED_TEST = '''
+UNUSED_TEST = """
 import sys
 
 
 def test_the_plugin_is_loaded_but_nothing_behind_it():
     loaded = sorted(name for name in sys.modules if name.startswith("mam_mcp"))
     assert loaded == ["mam_mcp", "mam_mcp.testing", "mam_mcp.testing.plugin"], loaded
-'''
+"""
 
 
 def test_a_user_test_gets_the_fixture_through_the_entry_point(pytester: pytest.Pytester) -> None:
@@ -58,5 +58,7 @@ def test_importing_the_plugin_imports_only_pytest() -> None:
         "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
         "('mam_mcp', 'httpx2', 'pydantic', 'anyio', 'uvicorn', 'starlette', 'aiosmtpd')))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "['mam_mcp', 'mam_mcp.testing', 'mam_mcp.testing.plugin']"
