@@ -18,7 +18,7 @@ def _section() -> str:
 
 
 def test_every_python_example_compiles() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", _section(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", _section(), re.DOTALL)
     assert len(blocks) >= 2
     for block in blocks:
         compile(block, "README.md", "exec")
