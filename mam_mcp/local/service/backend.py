@@ -46,6 +46,9 @@ __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
 logger = logging.getLogger(__name__)
 
 EventSink = Callable[[MailEvent], Awaitable[None] | None]
+# A queued send is never relayed later than its last scheduled attempt plus this much (or one base
+# interval when longer): time for a busy machine, not for a daemon that was stopped meanwhile.
+_RETRY_SLACK_SECONDS = 60.0
 
 
 class OutboundRelay(Protocol):
@@ -429,8 +432,8 @@ class LocalBackend:
                 tenant_id, workspace_id, row, "failed", f"{reply} (gave up after {attempts} attempts)"
             )
         now = datetime.now(UTC)
-        if retry_until is None:  # the last attempt's time, plus one base interval of slack
-            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + base
+        if retry_until is None:  # the last attempt's time, plus slack for a busy machine (a base interval, >= 60 s)
+            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + max(base, _RETRY_SLACK_SECONDS)
             retry_until = iso_utc(now + timedelta(seconds=last))
         next_attempt_at = iso_utc(now + timedelta(seconds=base * 3 ** (attempts - 1)))
         await self.store.sends.schedule_retry(
