@@ -78,6 +78,18 @@ def _add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         help="deliver outbound mail through this relay, e.g. smtp+starttls://host:587; a relay that needs a "
         "password goes in MAM_SMTP_RELAY_URL instead (a command line is visible to every user of the machine)",
     )
+    add_catch_all_argument(parser, default=argparse.SUPPRESS)
+
+
+def add_catch_all_argument(parser: argparse.ArgumentParser, **options: Any) -> None:
+    parser.add_argument(
+        "--catch-all",
+        dest="catch_all",
+        metavar="INBOX",
+        help="deliver mail for unknown names on the local domain to this inbox (a username); default: "
+        "refuse it (MAM_LOCAL_CATCH_ALL)",
+        **options,
+    )
 
 
 def local_config_from_args(args: argparse.Namespace, settings: Settings) -> LocalConfig:
@@ -87,6 +99,7 @@ def local_config_from_args(args: argparse.Namespace, settings: Settings) -> Loca
         ("http_port", "http_port"),
         ("smtp_port", "smtp_port"),
         ("relay_url", "relay_url"),
+        ("catch_all", "catch_all_inbox"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
