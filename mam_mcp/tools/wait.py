@@ -49,6 +49,8 @@ MAX_COUNT = 20  # `count` at most this many: each comes back with its body
 MAX_INBOXES = 25  # a wait across inboxes looks at the existing mail of this many (the stream sees all)
 _CURSOR_PREFIX = "c1_"
 
+# `message` and `body` (count 1) or `messages` (count > 1) come too; left out of the schema, where a
+# bare "object" would only cost tools/list characters.
 WAIT_OUTPUT = {
     "type": "object",
     "properties": {
@@ -141,7 +143,8 @@ class _Wanted:
     tag: str | None = None
 
     def server_filters(self, local: bool) -> dict[str, Any] | None:
-        """The local backend filters by time (`after`, strictly later: from just before the floor), tag and `to`."""
+        """What the local backend filters itself: time (`after` is strictly later, so from just before
+        the floor), tag and recipient. Hosted mode: nothing (its list takes no such filters)."""
         if not local:
             return None
         extra: dict[str, Any] = {"after": format_time(self.floor.at - timedelta(milliseconds=1))}
@@ -191,7 +194,7 @@ def _pick(messages: list[Message], *, oldest: bool, count: int = 1) -> list[Mess
     time) the earliest ones (a run of waits then skips nothing); by default the newest (the fresh
     code, when a sign-up mailed twice)."""
     unique = sorted({m.id: m for m in messages}.values(), key=_order)
-    return unique[:count] if oldest else unique[-count:] if count else []
+    return unique[:count] if oldest else unique[-count:]
 
 
 async def _existing_matches(
@@ -215,7 +218,9 @@ async def _existing_matches(
     return matching
 
 
-async def _report_progress(ctx: Context, started: float, timeout: float, found: list[Message], count: int) -> None:
+async def _report_progress(
+    ctx: Context, started: float, timeout: float, found: list[Message], count: int
+) -> None:
     while True:
         elapsed = min(time.monotonic() - started, timeout)
         so_far = f" ({len(found)} of {count} found)" if count > 1 else ""
@@ -320,7 +325,11 @@ def _unexpected(message: Message, *, waited: float) -> CallToolResult:
     )
 
 
-def _timed_out(floor: _Floor, *, waited: float, timeout: int, partial: list[Message], count: int) -> CallToolResult:
+def _timed_out(
+    floor: _Floor, *, waited: float, timeout: int, partial: list[Message], count: int
+) -> CallToolResult:
+    """found=false; with `count` > 1 also the ids matched so far (not handed out: the next wait
+    from the same `received_after` finds them again)."""
     token = floor.token()
     data: dict[str, Any] = {
         "found": False, "cursor": token, "waited_seconds": round(waited, 3), "timeout_seconds": timeout,
@@ -337,7 +346,10 @@ def _timed_out(floor: _Floor, *, waited: float, timeout: int, partial: list[Mess
 
 
 def _quiet(floor: _Floor, *, waited: float, timeout: int) -> CallToolResult:
-    data = {"found": False, "cursor": floor.token(), "waited_seconds": round(waited, 3), "timeout_seconds": timeout}
+    """`expect="none"` and nothing matching came: the assertion holds."""
+    data = {
+        "found": False, "cursor": floor.token(), "waited_seconds": round(waited, 3), "timeout_seconds": timeout,
+    }  # fmt: skip
     return ok(f"As expected, no matching email arrived within {timeout} s.", data)
 
 
@@ -369,7 +381,8 @@ async def _wait(
 ) -> str:
     """Fill `found` with up to `count` matches: what already arrived; else subscribe, look again and
     take what the stream brings. Returns how the last one came."""
-    found[:] = _pick(await _existing_matches(client, inbox_ids, wanted, local), oldest=wanted.oldest_first, count=count)
+    existing = await _existing_matches(client, inbox_ids, wanted, local)
+    found[:] = _pick(existing, oldest=wanted.oldest_first, count=count)
     if len(found) >= count:  # no subscription needed (opening one costs a connection and a handshake)
         return "existing"
     async with open_event_stream(
@@ -381,9 +394,8 @@ async def _wait(
         local_filters=local,
     ) as events:
         await events.ready.wait()  # subscribed (or polling) before looking again: no gap
-        found[:] = _pick(
-            await _existing_matches(client, inbox_ids, wanted, local), oldest=wanted.oldest_first, count=count
-        )
+        existing = await _existing_matches(client, inbox_ids, wanted, local)
+        found[:] = _pick(existing, oldest=wanted.oldest_first, count=count)
         if len(found) >= count:
             return "existing"
         async for event in events:
@@ -408,9 +420,7 @@ async def wait_for_email(
     to: Annotated[str | None, Field(max_length=254)] = None,
     tag: Annotated[str | None, Field(max_length=64)] = None,
     count: Annotated[int, Field(ge=1, le=MAX_COUNT, description="Wait for N; returns all N.")] = 1,
-    expect: Annotated[
-        Literal["mail", "none"], Field(description="none: fail if a match arrives.")
-    ] = "mail",
+    expect: Annotated[Literal["mail", "none"], Field(description="none: fail if a match arrives.")] = "mail",
     received_after: ReceivedAfter | None = None,
     timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 45,
     extract: bool = True,  # the one-time code and verification links
@@ -425,15 +435,18 @@ async def wait_for_email(
             hint="Filter with `to` set to the +tag address (e.g. scout+run42@your.domain) instead.",
         )
     if expect == "none" and count != 1:
-        raise ValidationFailed("count: applies to expect='mail' only", hint="Leave count out with expect='none'.")
+        raise ValidationFailed(
+            "count: applies to expect='mail' only", hint="Leave count out with expect='none'."
+        )
     floor = (
         decode_received_after(received_after)
         if received_after
         else _Floor(datetime.now(UTC) - DEFAULT_LOOKBACK)
     )
+    recipient = (parseaddr(to)[1] or to).strip() if to else ""  # `Name <a@b>` as a@b
     wanted = _Wanted(
         floor, frozenset(rt.returned_message_ids), from_contains, subject_contains, body_contains,
-        oldest_first=received_after is not None, to=(to or "").strip() or None, tag=(tag or "").strip() or None,
+        oldest_first=received_after is not None, to=recipient or None, tag=(tag or "").strip() or None,
     )  # fmt: skip
     client = await rt.client()
     found: list[Message] = []
@@ -445,7 +458,9 @@ async def wait_for_email(
         try:
             with anyio.move_on_after(max(0.0, timeout_seconds - (time.monotonic() - started))):
                 inbox_ids = await _watched_inboxes(client, inbox_id)
-                via = await _wait(client, inbox_ids, inbox_id is None, wanted, local, rt.settings.mode, found, count)
+                via = await _wait(
+                    client, inbox_ids, inbox_id is None, wanted, local, rt.settings.mode, found, count
+                )
         except Exception as raised:  # re-raised below as itself (a MamError becomes a tool error)
             error = raised
         finally:
@@ -454,7 +469,9 @@ async def wait_for_email(
         raise error
     waited = time.monotonic() - started
     if expect == "none":
-        return _unexpected(found[0], waited=waited) if found else _quiet(floor, waited=waited, timeout=timeout_seconds)
+        if found:
+            return _unexpected(found[0], waited=waited)
+        return _quiet(floor, waited=waited, timeout=timeout_seconds)
     if len(found) < count:
         return _timed_out(floor, waited=waited, timeout=timeout_seconds, partial=found, count=count)
     for message in found:
