@@ -13,5 +13,11 @@ VERSION = 6
 
 
 def apply(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE messages ADD COLUMN tag TEXT COLLATE NOCASE")
-    conn.execute("CREATE INDEX messages_tag ON messages(inbox_id, tag, at DESC) WHERE tag IS NOT NULL")
+    # Idempotent, like the versions before it: a database whose recorded version was set back
+    # (tests simulate an older release that way) may already have the column.
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    if "tag" not in columns:
+        conn.execute("ALTER TABLE messages ADD COLUMN tag TEXT COLLATE NOCASE")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS messages_tag ON messages(inbox_id, tag, at DESC) WHERE tag IS NOT NULL"
+    )
