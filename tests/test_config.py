@@ -77,3 +77,16 @@ def test_catch_all_flag_reaches_the_daemon_config_from_the_command_line(tmp_path
     assert local_config_from_args(args, settings).catch_all_inbox == "qa"
     serve = build_parser(only="serve").parse_args(["serve", "--catch-all", "qa"])
     assert serve.catch_all == "qa"
+
+
+def test_the_foreground_daemon_says_whether_a_catch_all_is_on(tmp_path: Path) -> None:
+    import io
+
+    from mam_mcp.commands.local import describe_daemon
+    from mam_mcp.local.config import LocalConfig
+
+    on, off = io.StringIO(), io.StringIO()
+    describe_daemon(LocalConfig(data_dir=tmp_path, catch_all_inbox="qa"), {}, on)
+    describe_daemon(LocalConfig(data_dir=tmp_path), {}, off)
+    assert "Catch-all: unknown names on mam.localhost go to qa" in on.getvalue()
+    assert "Catch-all: off (unknown names are refused)" in off.getvalue()

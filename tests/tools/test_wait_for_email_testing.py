@@ -263,3 +263,25 @@ async def test_any_inbox_wait_in_hosted_mode_and_tag_is_refused_there(tmp_path: 
     assert tagged.content[0].text.startswith("VALIDATION_ERROR: tag: hosted messages carry no plus-address tag")
     assert "`to`" in tagged.content[0].text
     assert not fake.violations
+
+
+async def test_any_inbox_wait_in_hosted_mode_gets_mail_arriving_while_it_waits(tmp_path: Path) -> None:
+    fake = FakeHostedAPI()
+    fake.seed_inbox("one")
+    two = fake.seed_inbox("two")
+    async with hosted_stack(fake) as hosted, mcp_for(hosted, make_settings(tmp_path)) as client:
+        listed = hosted.watch.answered(LIST_ANSWERED, times=LISTS_BEFORE_WAITING * 2)  # two inboxes
+        outcome: dict[str, Any] = {}
+
+        async def call() -> None:
+            outcome["result"] = await client.call_tool("wait_for_email", {"timeout_seconds": 15})
+
+        with anyio.fail_after(STEP):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call)
+                await listed.wait()
+                fake.deliver_inbound(two["id"], from_address="svc@svc.example", subject="Code", plain_body=f"{CODE}")
+    data = outcome["result"].structured_content
+    assert data["found"] is True and data["via"] == "websocket"
+    assert data["message"]["inbox_id"] == two["id"] and data["code"] == CODE
+    assert not fake.violations
