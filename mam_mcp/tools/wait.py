@@ -248,8 +248,6 @@ def _item(message: Message, *, extract: bool) -> tuple[dict[str, Any], str]:
     summary.pop("preview", None)  # the body follows in full
     if message.inbox_id:
         summary["inbox_id"] = message.inbox_id
-    if message.tag:
-        summary["tag"] = message.tag
     data: dict[str, Any] = {
         "message": summary,
         "body": body,

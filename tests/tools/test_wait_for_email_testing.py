@@ -117,8 +117,10 @@ async def test_two_ci_jobs_with_tags_in_one_inbox_each_see_only_their_own(stack:
             none_for_c = await job_a_again.call_tool(
                 "wait_for_email", {"inbox_id": inbox["id"], "tag": "job-c", "timeout_seconds": 1}
             )
+            listed = await job_a_again.call_tool("list_messages", {"inbox_id": inbox["id"]})
     assert again.structured_content["message"]["id"] == a.structured_content["message"]["id"]
     assert none_for_c.structured_content["found"] is False
+    assert sorted(m["tag"] for m in listed.structured_content["messages"]) == ["job-a", "job-b"]  # summaries too
 
 
 async def test_count_three_returns_all_three_oldest_first(stack: LocalStack, tmp_path: Path) -> None:
