@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*args_list, "serve"])
     overrides = {name: getattr(args, name, None) for name in _GLOBAL_FLAGS}
     for name in (
-        "toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url",
+        "toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url", "catch_all",
         "confirm_sends", "confirm_timeout", "allow", "block", "max_recipients", "sends_per_hour", "reply_only",
         "http_read_timeout", "http_idle_timeout", "session_idle_timeout", "max_sessions",
     ):  # fmt: skip

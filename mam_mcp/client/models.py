@@ -137,6 +137,7 @@ class Message(ApiModel):
     created_at: str | None = None
     attachments: list[Attachment] | None = None
     has_attachments: bool | None = None
+    tag: str | None = None  # local backend: the plus-address tag it was delivered with
 
     @field_validator("to_addresses", "cc_addresses", mode="before")
     @classmethod

@@ -78,6 +78,18 @@ def _add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         help="deliver outbound mail through this relay, e.g. smtp+starttls://host:587; a relay that needs a "
         "password goes in MAM_SMTP_RELAY_URL instead (a command line is visible to every user of the machine)",
     )
+    add_catch_all_argument(parser, default=argparse.SUPPRESS)
+
+
+def add_catch_all_argument(parser: argparse.ArgumentParser, **options: Any) -> None:
+    parser.add_argument(
+        "--catch-all",
+        dest="catch_all",
+        metavar="INBOX",
+        help="deliver mail for unknown names on the local domain to this inbox (a username); default: "
+        "refuse it (MAM_LOCAL_CATCH_ALL)",
+        **options,
+    )
 
 
 def local_config_from_args(args: argparse.Namespace, settings: Settings) -> LocalConfig:
@@ -87,6 +99,7 @@ def local_config_from_args(args: argparse.Namespace, settings: Settings) -> Loca
         ("http_port", "http_port"),
         ("smtp_port", "smtp_port"),
         ("relay_url", "relay_url"),
+        ("catch_all", "catch_all_inbox"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -102,7 +115,9 @@ def describe_daemon(config: LocalConfig, state: dict[str, Any], out: TextIO) -> 
         f"mam-mcp local mail backend {state.get('version', '')} (pid {state.get('pid', '?')})\n"
         f"  data:      {config.data_dir}\n"
         f"  REST API:  http://{host}:{http_port}/v1   (WebSocket: ws://{host}:{http_port}/v1/ws)\n"
-        f"  SMTP:      {host}:{smtp_port}   (no TLS, no auth; mail to <inbox>@{config.domain} is stored)\n"
+        f"  SMTP:      {host}:{smtp_port}   (no TLS, no auth; mail to <inbox>@{config.domain} is stored,"
+        f" <inbox>+<tag>@ too, tagged)\n"
+        f"  Catch-all: {f'unknown names on {config.domain} go to {config.catch_all_inbox}' if config.catch_all_inbox else 'off (unknown names are refused)'}\n"
         f"  API key:   in {config.key_path} (send it as X-API-Key)\n"
         f"  Point an app at it: SMTP_HOST={host} SMTP_PORT={smtp_port}, no TLS, no credentials.\n"
         f"  Outbound:  {'relayed through the configured relay' if config.relay_url else 'captured here, not delivered (no relay set)'}\n"

@@ -25,6 +25,9 @@ class LocalConfig(BaseModel):
     http_port: int = Field(DEFAULT_HTTP_PORT, ge=0, le=65535)  # 0 = ephemeral (tests)
     smtp_port: int = Field(DEFAULT_SMTP_PORT, ge=0, le=65535)
     domain: str = DEFAULT_DOMAIN  # addresses of local inboxes: <username>@<domain>
+    # Mail to an unknown local part on `domain` goes to this inbox (a username or its address);
+    # None (the default): such mail is refused with 550.
+    catch_all_inbox: str | None = None
     relay_url: str | None = Field(default=None, repr=False)  # smtp+starttls://user:pass@host:587; has a password
     max_message_bytes: int = 25 * 1024 * 1024
     idle_timeout_seconds: float = 1800.0  # the daemon stops after this long with no client

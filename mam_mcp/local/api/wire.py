@@ -66,6 +66,7 @@ def message_wire(row: Row) -> dict[str, Any]:
         "sentAt": row["sent_at"],
         "createdAt": row["created_at"],
         "hasAttachments": bool(row["has_attachments"]),
+        "tag": row.get("tag"),  # the plus-address tag it was delivered with (scout+run42@ -> run42)
     }
     if row["direction"] == "outbound":
         out["bccAddresses"] = _loads(row["bcc_json"], [])

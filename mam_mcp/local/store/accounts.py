@@ -127,8 +127,10 @@ class AccountRepository:
     # ------------------------------------------------------------ inboxes and addresses
 
     def inbox_for_address(self, address: str) -> tuple[str, str, str | None] | None:
-        """(inbox_id, tenant_id, workspace_id) of the inbox owning an address; in memory (RCPT checks)."""
-        record = self._directory.owner_of(address)
+        """(inbox_id, tenant_id, workspace_id) of the inbox mail to an address goes to (its owner, the
+        owner of its address without `+tag`, or the catch-all); in memory (RCPT checks)."""
+        delivery = self._directory.route(address)
+        record = delivery.inbox if delivery else None
         return (record.id, record.tenant_id, record.workspace_id) if record else None
 
     def inbox_record(self, inbox_id: str) -> InboxRecord | None:

@@ -35,7 +35,7 @@ class EmailStore:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
         self.db = Database(config.db_path)
-        self._directory = InboxDirectory()
+        self._directory = InboxDirectory(domain=config.domain, catch_all=config.catch_all_inbox)
         self.mail = MailRepository(self.db, self._directory)
         self.sends = SendStateRepository(self.db)
         self.accounts = AccountRepository(self.db, self._directory)
