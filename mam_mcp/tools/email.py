@@ -6,8 +6,9 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import BlobResourceContents, CallToolResult, EmbeddedResource
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from mam_mcp.client.errors import ValidationFailed
 from mam_mcp.client.models import Message, SendResult
 from mam_mcp.toolkit.arguments import (
     Body,
@@ -73,22 +74,46 @@ async def list_inboxes(rt: Runtime, limit: Limit = 50, offset: Offset = 0) -> Ca
     return ok(text, {"inboxes": items, **info})
 
 
+TTL_MIN_SECONDS, TTL_MAX_SECONDS = 60, 30 * 86_400
+
+
+def _ttl(value: int) -> int:
+    if not TTL_MIN_SECONDS <= value <= TTL_MAX_SECONDS:
+        raise ValueError(f"must be between {TTL_MIN_SECONDS} and {TTL_MAX_SECONDS} (30 days)")
+    return value
+
+
+# Bounds checked, not published (tokens): the error names them.
+TtlSeconds = Annotated[int, AfterValidator(_ttl), Field(description="Local only: delete it and its mail after this.")]
+
+
 @toolset.tool(title="Create inbox", annotations=WRITE, output_schema=INBOX_OUTPUT)
 async def create_inbox(
     rt: Runtime,
     username: Annotated[
         str | None,
-        Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Local part of the address; random if omitted."),
+        Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Local part; random if omitted."),
     ] = None,
     display_name: Annotated[str | None, Field(max_length=100, pattern=r"^[^\r\n]*$")] = None,
-    domain: Annotated[str | None, Field(max_length=253, pattern=r"^[A-Za-z0-9.-]+$", description="A verified custom domain.")] = None,
-    workspace_id: Annotated[ResourceId | None, Field(description="Tenant keys: the workspace to create it in.")] = None,
+    domain: Annotated[str | None, Field(max_length=253, pattern=r"^[A-Za-z0-9.-]+$", description="Your verified domain.")] = None,
+    workspace_id: Annotated[ResourceId | None, Field(description="Tenant keys: its workspace.")] = None,
+    ttl_seconds: TtlSeconds | None = None,
 ) -> CallToolResult:
-    """Create a new inbox with its own email address (e.g. one per signup). Returns its id and address."""
+    """Create an inbox with its own address, e.g. one per signup. Returns its id and address."""
+    if ttl_seconds is not None and rt.settings.mode != "local":
+        raise ValidationFailed(
+            "ttl_seconds: the hosted MyAgentMail API has no inbox time to live",
+            hint="Call again without ttl_seconds, and delete_inbox when you are done with it.",
+        )
     client = await rt.client()
-    inbox = await client.inboxes.create(username=username, display_name=display_name, domain=domain, workspace_id=workspace_id)
+    inbox = await client.inboxes.create(
+        username=username, display_name=display_name, domain=domain, workspace_id=workspace_id, ttl_seconds=ttl_seconds
+    )
     data = {"id": inbox.id, "email": inbox.email, "display_name": inbox.display_name}
     text = f"Created inbox {inbox.id} with address {inbox.email}."
+    if inbox.expires_at is not None:
+        data["expires_at"] = inbox.expires_at
+        text += f" It is deleted with its mail at {inbox.expires_at}."
     if rt.settings.mode == "local":
         text += f" (Local backend: apps can deliver to it over SMTP at 127.0.0.1:{rt.settings.local_smtp_port}.)"
     return ok(text, data)
