@@ -31,7 +31,8 @@ from mam_mcp.live_resources import inbox_messages_uri, inbox_of_uri
 from mam_mcp.server import build_server
 from mam_mcp.toolkit.results import UNTRUSTED_NOTE
 from tests.conftest import make_settings
-from tests.event_stack import LocalStack, local_stack, until, verification_mail
+from tests.event_stack import LocalStack, hosted_stack, local_stack, until, verification_mail
+from tests.fakes.hosted_api import FakeHostedAPI
 from tests.local.conftest import local_backend, local_config  # noqa: F401  (fixtures)
 from tests.local.daemon_process import kill_pid
 
@@ -152,6 +153,32 @@ async def test_listen_stream_gets_resource_updated_for_the_named_inbox(
                 text = (await client.read_resource(uri)).contents[0].text  # type: ignore[union-attr]
                 assert "Confirm your Acme account" in text.split("<<<UNTRUSTED ", 1)[1]
             await until(lambda: stack.hub.subscriber_count == 0, timeout=WAIT)
+
+
+async def test_hosted_mode_follows_the_inbox_over_the_hosted_event_stream(tmp_path: Path) -> None:
+    fake = FakeHostedAPI()
+    inbox = fake.seed_inbox("live")
+    uri = inbox_messages_uri(inbox["id"])
+    send, updates = anyio.create_memory_object_stream[str](100)
+    async with hosted_stack(fake) as stack:
+
+        async def factory(settings: Settings) -> MamClient:
+            return stack.client()
+
+        server = build_server(make_settings(tmp_path), client_factory=factory)
+        try:
+            async with Client(server, mode="legacy", message_handler=_updates_into(send)) as client:
+                await client.subscribe_resource(uri)
+                assert fake.hub.subscriber_count == 1
+                fake.deliver_inbound(inbox["id"], from_address="jane@example.com", subject="Hosted hello", plain_body="Hi")
+                with anyio.fail_after(WAIT):
+                    assert await updates.receive() == uri
+                text = (await client.read_resource(uri)).contents[0].text  # type: ignore[union-attr]
+                assert "Hosted hello" in text.split("<<<UNTRUSTED ", 1)[1]
+        finally:
+            await server.runtime.aclose()  # type: ignore[attr-defined]
+        await until(lambda: fake.hub.subscriber_count == 0, timeout=WAIT)
+    assert fake.violations == []
 
 
 # ---------------------------------------------------------------- a real stdio subprocess, a real daemon

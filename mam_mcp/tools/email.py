@@ -65,8 +65,16 @@ async def list_inboxes(rt: Runtime, limit: Limit = 50, offset: Offset = 0) -> Ca
     client = await rt.client()
     inboxes = (await client.inboxes.list()).inboxes
     page = inboxes[offset : offset + limit]
-    items = [{"id": i.id, "email": i.email, "display_name": i.display_name, "created_at": i.created_at} for i in page]
-    lines = [f"- {i['id']}  {i['email']}" + (f" ({i['display_name']})" if i["display_name"] else "") for i in items]
+    items = [
+        {"id": i.id, "email": i.email, "display_name": i.display_name, "created_at": i.created_at}
+        | ({"expires_at": i.expires_at} if i.expires_at else {})
+        for i in page
+    ]
+    lines = [
+        f"- {i['id']}  {i['email']}" + (f" ({i['display_name']})" if i["display_name"] else "")
+        + (f" [deleted at {i['expires_at']}]" if "expires_at" in i else "")
+        for i in items
+    ]
     text = f"{len(items)} inbox(es)" + (":\n" + "\n".join(lines) if lines else ". Create one with create_inbox.")
     info = page_info(len(items), limit, offset)
     if offset + limit >= len(inboxes):

@@ -272,6 +272,13 @@ async def test_create_inbox_with_a_time_to_live_is_local_only(tmp_path: Path, ba
     assert created["email"].startswith("temp@") and created["expires_at"].endswith("Z")
     assert f"It is deleted with its mail at {created['expires_at']}." in result.content[0].text
     assert [i["id"] for i in listed["inboxes"]] == [created["id"]]
+    assert listed["inboxes"][0]["expires_at"] == created["expires_at"]
+    async with tools(tmp_path, backend, toolsets="all") as client:
+        shown = await client.call_tool("get_inbox", {"inbox_id": created["id"]})
+        listing = await client.call_tool("list_inboxes", {})
+    assert (shown.structured_content or {})["expires_at"] == created["expires_at"]
+    assert f"Deleted with its mail at {created['expires_at']}." in shown.content[0].text
+    assert f"temp@mam.localhost [deleted at {created['expires_at']}]" in listing.content[0].text
 
 
 async def test_message_resource_reads_without_marking_read_where_the_backend_allows(
