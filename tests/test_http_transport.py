@@ -221,6 +221,7 @@ async def test_selection_headers_narrow_but_never_widen(tmp_path: Path, fake: Fa
             assert refused.is_error and "TOOL_NOT_AVAILABLE" in refused.content[0].text
 
 
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # resources/subscribe
 async def test_selection_headers_narrow_the_mail_resources_too(tmp_path: Path, fake: FakeHostedAPI) -> None:
     inbox = fake.seed_inbox("agent")
     message = fake.deliver_inbound(
@@ -258,6 +259,12 @@ async def test_selection_headers_narrow_the_mail_resources_too(tmp_path: Path, f
         async with mcp_client(f"{base}/mcp", bearer(), mode="legacy") as client:  # no narrowing asked
             names = {t.name for t in (await client.list_resource_templates()).resource_templates}
             assert names == {"message", "attachment", "inbox-messages"}
+
+        async with mcp_client(f"{base}/mcp", reader, mode="2026-07-28") as client:
+            with pytest.raises(MCPError) as refused:
+                async with client.listen(resource_subscriptions=[f"myagentmail://inboxes/{inbox['id']}/messages"]):
+                    pass
+            assert "need the list_messages tool" in str(refused.value)
 
 
 async def test_server_started_read_only_stays_read_only_whatever_the_headers(
