@@ -95,8 +95,9 @@ async def test_subscribe_notifies_on_mail_and_unsubscribe_and_session_end_stop_i
             await client.subscribe_resource(uri)
             assert stack.hub.subscriber_count == 1  # answered once the inbox is followed: nothing is missed
             # Mail to an inbox nobody follows says nothing; mail to the followed one says its URI.
-            assert (await stack.send_smtp(other["email"], verification_mail("a@acme.example.com", other["email"], subject="Not this one"))).startswith("2")
-            assert (await stack.send_smtp(inbox["email"], verification_mail("a@acme.example.com", inbox["email"], subject="Your code"))).startswith("2")
+            for target, subject in ((other, "Not this one"), (inbox, "Your code")):
+                mail = verification_mail("a@acme.example.com", target["email"], subject=subject)
+                assert (await stack.send_smtp(target["email"], mail)).startswith("2")
             with anyio.fail_after(WAIT):
                 assert await updates.receive() == uri
 

@@ -76,7 +76,9 @@ async def _reset(config: LocalConfig) -> tuple[int, str]:
     try:
         _, stopped = await stop_running(config)
         if not await _acquire(run_lock, deadline):
-            return 1, f"mam-mcp local reset: the daemon of {config.data_dir} is still running ({stopped}); nothing deleted"
+            return 1, (
+                f"mam-mcp local reset: the daemon of {config.data_dir} is still running ({stopped}); nothing deleted"
+            )
         try:
             removed = remove_data_files(config.data_dir)
         finally:

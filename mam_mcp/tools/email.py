@@ -103,7 +103,9 @@ async def create_inbox(
         Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Local part; random if omitted."),
     ] = None,
     display_name: Annotated[str | None, Field(max_length=100, pattern=r"^[^\r\n]*$")] = None,
-    domain: Annotated[str | None, Field(max_length=253, pattern=r"^[A-Za-z0-9.-]+$", description="Your verified domain.")] = None,
+    domain: Annotated[
+        str | None, Field(max_length=253, pattern=r"^[A-Za-z0-9.-]+$", description="Your verified domain.")
+    ] = None,
     workspace_id: Annotated[ResourceId | None, Field(description="Tenant keys: its workspace.")] = None,
     ttl_seconds: TtlSeconds | None = None,
 ) -> CallToolResult:

@@ -57,9 +57,8 @@ async def test_the_daemon_deletes_an_expired_inbox_with_its_mail_and_keys(tmp_pa
         kept = (await api.post("/v1/inboxes", json={"username": "kept"})).json()
         assert kept["expiresAt"] is None
         for inbox in (temp, kept):
-            await aiosmtplib.send(
-                _mail(inbox["email"], f"Welcome {inbox['email']}"), hostname="127.0.0.1", port=daemon.smtp_port, timeout=10
-            )
+            welcome = _mail(inbox["email"], f"Welcome {inbox['email']}")
+            await aiosmtplib.send(welcome, hostname="127.0.0.1", port=daemon.smtp_port, timeout=10)
         draft = await api.post(f"/v1/inboxes/{temp['id']}/drafts", json={"to": ["a@example.com"], "subject": "d"})
         assert draft.status_code == 201, draft.text
         listed = (await api.get(f"/v1/inboxes/{temp['id']}/messages")).json()
