@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mam_mcp.commands.serve", "run the MCP server (stdio by default)"),
     "tools": ("mam_mcp.commands.tools", "print the tool catalogue"),
     "local": ("mam_mcp.commands.local", ("run the embedded local mail backend in the foreground; `local status`, "
-                                         "`local stop` for the background one")),
+                                         "`local stop` for the background one, `local reset` to empty it")),
     "demo": ("mam_mcp.commands.demo", "a guided round trip on the embedded backend: inbox, inbound mail, read, reply"),
     "install": ("mam_mcp.commands.install", "add mam-mcp to MCP hosts' config files (Claude, Cursor, Windsurf)"),
     "login": ("mam_mcp.commands.login", "check an API key and save it to the shared credentials file"),

@@ -42,7 +42,9 @@ def _modules(where: str) -> list[Path]:
     return [target] if target.suffix == ".py" else sorted(target.rglob("*.py"))
 
 
-_SERVER_LAYER = ("server.py", "http_app.py", "stdio.py", "resources.py", "prompts.py", "backends.py")
+_SERVER_LAYER = (
+    "server.py", "http_app.py", "stdio.py", "resources.py", "prompts.py", "backends.py", "live_resources.py",
+)  # fmt: skip
 _LOCAL_ABOVE_STORAGE = (
     "mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.service", "mam_mcp.local.events",
     "mam_mcp.local.webhooks", "mam_mcp.local.relay", "mam_mcp.local.smtp", "mam_mcp.local.daemon",

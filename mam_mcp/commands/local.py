@@ -1,5 +1,6 @@
-"""`mam-mcp local [run|status|stop]`: run the local mail daemon in the foreground, or look after
-the one running in the background (`status`, `stop`; in local_status.py).
+"""`mam-mcp local [run|status|stop|reset]`: run the local mail daemon in the foreground, or look
+after the one running in the background (`status`, `stop`; in local_status.py), or empty the
+local backend (`reset`; in local_reset.py).
 
 Running, it prints where the data lives, the HTTP and SMTP addresses, how to point an app at
 SMTP and where the key file is — never the key itself.
@@ -38,7 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stop", help="stop this data dir's daemon (frees its ports and closes its database)",
         description="Stop this data dir's background daemon cleanly and wait until it has exited.",
     )
-    for sub in (status, stop):
+    reset = actions.add_parser(
+        "reset", help="delete every local inbox, message and key (asks first; --yes for scripts)",
+        description="Empty the local backend: stop this data dir's daemon, then delete its mail database, "
+        "webhook log and tenant key (logs stay). Asks you to type yes first; without a terminal it refuses "
+        "unless --yes is given. The next tool call starts an empty backend with a new key.",
+    )
+    reset.add_argument("--yes", dest="assume_yes", action="store_true", help="do not ask (for scripts)")
+    for sub in (status, stop, reset):
         _add_location_arguments(sub)
 
 
@@ -202,4 +210,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from mam_mcp.commands.local_status import stop
 
         return stop(local_config_from_args(args, settings), out=sys.stdout)
+    if action == "reset":
+        from mam_mcp.commands.local_reset import reset
+
+        return reset(local_config_from_args(args, settings), assume_yes=args.assume_yes)
     return _run_foreground(args, settings)

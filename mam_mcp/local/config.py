@@ -41,6 +41,8 @@ class LocalConfig(BaseModel):
     # (30 s, 1.5 min, 4.5 min, 13.5 min with the defaults), then `failed`.
     send_retry_base_seconds: float = Field(30.0, gt=0)
     send_max_attempts: int = Field(5, ge=1, le=20)
+    # Ephemeral inboxes: how often the daemon deletes the ones whose time to live ran out (also at start).
+    expiry_sweep_seconds: float = Field(30.0, gt=0)
     # Test only: the daemon stops at this named point of a send (recording, recorded, relaying,
     # relayed), writes `paused-at-<point>` in the data dir and waits to be killed. None: no effect.
     test_pause_at: str | None = None

@@ -26,6 +26,7 @@ def inbox_wire(row: Row) -> dict[str, Any]:
         "workspaceId": row["workspace_id"],
         "metadata": _loads(row.get("metadata"), None),
         "createdAt": row["created_at"],
+        "expiresAt": row.get("expires_at"),  # local only: an ephemeral inbox's deletion time
     }
     if "addresses" in row:
         out["addresses"] = [

@@ -39,7 +39,7 @@ from mam_mcp.local.service.outgoing import (
     unique_addresses,
 )
 from mam_mcp.local.store.email_store import EmailStore
-from mam_mcp.local.timestamps import iso_utc
+from mam_mcp.local.timestamps import iso_utc, utc_now_iso
 
 __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
 
@@ -160,6 +160,18 @@ class LocalBackend:
             if not events or event.event_type in events:
                 targets.append(WebhookTarget(row["id"], row["url"], row["secret"], events))
         return targets
+
+    # ------------------------------------------------------------ ephemeral inboxes
+
+    async def delete_expired_inboxes(self, *, limit: int = 50) -> list[str]:
+        """Delete up to `limit` inboxes whose time to live ran out, with their mail, drafts, lists,
+        webhooks and keys (as DELETE /v1/inboxes/:id does); returns their ids."""
+        deleted = await self.store.delete_expired_inboxes(utc_now_iso(), limit=limit)
+        if deleted:
+            gone = set(deleted)
+            self.keys.forget(lambda key: key.inbox_id in gone)
+            logger.info("deleted %d expired inbox(es)", len(deleted))
+        return deleted
 
     # ------------------------------------------------------------ outbound
 

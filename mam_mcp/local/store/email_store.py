@@ -65,6 +65,21 @@ class EmailStore:
         await self.db.write(lambda c: _delete_inbox_rows(c, inbox_id), offload=True)
         self._directory.forget_inbox(inbox_id)
 
+    async def delete_expired_inboxes(self, now: str, *, limit: int) -> list[str]:
+        """Delete up to `limit` inboxes expired at `now` (a wire timestamp) with all their data, in one
+        transaction; returns their ids (more may remain: call again)."""
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            inbox_ids = accounts.expired_inbox_ids(c, now, limit)
+            for inbox_id in inbox_ids:
+                _delete_inbox_rows(c, inbox_id)
+            return inbox_ids
+
+        deleted = await self.db.write(run, offload=True)
+        for inbox_id in deleted:
+            self._directory.forget_inbox(inbox_id)
+        return deleted
+
     async def delete_workspace(self, workspace_id: str) -> list[str]:
         """Delete a workspace and everything in it; returns the deleted inbox ids."""
 
