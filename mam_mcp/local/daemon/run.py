@@ -174,6 +174,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     from mam_mcp.local.service.backend import LocalBackend
     from mam_mcp.local.smtp.ingress import SmtpIngress
     from mam_mcp.local.store.email_store import EmailStore
+    from mam_mcp.local.webhooks.deliveries import import_legacy_log
     from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher
     from mam_mcp.loopback import LoopbackRequestGuard
 
@@ -224,12 +225,11 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         hub = EventHub()
         backend.add_event_sink(hub.publish)
         stack.callback(hub.close)
-        dispatcher = WebhookDispatcher(
-            bound, targets=backend.webhook_targets, current_url=backend.webhook_current_url
-        )
+        await import_legacy_log(config.data_dir, store.outbox)  # an older install's webhooks.db, once
+        dispatcher = WebhookDispatcher(bound, store.outbox, destination=backend.webhook_destination)
+        backend.add_outbox_listener(dispatcher.wake)
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
-        backend.add_event_sink(dispatcher.enqueue)
 
         console = Console(backend, hub)
         stack.callback(console.close)
