@@ -28,6 +28,7 @@ from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.daemon.activity import ActivityTracker, ASGIApp, watch_idle
 from mam_mcp.local.daemon.control import shutdown_route, status_route
 from mam_mcp.local.daemon.data_dir import (
+    PRIVATE_FILE_MODE,
     load_or_mint_key,
     prepare_data_dir,
     remove_state_file,
@@ -88,7 +89,7 @@ def _bind_http_socket(config: LocalConfig) -> socket.socket:
 
 async def _acquire_running_lock(config: LocalConfig, wait_seconds: float) -> filelock.BaseFileLock:
     """Hold `daemon.run.lock` for the daemon's life: a second daemon on this data dir refuses to run."""
-    lock = filelock.FileLock(config.run_lock_path, thread_local=False)
+    lock = filelock.FileLock(config.run_lock_path, mode=PRIVATE_FILE_MODE, thread_local=False)
     with anyio.move_on_after(wait_seconds):
         while True:
             try:
