@@ -2,9 +2,10 @@
 
 Rows for a received mail are written by `mail.insert_inbound` in the message's own transaction
 (`insert_outbox_rows`); others (`message.sent`) by `OutboxRepository.add`. The dispatcher
-(webhooks/dispatcher.py) claims due rows with a lease (`next_attempt_at` pushed past the POST's
-timeout, so another worker or a restarted daemon takes them only once the lease ran out),
-then records each attempt. Every write goes through the store's group-commit writer.
+(webhooks/dispatcher.py) claims due rows with a lease (`leased_until`, past the POST's timeout,
+so no other worker takes them meanwhile), then records each attempt. One daemon runs per data
+dir, so at its start every lease left is a dead process's: `release_leases` makes those rows
+due again at once (at-least-once: a POST the receiver got before the crash is sent again). Every write goes through the store's group-commit writer.
 """
 
 from __future__ import annotations
@@ -114,39 +115,45 @@ class OutboxRepository:
         def run(c: sqlite3.Connection) -> list[DueRow]:
             rows = c.execute(
                 "SELECT id, webhook_id, body, attempts FROM webhook_outbox"
-                " WHERE status = 'pending' AND next_attempt_at <= ?"
+                " WHERE status = 'pending' AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
                 f" AND id NOT IN ({','.join('?' * len(busy))})"
                 " ORDER BY next_attempt_at LIMIT ?",
-                (now, *busy, limit),
+                (now, now, *busy, limit),
             ).fetchall()
             c.executemany(
-                "UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ?",
-                [(lease_until, row["id"]) for row in rows],
+                "UPDATE webhook_outbox SET leased_until = ? WHERE id = ?", [(lease_until, row["id"]) for row in rows]
             )
             return [DueRow(r["id"], r["webhook_id"], bytes(r["body"]), int(r["attempts"])) for r in rows]
 
         return await self._db.write(run)
 
     async def next_due(self, busy: Sequence[str]) -> float | None:
+        """When the next pending row not in `busy` can be claimed (its due time, or its lease's end)."""
         busy = list(busy)
         row = await self._db.read(
             lambda c: c.execute(
-                "SELECT MIN(next_attempt_at) FROM webhook_outbox WHERE status = 'pending'"
-                f" AND id NOT IN ({','.join('?' * len(busy))})",
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(leased_until, 0))) FROM webhook_outbox"
+                f" WHERE status = 'pending' AND id NOT IN ({','.join('?' * len(busy))})",
                 busy,
             ).fetchone()
         )
         return None if row[0] is None else float(row[0])
 
-    async def release(self, claimed: dict[str, int], now: float) -> None:
-        """Make claimed rows due now, unless their attempt got recorded after all."""
+    async def release(self, claimed: dict[str, int]) -> None:
+        """End the leases of claimed rows (due again at once), unless their attempt got recorded after all."""
         if not claimed:
             return
         await self._db.write(
             lambda c: c.executemany(
-                "UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND attempts = ?",
-                [(now, delivery_id, attempts) for delivery_id, attempts in claimed.items()],
+                "UPDATE webhook_outbox SET leased_until = NULL WHERE id = ? AND status = 'pending' AND attempts = ?",
+                list(claimed.items()),
             )
+        )
+
+    async def release_leases(self) -> int:
+        """At the start of the one daemon of this data dir: leases a killed process left end now."""
+        return await self._db.write(
+            lambda c: c.execute("UPDATE webhook_outbox SET leased_until = NULL WHERE leased_until IS NOT NULL").rowcount
         )
 
     async def record_attempt(
@@ -164,8 +171,8 @@ class OutboxRepository:
         iso = iso_from_epoch(now)
         await self._db.write(
             lambda c: c.execute(
-                "UPDATE webhook_outbox SET status=?, attempts=?, next_attempt_at=?, last_status_code=?,"
-                " last_error=?, last_attempt_at=?, updated_at=?, delivered_at=? WHERE id=?",
+                "UPDATE webhook_outbox SET status=?, attempts=?, next_attempt_at=?, leased_until=NULL,"
+                " last_status_code=?, last_error=?, last_attempt_at=?, updated_at=?, delivered_at=? WHERE id=?",
                 (
                     status, attempts, next_at if status == "pending" else None, status_code, error, iso, iso,
                     iso if status == "delivered" else None, delivery_id,

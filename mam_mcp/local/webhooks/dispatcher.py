@@ -2,7 +2,7 @@
 
 Deliveries are rows of `webhook_outbox` in the mail database (store/outbox.py). A received
 mail's rows are written in its own transaction (service/backend.py `ingest`); `enqueue` records
-any other event's. The worker claims due rows (leased: `next_attempt_at` pushed past the POST's
+any other event's. The worker claims due rows (leased: `leased_until` set past the POST's
 timeout), POSTs the stored JSON bytes with `x-mam-signature: <hex HMAC-SHA256(secret, body)>`,
 retries non-2xx answers and timeouts with exponential backoff (`base * 3**n`, capped, jittered)
 up to `webhook_max_attempts`, then marks the row `failed` (kept for the delivery log).
@@ -117,8 +117,15 @@ class WebhookDispatcher:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the worker task on the running loop (idempotent)."""
+        """Start the worker task on the running loop (idempotent).
+
+        The one dispatcher of its data dir: leases a killed predecessor left end now, so the POSTs
+        it had in flight are sent again at once (at least once), not after their lease.
+        """
         if self._worker is None:
+            released = await self._outbox.release_leases()
+            if released:
+                logger.info("webhooks: %d deliveries in flight when the daemon last stopped are due again", released)
             self._worker = asyncio.create_task(self.run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
@@ -133,7 +140,7 @@ class WebhookDispatcher:
                 pass
         if interrupted:
             try:
-                await self._outbox.release(interrupted, self._clock())
+                await self._outbox.release(interrupted)
             except Exception:  # noqa: BLE001 - the store closed first: the leases run out by themselves
                 logger.warning("webhooks: %d interrupted deliveries stay leased until their lease ends", len(interrupted))
         self._in_flight.clear()

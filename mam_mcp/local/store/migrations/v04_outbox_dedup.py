@@ -3,7 +3,8 @@
 `webhook_outbox` holds one row per (webhook, event): written in the same transaction as the
 message it tells about (so a crash leaves both or neither), worked off by the dispatcher. It
 replaces the separate `webhooks.db` of earlier versions (imported once at daemon start). The
-body is the exact JSON POSTed; it is signed at send time with the webhook's secret then, so no
+body is the exact JSON POSTed; `next_attempt_at` is when it is due (epoch seconds), `leased_until`
+how long a worker holds it (a POST in flight). The it is signed at send time with the webhook's secret then, so no
 signature or secret is kept here.
 
 `inbound_digests` remembers, per inbox, the Message-ID and SHA-256 of each received raw mail for
@@ -25,7 +26,8 @@ CREATE TABLE webhook_outbox (
   id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
   body BLOB NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
-  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL, last_status_code INTEGER, last_error TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL, leased_until REAL,
+  last_status_code INTEGER, last_error TEXT,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_attempt_at TEXT, delivered_at TEXT,
   UNIQUE (webhook_id, event_id));
 CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at) WHERE status = 'pending';
