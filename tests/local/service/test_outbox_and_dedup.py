@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -121,3 +122,23 @@ async def test_a_mail_received_again_after_the_window_is_stored_again(
     [again] = await backend.ingest(raw, "ann@example.com", [inbox["email"]])
     assert again.message["message_id"] != first.message["message_id"]
     assert len(await backend.store.mail.list_messages(inbox["id"])) == 2
+
+
+async def test_a_local_send_records_sent_and_received_deliveries(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: MakeInbox
+) -> None:
+    backend = local_backend[0]
+    alice, bob = await make_inbox("alice"), await make_inbox("bob")
+    hook = (await local_api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/all", "events": []})).json()
+    woken: list[int] = []
+    backend.add_outbox_listener(lambda: woken.append(1))
+    sent = await local_api.post(
+        f"/v1/inboxes/{alice['id']}/send", json={"to": [bob["email"]], "subject": "hi bob", "text": "hello"}
+    )
+    assert sent.status_code in (200, 201), sent.text
+    rows = await _outbox(backend)
+    by_type = {r["event_type"]: r for r in rows}
+    assert set(by_type) == {"message.received", "message.sent"} and {r["webhook_id"] for r in rows} == {hook["id"]}
+    assert json.loads(by_type["message.sent"]["body"])["inboxId"] == alice["id"]
+    assert json.loads(by_type["message.received"]["body"])["inboxId"] == bob["id"]
+    assert len(woken) == 2
