@@ -93,9 +93,9 @@ class MailRepository:
             parsed.from_address = mail_from
         # A big message's inserts (blob, attachments, full text) would hold the loop for tens of ms.
         big = len(raw) > PARSE_IN_THREAD_BYTES
-        hooks = outbox if outbox is not None and self._may_have_webhooks() else None
+        webhooks = outbox is not None and self._may_have_webhooks()  # else no read of the webhooks table
         return await self._db.write(
-            lambda c: _store_inbound(c, raw, parsed, digest, targets, hooks, outbox), offload=big
+            lambda c: _store_inbound(c, raw, parsed, digest, targets, outbox, webhooks), offload=big
         )
 
     # ------------------------------------------------------------ outbound mail
@@ -525,8 +525,8 @@ def _store_inbound(
     parsed: ParsedMessage,
     digest: str,
     targets: Sequence[InboxRecord],
-    hooks: OutboxBuilder | None,
     outbox: OutboxBuilder | None,
+    look_up_webhooks: bool,
 ) -> list[InboundCopy]:
     now = utc_now_iso()
     epoch = time.time()
@@ -570,9 +570,9 @@ def _store_inbound(
             "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)", (inbox.id, digest, hdr, row["id"], epoch)
         )
         copy = InboundCopy(inbox, row, thread_subject)
-        if outbox is not None:  # the caller's events for the copy; deliveries only if a webhook may exist
+        if outbox is not None:  # called for every copy (the caller builds its event); rows only for webhooks
             webhooks = (
-                active_webhooks_for_inbox(c, inbox.tenant_id, inbox.workspace_id, inbox.id) if hooks is not None else []
+                active_webhooks_for_inbox(c, inbox.tenant_id, inbox.workspace_id, inbox.id) if look_up_webhooks else []
             )
             insert_outbox_rows(c, outbox(copy, webhooks), epoch)
         copies.append(copy)
