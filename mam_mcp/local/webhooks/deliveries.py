@@ -81,7 +81,11 @@ async def import_legacy_log(data_dir: Path, outbox: OutboxRepository) -> int:
     path = data_dir / LEGACY_FILE
     if not path.exists():
         return 0
-    rows = await anyio.to_thread.run_sync(_read_legacy, path)
+    try:
+        rows = await anyio.to_thread.run_sync(_read_legacy, path)
+    except sqlite3.DatabaseError as exc:  # unreadable: the daemon still starts; the file stays for a look
+        logger.warning("webhooks: could not read %s (%s): its deliveries were not imported", path, exc)
+        return 0
     imported = await outbox.import_rows(rows) if rows else 0
     os.replace(path, path.with_name(path.name + IMPORTED_SUFFIX))
     for suffix in ("-wal", "-shm"):  # closed cleanly above, so nothing in them is unread

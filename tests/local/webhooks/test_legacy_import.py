@@ -93,3 +93,12 @@ async def test_a_data_dir_without_webhooks_db_imports_nothing(tmp_path: Path) ->
     async with EmailStore(config) as store:
         assert await import_legacy_log(config.data_dir, store.outbox) == 0
     assert not (config.data_dir / "webhooks.db.imported").exists()
+
+
+async def test_an_unreadable_webhooks_db_is_left_in_place_and_the_start_goes_on(tmp_path: Path) -> None:
+    config = LocalConfig(data_dir=tmp_path / "data")
+    config.data_dir.mkdir(parents=True)
+    (config.data_dir / "webhooks.db").write_bytes(b"not a database" * 100)
+    async with EmailStore(config) as store:
+        assert await import_legacy_log(config.data_dir, store.outbox) == 0
+    assert (config.data_dir / "webhooks.db").exists()
