@@ -7,7 +7,7 @@ Mail flows through it in this order (each a package here):
     service/   LocalBackend, the composition root: ingest, sends, replies/forwards, event fan-out
     store/     the one SQLite database: engine (group commit), migrations, repositories
     events/    the event model and the in-process hub
-    webhooks/  signed, retried webhook delivery of events
+    webhooks/  signed, retried webhook delivery from the outbox (rows committed with their mail)
     relay/     outbound delivery through an SMTP relay, and the retry worker for sends
     api/       the REST routes and the WebSocket API over the service
     console/   the web console at /console (mam-mcp console opens it)

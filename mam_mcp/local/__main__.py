@@ -7,6 +7,7 @@ carries a password and a command line is visible to every user of the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -83,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import anyio
 
+    from mam_mcp.local.daemon.data_dir import PRIVATE_UMASK
     from mam_mcp.local.daemon.run import DaemonError, first_daemon_error
 
+    if hasattr(os, "umask"):
+        os.umask(PRIVATE_UMASK)  # whatever this process creates (SQLite, locks, libraries) is for this user only
     try:
         anyio.run(_run, config, args.ready_line, args.lock_wait)
     except (DaemonError, BaseExceptionGroup) as exc:

@@ -23,6 +23,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 import mam_mcp
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.crash import CRASH_AT_ENV
 
 REPO_ROOT = str(Path(mam_mcp.__file__).resolve().parent.parent)
 START_TIMEOUT = 20.0
@@ -37,8 +38,11 @@ STALE_DAEMON_PRELUDE = (
 )
 
 
-def child_env() -> dict[str, str]:
+def child_env(crash_at: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop(CRASH_AT_ENV, None)
+    if crash_at is not None:
+        env[CRASH_AT_ENV] = crash_at
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
     return env
 
@@ -90,8 +94,9 @@ class RunningDaemon:
 
 @contextlib.asynccontextmanager
 async def daemon_process(
-    config: LocalConfig, *, prelude: str | None = None, lock_wait: float = 10.0
+    config: LocalConfig, *, prelude: str | None = None, lock_wait: float = 10.0, crash_at: str | None = None
 ) -> AsyncIterator[RunningDaemon]:
+    """`crash_at`: a crash point (mam_mcp/local/crash.py) at which the daemon SIGKILLs itself."""
     # Beside the data dir, not in it: the daemon itself must create the data dir (mode 0700).
     config.data_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = config.data_dir.with_name(f"{config.data_dir.name}-daemon-{os.urandom(4).hex()}.log")
@@ -102,7 +107,7 @@ async def daemon_process(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            env=child_env(),
+            env=child_env(crash_at),
         )
     try:
         assert process.stdin is not None and process.stdout is not None

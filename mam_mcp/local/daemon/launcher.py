@@ -26,6 +26,7 @@ import httpx2
 
 import mam_mcp
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.daemon.data_dir import PRIVATE_FILE_MODE, make_private_dir, open_private
 
 __all__ = [
     "DAEMON_SERVICE_NAME",
@@ -182,8 +183,8 @@ async def ensure_daemon(config: LocalConfig, *, timeout: float = 15.0) -> Daemon
     probe = await probe_daemon(config)
     if probe.current:
         return _handle(config, probe, started=False)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = filelock.FileLock(config.lock_path, thread_local=False)
+    make_private_dir(config.data_dir)
+    lock = filelock.FileLock(config.lock_path, mode=PRIVATE_FILE_MODE, thread_local=False)
     await _acquire(lock, deadline, config)
     try:
         # Someone may have started it while we waited for the lock.
@@ -272,7 +273,7 @@ async def stop_daemon(config: LocalConfig, probe: DaemonProbe, *, deadline: floa
 async def wait_for_exit(config: LocalConfig, *, deadline: float) -> bool:
     """Wait until this data dir's daemon has closed its store and listeners (it holds the run lock
     until then). False if it still holds it at the deadline."""
-    lock = filelock.FileLock(config.run_lock_path, thread_local=False)
+    lock = filelock.FileLock(config.run_lock_path, mode=PRIVATE_FILE_MODE, thread_local=False)
     delay = _POLL_FIRST_SECONDS
     while True:
         try:
@@ -313,8 +314,9 @@ def _spawn(config: LocalConfig) -> tuple[subprocess.Popen[bytes], int]:
     package_root = str(Path(mam_mcp.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     _rotate_log(_log_path(config))
-    with open(_log_path(config), "ab") as log:
-        log_start = log.tell()
+    # The log names senders and inboxes: 0600 like every file of the data dir.
+    with os.fdopen(open_private(_log_path(config), os.O_WRONLY | os.O_APPEND), "ab") as log:
+        log_start = log.seek(0, os.SEEK_END)
         process = subprocess.Popen(
             daemon_command(),
             env=env,

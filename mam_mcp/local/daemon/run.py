@@ -28,6 +28,7 @@ from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.daemon.activity import ActivityTracker, ASGIApp, watch_idle
 from mam_mcp.local.daemon.control import shutdown_route, status_route
 from mam_mcp.local.daemon.data_dir import (
+    PRIVATE_FILE_MODE,
     load_or_mint_key,
     prepare_data_dir,
     remove_state_file,
@@ -89,7 +90,7 @@ def _bind_http_socket(config: LocalConfig) -> socket.socket:
 
 async def _acquire_running_lock(config: LocalConfig, wait_seconds: float) -> filelock.BaseFileLock:
     """Hold `daemon.run.lock` for the daemon's life: a second daemon on this data dir refuses to run."""
-    lock = filelock.FileLock(config.run_lock_path, thread_local=False)
+    lock = filelock.FileLock(config.run_lock_path, mode=PRIVATE_FILE_MODE, thread_local=False)
     with anyio.move_on_after(wait_seconds):
         while True:
             try:
@@ -175,6 +176,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     from mam_mcp.local.service.backend import LocalBackend
     from mam_mcp.local.smtp.ingress import SmtpIngress
     from mam_mcp.local.store.email_store import EmailStore
+    from mam_mcp.local.webhooks.deliveries import import_legacy_log
     from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher
     from mam_mcp.loopback import LoopbackRequestGuard
 
@@ -228,12 +230,11 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         hub = EventHub()
         backend.add_event_sink(hub.publish)
         stack.callback(hub.close)
-        dispatcher = WebhookDispatcher(
-            bound, targets=backend.webhook_targets, current_url=backend.webhook_current_url
-        )
+        await import_legacy_log(config.data_dir, store.outbox)  # an older install's webhooks.db, once
+        dispatcher = WebhookDispatcher(bound, store.outbox, destination=backend.webhook_destination)
+        backend.add_outbox_listener(dispatcher.wake)
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
-        backend.add_event_sink(dispatcher.enqueue)
 
         console = Console(backend, hub)
         stack.callback(console.close)

@@ -54,6 +54,12 @@ class MailEvent:
             "thread": self.thread,
         }
 
+    def webhook_body(self) -> bytes:
+        """The exact bytes POSTed (and signed) to a webhook: compact JSON of `webhook_payload`."""
+        return json.dumps(self.webhook_payload(), ensure_ascii=False, separators=(",", ":"), default=str).encode(
+            "utf-8"
+        )
+
     def webhook_payload(self) -> dict[str, Any]:
         """The webhook JSON body of the reference (no message body: receivers fetch it)."""
         to = self.message.get("to") or []
@@ -96,6 +102,7 @@ def message_event(
     row: dict[str, Any],
     thread_subject: str | None,
     timestamp: str | None = None,
+    event_id: str | None = None,
 ) -> MailEvent:
     """The event of a stored message row (owners for scoping; `timestamp` defaults to now)."""
     return MailEvent(
@@ -107,4 +114,5 @@ def message_event(
         thread={"thread_id": row["thread_id"], "subject": thread_subject},
         has_attachments=bool(row.get("has_attachments")),
         timestamp=timestamp or utc_now_iso(),
+        event_id=event_id or new_event_id(),
     )

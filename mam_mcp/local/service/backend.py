@@ -1,9 +1,15 @@
 """Composition root of the local backend: store, keys, outbound path and event fan-out.
 
 The REST app and the SMTP ingress both go through `LocalBackend`; the event hub (WebSockets)
-and the webhook dispatcher register as event sinks. A failing sink is logged and skipped: it
-never breaks a send or an SMTP accept. Events are built here from what the store committed
-(events/model.py); replies, forwards and drafts are composed in compose.py.
+registers as an event sink. A failing sink is logged and skipped: it never breaks a send or an
+SMTP accept. Events are built here (events/model.py); replies, forwards and drafts are composed
+in compose.py.
+
+Webhooks are not a sink: their deliveries are rows of the store's outbox. For a received mail
+they are written in the message's own transaction (`ingest` hands the store a builder that turns
+each stored copy into its event and that event's webhook bodies), so a crash leaves the message
+with all its deliveries or neither; for a sent message, right after its outcome is recorded.
+Outbox listeners (the dispatcher's wake-up) hear when new rows are committed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from mam_mcp.headers import UnsafeHeaderValue, check_header_value
 from mam_mcp.local.auth.keys import KeyRing
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.crash import crash_point
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
 from mam_mcp.local.events.model import MailEvent, message_event
 from mam_mcp.local.mime.build import build_outbound, new_message_id
@@ -39,6 +46,8 @@ from mam_mcp.local.service.outgoing import (
     unique_addresses,
 )
 from mam_mcp.local.store.email_store import EmailStore
+from mam_mcp.local.store.mail import InboundCopy
+from mam_mcp.local.store.outbox import OutboxEntry
 from mam_mcp.local.timestamps import iso_utc, utc_now_iso
 
 __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
@@ -76,6 +85,12 @@ class _AttemptOutcome:
     refused: bool = False  # the relay said no for good (5xx): RELAY_REJECTED
 
 
+def _subscribed(webhook: dict[str, Any], event_type: str) -> bool:
+    """A webhook row (`events_json`) wants this event type (no list: every type)."""
+    events = json.loads(webhook["events_json"]) if webhook.get("events_json") else []
+    return not events or event_type in events
+
+
 class LocalBackend:
     def __init__(
         self,
@@ -97,6 +112,7 @@ class LocalBackend:
         # Idempotency-Key -> [lock, holders]; an entry lives while anyone holds or awaits its lock.
         self._send_locks: dict[tuple[str, str], list[Any]] = {}
         self._retry_listeners: list[Callable[[], None]] = []
+        self._outbox_listeners: list[Callable[[], None]] = []
 
     @property
     def smtp_port(self) -> int:
@@ -116,19 +132,45 @@ class LocalBackend:
             except Exception:
                 logger.exception("event sink failed for %s %s", event.event_type, event.event_id)
 
+    def add_outbox_listener(self, listener: Callable[[], None]) -> None:
+        """`listener()` is called when webhook deliveries were committed to the outbox (the dispatcher wakes)."""
+        self._outbox_listeners.append(listener)
+
+    def _outbox_changed(self) -> None:
+        for listener in list(self._outbox_listeners):
+            listener()
+
     async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[MailEvent]:
-        """Store mail received over SMTP (durably) and emit `message.received` per inbox."""
-        copies = await self.store.mail.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
-        if rcpt_tos and not copies:
-            # Every recipient vanished between RCPT and DATA (inbox deleted): refuse, never 250 into nowhere.
-            raise LookupError("no local inbox for any recipient")
-        events = [
-            message_event(
+        """Store mail received over SMTP with its webhook deliveries (durably, one transaction) and
+        emit `message.received` per inbox. A retry of a mail already stored (store/mail.py,
+        `DEDUP_WINDOW_SECONDS`) stores and emits nothing new."""
+        built: dict[str, MailEvent] = {}  # message id -> its event; a job run twice overwrites its own
+        queued = False
+
+        def outbox(copy: InboundCopy, webhooks: Sequence[dict[str, Any]]) -> list[OutboxEntry]:
+            nonlocal queued
+            event = message_event(
                 "message.received", tenant_id=copy.inbox.tenant_id, workspace_id=copy.inbox.workspace_id,
                 row=copy.message, thread_subject=copy.thread_subject, timestamp=copy.message["at"],
             )  # fmt: skip
-            for copy in copies
-        ]
+            built[copy.message["id"]] = event
+            wanted = [w["id"] for w in webhooks if _subscribed(w, event.event_type)]
+            if not wanted:
+                return []
+            queued = True
+            body = event.webhook_body()
+            return [OutboxEntry(webhook_id, event.event_id, event.event_type, body) for webhook_id in wanted]
+
+        copies = await self.store.mail.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos, outbox=outbox)
+        crash_point("ingest.after_commit")
+        if rcpt_tos and not copies:
+            # Every recipient vanished between RCPT and DATA (inbox deleted): refuse, never 250 into nowhere.
+            raise LookupError("no local inbox for any recipient")
+        if any(copy.duplicate for copy in copies):
+            logger.info("smtp: a mail received before was sent again (a sender's retry): stored once")
+        events = [built[copy.message["id"]] for copy in copies if not copy.duplicate]
+        if queued:
+            self._outbox_changed()
         for event in events:
             await self.emit(event)
         return events
@@ -144,22 +186,30 @@ class LocalBackend:
         record = self.store.accounts.inbox_record(inbox_id)
         return (record.tenant_id, record.workspace_id, record.email) if record else None
 
-    async def webhook_current_url(self, webhook_id: str) -> str | None:
-        """The webhook's URL now, or None when it was deleted or disabled."""
-        row = await self.store.admin.get_webhook(webhook_id)
-        return str(row["url"]) if row is not None and row["is_active"] else None
-
     async def webhook_targets(self, event: MailEvent) -> list[WebhookTarget]:
         """Active webhooks covering the event's inbox and subscribed to its type."""
         if not self.store.admin.may_have_webhooks():
             return []  # the common case with no webhooks: no database read on the SMTP accept path
         rows = await self.store.admin.webhooks_for_event(event.tenant_id, event.workspace_id, event.inbox_id)
-        targets = []
-        for row in rows:
-            events = tuple(json.loads(row["events_json"]))
-            if not events or event.event_type in events:
-                targets.append(WebhookTarget(row["id"], row["url"], row["secret"], events))
-        return targets
+        return [
+            WebhookTarget(row["id"], row["url"], row["secret"], tuple(json.loads(row["events_json"])))
+            for row in rows
+            if _subscribed(row, event.event_type)
+        ]
+
+    async def webhook_destination(self, webhook_id: str) -> tuple[str, str] | None:
+        """(URL, secret) of a webhook now, or None when it was deleted or disabled (the dispatcher signs with it)."""
+        row = await self.store.admin.get_webhook(webhook_id)
+        return (str(row["url"]), str(row["secret"])) if row is not None and row["is_active"] else None
+
+    async def record_webhooks(self, event: MailEvent) -> None:
+        """Record the event's webhook deliveries in the outbox (their own transaction); durable when this returns."""
+        targets = await self.webhook_targets(event)
+        if not targets:
+            return
+        body = event.webhook_body()
+        await self.store.outbox.add([OutboxEntry(t.id, event.event_id, event.event_type, body) for t in targets])
+        self._outbox_changed()
 
     # ------------------------------------------------------------ ephemeral inboxes
 
@@ -425,6 +475,10 @@ class LocalBackend:
                 "message.sent", tenant_id=tenant_id, workspace_id=workspace_id, row=row,
                 thread_subject=row.get("subject") or "",
             )  # fmt: skip
+            try:
+                await self.record_webhooks(sent)
+            except Exception:  # the send itself is done and recorded: its webhooks are what is lost
+                logger.exception("webhooks: could not record the deliveries of %s %s", sent.event_type, sent.event_id)
             await self.emit(sent)
         return _AttemptOutcome(status, reply)
 

@@ -6,6 +6,7 @@
     store.sends                   # where each outbound send stands with the relay
     store.accounts                # tenants, workspaces, inboxes and addresses, API keys
     store.admin                   # address lists, domains, webhooks, metrics
+    store.outbox                  # webhook deliveries to make (the outbox) and made (their log)
     await store.delete_inbox(id)  # deletions that cross the areas
 
 All writes go through one group-commit writer (engine.py); all rows are plain dicts of columns.
@@ -22,8 +23,9 @@ from mam_mcp.local.store.accounts import AccountRepository
 from mam_mcp.local.store.admin import AdminRepository
 from mam_mcp.local.store.directory import InboxDirectory
 from mam_mcp.local.store.engine import Database
-from mam_mcp.local.store.mail import MailRepository
+from mam_mcp.local.store.mail import MailRepository, prune_inbound_digests
 from mam_mcp.local.store.migrations import migrate
+from mam_mcp.local.store.outbox import OutboxRepository
 from mam_mcp.local.store.send_states import SendStateRepository
 
 __all__ = ["EmailStore"]
@@ -36,16 +38,18 @@ class EmailStore:
         self.config = config
         self.db = Database(config.db_path)
         self._directory = InboxDirectory(domain=config.domain, catch_all=config.catch_all_inbox)
-        self.mail = MailRepository(self.db, self._directory)
+        self.admin = AdminRepository(self.db)
+        self.mail = MailRepository(self.db, self._directory, self.admin.may_have_webhooks)
         self.sends = SendStateRepository(self.db)
         self.accounts = AccountRepository(self.db, self._directory)
-        self.admin = AdminRepository(self.db)
+        self.outbox = OutboxRepository(self.db)
 
     async def open(self) -> None:
         await self.db.open(self._prepare)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
+        prune_inbound_digests(conn)
         self._directory.load(conn)
         self.admin.load(conn)
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import stat
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -341,6 +344,25 @@ class GroupCommitWriter:
                 self._idle.set()
 
 
+def _make_private(path: Path) -> None:
+    """The database file 0600 (created so if missing), and its WAL and shared-memory files if they exist.
+
+    SQLite creates `-wal` and `-shm` with the database file's own mode, so they follow it; every
+    mail and webhook secret is in these files.
+    """
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600))
+    if sys.platform == "win32":
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(file, 0o600)
+                logger.warning("store: %s was readable by other users (mode %03o): tightened to 600", file.name, mode)
+        except FileNotFoundError:
+            continue
+
+
 def execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run `;`-separated statements one by one, inside the caller's transaction (executescript would commit it)."""
     for statement in filter(str.strip, script.split(";")):
@@ -368,6 +390,7 @@ class Database:
 
     def _prepare(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         conn = connect(str(self.path), readonly=False)
         try:
             prepare(conn)

@@ -7,25 +7,42 @@ data dir stays one database file to back up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 
+from mam_mcp.local.crash import crash_point
 from mam_mcp.local.mime.parse import ParsedMessage, normalize_subject, parse_message
 from mam_mcp.local.store.directory import InboxDirectory, InboxRecord
 from mam_mcp.local.store.engine import Database
+from mam_mcp.local.store.outbox import OutboxEntry, active_webhooks_for_inbox, insert_outbox_rows
 from mam_mcp.local.store.rows import Row, new_id, row_or_none
 from mam_mcp.local.timestamps import iso_utc, utc_now_iso
 
-__all__ = ["PARSE_IN_THREAD_BYTES", "THREAD_SUBJECT_WINDOW", "InboundCopy", "MailRepository", "delete_inbox_rows"]
+__all__ = [
+    "DEDUP_WINDOW_SECONDS",
+    "PARSE_IN_THREAD_BYTES",
+    "THREAD_SUBJECT_WINDOW",
+    "InboundCopy",
+    "MailRepository",
+    "OutboxBuilder",
+    "delete_inbox_rows",
+    "prune_inbound_digests",
+]
 
 THREAD_SUBJECT_WINDOW = timedelta(days=30)  # subject-only threading looks back this far
 PARSE_IN_THREAD_BYTES = 256 * 1024  # parse and store bigger messages off the event loop
+# A mail received again within this window (same inbox, Message-ID and SHA-256 of the raw bytes)
+# is a sender's retry (our 250 was lost): answered 250, stored once. Senders retry for up to ~5 days
+# (RFC 5321 4.5.4.1), but a retry of a mail we committed follows our crash within minutes.
+DEDUP_WINDOW_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +52,32 @@ class InboundCopy:
     inbox: InboxRecord
     message: Row
     thread_subject: str | None
+    duplicate: bool = False  # received before (a retried SMTP transaction): nothing new was stored
+
+
+# Called inside the transaction that stores a copy, with the active webhooks covering its inbox
+# (`id`, `events_json`): the deliveries to record with it (their bodies are built by the caller).
+OutboxBuilder = Callable[[InboundCopy, Sequence[Row]], Sequence[OutboxEntry]]
 
 
 class MailRepository:
-    def __init__(self, db: Database, directory: InboxDirectory) -> None:
+    def __init__(
+        self, db: Database, directory: InboxDirectory, may_have_webhooks: Callable[[], bool] = lambda: True
+    ) -> None:
         self._db = db
         self._directory = directory
+        self._may_have_webhooks = may_have_webhooks
 
     # ------------------------------------------------------------ inbound mail (durable)
 
-    async def insert_inbound(self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboundCopy]:
-        """Store one copy per local recipient inbox; returns the copies only after the COMMIT is on disk."""
+    async def insert_inbound(
+        self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str], outbox: OutboxBuilder | None = None
+    ) -> list[InboundCopy]:
+        """Store one copy per local recipient inbox; returns the copies only after the COMMIT is on disk.
+
+        With `outbox`, each new copy's webhook deliveries are written in the same transaction. A copy
+        already received within `DEDUP_WINDOW_SECONDS` comes back with `duplicate=True`, stored once.
+        """
         targets: list[InboxRecord] = []
         tags: dict[str, str | None] = {}  # inbox id -> the tag of the first recipient address naming it
         for rcpt in rcpt_tos:
@@ -56,14 +88,17 @@ class MailRepository:
         if not targets:
             return []
         if len(raw) > PARSE_IN_THREAD_BYTES:
-            parsed = await anyio.to_thread.run_sync(parse_message, raw)
+            parsed, digest = await anyio.to_thread.run_sync(_parse_and_digest, raw)
         else:
-            parsed = parse_message(raw)
+            parsed, digest = _parse_and_digest(raw)
         if not parsed.from_address and "@" in mail_from:
             parsed.from_address = mail_from
         # A big message's inserts (blob, attachments, full text) would hold the loop for tens of ms.
         big = len(raw) > PARSE_IN_THREAD_BYTES
-        return await self._db.write(lambda c: _store_inbound(c, raw, parsed, targets, tags), offload=big)
+        webhooks = outbox is not None and self._may_have_webhooks()  # else no read of the webhooks table
+        return await self._db.write(
+            lambda c: _store_inbound(c, raw, parsed, digest, targets, outbox, webhooks, tags), offload=big
+        )
 
     # ------------------------------------------------------------ outbound mail
 
@@ -486,19 +521,44 @@ def _find_thread(c: sqlite3.Connection, inbox_id: str, parsed: ParsedMessage, no
     return str(row["id"]) if row else None
 
 
+def _parse_and_digest(raw: bytes) -> tuple[ParsedMessage, str]:
+    return parse_message(raw), hashlib.sha256(raw).hexdigest()
+
+
+def _received_before(c: sqlite3.Connection, inbox: InboxRecord, digest: str, hdr: str, since: float) -> InboundCopy | None:
+    row = c.execute(
+        "SELECT message_id FROM inbound_digests WHERE inbox_id=? AND digest=? AND message_id_hdr=? AND received_at>?",
+        (inbox.id, digest, hdr, since),
+    ).fetchone()
+    if row is None:
+        return None
+    stored = row_or_none(c.execute("SELECT * FROM messages WHERE id=?", (row[0],)).fetchone())
+    return InboundCopy(inbox, stored or {"id": row[0], "inbox_id": inbox.id}, None, duplicate=True)
+
+
 def _store_inbound(
     c: sqlite3.Connection,
     raw: bytes,
     parsed: ParsedMessage,
+    digest: str,
     targets: Sequence[InboxRecord],
+    outbox: OutboxBuilder | None,
+    look_up_webhooks: bool,
     tags: dict[str, str | None] | None = None,
 ) -> list[InboundCopy]:
     now = utc_now_iso()
-    raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid
+    epoch = time.time()
+    hdr = parsed.message_id or ""
+    raw_id: int | None = None
     headers_json = json.dumps(parsed.headers, ensure_ascii=False)
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
     for inbox in targets:
+        if (seen := _received_before(c, inbox, digest, hdr, epoch - DEDUP_WINDOW_SECONDS)) is not None:
+            copies.append(seen)
+            continue
+        if raw_id is None:
+            raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid
         found = _find_thread(c, inbox.id, parsed, now)
         # A new thread starts with this message counted and its subject known: two statements fewer.
         thread_id = found or _new_thread(c, inbox.id, parsed.subject, now, message_count=1)
@@ -525,8 +585,23 @@ def _store_inbound(
             thread_subject = c.execute("SELECT subject FROM threads WHERE id=?", (thread_id,)).fetchone()[0]
         if sender:
             c.execute("INSERT OR IGNORE INTO correspondents VALUES (?, ?)", (inbox.id, sender.lower()))
-        copies.append(InboundCopy(inbox, row, thread_subject))
+        c.execute(
+            "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)", (inbox.id, digest, hdr, row["id"], epoch)
+        )
+        copy = InboundCopy(inbox, row, thread_subject)
+        if outbox is not None:  # called for every copy (the caller builds its event); rows only for webhooks
+            webhooks = (
+                active_webhooks_for_inbox(c, inbox.tenant_id, inbox.workspace_id, inbox.id) if look_up_webhooks else []
+            )
+            insert_outbox_rows(c, outbox(copy, webhooks), epoch)
+        copies.append(copy)
+    crash_point("ingest.before_commit")
     return copies
+
+
+def prune_inbound_digests(c: sqlite3.Connection, now: float | None = None) -> None:
+    """Forget digests older than the dedup window (at store open)."""
+    c.execute("DELETE FROM inbound_digests WHERE received_at < ?", ((now or time.time()) - DEDUP_WINDOW_SECONDS,))
 
 
 def delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:
@@ -545,5 +620,5 @@ def delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:
     for raw_id in raw_ids:
         c.execute("DELETE FROM raw_sources WHERE id=? AND NOT EXISTS (SELECT 1 FROM messages WHERE raw_id=?)",
                   (raw_id, raw_id))  # fmt: skip
-    for table in ("threads", "drafts", "correspondents", "idempotency"):
+    for table in ("threads", "drafts", "correspondents", "idempotency", "inbound_digests"):
         c.execute(f"DELETE FROM {table} WHERE inbox_id=?", (inbox_id,))

@@ -1,45 +1,47 @@
-"""Durable, signed webhook delivery of inbox events.
+"""Durable, signed webhook delivery of inbox events: a worker over the store's outbox.
 
-`WebhookDispatcher.enqueue` (an event sink of `LocalBackend`) writes one delivery row per matching
-webhook to SQLite (`webhooks.db` in the data dir, WAL) before it returns; a worker POSTs the stored
-JSON bytes with `x-mam-signature: <hex HMAC-SHA256(secret, body)>`, retries non-2xx answers and
-timeouts with exponential backoff (`base * 3**n`, capped, jittered) up to `webhook_max_attempts`,
-then marks the delivery `failed` (kept for the delivery log, `deliveries.py`). `next_attempt_at` is persisted, so a
-new dispatcher on the same data dir resumes pending retries.
+Deliveries are rows of `webhook_outbox` in the mail database (store/outbox.py). A received
+mail's rows are written in its own transaction (service/backend.py `ingest`); `enqueue` records
+any other event's. The worker claims due rows (leased: `leased_until` set past the POST's
+timeout), POSTs the stored JSON bytes with `x-mam-signature: <hex HMAC-SHA256(secret, body)>`,
+retries non-2xx answers and timeouts with exponential backoff (`base * 3**n`, capped, jittered)
+up to `webhook_max_attempts`, then marks the row `failed` (kept for the delivery log).
+`next_attempt_at` is persisted, so a restarted daemon resumes pending retries.
 
-Delivery is at least once: a POST interrupted by a crash or a stop is sent again (receivers dedupe
-on `messageId`, as the reference says). The body is signed once, at enqueue: the row keeps the
-exact bytes and their signature, never the secret itself.
+The body is signed at send time with the webhook's secret and URL as they are then
+(`destination`): a rotated secret or a fixed URL applies to queued retries, and a deleted or
+disabled webhook's queued rows are cancelled. Delivery is at least once: a POST interrupted by
+a crash or a stop is sent again (receivers dedupe on `messageId`, as the reference says).
+
+One concurrency model: the worker is an asyncio task; every read and write goes through the
+store (its group-commit writer and read connections), no thread or lock of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 import anyio
 import httpx2
 
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.crash import crash_point
 from mam_mcp.local.events.model import MailEvent
-from mam_mcp.local.timestamps import iso_from_epoch
-from mam_mcp.local.webhooks.deliveries import DeliveryLog, DueDelivery, WebhookDelivery
+from mam_mcp.local.store.outbox import DueRow, OutboxEntry, OutboxRepository
+from mam_mcp.local.webhooks.deliveries import WebhookDelivery, delivery_from_row
 from mam_mcp.signatures import SIGNATURE_HEADER, sign_body
 
-__all__ = ["WebhookDispatcher", "WebhookTargetLike", "encode_payload"]
+__all__ = ["Destination", "WebhookDispatcher", "WebhookTargetLike", "encode_payload"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 DEFAULT_RETRY_CAP_SECONDS: Final = 6 * 3600.0
 LEASE_MARGIN_SECONDS: Final = 30.0  # a claimed row is re-tried by a later process only after this
 MAX_CONCURRENT_POSTS: Final = 8
@@ -47,92 +49,83 @@ CLAIM_BATCH: Final = 32
 
 
 class WebhookTargetLike(Protocol):
-    """What the dispatcher needs of a webhook (the backend's `WebhookTarget` fits)."""
+    """What `enqueue` needs of a webhook (the backend's `WebhookTarget` fits)."""
 
     @property
     def id(self) -> str: ...
-    @property
-    def url(self) -> str: ...
-    @property
-    def secret(self) -> str: ...
     @property
     def events(self) -> Sequence[str]: ...
 
 
 TargetsOf = Callable[[MailEvent], Sequence[WebhookTargetLike] | Awaitable[Sequence[WebhookTargetLike]]]
-# webhook id -> its URL now, or None once it is deleted or disabled (queued retries then stop).
-CurrentUrlOf = Callable[[str], Awaitable[str | None]]
+# webhook id -> (URL, secret) now, or None once it is deleted or disabled (queued retries then stop).
+Destination = Callable[[str], Awaitable[tuple[str, str] | None]]
 
 
 def encode_payload(event: MailEvent) -> bytes:
     """The exact bytes POSTed (and signed) for an event: compact JSON of its webhook payload."""
-    return json.dumps(event.webhook_payload(), ensure_ascii=False, separators=(",", ":"), default=str).encode(
-        "utf-8"
-    )
+    return event.webhook_body()
 
 
 class WebhookDispatcher:
-    """Persists webhook deliveries and works them off in a background task on the caller's loop."""
+    """Works off the outbox in a background task on the caller's loop."""
 
     def __init__(
         self,
         config: LocalConfig,
+        outbox: OutboxRepository,
         *,
-        targets: TargetsOf,
+        destination: Destination,
+        targets: TargetsOf | None = None,
         http: httpx2.AsyncClient | None = None,
         clock: Callable[[], float] | None = None,
         retry_cap_seconds: float = DEFAULT_RETRY_CAP_SECONDS,
-        current_url: CurrentUrlOf | None = None,
     ) -> None:
         self._config = config
+        self._outbox = outbox
+        self._destination = destination
         self._targets = targets
-        self._current_url = current_url
         self._given_http = http
         self._http: httpx2.AsyncClient | None = http
         self._clock = clock or time.time  # wall clock: next_attempt_at must mean the same after a restart
         self._retry_cap = retry_cap_seconds
-        self._log = DeliveryLog(config.data_dir / "webhooks.db")
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: dict[str, int] = {}  # delivery id -> attempts made when it was claimed
 
-    @property
-    def db_path(self) -> Path:
-        return self._log.path
+    # ------------------------------------------------------------------ new rows
 
-    # ------------------------------------------------------------------ the sink
+    def wake(self) -> None:
+        """New rows were committed to the outbox: look now rather than at the next due time."""
+        self._wake.set()
 
     async def enqueue(self, event: MailEvent) -> None:
-        """Persist one pending delivery per webhook that wants `event`; durable when this returns."""
+        """Record one pending delivery per webhook (`targets`) that wants `event`; durable when this returns."""
+        if self._targets is None:
+            return
         found = self._targets(event)
         targets = await found if inspect.isawaitable(found) else found
         wanted = [t for t in targets if not t.events or event.event_type in t.events]
         if not wanted:
             return
         body = encode_payload(event)
-        now = self._clock()
-        rows = [
-            (
-                "whd_" + secrets.token_hex(12),
-                target.id,
-                event.event_id,
-                event.event_type,
-                target.url,
-                body,
-                sign_body(target.secret, body),
-                now,
-                iso_from_epoch(now),
-            )
-            for target in wanted
-        ]
-        await self._run(self._log.insert, rows)
-        self._wake.set()
+        await self._outbox.add(
+            [OutboxEntry(t.id, event.event_id, event.event_type, body) for t in wanted], self._clock()
+        )
+        self.wake()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start the worker task on the running loop (idempotent)."""
+        """Start the worker task on the running loop (idempotent).
+
+        The one dispatcher of its data dir: leases a killed predecessor left end now, so the POSTs
+        it had in flight are sent again at once (at least once), not after their lease.
+        """
         if self._worker is None:
+            released = await self._outbox.release_leases()
+            if released:
+                logger.info("webhooks: %d deliveries in flight when the daemon last stopped are due again", released)
             self._worker = asyncio.create_task(self.run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
@@ -146,19 +139,19 @@ class WebhookDispatcher:
             except asyncio.CancelledError:
                 pass
         if interrupted:
-            await self._run(self._log.release, interrupted, self._clock())
+            try:
+                await self._outbox.release(interrupted)
+            except Exception:  # noqa: BLE001 - the store closed first: the leases run out by themselves
+                logger.warning("webhooks: %d interrupted deliveries stay leased until their lease ends", len(interrupted))
         self._in_flight.clear()
         if self._http is not None and self._given_http is None:
             await self._http.aclose()
             self._http = None
-        await self._run(self._log.close)
 
     async def run(self) -> None:
-        """Deliver due rows until cancelled; sleeps until the next due time or a new enqueue."""
+        """Deliver due rows until cancelled; sleeps until the next due time or a wake-up."""
         if self._http is None:
-            self._http = httpx2.AsyncClient(
-                follow_redirects=False, timeout=self._config.webhook_timeout_seconds
-            )
+            self._http = httpx2.AsyncClient(follow_redirects=False, timeout=self._config.webhook_timeout_seconds)
         limit = anyio.Semaphore(MAX_CONCURRENT_POSTS)
         async with anyio.create_task_group() as posts:
             while True:
@@ -177,7 +170,7 @@ class WebhookDispatcher:
         """Start a POST for each due row; returns how long to wait for the next (None: until woken)."""
         now = self._clock()
         lease_until = now + self._config.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
-        due = await self._run(self._log.claim_due, now, lease_until, CLAIM_BATCH, sorted(self._in_flight))
+        due = await self._outbox.claim_due(now, lease_until, CLAIM_BATCH, sorted(self._in_flight))
         for row in due:  # all claimed rows count as in flight, so a stop releases them too
             self._in_flight[row.id] = row.attempts
         for row in due:
@@ -185,21 +178,23 @@ class WebhookDispatcher:
             posts.start_soon(self._attempt_and_release, row, limit)
         if len(due) == CLAIM_BATCH:
             return 0.0
-        next_due = await self._run(self._log.next_due, sorted(self._in_flight))
+        next_due = await self._outbox.next_due(sorted(self._in_flight))
         return None if next_due is None else max(0.001, next_due - self._clock())
 
     # ------------------------------------------------------------------ the delivery log
 
     async def list_deliveries(self, webhook_id: str, limit: int = 50) -> list[WebhookDelivery]:
         """Newest first."""
-        return await self._run(self._log.list_for_webhook, webhook_id, max(1, min(limit, 500)))
+        rows = await self._outbox.list_for_webhook(webhook_id, max(1, min(limit, 500)))
+        return [delivery_from_row(row) for row in rows]
 
     async def get_delivery(self, delivery_id: str) -> WebhookDelivery | None:
-        return await self._run(self._log.get, delivery_id)
+        row = await self._outbox.get(delivery_id)
+        return None if row is None else delivery_from_row(row)
 
     # ------------------------------------------------------------------ one attempt
 
-    async def _attempt_and_release(self, row: DueDelivery, limit: anyio.Semaphore) -> None:
+    async def _attempt_and_release(self, row: DueRow, limit: anyio.Semaphore) -> None:
         try:
             await self._attempt(row)
         except Exception:  # one bad row must not take the worker down
@@ -209,21 +204,20 @@ class WebhookDispatcher:
             limit.release()
             self._wake.set()  # the worker recomputes its next wake-up (a retry may be due sooner)
 
-    async def _attempt(self, row: DueDelivery) -> None:
+    async def _attempt(self, row: DueRow) -> None:
         assert self._http is not None
         attempt = row.attempts + 1
         status_code: int | None = None
         error: str | None = None
-        url = row.url
-        if self._current_url is not None:
-            current = await self._current_url(row.webhook_id)
-            if current is None:  # deleted or disabled since the event: stop retrying to it
-                await self._run(
-                    self._log.mark_failed, row.id, row.attempts, None, "cancelled: webhook deleted or disabled", self._clock()
-                )
-                logger.info("webhooks: %s for webhook %s cancelled (webhook gone or disabled)", row.id, row.webhook_id)
-                return
-            url = current  # a changed URL applies to queued retries too
+        destination = await self._destination(row.webhook_id)
+        if destination is None:  # deleted or disabled since the event: stop retrying to it
+            await self._outbox.record_attempt(
+                row.id, status="failed", attempts=row.attempts, status_code=None,
+                error="cancelled: webhook deleted or disabled", now=self._clock(),
+            )  # fmt: skip
+            logger.info("webhooks: %s for webhook %s cancelled (webhook gone or disabled)", row.id, row.webhook_id)
+            return
+        url, secret = destination
         try:
             # fail_after bounds the whole exchange; httpx2's timeout is per connect/read/write.
             with anyio.fail_after(self._config.webhook_timeout_seconds):
@@ -234,7 +228,7 @@ class WebhookDispatcher:
                     headers={
                         "content-type": "application/json",
                         "user-agent": f"mam-mcp-local/{__version__}",
-                        SIGNATURE_HEADER: row.signature,
+                        SIGNATURE_HEADER: sign_body(secret, row.body),
                     },
                     timeout=self._config.webhook_timeout_seconds,
                 ) as response:
@@ -249,23 +243,26 @@ class WebhookDispatcher:
             error = type(exc).__name__
         now = self._clock()
         if status_code is not None and 200 <= status_code < 300:
-            await self._run(self._log.mark_delivered, row.id, attempt, status_code, now)
+            crash_point("webhook.after_post")  # tests: delivered but not recorded -> sent again after restart
+            await self._outbox.record_attempt(
+                row.id, status="delivered", attempts=attempt, status_code=status_code, error=None, now=now
+            )
             logger.info("webhooks: %s for webhook %s delivered (attempt %d)", row.id, row.webhook_id, attempt)
             return
         if error is None:
             error = f"HTTP {status_code}"
         if attempt >= self._config.webhook_max_attempts:
-            await self._run(self._log.mark_failed, row.id, attempt, status_code, error, now)
+            await self._outbox.record_attempt(
+                row.id, status="failed", attempts=attempt, status_code=status_code, error=error, now=now
+            )
             logger.warning(
-                "webhooks: %s for webhook %s failed after %d attempts (%s)",
-                row.id,
-                row.webhook_id,
-                attempt,
-                error,
+                "webhooks: %s for webhook %s failed after %d attempts (%s)", row.id, row.webhook_id, attempt, error
             )
             return
         next_at = now + self._backoff(attempt)
-        await self._run(self._log.mark_retry, row.id, attempt, status_code, error, now, next_at)
+        await self._outbox.record_attempt(
+            row.id, status="pending", attempts=attempt, status_code=status_code, error=error, now=now, next_at=next_at
+        )
         logger.info(
             "webhooks: %s for webhook %s attempt %d failed (%s); retry in %.3g s",
             row.id,
@@ -278,6 +275,3 @@ class WebhookDispatcher:
     def _backoff(self, attempts_made: int) -> float:
         base = self._config.webhook_retry_base_seconds * 3.0 ** (attempts_made - 1)
         return min(base, self._retry_cap) * random.uniform(0.8, 1.2)  # jitter spreads retry storms
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(fn, *args)

@@ -90,9 +90,9 @@ async def test_mail_acknowledged_with_250_survives_sigkill(tmp_path: Path) -> No
 
 
 def _delivery_rows(data_dir: Path) -> list[sqlite3.Row]:
-    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'webhooks.db'}?mode=ro", uri=True)) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'mail.db'}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
-        return db.execute("SELECT * FROM webhook_deliveries").fetchall()
+        return db.execute("SELECT * FROM webhook_outbox").fetchall()
 
 
 async def _until_retry_is_persisted(data_dir: Path) -> None:

@@ -433,9 +433,10 @@ async def test_mail_over_smtp_reaches_rest_websocket_and_a_signed_webhook(
     backend.add_event_sink(hub.publish)
     dispatcher = WebhookDispatcher(
         backend.config.model_copy(update={"webhook_retry_base_seconds": 0.05}),
-        targets=backend.webhook_targets,
+        backend.store.outbox,
+        destination=backend.webhook_destination,
     )
-    backend.add_event_sink(dispatcher.enqueue)
+    backend.add_outbox_listener(dispatcher.wake)
     app = create_app(
         backend,
         extra_routes=websocket_routes(

@@ -155,3 +155,32 @@ async def test_plus_tags_are_stored_and_the_to_and_tag_filters_are_exact(local_c
     # ...and a +tag address also matches what was delivered with that tag.
     assert await subjects(to="bob+run7@mam.localhost") == ["tagged"]
     await store.close()
+
+
+async def test_inbound_digests_are_kept_for_the_window_and_go_with_their_inbox(local_config: LocalConfig) -> None:
+    store, inbox_id = await store_with_inbox(local_config)
+    raw = mail("again", msg_id="<again@x>")
+    [first] = await store.mail.insert_inbound(raw, mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    [retry] = await store.mail.insert_inbound(raw, mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    assert (first.duplicate, retry.duplicate) == (False, True)
+    assert retry.message["id"] == first.message["id"]  # the stored copy, not a new one
+    raws = await store.db.read(lambda c: c.execute("SELECT COUNT(*) FROM raw_sources").fetchone()[0])
+    assert raws == 1  # the retry's bytes were not kept either
+
+    def count(c: sqlite3.Connection) -> int:
+        return int(c.execute("SELECT COUNT(*) FROM inbound_digests").fetchone()[0])
+
+    await store.db.write(
+        lambda c: c.execute(
+            "INSERT INTO inbound_digests VALUES (?, 'old', '', 'm', ?)",
+            (inbox_id, 1.0),  # long past the window
+        )
+    )
+    assert await store.db.read(count) == 2
+    await store.close()
+    reopened = EmailStore(local_config)
+    await reopened.open()  # forgets digests older than the window
+    assert await reopened.db.read(count) == 1
+    await reopened.delete_inbox(inbox_id)
+    assert await reopened.db.read(count) == 0
+    await reopened.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -18,6 +19,7 @@ import pytest
 from mam_mcp import __version__
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.events.model import MailEvent
+from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.local.webhooks.deliveries import WebhookDelivery
 from mam_mcp.local.webhooks.dispatcher import WebhookDispatcher, encode_payload
 from mam_mcp.signatures import SIGNATURE_HEADER, sign_body, verify_signature
@@ -38,6 +40,45 @@ class Target:
 async def receiver() -> AsyncIterator[Receiver]:
     async with serve_receiver() as running:
         yield running
+
+
+_STORES: dict[Path, EmailStore] = {}
+
+
+@pytest.fixture(autouse=True)
+async def store(tmp_path: Path) -> AsyncIterator[EmailStore]:
+    """The real store the outbox lives in (one per test's data dir)."""
+    async with EmailStore(config_for(tmp_path)) as opened:
+        _STORES[tmp_path] = opened
+        try:
+            yield opened
+        finally:
+            _STORES.pop(tmp_path, None)
+
+
+def make_dispatcher(
+    config: LocalConfig,
+    targets: Callable[[MailEvent], Any],
+    *,
+    destinations: dict[str, tuple[str, str] | None] | None = None,
+    **options: Any,
+) -> WebhookDispatcher:
+    """A dispatcher over the test's store; each webhook's (URL, secret) at send time from `destinations`
+    (by default: the targets' own, looked up as they are enqueued)."""
+    known: dict[str, tuple[str, str] | None] = {} if destinations is None else destinations
+
+    def remembering(event: MailEvent) -> Any:
+        found = targets(event)
+        if destinations is None and isinstance(found, list):
+            known.update({t.id: (t.url, t.secret) for t in found})
+        return found
+
+    async def destination(webhook_id: str) -> tuple[str, str] | None:
+        return known.get(webhook_id)
+
+    return WebhookDispatcher(
+        config, _STORES[config.data_dir].outbox, destination=destination, targets=remembering, **options
+    )
 
 
 def config_for(data_dir: Path, **overrides: Any) -> LocalConfig:
@@ -103,8 +144,8 @@ def test_signature_round_trip_and_tampering() -> None:
 
 
 async def test_delivers_the_exact_signed_payload(tmp_path: Path, receiver: Receiver) -> None:
-    dispatcher = WebhookDispatcher(
-        config_for(tmp_path), targets=targets_of(Target("wh_1", receiver.url, SECRET))
+    dispatcher = make_dispatcher(
+        config_for(tmp_path), targets_of(Target("wh_1", receiver.url, SECRET))
     )
     event = make_event()
     await dispatcher.start()
@@ -136,37 +177,38 @@ async def test_enqueue_persists_before_returning_and_fans_out_per_target(tmp_pat
     async def async_targets(event: MailEvent) -> list[Target]:
         return targets
 
-    dispatcher = WebhookDispatcher(
-        config_for(tmp_path), targets=async_targets
+    dispatcher = make_dispatcher(
+        config_for(tmp_path), async_targets
     )  # never started: nothing is sent
     event = make_event()
     await dispatcher.enqueue(event)
     await dispatcher.enqueue(event)  # the same event again does not duplicate rows
-    with sqlite3.connect(tmp_path / "webhooks.db") as db:  # a separate connection sees the committed rows
+    # A separate connection sees the committed rows, in the mail database (no second file any more).
+    with contextlib.closing(sqlite3.connect(tmp_path / "mail.db")) as db:
         rows = db.execute(
-            "SELECT webhook_id, status, attempts, body, signature FROM webhook_deliveries ORDER BY webhook_id"
+            "SELECT webhook_id, status, attempts, body FROM webhook_outbox ORDER BY webhook_id"
         ).fetchall()
-        columns = {row[1] for row in db.execute("PRAGMA table_info(webhook_deliveries)")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(webhook_outbox)")}
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert [(r[0], r[1], r[2]) for r in rows] == [("wh_all", "pending", 0), ("wh_received", "pending", 0)]
-    assert rows[0][3] == encode_payload(event)
-    assert rows[0][4] == sign_body(SECRET, rows[0][3])
-    assert rows[1][4] == sign_body("other", rows[1][3])
-    assert "secret" not in columns
+    assert rows[0][3] == encode_payload(event) == rows[1][3]
+    assert not columns & {"secret", "signature", "url"}  # signed at send time with the secret then
+    assert not (tmp_path / "webhooks.db").exists()
     await dispatcher.stop()
 
 
-async def test_no_matching_target_writes_nothing(tmp_path: Path) -> None:
-    dispatcher = WebhookDispatcher(config_for(tmp_path), targets=targets_of())
+async def test_no_matching_target_writes_nothing(tmp_path: Path, store: EmailStore) -> None:
+    dispatcher = make_dispatcher(config_for(tmp_path), targets_of(Target("wh_b", "http://x", SECRET, ("message.bounced",))))
     await dispatcher.enqueue(make_event())
-    assert not (tmp_path / "webhooks.db").exists()
+    assert await store.outbox.list_for_webhook("wh_b", 10) == []
+    assert await store.db.read(lambda c: c.execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()[0]) == 0
 
 
 async def test_non_2xx_is_retried_with_backoff_until_delivered(tmp_path: Path, receiver: Receiver) -> None:
     receiver.fail_first = 3
     receiver.fail_status = 503
-    dispatcher = WebhookDispatcher(
-        config_for(tmp_path), targets=targets_of(Target("wh_1", receiver.url, SECRET))
+    dispatcher = make_dispatcher(
+        config_for(tmp_path), targets_of(Target("wh_1", receiver.url, SECRET))
     )
     await dispatcher.start()
     started = time.monotonic()
@@ -190,8 +232,8 @@ async def test_exhausted_retries_mark_the_delivery_failed_and_keep_it(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     receiver.fail_first = 100
-    dispatcher = WebhookDispatcher(
-        config_for(tmp_path, webhook_max_attempts=3), targets=targets_of(Target("wh_1", receiver.url, SECRET))
+    dispatcher = make_dispatcher(
+        config_for(tmp_path, webhook_max_attempts=3), targets_of(Target("wh_1", receiver.url, SECRET))
     )
     await dispatcher.start()
     try:
@@ -214,9 +256,9 @@ async def test_exhausted_retries_mark_the_delivery_failed_and_keep_it(
 async def test_a_receiver_slower_than_the_timeout_is_retried(tmp_path: Path, receiver: Receiver) -> None:
     receiver.fail_first = 1
     receiver.hang_on_failures = True
-    dispatcher = WebhookDispatcher(
+    dispatcher = make_dispatcher(
         config_for(tmp_path, webhook_timeout_seconds=1.0),
-        targets=targets_of(Target("wh_1", receiver.url, SECRET)),
+        targets_of(Target("wh_1", receiver.url, SECRET)),
     )
     await dispatcher.start()
     try:
@@ -236,9 +278,9 @@ async def test_unreachable_receiver_records_the_connection_error(tmp_path: Path)
     port = probe.sockets[0].getsockname()[1]
     probe.close()
     await probe.wait_closed()
-    dispatcher = WebhookDispatcher(
+    dispatcher = make_dispatcher(
         config_for(tmp_path, webhook_max_attempts=2),
-        targets=targets_of(Target("wh_1", f"http://127.0.0.1:{port}/gone", SECRET)),
+        targets_of(Target("wh_1", f"http://127.0.0.1:{port}/gone", SECRET)),
     )
     await dispatcher.start()
     try:
@@ -259,8 +301,8 @@ async def test_pending_retry_survives_a_restart_and_completes_exactly_once(
     target = Target("wh_1", receiver.url, SECRET)
     event = make_event()
     # The first dispatcher backs off for ~30 s after its first failure: it is stopped mid-retry.
-    first = WebhookDispatcher(
-        config_for(tmp_path, webhook_retry_base_seconds=30.0), targets=targets_of(target)
+    first = make_dispatcher(
+        config_for(tmp_path, webhook_retry_base_seconds=30.0), targets_of(target)
     )
     await first.start()
     try:
@@ -274,7 +316,10 @@ async def test_pending_retry_survives_a_restart_and_completes_exactly_once(
     assert len(receiver.requests) == 1
 
     # A new process on the same data dir, a minute later (the persisted retry is due by then).
-    second = WebhookDispatcher(config_for(tmp_path), targets=targets_of(), clock=lambda: time.time() + 60.0)
+    known = {"wh_1": (receiver.url, SECRET)}
+    second = make_dispatcher(
+        config_for(tmp_path), targets_of(), destinations=known, clock=lambda: time.time() + 60.0
+    )
     await second.start()
     try:
         with anyio.fail_after(10):
@@ -287,7 +332,9 @@ async def test_pending_retry_survives_a_restart_and_completes_exactly_once(
     assert all(verify_signature(SECRET, r.body, r.headers[SIGNATURE_HEADER]) for r in receiver.requests)
 
     # Exactly once: a third dispatcher finds nothing left to send.
-    third = WebhookDispatcher(config_for(tmp_path), targets=targets_of(), clock=lambda: time.time() + 3600.0)
+    third = make_dispatcher(
+        config_for(tmp_path), targets_of(), destinations=known, clock=lambda: time.time() + 3600.0
+    )
     await third.start()
     await asyncio.sleep(0.2)  # a window in which a duplicate would show up; nothing should
     await third.stop()
@@ -300,13 +347,14 @@ async def test_a_post_cut_short_by_stop_is_due_again_for_the_next_dispatcher(
     receiver.fail_first = 1
     receiver.hang_on_failures = True  # the first POST hangs until the dispatcher is stopped
     target = Target("wh_1", receiver.url, SECRET)
-    first = WebhookDispatcher(config_for(tmp_path), targets=targets_of(target))
+    first = make_dispatcher(config_for(tmp_path), targets_of(target))
     await first.start()
     with anyio.fail_after(10):
         await first.enqueue(make_event())
         await receiver.wait_for(1)
         await first.stop()
-    second = WebhookDispatcher(config_for(tmp_path), targets=targets_of())  # no clock offset: due right away
+    # No clock offset: due right away.
+    second = make_dispatcher(config_for(tmp_path), targets_of(), destinations={"wh_1": (receiver.url, SECRET)})
     await second.start()
     try:
         with anyio.fail_after(10):
@@ -318,9 +366,9 @@ async def test_a_post_cut_short_by_stop_is_due_again_for_the_next_dispatcher(
 
 
 async def test_delivery_log_is_per_webhook_newest_first(tmp_path: Path, receiver: Receiver) -> None:
-    dispatcher = WebhookDispatcher(
+    dispatcher = make_dispatcher(
         config_for(tmp_path),
-        targets=targets_of(Target("wh_1", receiver.url, SECRET), Target("wh_2", receiver.url, "two")),
+        targets_of(Target("wh_1", receiver.url, SECRET), Target("wh_2", receiver.url, "two")),
     )
     events = [make_event(), make_event("message.sent"), make_event("message.bounced")]
     await dispatcher.start()
@@ -347,8 +395,8 @@ async def test_delivery_log_is_per_webhook_newest_first(tmp_path: Path, receiver
 
 
 async def test_a_burst_is_delivered_exactly_once_per_event(tmp_path: Path, receiver: Receiver) -> None:
-    dispatcher = WebhookDispatcher(
-        config_for(tmp_path), targets=targets_of(Target("wh_1", receiver.url, SECRET))
+    dispatcher = make_dispatcher(
+        config_for(tmp_path), targets_of(Target("wh_1", receiver.url, SECRET))
     )
     events = [make_event() for _ in range(80)]  # more than one claim batch, more than the POST concurrency
     await dispatcher.start()
@@ -370,24 +418,21 @@ async def test_a_burst_is_delivered_exactly_once_per_event(tmp_path: Path, recei
     assert len(log) == len(events) and all(d.status == "delivered" and d.attempts == 1 for d in log)
 
 
-async def test_queued_retries_follow_a_changed_url_and_stop_when_the_webhook_goes(
+async def test_queued_retries_follow_a_changed_url_and_secret_and_stop_when_the_webhook_goes(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    current: dict[str, str | None] = {"wh_1": "http://127.0.0.1:9/old"}  # nothing listens on the old URL
-
-    async def current_url(webhook_id: str) -> str | None:
-        return current.get(webhook_id)
-
-    dispatcher = WebhookDispatcher(
-        config_for(tmp_path), targets=targets_of(Target("wh_1", "http://127.0.0.1:9/old", SECRET)),
-        current_url=current_url,
+    # Nothing listens on the old URL.
+    current: dict[str, tuple[str, str] | None] = {"wh_1": ("http://127.0.0.1:9/old", SECRET)}
+    dispatcher = make_dispatcher(
+        config_for(tmp_path), targets_of(Target("wh_1", "http://127.0.0.1:9/old", SECRET)), destinations=current
     )
     await dispatcher.start()
     try:
         with anyio.fail_after(15):
             await dispatcher.enqueue(make_event())
             await wait_for_status(dispatcher, "wh_1", lambda d: d.attempts >= 1)
-            current["wh_1"] = receiver.url  # the user fixed the URL: the queued retry goes there
+            # The user fixed the URL and rotated the secret: the queued retry goes there, signed with the new one.
+            current["wh_1"] = (receiver.url, "rotated-secret")
             delivered = await wait_for_status(dispatcher, "wh_1", lambda d: d.status == "delivered")
             assert delivered.attempts >= 2 and len(receiver.requests) == 1
             current["wh_1"] = None  # deleted: a new event's retries are cancelled, not sent
@@ -403,3 +448,5 @@ async def test_queued_retries_follow_a_changed_url_and_stop_when_the_webhook_goe
         await dispatcher.stop()
     assert "cancelled" in (cancelled.last_error or "")
     assert len(receiver.requests) == 1
+    [request] = receiver.requests
+    assert verify_signature("rotated-secret", request.body, request.headers[SIGNATURE_HEADER])
