@@ -27,6 +27,7 @@ from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
 from mam_mcp.local.events.model import MailEvent, message_event
 from mam_mcp.local.mime.build import build_outbound, new_message_id
+from mam_mcp.local.mime.source import RawMessage
 from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRefused
 from mam_mcp.local.service import compose
 from mam_mcp.local.service.errors import BackendError
@@ -113,8 +114,10 @@ class LocalBackend:
             except Exception:
                 logger.exception("event sink failed for %s %s", event.event_type, event.event_id)
 
-    async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[MailEvent]:
-        """Store mail received over SMTP (durably) and emit `message.received` per inbox."""
+    async def ingest(self, raw: RawMessage, mail_from: str, rcpt_tos: Sequence[str]) -> list[MailEvent]:
+        """Store mail received over SMTP (durably) and emit `message.received` per inbox.
+
+        `raw` is bytes, or a large message SMTP spooled to a file (read, never closed, here)."""
         copies = await self.store.mail.insert_inbound(raw, mail_from=mail_from, rcpt_tos=rcpt_tos)
         if rcpt_tos and not copies:
             # Every recipient vanished between RCPT and DATA (inbox deleted): refuse, never 250 into nowhere.

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from mam_mcp.local.mime.parse import ParsedMessage, normalize_subject, parse_message
+from mam_mcp.local.mime.source import RawMessage, SpooledMessage, raw_chunks
 from mam_mcp.local.store.directory import InboxDirectory, InboxRecord
 from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.rows import Row, new_id, row_or_none
@@ -26,6 +27,7 @@ __all__ = ["PARSE_IN_THREAD_BYTES", "THREAD_SUBJECT_WINDOW", "InboundCopy", "Mai
 
 THREAD_SUBJECT_WINDOW = timedelta(days=30)  # subject-only threading looks back this far
 PARSE_IN_THREAD_BYTES = 256 * 1024  # parse and store bigger messages off the event loop
+BLOB_IN_PIECES_BYTES = 1024 * 1024  # bigger blobs are written in place (incremental blob I/O): no bound copies
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,12 @@ class MailRepository:
 
     # ------------------------------------------------------------ inbound mail (durable)
 
-    async def insert_inbound(self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboundCopy]:
-        """Store one copy per local recipient inbox; returns the copies only after the COMMIT is on disk."""
+    async def insert_inbound(
+        self, raw: RawMessage, *, mail_from: str, rcpt_tos: Sequence[str]
+    ) -> list[InboundCopy]:
+        """Store one copy per local recipient inbox; returns the copies only after the COMMIT is on disk.
+
+        `raw` may be spooled to a file (large mail from SMTP): it is parsed and stored in chunks."""
         targets: list[InboxRecord] = []
         for rcpt in rcpt_tos:
             record = self._directory.owner_of(rcpt)
@@ -469,11 +475,28 @@ def _find_thread(c: sqlite3.Connection, inbox_id: str, parsed: ParsedMessage, no
     return str(row["id"]) if row else None
 
 
+def _insert_blob(
+    c: sqlite3.Connection, table: str, column: str, sql: str, args: tuple[Any, ...], data: RawMessage
+) -> int:
+    """Run an INSERT into `table` whose `$BLOB` is `data`, for `column`; its rowid.
+
+    A big blob goes in as `zeroblob(n)` and is then written in place, piece by piece: bound as a
+    parameter, SQLite would copy it whole (and again into the record) while the caller holds it.
+    """
+    if len(data) <= BLOB_IN_PIECES_BYTES and not isinstance(data, SpooledMessage):
+        return int(c.execute(sql.replace("$BLOB", "?"), (*args, data)).lastrowid or 0)
+    rowid = int(c.execute(sql.replace("$BLOB", "zeroblob(?)"), (*args, len(data))).lastrowid or 0)
+    with c.blobopen(table, column, rowid) as blob:
+        for chunk in raw_chunks(data):
+            blob.write(chunk)
+    return rowid
+
+
 def _store_inbound(
-    c: sqlite3.Connection, raw: bytes, parsed: ParsedMessage, targets: Sequence[InboxRecord]
+    c: sqlite3.Connection, raw: RawMessage, parsed: ParsedMessage, targets: Sequence[InboxRecord]
 ) -> list[InboundCopy]:
     now = utc_now_iso()
-    raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid
+    raw_id = _insert_blob(c, "raw_sources", "raw", "INSERT INTO raw_sources (raw) VALUES ($BLOB)", (), raw)
     headers_json = json.dumps(parsed.headers, ensure_ascii=False)
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
@@ -493,10 +516,10 @@ def _store_inbound(
         }  # fmt: skip
         seq = _insert_message(c, row, body_text=parsed.plain_body or parsed.html_body or "")
         for att in parsed.attachments:
-            c.execute(
-                "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (new_id(), seq, att.filename, att.content_type, len(att.data), att.content_id, att.data),
-            )
+            _insert_blob(
+                c, "attachments", "data", "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, $BLOB)",
+                (new_id(), seq, att.filename, att.content_type, len(att.data), att.content_id), att.data,
+            )  # fmt: skip
         thread_subject = parsed.subject
         if found:
             _touch_thread(c, thread_id, now)
