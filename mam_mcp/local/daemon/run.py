@@ -206,6 +206,9 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
             host=config.host,
             port=config.smtp_port,
             max_message_bytes=config.max_message_bytes,
+            large_message_bytes=config.large_message_bytes,
+            large_ingest_concurrency=config.large_ingest_concurrency,
+            spool_dir=config.data_dir,  # beside the database, not a RAM-backed /tmp
         )
         # The backend is set below before the loop runs again: no SMTP session can see it unset.
         try:
