@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import anyio
 
+    from mam_mcp.local.daemon.memory import return_large_blocks_on_free
     from mam_mcp.local.daemon.run import DaemonError, first_daemon_error
+
+    return_large_blocks_on_free()  # large mail: the peak stays near 2x the message (daemon/memory.py)
 
     try:
         anyio.run(_run, config, args.ready_line, args.lock_wait)
