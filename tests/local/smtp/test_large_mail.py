@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiosmtplib
 import anyio
@@ -21,6 +22,7 @@ import pytest
 from mam_mcp.local.mime.source import RawMessage, SpooledMessage
 from mam_mcp.local.smtp.ingress import SmtpIngress
 from tests.local.conftest import LocalBackendFixture
+from tests.local.daemon_process import daemon_config, daemon_process
 
 LARGE = 64 * 1024
 SPOOL_AFTER = 16 * 1024
@@ -136,26 +138,37 @@ async def test_a_declared_size_over_the_threshold_is_refused_at_mail_from_while_
             assert reply.code == 250  # a slot is free again
 
 
+async def _command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes | None) -> bytes:
+    if line is not None:
+        writer.write(line + b"\r\n")
+    while (reply := await reader.readline())[3:4] == b"-":
+        pass
+    return reply
+
+
+async def _until(condition: Callable[[], bool]) -> bool:
+    for _ in range(300):  # bounded: the server acts on its next read
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
 async def test_a_client_gone_mid_data_gives_its_slot_back(gated: tuple[SmtpIngress, GatedIngest]) -> None:
     server, ingest = gated
     ingest.gate.set()
-    raw = message(3 * LARGE, "cut")[0]
+    raw = message(2_000_000, "cut")[0]
     with anyio.fail_after(30):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        for line in (b"", b"EHLO test.example", b"MAIL FROM:<a@app.example>", f"RCPT TO:<{RCPT}>".encode(), b"DATA"):
-            if line:
-                writer.write(line + b"\r\n")
-            while (reply := await reader.readline())[3:4] == b"-":
-                pass
-        assert reply.startswith(b"354")
-        writer.write(raw[: 2 * LARGE])  # past the threshold: it holds the slot ...
+        for line in (None, b"EHLO test.example", b"MAIL FROM:<a@app.example>", f"RCPT TO:<{RCPT}>".encode()):
+            await _command(reader, writer, line)
+        assert (await _command(reader, writer, b"DATA")).startswith(b"354")
+        writer.write(raw[:1_300_000])  # past the threshold (DATA is read 1 MB at a time): it takes the slot ...
         await writer.drain()
+        assert await _until(lambda: server.large_ingests.in_use == 1)
         writer.close()  # ... and hangs up
         await writer.wait_closed()
-        for _ in range(200):  # the server notices the closed connection on its next read
-            if server.large_ingests.in_use == 0:
-                break
-            await asyncio.sleep(0.05)
+        assert await _until(lambda: server.large_ingests.in_use == 0)
         assert await send(server, raw)  # the slot is free: a whole message gets through
     assert ingest.received == [raw]
 
@@ -165,7 +178,7 @@ async def test_large_mail_through_the_backend_is_stored_byte_exact_with_its_atta
 ) -> None:
     backend, _, _ = local_backend
     inbox = (await local_api.post("/v1/inboxes", json={"username": "big"})).json()
-    raw, attachment = message(5 * LARGE, "stored", to=inbox["email"])
+    raw, attachment = message(2_200_000, "stored", to=inbox["email"])  # its attachment goes in by blob I/O too
     server = SmtpIngress(
         ingest=backend.ingest, is_local_recipient=backend.is_local_recipient, port=0,
         large_message_bytes=LARGE, spool_after_bytes=SPOOL_AFTER, spool_dir=backend.config.data_dir,
@@ -189,3 +202,39 @@ async def test_large_mail_through_the_backend_is_stored_byte_exact_with_its_atta
     downloaded = await local_api.get(base + f"/attachments/{meta['id']}")
     assert downloaded.content == attachment
     assert [p.name for p in backend.config.data_dir.iterdir() if p.name.startswith("tmp")] == []
+
+
+async def test_the_daemon_applies_its_configured_cap(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "local", large_message_bytes=LARGE, large_ingest_concurrency=1)
+    async with daemon_process(config) as daemon:
+        async with daemon.client() as api:
+            inbox = (await api.post("/v1/inboxes", json={"username": "big"})).json()
+        raw = message(2_000_000, "held", to=inbox["email"])[0]
+        # DATA is read 1 MB at a time (the stream's limit) while no end is in sight: send past that.
+        held_back = 1_300_000
+        wire = raw.replace(b"\r\n.", b"\r\n..")  # dot-stuffed, as a client sends it
+        with anyio.fail_after(60):
+            holder = await asyncio.open_connection("127.0.0.1", daemon.smtp_port)
+            prober = await asyncio.open_connection("127.0.0.1", daemon.smtp_port)
+            for line in (None, b"EHLO test.example", b"MAIL FROM:<a@app.example>", f"RCPT TO:<{inbox['email']}>".encode()):
+                await _command(*holder, line)
+            assert (await _command(*holder, b"DATA")).startswith(b"354")
+            holder[1].write(wire[:held_back])  # past the threshold: the daemon gives it the only slot
+            await holder[1].drain()
+            await _command(*prober, None)
+            await _command(*prober, b"EHLO test.example")
+            for _ in range(300):  # until the daemon has read that far (bounded)
+                reply = await _command(*prober, f"MAIL FROM:<b@app.example> SIZE={3 * LARGE}".encode())
+                if not reply.startswith(b"250"):
+                    break
+                await _command(*prober, b"RSET")
+                await asyncio.sleep(0.05)
+            assert reply.startswith(b"451 4.3.2"), reply
+            holder[1].write(wire[held_back:] + b".\r\n")
+            assert (await _command(*holder, None)).startswith(b"250")
+            assert (await _command(*prober, f"MAIL FROM:<b@app.example> SIZE={3 * LARGE}".encode())).startswith(b"250")
+            for _, writer in (holder, prober):
+                writer.close()
+        async with daemon.client() as api:
+            [stored] = (await api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"]
+            assert (await api.get(f"/v1/inboxes/{inbox['id']}/messages/{stored['id']}/raw")).content == raw
