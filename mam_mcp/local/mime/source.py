@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["CHUNK_BYTES", "RawMessage", "SpooledMessage", "raw_chunks", "raw_head"]
+__all__ = ["CHUNK_BYTES", "RawMessage", "SpooledMessage", "raw_chunks"]
 
 CHUNK_BYTES = 256 * 1024  # what is read, parsed or written at a time
 
@@ -92,6 +92,3 @@ def raw_chunks(raw: RawMessage, size: int = CHUNK_BYTES) -> Iterator[bytes | mem
     for start in range(0, len(raw), size):
         yield view[start : start + size]
 
-
-def raw_head(raw: RawMessage, size: int) -> bytes:
-    return raw.head(size) if isinstance(raw, SpooledMessage) else raw[:size]

@@ -49,6 +49,7 @@ FLUSH_BYTES = 256 * 1024  # what is written to that file at a time
 LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
 LARGE_INGEST_CONCURRENCY = 2
 BUSY_REPLY = "451 4.3.2 Too many large messages arriving at once, try again later"
+SPOOL_FAILED_REPLY = "451 4.3.0 Temporary failure storing message, try again later"
 
 # A plain `<dot-atom@domain>` path (RFC 5321 4.1.2 without quoted local parts, source routes or
 # address literals): what nearly every client sends. The rest goes to aiosmtpd's parser.
@@ -199,8 +200,12 @@ class _DataTooBig(Exception):
     """DATA went over the size limit; the rest was read and thrown away."""
 
 
-class _TooManyLarge(Exception):
-    """DATA went over the large threshold with every large-ingest slot taken; the rest was thrown away."""
+class _Refused(Exception):
+    """DATA was read to its end but not kept (the reply says why: no large-ingest slot, the spool failed)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
 
 
 class _DataSink:
@@ -223,28 +228,32 @@ class _DataSink:
         self._spool: SpooledMessage | None = None
         self._holds_slot = False
         self.over = False  # past the size limit: read to the end, keep only a short tail
-        self.busy = False  # large with no slot free: the same
+        self.refusal: str | None = None  # not to be kept (the reply to give): the same
 
     def keep(self, piece: bytes) -> None:
         self.data.extend(piece)
         self._received += len(piece)
         received = self._received
         if self._limit and received > self._limit + len(_END_OF_DATA):
-            self._drop(over=True)
+            self.over = True
+            self._drop()
             return
-        if self.busy:
+        if self.refusal is not None:
             del self.data[: -len(_END_OF_DATA)]
             return
         if not self._holds_slot and received > self._slots.large_after_bytes:
             if not self._slots.take():
-                self._drop(over=False)
+                self._refuse(BUSY_REPLY)
                 return
             self._holds_slot = True
         if received > self._spool_after and len(self.data) >= self._flush_bytes:
             self._flush()
 
-    def _drop(self, *, over: bool) -> None:
-        self.over, self.busy = over, self.busy or not over
+    def _refuse(self, reply: str) -> None:
+        self.refusal = reply
+        self._drop()
+
+    def _drop(self) -> None:
         del self.data[: -len(_END_OF_DATA)]
         self.discard()
 
@@ -254,9 +263,14 @@ class _DataSink:
             cut -= 1
         if cut <= 0:
             return
-        if self._spool is None:
-            self._spool = SpooledMessage(self._spool_dir)
-        self._spool.write(self._unstuff(self.data[:cut]))
+        try:
+            if self._spool is None:
+                self._spool = SpooledMessage(self._spool_dir)
+            self._spool.write(self._unstuff(self.data[:cut]))
+        except OSError as exc:  # disk full, spool dir gone: read on, then a temporary failure
+            logger.error("smtp: cannot spool a large message (%s); it will be refused with 451", type(exc).__name__)
+            self._refuse(SPOOL_FAILED_REPLY)
+            return
         self._flushed += cut
         del self.data[:cut]
 
@@ -266,20 +280,28 @@ class _DataSink:
         return piece.replace(b"\r\n.", b"\r\n")
 
     def finish(self) -> _Received:
-        """The message (the `.` line already removed from `data`), or _DataTooBig / _TooManyLarge."""
+        """The message (the `.` line already removed from `data`), or _DataTooBig / _Refused."""
         if self.over or (self._limit and self._flushed + len(self.data) > self._limit):
             self.discard()
             raise _DataTooBig
-        if self.busy:
-            raise _TooManyLarge
-        slots = self._slots if self._holds_slot else None
-        self._holds_slot = False
+        if self.refusal is not None:
+            raise _Refused(self.refusal)
         if self._spool is None:
-            return _Received(bytes(self._unstuff(self.data)), slots)
-        spool, self._spool = self._spool, None
-        spool.write(self._unstuff(self.data))
+            received = _Received(bytes(self._unstuff(self.data)), self._slots if self._holds_slot else None)
+            self._holds_slot = False
+            return received
+        try:
+            self._spool.write(self._unstuff(self.data))
+            spool = self._spool.seal()
+        except OSError as exc:
+            logger.error("smtp: cannot spool a large message (%s); refused with 451", type(exc).__name__)
+            self.discard()
+            raise _Refused(SPOOL_FAILED_REPLY) from None
+        self._spool = None
+        received = _Received(spool, self._slots if self._holds_slot else None)
+        self._holds_slot = False
         self.data.clear()
-        return _Received(spool.seal(), slots)
+        return received
 
     def discard(self) -> None:
         """Give back what it holds (DATA failed or was refused)."""
@@ -402,9 +424,9 @@ class _IngressSMTP(SMTP):
             await self.push("552 Error: Too much mail data")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
-        except _TooManyLarge:
-            logger.info("smtp: large message refused, large ingests at the cap (peer %s)", _peer(self.session))
-            await self.push(BUSY_REPLY)
+        except _Refused as refused:
+            logger.info("smtp: message refused: %s (peer %s)", refused.reply, _peer(self.session))
+            await self.push(refused.reply)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         except BaseException:

@@ -173,6 +173,32 @@ async def test_a_client_gone_mid_data_gives_its_slot_back(gated: tuple[SmtpIngre
     assert ingest.received == [raw]
 
 
+async def test_a_spool_that_cannot_be_written_is_a_451_and_the_session_goes_on(tmp_path: Path) -> None:
+    ingest = GatedIngest()
+    ingest.gate.set()
+    server = SmtpIngress(
+        ingest=ingest, is_local_recipient=lambda address: address == RCPT, port=0,
+        spool_after_bytes=SPOOL_AFTER, spool_dir=tmp_path / "gone",  # no such directory
+    )  # fmt: skip
+    await server.start()
+    try:
+        with anyio.fail_after(30):
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, start_tls=False) as client:
+                await client.mail("noreply@app.example")
+                await client.rcpt(RCPT)
+                with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+                    await client.data(message(3 * SPOOL_AFTER, "lost")[0])
+                assert refused.value.code == 451
+                small = b"Subject: small\r\n\r\nkept in memory\r\n"
+                await client.mail("noreply@app.example")
+                await client.rcpt(RCPT)
+                assert (await client.data(small)).code == 250  # the same session, in step
+    finally:
+        await server.stop()
+    assert ingest.received == [small]
+    assert server.large_ingests.in_use == 0
+
+
 async def test_large_mail_through_the_backend_is_stored_byte_exact_with_its_attachment(
     local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient
 ) -> None:
