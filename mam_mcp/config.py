@@ -237,6 +237,7 @@ class Settings(BaseModel):
     local_domain: str = DEFAULT_DOMAIN
     local_large_message_bytes: int = DEFAULT_LARGE_MESSAGE_BYTES
     local_large_ingest_concurrency: int = DEFAULT_LARGE_INGEST_CONCURRENCY
+    local_catch_all: str | None = None  # inbox for unknown local parts on the local domain (off)
     relay_url: SecretStr | None = None
     log_level: str = "WARNING"
     auth_token: SecretStr | None = None  # bearer token for the HTTP transports
@@ -268,6 +269,7 @@ class Settings(BaseModel):
             "domain": self.local_domain,
             "large_message_bytes": self.local_large_message_bytes,
             "large_ingest_concurrency": self.local_large_ingest_concurrency,
+            "catch_all_inbox": self.local_catch_all,
             "relay_url": self.relay_url.get_secret_value() if self.relay_url else None,
             "http_read_timeout_seconds": self.http_read_timeout_seconds,
             "http_idle_timeout_seconds": self.http_idle_timeout_seconds,
@@ -356,6 +358,7 @@ class Settings(BaseModel):
                 env.get("MAM_LOCAL_LARGE_INGEST_CONCURRENCY"),
                 DEFAULT_LARGE_INGEST_CONCURRENCY,
             ),
+            local_catch_all=str(flags.get("catch_all") or env.get("MAM_LOCAL_CATCH_ALL") or "").strip() or None,
             relay_url=SecretStr(relay) if relay else None,
             log_level=str(flags.get("log_level") or env.get("MAM_MCP_LOG_LEVEL") or "WARNING").upper(),
             auth_token=SecretStr(token) if (token := flags.get("auth_token") or env.get("MAM_MCP_AUTH_TOKEN")) else None,
