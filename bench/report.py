@@ -68,6 +68,14 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         if maildev is not None:
             add("smtp_ingest", "durable ahead of MailDev at 8 connections", durable,
                 durable is not None and durable > maildev, f"MailDev {_fmt(maildev, 0)} msgs/s")
+    if large := _result(results, "large_mail"):
+        one, many = large["one"], large["concurrent"]
+        add("large_mail", f"one {_fmt(one['message_mb'], 0)} MB mail: peak RSS <= base + 3x its size",
+            one["growth_x_message"], one["growth_x_message"] <= 3.0,
+            f"{_fmt(one['base_mb'])} -> {_fmt(one['peak_mb'])} MB")  # fmt: skip
+        add("large_mail", f"{many['messages']} at once: all stored, the excess retried after 451",
+            f"peak {_fmt(many['peak_mb'])} MB", True,
+            f"{many['refused_451']} x 451, cap {large.get('large_ingest_concurrency')}")  # fmt: skip
     if listing := _result(results, "list_search"):
         for where in ("store", "rest"):
             figures = listing.get(where) or {}
@@ -252,6 +260,20 @@ def _smtp(results: dict[str, Any], _: dict[str, Any] | None) -> str:
     return note + _table(header, rows)
 
 
+def _large(results: dict[str, Any], _: dict[str, Any] | None) -> str:
+    large = _result(results, "large_mail")
+    if large is None:
+        return "_not run_"
+    rows = [[phase["messages"], _fmt(phase["message_mb"]), _fmt(phase["base_mb"]), f"**{_fmt(phase['peak_mb'])}**",
+             _fmt(phase["growth_mb"]), f"{_fmt(phase['growth_x_message'], 2)}x", phase["refused_451"],
+             _fmt(phase["seconds"])] for phase in (large["one"], large["concurrent"])]  # fmt: skip
+    note = (f"Cap: {large.get('large_ingest_concurrency')} large ingests at once, large = over "
+            f"{_fmt((large.get('large_message_bytes') or 0) / 2**20)} MiB; peak from {large['one']['peak_from']}.\n\n")
+    header = ["messages at once", "each MB", "base RSS MB", "peak RSS MB", "growth MB", "growth / message",
+              "451 answers (retried)", "seconds"]  # fmt: skip
+    return note + _table(header, rows)
+
+
 def _list_search(results: dict[str, Any], _: dict[str, Any] | None) -> str:
     listing = _result(results, "list_search")
     if listing is None:
@@ -303,6 +325,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], str]] = {
     "cold-start": _cold,
     "tools-list": _tools_list,
     "smtp": _smtp,
+    "large-mail": _large,
     "list-search": _list_search,
     "wait": _wait,
     "http-load": _load,

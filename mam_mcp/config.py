@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from mam_mcp.local.config import DEFAULT_DOMAIN, DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConfig
+from mam_mcp.local.config import (
+    DEFAULT_DOMAIN,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_LARGE_INGEST_CONCURRENCY,
+    DEFAULT_LARGE_MESSAGE_BYTES,
+    DEFAULT_SMTP_PORT,
+    LocalConfig,
+)
 from mam_mcp.send_policy import CONFIRM_MODES, SETTING_NAMES, ConfirmSends, OutboundPolicy
 
 __all__ = [
@@ -195,6 +202,14 @@ def _positive(name: str, value: object, default: float) -> float:
     return number
 
 
+def _whole(name: str, value: str | None, default: int) -> int:
+    """A positive whole number from the environment; the error names the setting."""
+    number = _positive(name, value, default)
+    if number != int(number):
+        raise ValueError(f"{name} must be a whole number, not {str(value)[:40]!r}")
+    return int(number)
+
+
 # HTTP servers (`serve --transport http|sse` and the local daemon): see mam_mcp/http_limits.py.
 DEFAULT_HTTP_READ_TIMEOUT = 30.0  # a request (headers and body) must arrive whole within this
 DEFAULT_HTTP_IDLE_TIMEOUT = 15.0  # a kept-alive connection waiting for its next request is closed after this
@@ -220,6 +235,8 @@ class Settings(BaseModel):
     local_http_port: int = DEFAULT_HTTP_PORT
     local_smtp_port: int = DEFAULT_SMTP_PORT
     local_domain: str = DEFAULT_DOMAIN
+    local_large_message_bytes: int = DEFAULT_LARGE_MESSAGE_BYTES
+    local_large_ingest_concurrency: int = DEFAULT_LARGE_INGEST_CONCURRENCY
     local_catch_all: str | None = None  # inbox for unknown local parts on the local domain (off)
     relay_url: SecretStr | None = None
     log_level: str = "WARNING"
@@ -250,6 +267,8 @@ class Settings(BaseModel):
             "http_port": self.local_http_port,
             "smtp_port": self.local_smtp_port,
             "domain": self.local_domain,
+            "large_message_bytes": self.local_large_message_bytes,
+            "large_ingest_concurrency": self.local_large_ingest_concurrency,
             "catch_all_inbox": self.local_catch_all,
             "relay_url": self.relay_url.get_secret_value() if self.relay_url else None,
             "http_read_timeout_seconds": self.http_read_timeout_seconds,
@@ -331,6 +350,14 @@ class Settings(BaseModel):
             local_http_port=_port("MAM_LOCAL_HTTP_PORT", flags.get("http_port") or env.get("MAM_LOCAL_HTTP_PORT")),
             local_smtp_port=_port("MAM_LOCAL_SMTP_PORT", flags.get("smtp_port") or env.get("MAM_LOCAL_SMTP_PORT")),
             local_domain=str(flags.get("domain") or env.get("MAM_LOCAL_DOMAIN") or DEFAULT_DOMAIN),
+            local_large_message_bytes=_whole(
+                "MAM_LOCAL_LARGE_MESSAGE_BYTES", env.get("MAM_LOCAL_LARGE_MESSAGE_BYTES"), DEFAULT_LARGE_MESSAGE_BYTES
+            ),
+            local_large_ingest_concurrency=_whole(
+                "MAM_LOCAL_LARGE_INGEST_CONCURRENCY",
+                env.get("MAM_LOCAL_LARGE_INGEST_CONCURRENCY"),
+                DEFAULT_LARGE_INGEST_CONCURRENCY,
+            ),
             local_catch_all=str(flags.get("catch_all") or env.get("MAM_LOCAL_CATCH_ALL") or "").strip() or None,
             relay_url=SecretStr(relay) if relay else None,
             log_level=str(flags.get("log_level") or env.get("MAM_MCP_LOG_LEVEL") or "WARNING").upper(),

@@ -47,6 +47,20 @@ def test_no_key_means_local_and_secrets_are_masked(tmp_path: Path) -> None:
         Settings.load(env={"HOME": str(tmp_path), "MAM_MCP_MODE": "hosted"}, platform="linux")
 
 
+def test_large_ingest_cap_comes_from_the_environment_and_reaches_the_local_config(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    default = Settings.load(env=env, platform="linux").local_config()
+    assert (default.large_ingest_concurrency, default.large_message_bytes) == (2, 8 * 1024 * 1024)
+    set_ = Settings.load(
+        env={**env, "MAM_LOCAL_LARGE_INGEST_CONCURRENCY": "5", "MAM_LOCAL_LARGE_MESSAGE_BYTES": "1000000"},
+        platform="linux",
+    ).local_config()
+    assert (set_.large_ingest_concurrency, set_.large_message_bytes) == (5, 1_000_000)
+    for bad in ("0", "1.5", "many"):
+        with pytest.raises(ValueError, match="MAM_LOCAL_LARGE_INGEST_CONCURRENCY"):
+            Settings.load(env={**env, "MAM_LOCAL_LARGE_INGEST_CONCURRENCY": bad}, platform="linux")
+
+
 def test_returned_ids_are_bounded_and_forget_the_oldest() -> None:
     from mam_mcp.toolkit.runtime import BoundedIdSet
 

@@ -85,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     import anyio
 
     from mam_mcp.local.daemon.data_dir import PRIVATE_UMASK
+    from mam_mcp.local.daemon.memory import return_large_blocks_on_free
     from mam_mcp.local.daemon.run import DaemonError, first_daemon_error
 
     if hasattr(os, "umask"):
         os.umask(PRIVATE_UMASK)  # whatever this process creates (SQLite, locks, libraries) is for this user only
+    return_large_blocks_on_free()  # large mail: the peak stays near 2x the message (daemon/memory.py)
     try:
         anyio.run(_run, config, args.ready_line, args.lock_wait)
     except (DaemonError, BaseExceptionGroup) as exc:

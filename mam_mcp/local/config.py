@@ -10,11 +10,20 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["LocalConfig", "DEFAULT_HTTP_PORT", "DEFAULT_SMTP_PORT", "DEFAULT_DOMAIN"]
+__all__ = [
+    "LocalConfig",
+    "DEFAULT_HTTP_PORT",
+    "DEFAULT_SMTP_PORT",
+    "DEFAULT_DOMAIN",
+    "DEFAULT_LARGE_INGEST_CONCURRENCY",
+    "DEFAULT_LARGE_MESSAGE_BYTES",
+]
 
 DEFAULT_HTTP_PORT = 8725  # 8025 is Mailpit's
 DEFAULT_SMTP_PORT = 2525
 DEFAULT_DOMAIN = "mam.localhost"
+DEFAULT_LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
+DEFAULT_LARGE_INGEST_CONCURRENCY = 2
 
 
 class LocalConfig(BaseModel):
@@ -30,6 +39,10 @@ class LocalConfig(BaseModel):
     catch_all_inbox: str | None = None
     relay_url: str | None = Field(default=None, repr=False)  # smtp+starttls://user:pass@host:587; has a password
     max_message_bytes: int = 25 * 1024 * 1024
+    # Messages over large_message_bytes: at most large_ingest_concurrency received and stored at once;
+    # one more is answered 451 4.3.2 (try again later) instead of growing the daemon's memory.
+    large_message_bytes: int = Field(DEFAULT_LARGE_MESSAGE_BYTES, ge=1)
+    large_ingest_concurrency: int = Field(DEFAULT_LARGE_INGEST_CONCURRENCY, ge=1)
     idle_timeout_seconds: float = 1800.0  # the daemon stops after this long with no client
     ws_ping_interval_seconds: float = 30.0
     http_read_timeout_seconds: float = Field(30.0, gt=0)  # a request must arrive whole within this

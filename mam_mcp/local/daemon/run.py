@@ -171,6 +171,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     from mam_mcp.local.api.websocket import websocket_routes
     from mam_mcp.local.console import CONSOLE_PATH, Console
     from mam_mcp.local.events.hub import EventHub
+    from mam_mcp.local.mime.source import RawMessage
     from mam_mcp.local.relay.retries import SendRetryWorker
     from mam_mcp.local.relay.smtp_relay import SmtpRelay
     from mam_mcp.local.service.backend import LocalBackend
@@ -185,7 +186,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
     tracker = ActivityTracker()
     backend_ref: list[LocalBackend] = []
 
-    async def ingest(raw: bytes, mail_from: str, rcpt_tos: list[str]) -> object:
+    async def ingest(raw: RawMessage, mail_from: str, rcpt_tos: list[str]) -> object:
         with tracker.busy():  # mail arriving keeps the daemon alive like a client does
             return await backend_ref[0].ingest(raw, mail_from, rcpt_tos)
 
@@ -208,6 +209,9 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
             host=config.host,
             port=config.smtp_port,
             max_message_bytes=config.max_message_bytes,
+            large_message_bytes=config.large_message_bytes,
+            large_ingest_concurrency=config.large_ingest_concurrency,
+            spool_dir=config.data_dir,  # beside the database, not a RAM-backed /tmp
         )
         # The backend is set below before the loop runs again: no SMTP session can see it unset.
         try:

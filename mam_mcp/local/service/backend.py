@@ -34,6 +34,7 @@ from mam_mcp.local.crash import crash_point
 from mam_mcp.local.dns import MxResolver, TxtResolver, resolve_mx, resolve_txt
 from mam_mcp.local.events.model import MailEvent, message_event
 from mam_mcp.local.mime.build import build_outbound, new_message_id
+from mam_mcp.local.mime.source import RawMessage
 from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRefused
 from mam_mcp.local.service import compose
 from mam_mcp.local.service.errors import BackendError
@@ -140,10 +141,11 @@ class LocalBackend:
         for listener in list(self._outbox_listeners):
             listener()
 
-    async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> list[MailEvent]:
+    async def ingest(self, raw: RawMessage, mail_from: str, rcpt_tos: Sequence[str]) -> list[MailEvent]:
         """Store mail received over SMTP with its webhook deliveries (durably, one transaction) and
         emit `message.received` per inbox. A retry of a mail already stored (store/mail.py,
-        `DEDUP_WINDOW_SECONDS`) stores and emits nothing new."""
+        `DEDUP_WINDOW_SECONDS`) stores and emits nothing new. `raw` is bytes, or a large message SMTP
+        spooled to a file (read, never closed, here)."""
         built: dict[str, MailEvent] = {}  # message id -> its event; a job run twice overwrites its own
         queued = False
 

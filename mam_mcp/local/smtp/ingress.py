@@ -8,6 +8,12 @@ its cost under load (bench/README.md, "SMTP ingest"): the address of MAIL FROM /
 matched with one regular expression when it is a plain `<local@domain>` (anything else goes to
 aiosmtpd's full RFC 5322 parser), and DATA is read in a few large pieces instead of one
 `readuntil` per line. Both keep aiosmtpd's behaviour; tests/local/smtp/test_ingress.py holds them to it.
+
+Large mail (issue 14, item 5): DATA past `spool_after_bytes` is written to an unnamed temporary
+file as it arrives (dot-stuffing undone on the way) and handed to `ingest` as a `SpooledMessage`,
+never as one buffer. At most `large_ingest_concurrency` messages over `large_message_bytes` are
+received and stored at once: one more is read to its end, kept nowhere, and answered
+`451 4.3.2` (try again later); a sender that declares such a SIZE in MAIL FROM hears it there.
 """
 
 from __future__ import annotations
@@ -17,17 +23,19 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Self
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
+from mam_mcp.local.mime.source import RawMessage, SpooledMessage
 from mam_mcp.loopback import is_loopback
 
-__all__ = ["IngestCallable", "LocalRecipientCheck", "SmtpIngress"]
+__all__ = ["BUSY_REPLY", "IngestCallable", "LargeIngestSlots", "LocalRecipientCheck", "SmtpIngress"]
 
 logger = logging.getLogger(__name__)
 
-IngestCallable = Callable[[bytes, str, list[str]], Awaitable[object]]
+IngestCallable = Callable[[RawMessage, str, list[str]], Awaitable[object]]
 LocalRecipientCheck = Callable[[str], bool | Awaitable[bool]]
 
 # Long lines beyond RFC 5321's 1000 octets are common in app-generated HTML mail; a local dev
@@ -36,6 +44,12 @@ LINE_LENGTH_LIMIT = 1_000_000
 # aiosmtpd logs every command (addresses included) at INFO and DATA lines at DEBUG on this logger.
 AIOSMTPD_LOGGER = "mail.log"
 STOP_GRACE_SECONDS = 5.0
+SPOOL_AFTER_BYTES = 1024 * 1024  # DATA past this goes to a temporary file as it arrives
+FLUSH_BYTES = 256 * 1024  # what is written to that file at a time
+LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
+LARGE_INGEST_CONCURRENCY = 2
+BUSY_REPLY = "451 4.3.2 Too many large messages arriving at once, try again later"
+SPOOL_FAILED_REPLY = "451 4.3.0 Temporary failure storing message, try again later"
 
 # A plain `<dot-atom@domain>` path (RFC 5321 4.1.2 without quoted local parts, source routes or
 # address literals): what nearly every client sends. The rest goes to aiosmtpd's parser.
@@ -47,10 +61,25 @@ _END_OF_DATA = b"\r\n.\r\n"
 class _IngressHandler:
     """aiosmtpd handler: one RCPT check and one DATA hand-off per message."""
 
-    def __init__(self, ingest: IngestCallable, is_local_recipient: LocalRecipientCheck) -> None:
+    def __init__(
+        self, ingest: IngestCallable, is_local_recipient: LocalRecipientCheck, slots: LargeIngestSlots
+    ) -> None:
         self._ingest = ingest
         self._is_local_recipient = is_local_recipient
+        self.slots = slots
         self.in_flight: set[asyncio.Task[None]] = set()
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        # A declared SIZE over the large threshold while every slot is taken: refuse before the bytes come.
+        size = _declared_size(mail_options)
+        if size is not None and size > self.slots.large_after_bytes and not self.slots.available:
+            logger.info("smtp: MAIL with SIZE=%d refused, large ingests at the cap (peer %s)", size, _peer(session))
+            return BUSY_REPLY
+        envelope.mail_from = address  # what aiosmtpd does without a MAIL hook
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -68,7 +97,10 @@ class _IngressHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content if envelope.original_content is not None else b""
+        received = server.take_received() if isinstance(server, _IngressSMTP) else None
+        if received is None:  # not read by our DATA reader (never the case with SmtpIngress)
+            received = _Received(envelope.original_content or b"")
+        raw = received.content
         # aiosmtpd reports the null reverse-path of bounces (MAIL FROM:<>) as "<>"; it means no sender.
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         rcpt_tos = list(envelope.rcpt_tos)
@@ -76,7 +108,7 @@ class _IngressHandler:
         # `outcome`, never the store transaction. The task fills `outcome` itself as it ends, so
         # the 250 goes out one loop turn after the commit (asyncio.shield would take two).
         outcome: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        task: asyncio.Task[None] = asyncio.ensure_future(self._run_ingest(outcome, raw, mail_from, rcpt_tos))
+        task: asyncio.Task[None] = asyncio.ensure_future(self._run_ingest(outcome, received, mail_from, rcpt_tos))
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
         try:
@@ -100,10 +132,10 @@ class _IngressHandler:
         return "250 2.0.0 OK: queued" + (f" as {ids[0]}" if len(ids) == 1 else "")
 
     async def _run_ingest(
-        self, outcome: asyncio.Future[object], raw: bytes, mail_from: str, rcpt_tos: list[str]
+        self, outcome: asyncio.Future[object], received: _Received, mail_from: str, rcpt_tos: list[str]
     ) -> None:
         try:
-            result = await self._ingest(raw, mail_from, rcpt_tos)
+            result = await self._ingest(received.content, mail_from, rcpt_tos)
         except Exception as exc:  # noqa: BLE001 - handed to the waiting session, which answers 451
             if not outcome.done():
                 outcome.set_exception(exc)
@@ -114,6 +146,8 @@ class _IngressHandler:
             if not outcome.done():
                 outcome.cancel()
             raise
+        finally:
+            received.release()  # the spool file and the large-ingest slot, once stored (or not)
         if not outcome.done():
             outcome.set_result(result)
 
@@ -123,8 +157,160 @@ class _IngressHandler:
         return "451 4.3.0 Temporary server error, try again later"
 
 
+class LargeIngestSlots:
+    """How many large messages may be received and stored at once; taking a slot never waits."""
+
+    def __init__(self, limit: int, large_after_bytes: int) -> None:
+        if limit < 1:
+            raise ValueError("large_ingest_concurrency must be at least 1")
+        self.limit = limit
+        self.large_after_bytes = large_after_bytes
+        self.in_use = 0
+
+    @property
+    def available(self) -> bool:
+        return self.in_use < self.limit
+
+    def take(self) -> bool:
+        if not self.available:
+            return False
+        self.in_use += 1
+        return True
+
+    def give_back(self) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+
+class _Received:
+    """A message read from DATA and what it holds until stored: its spool file, maybe a slot."""
+
+    def __init__(self, content: RawMessage, slots: LargeIngestSlots | None = None) -> None:
+        self.content = content
+        self._slots = slots  # set when it holds a large-ingest slot
+
+    def release(self) -> None:
+        if isinstance(self.content, SpooledMessage):
+            self.content.close()
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.give_back()
+
+
 class _DataTooBig(Exception):
     """DATA went over the size limit; the rest was read and thrown away."""
+
+
+class _Refused(Exception):
+    """DATA was read to its end but not kept (the reply says why: no large-ingest slot, the spool failed)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class _DataSink:
+    """Where DATA goes as it is read: `data` in memory, flushed to a spool file past `spool_after`.
+
+    The reader appends with `keep` and looks only at the end of `data` (the last bytes always stay
+    there). A flush writes a prefix that ends on a byte other than CR or LF, so no `CRLF .` of the
+    dot-stuffing straddles two flushes and undoing it piece by piece equals undoing it whole.
+    """
+
+    def __init__(self, *, limit: int, spool_after: int, slots: LargeIngestSlots, spool_dir: Path | None) -> None:
+        self.data = bytearray()
+        self._limit = limit
+        self._spool_after = spool_after
+        self._flush_bytes = max(1, min(FLUSH_BYTES, spool_after))
+        self._slots = slots
+        self._spool_dir = spool_dir
+        self._received = 0  # bytes read so far, kept or not
+        self._flushed = 0  # bytes (as received, still dot-stuffed) already written to the spool
+        self._spool: SpooledMessage | None = None
+        self._holds_slot = False
+        self.over = False  # past the size limit: read to the end, keep only a short tail
+        self.refusal: str | None = None  # not to be kept (the reply to give): the same
+
+    def keep(self, piece: bytes) -> None:
+        self.data.extend(piece)
+        self._received += len(piece)
+        received = self._received
+        if self._limit and received > self._limit + len(_END_OF_DATA):
+            self.over = True
+            self._drop()
+            return
+        if self.refusal is not None:
+            del self.data[: -len(_END_OF_DATA)]
+            return
+        if not self._holds_slot and received > self._slots.large_after_bytes:
+            if not self._slots.take():
+                self._refuse(BUSY_REPLY)
+                return
+            self._holds_slot = True
+        if received > self._spool_after and len(self.data) >= self._flush_bytes:
+            self._flush()
+
+    def _refuse(self, reply: str) -> None:
+        self.refusal = reply
+        self._drop()
+
+    def _drop(self) -> None:
+        del self.data[: -len(_END_OF_DATA)]
+        self.discard()
+
+    def _flush(self) -> None:
+        cut = len(self.data) - len(_END_OF_DATA)
+        while cut > 0 and self.data[cut - 1] in b"\r\n":
+            cut -= 1
+        if cut <= 0:
+            return
+        try:
+            if self._spool is None:
+                self._spool = SpooledMessage(self._spool_dir)
+            self._spool.write(self._unstuff(self.data[:cut]))
+        except OSError as exc:  # disk full, spool dir gone: read on, then a temporary failure
+            logger.error("smtp: cannot spool a large message (%s); it will be refused with 451", type(exc).__name__)
+            self._refuse(SPOOL_FAILED_REPLY)
+            return
+        self._flushed += cut
+        del self.data[:cut]
+
+    def _unstuff(self, piece: bytearray) -> bytearray:
+        if self._flushed == 0 and piece.startswith(b"."):
+            del piece[:1]
+        return piece.replace(b"\r\n.", b"\r\n")
+
+    def finish(self) -> _Received:
+        """The message (the `.` line already removed from `data`), or _DataTooBig / _Refused."""
+        if self.over or (self._limit and self._flushed + len(self.data) > self._limit):
+            self.discard()
+            raise _DataTooBig
+        if self.refusal is not None:
+            raise _Refused(self.refusal)
+        if self._spool is None:
+            received = _Received(bytes(self._unstuff(self.data)), self._slots if self._holds_slot else None)
+            self._holds_slot = False
+            return received
+        try:
+            self._spool.write(self._unstuff(self.data))
+            spool = self._spool.seal()
+        except OSError as exc:
+            logger.error("smtp: cannot spool a large message (%s); refused with 451", type(exc).__name__)
+            self.discard()
+            raise _Refused(SPOOL_FAILED_REPLY) from None
+        self._spool = None
+        received = _Received(spool, self._slots if self._holds_slot else None)
+        self._holds_slot = False
+        self.data.clear()
+        return received
+
+    def discard(self) -> None:
+        """Give back what it holds (DATA failed or was refused)."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        if self._holds_slot:
+            self._holds_slot = False
+            self._slots.give_back()
 
 
 class _IngressSMTP(SMTP):
@@ -135,9 +321,21 @@ class _IngressSMTP(SMTP):
 
     line_length_limit = LINE_LENGTH_LIMIT
 
-    def __init__(self, handler: _IngressHandler, *, sessions: set[_IngressSMTP], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: _IngressHandler,
+        *,
+        sessions: set[_IngressSMTP],
+        spool_after: int,
+        spool_dir: Path | None,
+        **kwargs: Any,
+    ) -> None:
         self._deadline = 0.0
         self._timer_armed = False
+        self._slots = handler.slots
+        self._spool_after = spool_after
+        self._spool_dir = spool_dir
+        self._received: _Received | None = None
         super().__init__(handler, **kwargs)
         self._sessions = sessions
 
@@ -207,43 +405,63 @@ class _IngressSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        sink = _DataSink(
+            limit=self.data_size_limit or 0, spool_after=self._spool_after, slots=self._slots, spool_dir=self._spool_dir
+        )
         try:
-            content = await self._read_data()
+            await self._read_data(sink)
+            received = sink.finish()
         except asyncio.CancelledError:
+            sink.discard()
             logger.debug("smtp: connection lost during DATA")
             self._writer.close()
             raise
         except asyncio.IncompleteReadError:
+            sink.discard()
             self._writer.close()  # the client went away mid-message; nothing to answer
             return
         except _DataTooBig:
             await self.push("552 Error: Too much mail data")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
-        self.envelope.content = content
-        self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
+        except _Refused as refused:
+            logger.info("smtp: message refused: %s (peer %s)", refused.reply, _peer(self.session))
+            await self.push(refused.reply)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        except BaseException:
+            sink.discard()
+            raise
+        content = received.content
+        # aiosmtpd's envelope carries bytes; a spooled message travels in `_received` alone.
+        self.envelope.content = self.envelope.original_content = content if isinstance(content, bytes) else None
+        self._received = received
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self.take_received_and_release()
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
 
-    async def _read_data(self) -> bytes:
-        """The message up to the lone `.` line, dot-stuffing undone (RFC 5321 4.5.2).
+    def take_received(self) -> _Received | None:
+        """The message DATA read, for the handler, which then releases it (once stored)."""
+        received, self._received = self._received, None
+        return received
+
+    def take_received_and_release(self) -> None:
+        received = self.take_received()
+        if received is not None:  # the handler never took it (its hook failed first)
+            received.release()
+
+    async def _read_data(self, sink: _DataSink) -> None:
+        """The message up to the lone `.` line into `sink` (it undoes the dot-stuffing, RFC 5321 4.5.2).
 
         Lines end with CRLF, as in aiosmtpd. Fast path, two reads for most mail: up to the first
         CR, then up to the first LF `.` CRLF; a CR before that LF makes it the end of the data.
         Anything else (an empty message, a bare CR or LF next to a `.` line) finishes line by line.
         """
-        limit = self.data_size_limit or 0
-        data = bytearray()
-        over = False  # past the size limit: keep reading to the end, keep only a short tail
-
-        def keep(piece: bytes) -> None:
-            nonlocal over
-            data.extend(piece)
-            if limit and len(data) > limit + len(_END_OF_DATA):
-                over = True
-            if over:
-                del data[: -len(_END_OF_DATA)]
+        data = sink.data  # the unflushed end of the message; `keep` may flush its start
+        keep = sink.keep
 
         async def read_until(separator: bytes) -> bytes:
             """Up to and including `separator`; only the first piece is returned (enough for a `.` line)."""
@@ -267,12 +485,13 @@ class _IngressSMTP(SMTP):
         if data == b".\r":
             data.extend(await self._reader.readexactly(1))
             if data == b".\r\n":
-                return b""  # an empty message
+                data.clear()
+                return  # an empty message
         else:
             await read_until(b"\n.\r\n")
             if data.endswith(_END_OF_DATA):
                 del data[-3:]  # the `.` line; the CRLF before it ends the last line
-                return self._finish_data(data, over, limit)
+                return
         # Slow path: first complete a CRLF split by the fast path, then read whole lines.
         while data.endswith(b"\r"):
             keep(await self._reader.readexactly(1))
@@ -281,18 +500,9 @@ class _IngressSMTP(SMTP):
             line = await read_until(b"\r\n")
             if line == b".\r\n":
                 if line_start:
-                    return self._finish_data(data, over, limit)
+                    return
                 keep(line)
             line_start = True
-
-    @staticmethod
-    def _finish_data(data: bytearray, over: bool, limit: int) -> bytes:
-        if over or (limit and len(data) > limit):
-            raise _DataTooBig
-        content = bytes(data)
-        if content.startswith(b"."):
-            content = content[1:]
-        return content.replace(b"\r\n.", b"\r\n")
 
 
 class SmtpIngress:
@@ -312,8 +522,15 @@ class SmtpIngress:
         max_message_bytes: int = 25 * 1024 * 1024,
         hostname: str = "localhost",
         timeout_seconds: float = 300.0,
+        large_message_bytes: int = LARGE_MESSAGE_BYTES,
+        large_ingest_concurrency: int = LARGE_INGEST_CONCURRENCY,
+        spool_after_bytes: int = SPOOL_AFTER_BYTES,
+        spool_dir: Path | None = None,
     ) -> None:
-        self._handler = _IngressHandler(ingest, is_local_recipient)
+        self.large_ingests = LargeIngestSlots(large_ingest_concurrency, large_message_bytes)
+        self._handler = _IngressHandler(ingest, is_local_recipient, self.large_ingests)
+        self._spool_after_bytes = spool_after_bytes
+        self._spool_dir = spool_dir  # None: the system's temporary directory
         self._host = host
         self._requested_port = port
         self._max_message_bytes = max_message_bytes
@@ -375,6 +592,8 @@ class SmtpIngress:
         return _IngressSMTP(
             self._handler,
             sessions=self._sessions,
+            spool_after=self._spool_after_bytes,
+            spool_dir=self._spool_dir,
             data_size_limit=self._max_message_bytes,  # advertised as SIZE, enforced with 552
             enable_SMTPUTF8=True,
             decode_data=False,
@@ -383,6 +602,15 @@ class SmtpIngress:
             timeout=self._timeout_seconds,
             loop=asyncio.get_running_loop(),
         )
+
+
+def _declared_size(mail_options: list[str]) -> int | None:
+    """The SIZE= of MAIL FROM's parameters (RFC 1870), already checked to be digits by aiosmtpd."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return None
 
 
 def _peer(session: Session) -> str:

@@ -20,6 +20,7 @@ import anyio
 
 from mam_mcp.local.crash import crash_point
 from mam_mcp.local.mime.parse import ParsedMessage, normalize_subject, parse_message
+from mam_mcp.local.mime.source import RawMessage, SpooledMessage, raw_chunks
 from mam_mcp.local.store.directory import InboxDirectory, InboxRecord
 from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.outbox import OutboxEntry, active_webhooks_for_inbox, insert_outbox_rows
@@ -43,6 +44,7 @@ PARSE_IN_THREAD_BYTES = 256 * 1024  # parse and store bigger messages off the ev
 # is a sender's retry (our 250 was lost): answered 250, stored once. Senders retry for up to ~5 days
 # (RFC 5321 4.5.4.1), but a retry of a mail we committed follows our crash within minutes.
 DEDUP_WINDOW_SECONDS = 24 * 3600.0
+BLOB_IN_PIECES_BYTES = 1024 * 1024  # bigger blobs are written in place (incremental blob I/O): no bound copies
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +73,13 @@ class MailRepository:
     # ------------------------------------------------------------ inbound mail (durable)
 
     async def insert_inbound(
-        self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str], outbox: OutboxBuilder | None = None
+        self, raw: RawMessage, *, mail_from: str, rcpt_tos: Sequence[str], outbox: OutboxBuilder | None = None
     ) -> list[InboundCopy]:
         """Store one copy per local recipient inbox; returns the copies only after the COMMIT is on disk.
 
         With `outbox`, each new copy's webhook deliveries are written in the same transaction. A copy
         already received within `DEDUP_WINDOW_SECONDS` comes back with `duplicate=True`, stored once.
+        `raw` may be spooled to a file (large mail from SMTP): it is hashed, parsed and stored in chunks.
         """
         targets: list[InboxRecord] = []
         tags: dict[str, str | None] = {}  # inbox id -> the tag of the first recipient address naming it
@@ -521,8 +524,11 @@ def _find_thread(c: sqlite3.Connection, inbox_id: str, parsed: ParsedMessage, no
     return str(row["id"]) if row else None
 
 
-def _parse_and_digest(raw: bytes) -> tuple[ParsedMessage, str]:
-    return parse_message(raw), hashlib.sha256(raw).hexdigest()
+def _parse_and_digest(raw: RawMessage) -> tuple[ParsedMessage, str]:
+    digest = hashlib.sha256()
+    for chunk in raw_chunks(raw):
+        digest.update(chunk)
+    return parse_message(raw), digest.hexdigest()
 
 
 def _received_before(c: sqlite3.Connection, inbox: InboxRecord, digest: str, hdr: str, since: float) -> InboundCopy | None:
@@ -536,9 +542,26 @@ def _received_before(c: sqlite3.Connection, inbox: InboxRecord, digest: str, hdr
     return InboundCopy(inbox, stored or {"id": row[0], "inbox_id": inbox.id}, None, duplicate=True)
 
 
+def _insert_blob(
+    c: sqlite3.Connection, table: str, column: str, sql: str, args: tuple[Any, ...], data: RawMessage
+) -> int:
+    """Run an INSERT into `table` whose `$BLOB` is `data`, for `column`; its rowid.
+
+    A big blob goes in as `zeroblob(n)` and is then written in place, piece by piece: bound as a
+    parameter, SQLite would copy it whole (and again into the record) while the caller holds it.
+    """
+    if len(data) <= BLOB_IN_PIECES_BYTES and not isinstance(data, SpooledMessage):
+        return int(c.execute(sql.replace("$BLOB", "?"), (*args, data)).lastrowid or 0)
+    rowid = int(c.execute(sql.replace("$BLOB", "zeroblob(?)"), (*args, len(data))).lastrowid or 0)
+    with c.blobopen(table, column, rowid) as blob:
+        for chunk in raw_chunks(data):
+            blob.write(chunk)
+    return rowid
+
+
 def _store_inbound(
     c: sqlite3.Connection,
-    raw: bytes,
+    raw: RawMessage,
     parsed: ParsedMessage,
     digest: str,
     targets: Sequence[InboxRecord],
@@ -558,7 +581,7 @@ def _store_inbound(
             copies.append(seen)
             continue
         if raw_id is None:
-            raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid
+            raw_id = _insert_blob(c, "raw_sources", "raw", "INSERT INTO raw_sources (raw) VALUES ($BLOB)", (), raw)
         found = _find_thread(c, inbox.id, parsed, now)
         # A new thread starts with this message counted and its subject known: two statements fewer.
         thread_id = found or _new_thread(c, inbox.id, parsed.subject, now, message_count=1)
@@ -575,10 +598,10 @@ def _store_inbound(
         }  # fmt: skip
         seq = _insert_message(c, row, body_text=parsed.plain_body or parsed.html_body or "")
         for att in parsed.attachments:
-            c.execute(
-                "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (new_id(), seq, att.filename, att.content_type, len(att.data), att.content_id, att.data),
-            )
+            _insert_blob(
+                c, "attachments", "data", "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, $BLOB)",
+                (new_id(), seq, att.filename, att.content_type, len(att.data), att.content_id), att.data,
+            )  # fmt: skip
         thread_subject = parsed.subject
         if found:
             _touch_thread(c, thread_id, now)

@@ -4,7 +4,9 @@
 faster ones (see mam_mcp/local/smtp/ingress.py). Here both servers get identical raw client bytes,
 including the awkward ones (empty message, `.` lines, bare CR/LF next to a `.` line, lines
 longer than the read buffer, separators straddling it, one byte at a time), and must store
-identical content and give the same reply codes.
+identical content and give the same reply codes. Every case runs twice: as deployed (DATA past
+1 MB spooled to a file) and spooling from the 16th byte, in 16-byte pieces, so that the undoing of
+dot-stuffing piece by piece meets every awkward boundary.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import anyio
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mam_mcp.local.smtp.ingress import LINE_LENGTH_LIMIT, SmtpIngress
+from mam_mcp.local.mime.source import RawMessage, SpooledMessage
+from mam_mcp.local.smtp.ingress import LINE_LENGTH_LIMIT, SPOOL_AFTER_BYTES, SmtpIngress
 
 LIMIT = 3 * 1024 * 1024
 RCPT = "agent@mam.localhost"
@@ -29,8 +32,8 @@ class Recorder:
     contents: list[bytes] = field(default_factory=list)
     addresses: list[tuple[str, list[str]]] = field(default_factory=list)
 
-    async def ingest(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> list[str]:
-        self.contents.append(raw)
+    async def ingest(self, raw: RawMessage, mail_from: str, rcpt_tos: list[str]) -> list[str]:
+        self.contents.append(raw.read_all() if isinstance(raw, SpooledMessage) else raw)
         self.addresses.append((mail_from, list(rcpt_tos)))
         return []
 
@@ -61,11 +64,16 @@ class Pair:
     stock_seen: Recorder
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[Pair]:
+@pytest.fixture(params=[SPOOL_AFTER_BYTES, 16], ids=["spool-after-1MB", "spool-after-16B"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     ours_seen, stock_seen = Recorder(), Recorder()
     ours = SmtpIngress(
-        ingest=ours_seen.ingest, is_local_recipient=lambda a: True, port=0, max_message_bytes=LIMIT
+        ingest=ours_seen.ingest,
+        is_local_recipient=lambda a: True,
+        port=0,
+        max_message_bytes=LIMIT,
+        spool_after_bytes=request.param,
+        large_message_bytes=LIMIT,  # no cap in play here: tests/local/smtp/test_large_mail.py has it
     )
     await ours.start()
     loop = asyncio.get_running_loop()
@@ -163,6 +171,8 @@ PAYLOADS = [
     b"D" * MB + b"\r\n.\r\n",
     b"E" * (MB + 1) + b"\n.\r\n.\r\n",
     b"line\r\n" * 50_000 + b".\r\n",
+    b".lead\r\n" + b"..\r\n.x\r\n\r\n" * 20_000 + b".\r\n",  # dot-stuffed lines across every spool piece
+    b"\r\n" * 40_000 + b"..\r\n.\r\n",  # a long run of CR LF: nothing to cut on until the end
 ]
 
 
