@@ -20,6 +20,7 @@ from mam_mcp.local.mime.parse import ParsedMessage, normalize_subject, parse_mes
 from mam_mcp.local.store.directory import InboxDirectory, InboxRecord
 from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.rows import Row, new_id, row_or_none
+from mam_mcp.local.store.sources import join_source, split_source
 from mam_mcp.local.timestamps import iso_utc, utc_now_iso
 
 __all__ = ["PARSE_IN_THREAD_BYTES", "THREAD_SUBJECT_WINDOW", "InboundCopy", "MailRepository", "delete_inbox_rows"]
@@ -108,7 +109,7 @@ class MailRepository:
                 "has_attachments": 1 if attachments else 0, "raw_id": raw_id, "at": now, "sent_at": now,
                 "received_at": None, "created_at": now,
             }  # fmt: skip
-            seq = _insert_message(c, row, body_text=plain_body or html_body or "")
+            seq = _insert_message(c, row)
             for filename, ctype, data in attachments:
                 c.execute(
                     "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, NULL, ?)",
@@ -235,12 +236,12 @@ class MailRepository:
     async def get_raw(self, inbox_id: str, message_id: str) -> bytes | None:
         row = await self._db.read(
             lambda c: c.execute(
-                "SELECT r.raw FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
+                "SELECT r.raw, r.tail, m.plain_body FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
                 " WHERE m.id=? AND m.inbox_id=? AND m.deleted=0 AND m.direction='inbound'",
                 (message_id, inbox_id),
             ).fetchone()
         )
-        return bytes(row["raw"]) if row else None
+        return join_source(bytes(row["raw"]), row["tail"], row["plain_body"]) if row else None
 
     async def list_attachments(self, inbox_id: str, message_id: str) -> list[Row] | None:
         def run(c: sqlite3.Connection) -> list[Row] | None:
@@ -415,17 +416,18 @@ def _draft_columns(fields: Row, *, partial: bool = False) -> Row:
     return out
 
 
-def _insert_message(c: sqlite3.Connection, row: Row, *, body_text: str) -> int:
+def _insert_message(c: sqlite3.Connection, row: Row) -> int:
     columns = [k for k in row if k != "seq"]
     cur = c.execute(
         f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join(':' + k for k in columns)})",
         row,
     )
     seq = int(cur.lastrowid or 0)
-    sender = f"{row.get('from_name') or ''} {row.get('from_address') or ''}"
+    # External content (schema version 5): the index takes exactly what its view will read back.
     c.execute(
-        "INSERT INTO message_fts (rowid, subject, sender, body) VALUES (?, ?, ?, ?)",
-        (seq, row.get("subject") or "", sender, body_text[:200_000]),
+        "INSERT INTO message_fts (rowid, subject, sender, body)"
+        " SELECT seq, subject, sender, body FROM message_fts_source WHERE seq=?",
+        (seq,),
     )
     return seq
 
@@ -473,7 +475,8 @@ def _store_inbound(
     c: sqlite3.Connection, raw: bytes, parsed: ParsedMessage, targets: Sequence[InboxRecord]
 ) -> list[InboundCopy]:
     now = utc_now_iso()
-    raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid
+    stored, tail = split_source(raw, parsed.plain_body)  # the body is not stored twice
+    raw_id = c.execute("INSERT INTO raw_sources (raw, tail) VALUES (?, ?)", (stored, tail)).lastrowid
     headers_json = json.dumps(parsed.headers, ensure_ascii=False)
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
@@ -491,7 +494,7 @@ def _store_inbound(
             "has_attachments": 1 if parsed.attachments else 0, "raw_id": raw_id, "at": now,
             "sent_at": parsed.date, "received_at": now, "created_at": now,
         }  # fmt: skip
-        seq = _insert_message(c, row, body_text=parsed.plain_body or parsed.html_body or "")
+        seq = _insert_message(c, row)
         for att in parsed.attachments:
             c.execute(
                 "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?)",
