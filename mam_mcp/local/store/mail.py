@@ -477,20 +477,20 @@ def _store_inbound(
     now = utc_now_iso()
     stored, tail = split_source(raw, parsed.plain_body)  # the body is not stored twice
     raw_id = c.execute("INSERT INTO raw_sources (raw, tail) VALUES (?, ?)", (stored, tail)).lastrowid
-    headers_json = json.dumps(parsed.headers, ensure_ascii=False)
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
     for inbox in targets:
         found = _find_thread(c, inbox.id, parsed, now)
         # A new thread starts with this message counted and its subject known: two statements fewer.
         thread_id = found or _new_thread(c, inbox.id, parsed.subject, now, message_count=1)
+        # headers_json stays empty: the raw source has them (schema version 5)
         row = {
             "id": new_id(), "inbox_id": inbox.id, "thread_id": thread_id, "direction": "inbound",
             "status": "received", "message_id_hdr": parsed.message_id, "in_reply_to": parsed.in_reply_to,
             "references_json": json.dumps(parsed.references), "from_address": parsed.from_address,
             "from_name": parsed.from_name, "to_json": json.dumps(parsed.to), "cc_json": json.dumps(parsed.cc),
             "bcc_json": "[]", "subject": parsed.subject, "plain_body": parsed.plain_body,
-            "html_body": parsed.html_body, "headers_json": headers_json, "is_read": 0, "deleted": 0,
+            "html_body": parsed.html_body, "headers_json": None, "is_read": 0, "deleted": 0,
             "has_attachments": 1 if parsed.attachments else 0, "raw_id": raw_id, "at": now,
             "sent_at": parsed.date, "received_at": now, "created_at": now,
         }  # fmt: skip

@@ -153,8 +153,9 @@ async def test_version_5_converts_a_version_3_database(local_config: LocalConfig
             conn.execute("INSERT INTO raw_sources VALUES (?, ?)", (seq, raw))
             conn.execute(
                 "INSERT INTO messages (seq, id, inbox_id, thread_id, direction, status, from_address, subject,"
-                " plain_body, html_body, raw_id, at, created_at) VALUES (?, ?, 'inb', 'thr', 'inbound', 'received',"
-                " 'a@example.com', ?, ?, ?, ?, '2026-11-20T10:00:00.000Z', 'now')",
+                " plain_body, html_body, headers_json, raw_id, at, created_at) VALUES (?, ?, 'inb', 'thr', 'inbound',"
+                " 'received', 'a@example.com', ?, ?, ?, '[[\"Subject\", \"s\"]]', ?, '2026-11-20T10:00:00.000Z',"
+                " 'now')",
                 (seq, f"m{seq}", f"s{seq - 1}", plain, html, seq),
             )
             conn.execute(
@@ -166,6 +167,7 @@ async def test_version_5_converts_a_version_3_database(local_config: LocalConfig
         with contextlib.closing(sqlite3.connect(local_config.db_path)) as check:
             assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             tails = [r[0] for r in check.execute("SELECT tail FROM raw_sources ORDER BY id")]
+            assert check.execute("SELECT count(*) FROM messages WHERE headers_json IS NOT NULL").fetchone() == (0,)
         assert tails == [TAIL_PLAIN_BODY if i % 2 == 0 else None for i in range(200)]
         for seq, raw, _, _ in rows:
             assert await store.mail.get_raw("inb", f"m{seq}") == raw

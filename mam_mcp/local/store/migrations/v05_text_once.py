@@ -20,6 +20,9 @@ Version 1 kept an inbound message's text three times: in its raw source, in the 
   insert, see mam_mcp/local/store/sources.py). Other sources (multipart, encoded bodies,
   outbound) stay whole. Parsing every message on each read to drop the body columns instead
   was measured at ~65-85 us per message, ~1.5 ms per list page of 20, where a list takes ~1 ms.
+- An inbound message's header fields are no longer kept a second time as `headers_json`: the
+  one reader (the console's message view) decodes them from the raw source, as it already did
+  for outbound mail.
 
 The rebuild and the conversion run in this migration's transaction. The freed pages are reused
 by new mail; the file itself shrinks only with a VACUUM (not run here: it needs the database's
@@ -53,6 +56,7 @@ def apply(conn: sqlite3.Connection) -> None:
         "SELECT r.id, r.raw, m.plain_body FROM raw_sources r"
         " JOIN messages m ON m.raw_id=r.id AND m.direction='inbound' GROUP BY r.id"
     ).fetchall()
+    conn.execute("UPDATE messages SET headers_json=NULL WHERE direction='inbound' AND raw_id IS NOT NULL")
     for raw_id, raw, plain_body in rows:
         stored, tail = split_source(bytes(raw), plain_body)
         if tail is not None:
