@@ -63,10 +63,10 @@ def file_size(path: Path) -> int:
 
 
 def breakdown(db_path: Path) -> dict[str, int]:
-    """Bytes per table/index (FTS5 shadow tables included), largest first."""
+    """Bytes of the 16 largest tables/indexes (FTS5 shadow tables included), largest first."""
     conn = sqlite3.connect(db_path)
     try:
-        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 16").fetchall()
     except sqlite3.Error:
         return {}
     finally:

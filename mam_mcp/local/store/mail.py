@@ -2,7 +2,9 @@
 
 Attachments and raw sources are BLOBs in SQLite rather than files: they commit atomically
 with their message in the same fsync, there are no orphan files after a crash, and the
-data dir stays one database file to back up.
+data dir stays one database file to back up. Each message's text is stored once (schema 5): the
+full-text index reads it from the row (external content), and a raw source whose body is the
+row's plain body keeps only its header block (sources.py).
 """
 
 from __future__ import annotations
