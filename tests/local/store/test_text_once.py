@@ -11,7 +11,7 @@ import pytest
 
 from mam_mcp.local.config import LocalConfig
 from mam_mcp.local.store.email_store import EmailStore
-from mam_mcp.local.store.migrations import SCHEMA_VERSION, migrate
+from mam_mcp.local.store.migrations import SCHEMA_VERSION, migrate, v05_text_once
 from mam_mcp.local.store.sources import TAIL_PLAIN_BODY, join_source, split_source
 from tests.local.store.mailbox import mail, store_with_inbox
 
@@ -133,8 +133,11 @@ async def test_deleting_an_inbox_keeps_the_other_copy_whole_and_the_index_in_ste
     await store.close()
 
 
-async def test_version_5_converts_a_version_3_database(local_config: LocalConfig) -> None:
+async def test_version_5_converts_a_version_3_database(
+    local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Raw sources whose body is the plain body lose the copy; the index is rebuilt over the rows."""
+    monkeypatch.setattr(v05_text_once, "CONVERT_PAGE", 7)  # many pages, one ending on a split row
     local_config.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(local_config.db_path, isolation_level=None)) as conn:
         migrate(conn, target=3)

@@ -37,6 +37,7 @@ from mam_mcp.local.store.engine import execute_script
 from mam_mcp.local.store.sources import split_source
 
 VERSION = 5
+CONVERT_PAGE = 1000  # messages whose raw source is read at once
 
 SCHEMA = """
 DROP TABLE IF EXISTS message_fts;
@@ -52,12 +53,18 @@ ALTER TABLE raw_sources ADD COLUMN tail TEXT
 
 def apply(conn: sqlite3.Connection) -> None:
     execute_script(conn, SCHEMA)
-    rows = conn.execute(
-        "SELECT r.id, r.raw, m.plain_body FROM raw_sources r"
-        " JOIN messages m ON m.raw_id=r.id AND m.direction='inbound' GROUP BY r.id"
-    ).fetchall()
     conn.execute("UPDATE messages SET headers_json=NULL WHERE direction='inbound' AND raw_id IS NOT NULL")
-    for raw_id, raw, plain_body in rows:
-        stored, tail = split_source(bytes(raw), plain_body)
-        if tail is not None:
-            conn.execute("UPDATE raw_sources SET raw=?, tail=? WHERE id=?", (stored, tail, raw_id))
+    last_seq = 0
+    while True:  # in pages of messages: never every raw source in memory at once
+        rows = conn.execute(
+            "SELECT m.seq, r.id, r.raw, m.plain_body FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
+            " WHERE m.seq>? AND m.direction='inbound' AND r.tail IS NULL ORDER BY m.seq LIMIT ?",
+            (last_seq, CONVERT_PAGE),
+        ).fetchall()
+        if not rows:
+            return
+        for seq, raw_id, raw, plain_body in rows:
+            last_seq = seq
+            stored, tail = split_source(bytes(raw), plain_body)  # copies of one mail share raw and body
+            if tail is not None:
+                conn.execute("UPDATE raw_sources SET raw=?, tail=? WHERE id=?", (stored, tail, raw_id))
