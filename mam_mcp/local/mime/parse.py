@@ -263,7 +263,8 @@ def header_fields(raw: bytes) -> list[tuple[str, str]]:
     head = raw[: end + 4] if end >= 0 else raw
     try:
         msg = email.message_from_bytes(head, policy=email_policy.compat32)
-        return [(str(name)[:200], decode_header_value(value)) for name, value in msg.items()[:MAX_STORED_HEADERS]]
+        fields = msg.items()[:MAX_STORED_HEADERS]
+        return [(str(name)[:200], decode_header_value(value)) for name, value in fields]
     except Exception:  # noqa: BLE001 - the raw source is still there to read
         return []
 
