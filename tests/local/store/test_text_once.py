@@ -187,3 +187,17 @@ def test_header_fields_read_from_the_raw_source_are_what_the_parser_stored(raw: 
     """The console shows these where version 4 stored `headers_json` (`parse_message(raw).headers`)."""
     assert header_fields(raw) == parse_message(raw).headers
     assert header_fields(raw)  # never empty for these
+
+
+async def test_version_5_applied_again_leaves_the_store_as_it_was(local_config: LocalConfig) -> None:
+    store, inbox_id = await store_with_inbox(local_config)
+    raw = mail("again", msg_id="<a@x>", body="gecko text\r\n")
+    [copy] = await store.mail.insert_inbound(raw, mail_from="alice@example.com", rcpt_tos=["bob@mam.localhost"])
+    await store.close()
+    with contextlib.closing(sqlite3.connect(local_config.db_path)) as conn:
+        conn.execute("PRAGMA user_version=3")
+    async with EmailStore(local_config) as reopened:
+        assert await reopened.mail.get_raw(inbox_id, copy.message["id"]) == raw
+        assert [r["id"] for r in await reopened.mail.list_messages(inbox_id, q="gecko")] == [copy.message["id"]]
+    assert _raw_rows(local_config.db_path) == [(mail("again", msg_id="<a@x>", body=""), TAIL_PLAIN_BODY)]
+    _fts_ok(local_config.db_path)

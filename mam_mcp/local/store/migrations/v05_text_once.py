@@ -52,13 +52,15 @@ CREATE VIEW IF NOT EXISTS message_fts_source AS SELECT seq, coalesce(subject, ''
   substr(coalesce(nullif(plain_body, ''), html_body, ''), 1, 200000) AS body FROM messages;
 CREATE VIRTUAL TABLE message_fts USING fts5(subject, sender, body, content='message_fts_source',
   content_rowid='seq', tokenize='unicode61 remove_diacritics 2');
-INSERT INTO message_fts (message_fts) VALUES ('rebuild');
-ALTER TABLE raw_sources ADD COLUMN tail TEXT
+INSERT INTO message_fts (message_fts) VALUES ('rebuild')
 """
 
 
 def apply(conn: sqlite3.Connection) -> None:
+    """Idempotent (a database already at this schema comes out the same), like the versions before."""
     execute_script(conn, SCHEMA)
+    if "tail" not in {row[1] for row in conn.execute("PRAGMA table_info(raw_sources)")}:
+        conn.execute("ALTER TABLE raw_sources ADD COLUMN tail TEXT")
     last_seq = 0
     while True:  # in pages of messages: never every raw source in memory at once
         rows = conn.execute(
