@@ -44,6 +44,7 @@ def plan(data_root: Path) -> dict[str, list[str]]:
         "smtp_ingest": ["bench/smtp_ingest.py", "--rounds", "3"],
         "large_mail": ["bench/large_mail.py"],
         "list_search": ["bench/list_search.py", "--data-dir", str(store_100k), "--keep"],
+        "disk_size": ["bench/disk_size.py"],
         "console_pages": ["bench/console_pages.py", "--data-dir", str(store_100k), "--keep", "--iterations", "100"],
         "wait_latency": ["bench/wait_latency.py", "--count", "100", "--poll-count", "30"],
         "e2e_calls": ["bench/e2e_calls.py", "--data-root", str(data_root), "--keep"],

@@ -86,6 +86,10 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 if f"search_{word}" in figures:
                     p50 = figures[f"search_{word}"]["p50_ms"]
                     add("list_search", f"search {word} word at 100k ({where}) p50 < 20 ms", p50, p50 < 20)
+    if disk := _result(results, "disk_size"):
+        add("disk_size", f"on-disk size at {disk['messages']:,} messages <= {_fmt(disk['goal_ratio'], 0)}x their raw size",
+            disk["ratio"], disk["met"],
+            f"{disk['db_bytes'] + disk['wal_bytes']:,} bytes for {disk['raw_bytes']:,} raw")  # fmt: skip
     if console := _result(results, "console_pages"):
         worst = max(console["results"].items(), key=lambda item: item[1]["server"]["p50_ms"])
         add("console_pages", f"every console call at 100k messages: server time p50 < {_fmt(console['goal_server_ms'], 0)} ms",
@@ -290,6 +294,19 @@ def _list_search(results: dict[str, Any], _: dict[str, Any] | None) -> str:
     return note + _table(["call", "store p50 ms", "store p99 ms", "REST (in process) p50 ms", "REST p99 ms"], rows)
 
 
+def _disk(results: dict[str, Any], _: dict[str, Any] | None) -> str:
+    disk = _result(results, "disk_size")
+    if disk is None:
+        return "_not run_"
+    note = (f"{disk['messages']:,} messages of {disk['mail']}'s mail ({disk['mean_message_bytes']:,} bytes each),"
+            f" SQLite {disk['machine']['sqlite']}; database + WAL after a checkpoint.\n\n")  # fmt: skip
+    rows = [["raw mail", _fmt(disk["raw_bytes"]), "1.00"],
+            ["database + WAL", _fmt(disk["db_bytes"] + disk["wal_bytes"]), f"**{disk['ratio']:.2f}**"]]  # fmt: skip
+    rows += [[f"of which `{name}`", _fmt(size), f"{size / disk['raw_bytes']:.2f}"]
+             for name, size in list(disk.get("by_table", {}).items())[:8]]  # fmt: skip
+    return note + _table(["what", "bytes", "x raw"], rows)
+
+
 def _wait(results: dict[str, Any], _: dict[str, Any] | None) -> str:
     wait = _result(results, "wait_latency")
     if wait is None:
@@ -327,6 +344,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], str]] = {
     "smtp": _smtp,
     "large-mail": _large,
     "list-search": _list_search,
+    "disk-size": _disk,
     "wait": _wait,
     "http-load": _load,
 }

@@ -13,11 +13,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 from typing import Any
 
 from mam_mcp.extract import extract_code, extract_links, html_to_text
+from mam_mcp.local.mime.parse import header_fields
 
 __all__ = [
     "HTML_CSP",
@@ -49,17 +48,9 @@ _CID = re.compile(r"cid:([^\s\"'<>)]+)", re.IGNORECASE)
 
 
 def headers_of_raw(raw: bytes) -> list[list[str]]:
-    """The header fields of a stored message source, decoded, in order (an outbound message keeps no
-    parsed copy)."""
-    parsed = BytesHeaderParser(policy=default_policy).parsebytes(raw)
-    out: list[list[str]] = []
-    for name, value in parsed.items()[:MAX_HEADERS]:
-        try:
-            text = str(value)
-        except Exception:  # noqa: BLE001 - a header the policy cannot decode is shown raw
-            text = str(parsed.get_all(name, [""])[0])
-        out.append([str(name), text])
-    return out
+    """The header fields of a stored message source, decoded, in order (no copy of them is stored:
+    the raw source has them)."""
+    return [[name, value] for name, value in header_fields(raw)[:MAX_HEADERS]]
 
 
 def message_view(row: dict[str, Any], headers: list[list[str]], delivery: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ __all__ = [
     "ParsedAttachment",
     "ParsedMessage",
     "decode_header_value",
+    "header_fields",
     "message_from_bytes",
     "message_from_raw",
     "normalize_subject",
@@ -336,6 +337,22 @@ def message_from_raw(raw: RawMessage, *, chunk_bytes: int = CHUNK_BYTES) -> Mess
     for chunk in raw_chunks(raw, chunk_bytes):
         parser.feed(bytes(chunk))
     return parser.close()
+
+
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The decoded header fields of a raw source, in order, as `parse_message` reads them; only the
+    header block is parsed, with compat32 (~40 us for a 1 KB message where `email.policy.default`
+    took ~1.4 ms, on a loaded machine). Never raises."""
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    head = raw[: end + 4] if end >= 0 else raw
+    try:
+        msg = email.message_from_bytes(head, policy=email_policy.compat32)
+        fields = msg.items()[:MAX_STORED_HEADERS]
+        return [(str(name)[:200], decode_header_value(value)) for name, value in fields]
+    except Exception:  # noqa: BLE001 - the raw source is still there to read
+        return []
 
 
 def message_from_bytes(raw: bytes) -> Message:

@@ -2,7 +2,9 @@
 
 Attachments and raw sources are BLOBs in SQLite rather than files: they commit atomically
 with their message in the same fsync, there are no orphan files after a crash, and the
-data dir stays one database file to back up.
+data dir stays one database file to back up. Each message's text is stored once (schema 5): the
+full-text index reads it from the row (external content), and a raw source whose body is the
+row's plain body keeps only its header block (sources.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mam_mcp.local.store.directory import InboxDirectory, InboxRecord
 from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.outbox import OutboxEntry, active_webhooks_for_inbox, insert_outbox_rows
 from mam_mcp.local.store.rows import Row, new_id, row_or_none
+from mam_mcp.local.store.sources import join_source, split_source
 from mam_mcp.local.timestamps import iso_utc, utc_now_iso
 
 __all__ = [
@@ -148,7 +151,7 @@ class MailRepository:
                 "has_attachments": 1 if attachments else 0, "raw_id": raw_id, "at": now, "sent_at": now,
                 "received_at": None, "created_at": now,
             }  # fmt: skip
-            seq = _insert_message(c, row, body_text=plain_body or html_body or "")
+            seq = _insert_message(c, row)
             for filename, ctype, data in attachments:
                 c.execute(
                     "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, NULL, ?)",
@@ -290,12 +293,12 @@ class MailRepository:
     async def get_raw(self, inbox_id: str, message_id: str) -> bytes | None:
         row = await self._db.read(
             lambda c: c.execute(
-                "SELECT r.raw FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
+                "SELECT r.raw, r.tail, m.plain_body FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
                 " WHERE m.id=? AND m.inbox_id=? AND m.deleted=0 AND m.direction='inbound'",
                 (message_id, inbox_id),
             ).fetchone()
         )
-        return bytes(row["raw"]) if row else None
+        return join_source(bytes(row["raw"]), row["tail"], row["plain_body"]) if row else None
 
     async def list_attachments(self, inbox_id: str, message_id: str) -> list[Row] | None:
         def run(c: sqlite3.Connection) -> list[Row] | None:
@@ -470,17 +473,18 @@ def _draft_columns(fields: Row, *, partial: bool = False) -> Row:
     return out
 
 
-def _insert_message(c: sqlite3.Connection, row: Row, *, body_text: str) -> int:
+def _insert_message(c: sqlite3.Connection, row: Row) -> int:
     columns = [k for k in row if k != "seq"]
     cur = c.execute(
         f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join(':' + k for k in columns)})",
         row,
     )
     seq = int(cur.lastrowid or 0)
-    sender = f"{row.get('from_name') or ''} {row.get('from_address') or ''}"
+    # External content (schema version 5): the index takes exactly what its view will read back.
     c.execute(
-        "INSERT INTO message_fts (rowid, subject, sender, body) VALUES (?, ?, ?, ?)",
-        (seq, row.get("subject") or "", sender, body_text[:200_000]),
+        "INSERT INTO message_fts (rowid, subject, sender, body)"
+        " SELECT seq, subject, sender, body FROM message_fts_source WHERE seq=?",
+        (seq,),
     )
     return seq
 
@@ -559,6 +563,15 @@ def _insert_blob(
     return rowid
 
 
+def _insert_raw_source(c: sqlite3.Connection, raw: RawMessage, plain_body: str | None) -> int:
+    """The raw source's row: without its body when that is the plain body (sources.py); a large
+    message spooled by SMTP is stored whole, written in pieces (it is mostly attachments anyway)."""
+    if isinstance(raw, SpooledMessage):
+        return _insert_blob(c, "raw_sources", "raw", "INSERT INTO raw_sources (raw) VALUES ($BLOB)", (), raw)
+    stored, tail = split_source(raw, plain_body)  # the body is not stored twice
+    return _insert_blob(c, "raw_sources", "raw", "INSERT INTO raw_sources (tail, raw) VALUES (?, $BLOB)", (tail,), stored)
+
+
 def _store_inbound(
     c: sqlite3.Connection,
     raw: RawMessage,
@@ -573,7 +586,6 @@ def _store_inbound(
     epoch = time.time()
     hdr = parsed.message_id or ""
     raw_id: int | None = None
-    headers_json = json.dumps(parsed.headers, ensure_ascii=False)
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
     for inbox in targets:
@@ -581,22 +593,23 @@ def _store_inbound(
             copies.append(seen)
             continue
         if raw_id is None:
-            raw_id = _insert_blob(c, "raw_sources", "raw", "INSERT INTO raw_sources (raw) VALUES ($BLOB)", (), raw)
+            raw_id = _insert_raw_source(c, raw, parsed.plain_body)
         found = _find_thread(c, inbox.id, parsed, now)
         # A new thread starts with this message counted and its subject known: two statements fewer.
         thread_id = found or _new_thread(c, inbox.id, parsed.subject, now, message_count=1)
+        # headers_json stays empty: the raw source has them (schema version 5)
         row = {
             "id": new_id(), "inbox_id": inbox.id, "thread_id": thread_id, "direction": "inbound",
             "status": "received", "message_id_hdr": parsed.message_id, "in_reply_to": parsed.in_reply_to,
             "references_json": json.dumps(parsed.references), "from_address": parsed.from_address,
             "from_name": parsed.from_name, "to_json": json.dumps(parsed.to), "cc_json": json.dumps(parsed.cc),
             "bcc_json": "[]", "subject": parsed.subject, "plain_body": parsed.plain_body,
-            "html_body": parsed.html_body, "headers_json": headers_json, "is_read": 0, "deleted": 0,
+            "html_body": parsed.html_body, "headers_json": None, "is_read": 0, "deleted": 0,
             "has_attachments": 1 if parsed.attachments else 0, "raw_id": raw_id, "at": now,
             "sent_at": parsed.date, "received_at": now, "created_at": now,
             "tag": (tags or {}).get(inbox.id),
         }  # fmt: skip
-        seq = _insert_message(c, row, body_text=parsed.plain_body or parsed.html_body or "")
+        seq = _insert_message(c, row)
         for att in parsed.attachments:
             _insert_blob(
                 c, "attachments", "data", "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, $BLOB)",

@@ -13,7 +13,15 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from mam_mcp.local.store.migrations import v01_initial, v02_send_states, v03_unread_index, v04_outbox_dedup, v06_message_tags, v07_inbox_expiry
+from mam_mcp.local.store.migrations import (
+    v01_initial,
+    v02_send_states,
+    v03_unread_index,
+    v04_outbox_dedup,
+    v05_text_once,
+    v06_message_tags,
+    v07_inbox_expiry,
+)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
 
@@ -24,6 +32,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     (v02_send_states.VERSION, v02_send_states.apply),
     (v03_unread_index.VERSION, v03_unread_index.apply),
     (v04_outbox_dedup.VERSION, v04_outbox_dedup.apply),
+    (v05_text_once.VERSION, v05_text_once.apply),
     (v06_message_tags.VERSION, v06_message_tags.apply),
     (v07_inbox_expiry.VERSION, v07_inbox_expiry.apply),
 )
