@@ -20,6 +20,7 @@ from mam_mcp.local.api.access import (
     require_kind,
     visible_inbox,
 )
+from mam_mcp.local.api.creates import create_once
 from mam_mcp.local.api.params import CreateKey, StrictBody, iso_param, parse_body, valid_address
 from mam_mcp.local.api.wire import json_response, ok
 from mam_mcp.local.auth.scope import KeyScope
@@ -93,8 +94,11 @@ async def create_list(request: Request) -> JSONResponse:
     scope = authenticate(request)
     record = inbox_in_scope(request, scope)
     body = await parse_body(request, CreateList)
-    row = await backend_of(request).store.admin.create_list(record.id, body.name, body.description)
-    return json_response(_list_wire(row), 201)
+
+    async def make() -> dict[str, Any]:
+        return _list_wire(await backend_of(request).store.admin.create_list(record.id, body.name, body.description))
+
+    return await create_once(request, scope, make)
 
 
 async def list_lists(request: Request) -> JSONResponse:
@@ -124,13 +128,18 @@ async def delete_list(request: Request) -> JSONResponse:
 
 
 async def add_entry(request: Request) -> JSONResponse:
-    _, row = await _list_in_scope(request, authenticate(request))
+    scope = authenticate(request)
+    _, row = await _list_in_scope(request, scope)
     body = await parse_body(request, AddEntry)
     address = valid_address(body.email, "email")
-    entry = await backend_of(request).store.admin.add_list_entry(
-        row["id"], address, body.display_name, body.metadata
-    )
-    return json_response(_entry_wire(entry), 201)
+
+    async def make() -> dict[str, Any]:
+        entry = await backend_of(request).store.admin.add_list_entry(
+            row["id"], address, body.display_name, body.metadata
+        )
+        return _entry_wire(entry)
+
+    return await create_once(request, scope, make)
 
 
 async def remove_entry(request: Request) -> JSONResponse:
@@ -191,13 +200,17 @@ async def create_domain(request: Request) -> JSONResponse:
     workspace_id = scope.workspace_id if scope.kind == "wk" else body.workspace_id
     if scope.kind == "tk" and workspace_id is not None:
         await check_tenant_workspace(backend, scope, workspace_id)
-    try:
-        row = await backend.store.admin.create_domain(
-            tenant_id=scope.tenant_id, workspace_id=workspace_id, domain=domain, token=secrets.token_hex(16)
-        )
-    except ConflictError as exc:
-        raise BackendError(409, "CONFLICT", str(exc)) from None
-    return json_response({"domain": _domain_wire(backend, row)}, 201)
+
+    async def make() -> dict[str, Any]:
+        try:
+            row = await backend.store.admin.create_domain(
+                tenant_id=scope.tenant_id, workspace_id=workspace_id, domain=domain, token=secrets.token_hex(16)
+            )
+        except ConflictError as exc:
+            raise BackendError(409, "CONFLICT", str(exc)) from None
+        return {"domain": _domain_wire(backend, row)}
+
+    return await create_once(request, scope, make)
 
 
 async def list_domains(request: Request) -> JSONResponse:
@@ -274,8 +287,11 @@ async def create_workspace(request: Request) -> JSONResponse:
     scope = authenticate(request)
     require_kind(scope, "tk")
     body = await parse_body(request, CreateWorkspace)
-    row = await backend_of(request).store.accounts.create_workspace(scope.tenant_id, body.name)
-    return json_response(_workspace_wire(row), 201)
+
+    async def make() -> dict[str, Any]:
+        return _workspace_wire(await backend_of(request).store.accounts.create_workspace(scope.tenant_id, body.name))
+
+    return await create_once(request, scope, make)
 
 
 async def list_workspaces(request: Request) -> JSONResponse:
@@ -306,19 +322,18 @@ async def create_workspace_key(request: Request) -> JSONResponse:
     require_kind(scope, "tk")
     row = await _workspace_in_scope(request, scope)
     body = await parse_body(request, CreateKey, optional=True)
-    minted = await backend_of(request).keys.mint(
-        "wk", tenant_id=scope.tenant_id, workspace_id=row["id"], name=body.name
-    )
-    return json_response(
-        {
+
+    async def make() -> dict[str, Any]:
+        minted = await backend_of(request).keys.mint("wk", tenant_id=scope.tenant_id, workspace_id=row["id"], name=body.name)
+        return {
             "id": minted.id,
             "name": minted.name,
             "key": minted.key,
             "prefix": minted.prefix,
             "createdAt": minted.created_at,
-        },
-        201,
-    )
+        }
+
+    return await create_once(request, scope, make, secret_fields=("key",))
 
 
 async def list_workspace_keys(request: Request) -> JSONResponse:
@@ -384,15 +399,19 @@ async def create_webhook(request: Request) -> JSONResponse:
         await check_tenant_workspace(backend, scope, workspace_id)
     if body.inbox_id is not None:
         workspace_id = visible_inbox(backend, scope, body.inbox_id).workspace_id
-    row = await backend.store.admin.create_webhook(
-        tenant_id=scope.tenant_id,
-        workspace_id=workspace_id,
-        inbox_id=body.inbox_id,
-        url=body.url,
-        events=body.events,
-        secret="whsec_" + secrets.token_urlsafe(32),
-    )
-    return json_response(_webhook_wire(row, secret=True), 201)
+
+    async def make() -> dict[str, Any]:
+        row = await backend.store.admin.create_webhook(
+            tenant_id=scope.tenant_id,
+            workspace_id=workspace_id,
+            inbox_id=body.inbox_id,
+            url=body.url,
+            events=body.events,
+            secret="whsec_" + secrets.token_urlsafe(32),
+        )
+        return _webhook_wire(row, secret=True)
+
+    return await create_once(request, scope, make, secret_fields=("secret",))
 
 
 async def list_webhooks(request: Request) -> JSONResponse:

@@ -18,6 +18,7 @@ from mam_mcp.local.api.access import (
     inbox_in_scope,
     require_kind,
 )
+from mam_mcp.local.api.creates import create_once
 from mam_mcp.local.api.params import (
     CreateKey,
     StrictBody,
@@ -107,27 +108,31 @@ async def create_inbox(request: Request) -> JSONResponse:
     workspace_id = await _target_workspace(backend, scope, body.workspace_id)
     domain = (body.domain or backend.config.domain).strip().lower()
     await check_domain_usable(backend, scope, domain, workspace_id)
-    try:
-        row = await backend.store.accounts.create_inbox(
-            tenant_id=scope.tenant_id,
-            workspace_id=workspace_id,
-            username=username,
-            domain=domain,
-            display_name=body.display_name,
-            metadata=body.metadata,
-        )
-    except ConflictError as exc:
-        raise BackendError(409, "CONFLICT", str(exc)) from None
-    minted = await backend.keys.mint(
-        "ak", tenant_id=scope.tenant_id, workspace_id=workspace_id, inbox_id=row["id"], name="inbox key"
-    )
     reveal = bool_param(request, "reveal") is True
-    out = inbox_wire(row)
-    out.update(_credentials(backend, row["email"]))
-    out["apiKey"] = minted.key if reveal else ""
-    out["imapPassword"] = ""
-    out["credentialsRevealed"] = reveal
-    return json_response(out, 201)
+
+    async def make() -> dict[str, Any]:
+        try:
+            row = await backend.store.accounts.create_inbox(
+                tenant_id=scope.tenant_id,
+                workspace_id=workspace_id,
+                username=username,
+                domain=domain,
+                display_name=body.display_name,
+                metadata=body.metadata,
+            )
+        except ConflictError as exc:
+            raise BackendError(409, "CONFLICT", str(exc)) from None
+        minted = await backend.keys.mint(
+            "ak", tenant_id=scope.tenant_id, workspace_id=workspace_id, inbox_id=row["id"], name="inbox key"
+        )
+        out = inbox_wire(row)
+        out.update(_credentials(backend, row["email"]))
+        out["apiKey"] = minted.key if reveal else ""
+        out["imapPassword"] = ""
+        out["credentialsRevealed"] = reveal
+        return out
+
+    return await create_once(request, scope, make, secret_fields=("apiKey",))
 
 
 async def list_inboxes(request: Request) -> JSONResponse:
@@ -198,11 +203,15 @@ async def add_address(request: Request) -> JSONResponse:
     address = valid_address(body.email, "email").lower()
     backend = backend_of(request)
     await check_domain_usable(backend, scope, address.rpartition("@")[2], record.workspace_id)
-    try:
-        await backend.store.accounts.add_address(record.id, address, primary=body.primary)
-    except ConflictError as exc:
-        raise BackendError(409, "CONFLICT", str(exc)) from None
-    return json_response(await _inbox_detail(backend, record.id))
+
+    async def make() -> dict[str, Any]:
+        try:
+            await backend.store.accounts.add_address(record.id, address, primary=body.primary)
+        except ConflictError as exc:
+            raise BackendError(409, "CONFLICT", str(exc)) from None
+        return await _inbox_detail(backend, record.id)
+
+    return await create_once(request, scope, make, status=200)
 
 
 async def remove_address(request: Request) -> JSONResponse:
@@ -222,19 +231,20 @@ async def create_inbox_key(request: Request) -> JSONResponse:
     require_kind(scope, "tk", "wk")
     record = inbox_in_scope(request, scope)
     body = await parse_body(request, CreateKey, optional=True)
-    minted = await backend_of(request).keys.mint(
-        "ak", tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id, name=body.name
-    )
-    return json_response(
-        {
+
+    async def make() -> dict[str, Any]:
+        minted = await backend_of(request).keys.mint(
+            "ak", tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id, name=body.name
+        )
+        return {
             "id": minted.id,
             "key": minted.key,
             "name": minted.name,
             "prefix": minted.prefix,
             "createdAt": minted.created_at,
-        },
-        201,
-    )
+        }
+
+    return await create_once(request, scope, make, secret_fields=("key",))
 
 
 def inbox_routes() -> list[Route]:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mam_mcp.local.api.access import authenticate, backend_of, inbox_in_scope
+from mam_mcp.local.api.creates import create_once
 from mam_mcp.local.api.params import (
     MAX_BODY_CHARS,
     MAX_SUBJECT_CHARS,
@@ -320,8 +321,11 @@ async def create_draft(request: Request) -> JSONResponse:
     body = await parse_body(request, DraftBody, optional=True)
     fields = _draft_fields(body, partial=False)
     await _check_reply_target(request, record.id, fields)
-    row = await backend_of(request).store.mail.create_draft(record.id, fields)
-    return json_response(draft_wire(row), 201)
+
+    async def make() -> dict[str, Any]:
+        return draft_wire(await backend_of(request).store.mail.create_draft(record.id, fields))
+
+    return await create_once(request, scope, make)
 
 
 async def list_drafts(request: Request) -> JSONResponse:

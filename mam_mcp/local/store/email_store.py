@@ -6,6 +6,7 @@
     store.sends                   # where each outbound send stands with the relay
     store.accounts                # tenants, workspaces, inboxes and addresses, API keys
     store.admin                   # address lists, domains, webhooks, metrics
+    store.requests                # idempotency records of the create routes
     await store.delete_inbox(id)  # deletions that cross the areas
 
 All writes go through one group-commit writer (engine.py); all rows are plain dicts of columns.
@@ -24,6 +25,7 @@ from mam_mcp.local.store.directory import InboxDirectory
 from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.mail import MailRepository
 from mam_mcp.local.store.migrations import migrate
+from mam_mcp.local.store.requests import RequestRecordRepository
 from mam_mcp.local.store.send_states import SendStateRepository
 
 __all__ = ["EmailStore"]
@@ -40,6 +42,7 @@ class EmailStore:
         self.sends = SendStateRepository(self.db)
         self.accounts = AccountRepository(self.db, self._directory)
         self.admin = AdminRepository(self.db)
+        self.requests = RequestRecordRepository(self.db)
 
     async def open(self) -> None:
         await self.db.open(self._prepare)

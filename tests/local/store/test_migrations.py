@@ -45,7 +45,9 @@ def test_version_1_is_the_schema_the_release_created(tmp_path: Path) -> None:
         migrate(migrated)
         assert schema_version(migrated) == SCHEMA_VERSION
         added = {row[1] for row in _schema_of(migrated)} - {row[1] for row in expected}
-    assert added == {"outbound_delivery", "outbound_delivery_due", "messages_unread"}
+    assert added == {
+        "outbound_delivery", "outbound_delivery_due", "messages_unread", "request_records", "request_records_created"
+    }
 
 
 def test_a_database_newer_than_this_code_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from mam_mcp.local.store.migrations import v01_initial, v02_send_states, v03_unread_index
+from mam_mcp.local.store.migrations import v01_initial, v02_send_states, v03_unread_index, v08_request_records
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
 
@@ -23,6 +23,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     (v01_initial.VERSION, v01_initial.apply),
     (v02_send_states.VERSION, v02_send_states.apply),
     (v03_unread_index.VERSION, v03_unread_index.apply),
+    (v08_request_records.VERSION, v08_request_records.apply),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
