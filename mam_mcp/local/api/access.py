@@ -26,8 +26,6 @@ __all__ = [
     "authenticate",
     "backend_of",
     "caller",
-    "check_tenant_workspace",
-    "inbox_in_scope",
     "require_kind",
     "visible_inbox",
 ]
@@ -90,16 +88,6 @@ def require_kind(scope: KeyScope, *kinds: KeyKind) -> None:
         raise BackendError(403, "AUTH_FORBIDDEN", f"a {scope.kind}_ key cannot use this endpoint")
 
 
-def inbox_in_scope(request: Request, scope: KeyScope) -> InboxRecord:
-    """The path's inbox if the key may see it; 404 otherwise (existence is never revealed)."""
-    return visible_inbox(backend_of(request), scope, request.path_params["inbox_id"])
-
-
 def visible_inbox(backend: LocalBackend, scope: KeyScope, inbox_id: str) -> InboxRecord:
     """The inbox if the key may see it; 404 otherwise (existence is never revealed)."""
     return backend.accounts.visible_inbox(scope, inbox_id)
-
-
-async def check_tenant_workspace(backend: LocalBackend, scope: KeyScope, workspace_id: str) -> None:
-    """404 unless the workspace a tk_ key names is in its own tenant."""
-    await backend.accounts.check_tenant_workspace(scope, workspace_id)
