@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-import httpx2  # noqa: E402
+import httpx2
 
-from mam_mcp.local.api.app import create_app  # noqa: E402
-from mam_mcp.local.auth.keys import mint_tenant_key  # noqa: E402
-from mam_mcp.local.config import LocalConfig  # noqa: E402
-from mam_mcp.local.service.backend import LocalBackend  # noqa: E402
-from mam_mcp.local.store.email_store import EmailStore  # noqa: E402
+from mam_mcp.local.api.app import create_app
+from mam_mcp.local.auth.keys import mint_tenant_key
+from mam_mcp.local.config import LocalConfig
+from mam_mcp.local.service.backend import LocalBackend
+from mam_mcp.local.store.email_store import EmailStore
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
