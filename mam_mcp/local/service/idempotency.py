@@ -98,7 +98,8 @@ class IdempotentRequests:
                 # From the claim to the record, nothing may stop half-way: a client that gave up
                 # (its timeout) must not leave a created row without its record.
                 with anyio.CancelScope(shield=True):
-                    return await self._create_once(slot, request_fingerprint, create, secret_fields)
+                    created = await self._create_once(slot, request_fingerprint, create, secret_fields)
+                return created
         finally:
             entry[1] -= 1
             if entry[1] == 0:
