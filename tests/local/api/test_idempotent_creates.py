@@ -153,3 +153,41 @@ async def test_every_create_route_replays(
         assert first.status_code in (200, 201), (url, first.text)
         assert (again.status_code, again.json()) == (first.status_code, first.json()), url
         assert again.headers.get("idempotent-replayed") == "true", url
+
+
+async def test_expired_records_are_dropped_and_the_key_creates_again(
+    local_api: httpx2.AsyncClient, make_inbox: Any, local_backend: LocalBackendFixture
+) -> None:
+    inbox = await make_inbox("expiry")
+    url = f"/v1/inboxes/{inbox['id']}/drafts"
+    first = await local_api.post(url, json={"subject": "a"}, headers={"Idempotency-Key": "old"})
+    backend = local_backend[0]
+    backend.requests = IdempotentRequests(backend.store.requests, ttl_seconds=-60)  # every record is past its day
+    later = await local_api.post(url, json={"subject": "a"}, headers={"Idempotency-Key": "old"})
+    assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in later.headers
+    assert _count(local_backend, "SELECT count(*) FROM request_records") == 1  # the expired one was deleted
+
+
+async def test_a_claim_left_by_a_crash_answers_interrupted_and_creates_nothing(
+    local_api: httpx2.AsyncClient, make_inbox: Any, local_backend: LocalBackendFixture
+) -> None:
+    from mam_mcp.local.service.idempotency import fingerprint
+
+    inbox = await make_inbox("crashed")
+    path = f"/v1/inboxes/{inbox['id']}/drafts"
+    raw = b'{"subject":"a"}'
+    backend, _, key = local_backend
+    scope = backend.keys.authenticate(key)
+    assert scope is not None
+    # What a daemon killed between its claim and its answer leaves behind.
+    await backend.store.requests.claim(
+        scope.key_id, "POST /v1/inboxes/{inbox_id}/drafts", "cut", fingerprint("POST", path, "", raw),
+        now="2999-01-01T00:00:00.000Z", expired_before="2000-01-01T00:00:00.000Z",
+    )  # fmt: skip
+    answer = await local_api.post(
+        path, content=raw, headers={"Idempotency-Key": "cut", "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 409 and answer.json()["code"] == "IDEMPOTENCY_INTERRUPTED"
+    assert "list to check" in answer.json()["error"]
+    assert _count(local_backend, "SELECT count(*) FROM drafts WHERE inbox_id=?", inbox["id"]) == 0
