@@ -47,6 +47,7 @@ def plan(data_root: Path) -> dict[str, list[str]]:
         "wait_latency": ["bench/wait_latency.py", "--count", "100", "--poll-count", "30"],
         "e2e_calls": ["bench/e2e_calls.py", "--data-root", str(data_root), "--keep"],
         "http_load": ["bench/http_load.py"],
+        "pytest_fixture": ["bench/pytest_fixture.py", "--runs", "5"],
     }
 
 

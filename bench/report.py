@@ -98,6 +98,14 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             else:
                 anchor = ""
             add("e2e_calls", verdict["goal"], verdict["value"], verdict["met"], anchor)
+    if fixture := _result(results, "pytest_fixture"):
+        own = fixture["plugin_own_import_ms"]
+        add("pytest_fixture", "pytest run that never asks for mam_inbox: the plugin's own imports < 5 ms", own, own < 5,
+            f"{fixture['plugin_modules_imported']} modules; import pytest {_fmt(fixture['import_pytest_ms']['p50'], 0)} ms")  # fmt: skip
+        start = fixture["daemon_start_ms"]["p50"]
+        add("pytest_fixture", "first mam_inbox of a session (daemon start) p50 < 2,000 ms", start, start < 2000,
+            f"then per test: new inbox {_fmt(fixture['new_inbox_ms']['p50'])} ms, "
+            f"SMTP -> wait_for_email {_fmt(fixture['mail_round_trip_ms']['p50'])} ms")  # fmt: skip
     if load := _result(results, "http_load"):
         add("http_load", f"{load['sessions']} sessions over streamable HTTP for {_fmt(load['duration_s'], 0)} s: no errors",
             load["errors"], load["met"], f"{_fmt(load['calls'])} calls, p99 {_fmt(load['p99_ms'], 0)} ms")  # fmt: skip

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mam_mcp.commands.serve", "run the MCP server (stdio by default)"),
     "tools": ("mam_mcp.commands.tools", "print the tool catalogue"),
     "local": ("mam_mcp.commands.local", ("run the embedded local mail backend in the foreground; `local status`, "
-                                         "`local stop` for the background one")),
+                                         "`local stop` for the background one, `local reset` to empty it")),
     "demo": ("mam_mcp.commands.demo", "a guided round trip on the embedded backend: inbox, inbound mail, read, reply"),
     "install": ("mam_mcp.commands.install", "add mam-mcp to MCP hosts' config files (Claude, Cursor, Windsurf)"),
     "login": ("mam_mcp.commands.login", "check an API key and save it to the shared credentials file"),
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*args_list, "serve"])
     overrides = {name: getattr(args, name, None) for name in _GLOBAL_FLAGS}
     for name in (
-        "toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url",
+        "toolsets", "tools", "exclude_tools", "read_only", "auth_token", "http_port", "smtp_port", "relay_url", "catch_all",
         "confirm_sends", "confirm_timeout", "allow", "block", "max_recipients", "sends_per_hour", "reply_only",
         "http_read_timeout", "http_idle_timeout", "session_idle_timeout", "max_sessions",
     ):  # fmt: skip

@@ -220,6 +220,7 @@ class Settings(BaseModel):
     local_http_port: int = DEFAULT_HTTP_PORT
     local_smtp_port: int = DEFAULT_SMTP_PORT
     local_domain: str = DEFAULT_DOMAIN
+    local_catch_all: str | None = None  # inbox for unknown local parts on the local domain (off)
     relay_url: SecretStr | None = None
     log_level: str = "WARNING"
     auth_token: SecretStr | None = None  # bearer token for the HTTP transports
@@ -249,6 +250,7 @@ class Settings(BaseModel):
             "http_port": self.local_http_port,
             "smtp_port": self.local_smtp_port,
             "domain": self.local_domain,
+            "catch_all_inbox": self.local_catch_all,
             "relay_url": self.relay_url.get_secret_value() if self.relay_url else None,
             "http_read_timeout_seconds": self.http_read_timeout_seconds,
             "http_idle_timeout_seconds": self.http_idle_timeout_seconds,
@@ -329,6 +331,7 @@ class Settings(BaseModel):
             local_http_port=_port("MAM_LOCAL_HTTP_PORT", flags.get("http_port") or env.get("MAM_LOCAL_HTTP_PORT")),
             local_smtp_port=_port("MAM_LOCAL_SMTP_PORT", flags.get("smtp_port") or env.get("MAM_LOCAL_SMTP_PORT")),
             local_domain=str(flags.get("domain") or env.get("MAM_LOCAL_DOMAIN") or DEFAULT_DOMAIN),
+            local_catch_all=str(flags.get("catch_all") or env.get("MAM_LOCAL_CATCH_ALL") or "").strip() or None,
             relay_url=SecretStr(relay) if relay else None,
             log_level=str(flags.get("log_level") or env.get("MAM_MCP_LOG_LEVEL") or "WARNING").upper(),
             auth_token=SecretStr(token) if (token := flags.get("auth_token") or env.get("MAM_MCP_AUTH_TOKEN")) else None,

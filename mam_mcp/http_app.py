@@ -159,7 +159,7 @@ class ToolNarrowing:
         allowed = self.allowed(headers)  # already validated by RequestGuard, so this does not raise
         if allowed is None:
             return await call_next(ctx)
-        if ctx.method == "resources/read":
+        if ctx.method in ("resources/read", "resources/subscribe"):
             needed = _tool_for_mail_resource(str((ctx.params or {}).get("uri", "")))
             if needed is not None and needed not in allowed:
                 logger.info("resource refused: %s is outside this request's tool selection", needed)
@@ -167,6 +167,18 @@ class ToolNarrowing:
                     INVALID_PARAMS,
                     f"this resource is not available to this client (it needs the {needed} tool);"
                     " its X-MCP-* headers narrow what it may read",
+                )
+            return await call_next(ctx)
+        if ctx.method == "subscriptions/listen":
+            notifications = (ctx.params or {}).get("notifications")
+            uris = notifications.get("resourceSubscriptions") if isinstance(notifications, dict) else None
+            needed_tools = {_tool_for_mail_resource(str(uri)) for uri in uris or ()} - {None}
+            if not needed_tools <= allowed:
+                raise MCPError(
+                    INVALID_PARAMS,
+                    "these resources are not available to this client (they need the "
+                    f"{', '.join(sorted(t for t in needed_tools - allowed if t))} tool);"
+                    " its X-MCP-* headers narrow what it may follow",
                 )
             return await call_next(ctx)
         if ctx.method == "resources/templates/list":
@@ -187,17 +199,23 @@ class ToolNarrowing:
         return _filter_tool_list(result, allowed)
 
 
-_NARROWED_METHODS = ("tools/list", "tools/call", "resources/read", "resources/templates/list")
+_NARROWED_METHODS = (
+    "tools/list", "tools/call", "resources/read", "resources/subscribe", "resources/templates/list",
+    "subscriptions/listen",
+)  # fmt: skip
 # Mail read through a resource template follows the tool that reads the same thing: a client
-# narrowed away from get_message must not read messages as resources instead.
-_MAIL_TEMPLATE_TOOLS = {"message": "get_message", "attachment": "get_attachment"}
+# narrowed away from get_message must not read messages as resources instead (nor an inbox's
+# message list, or follow it, without list_messages).
+_MAIL_TEMPLATE_TOOLS = {"messages": "list_messages", "message": "get_message", "attachment": "get_attachment"}
 _MAIL_URI_PREFIX = "myagentmail://inboxes/"
 
 
 def _tool_for_mail_resource(uri: str) -> str | None:
     if not uri.startswith(_MAIL_URI_PREFIX):
         return None  # SKILL.md and the reference docs stay readable
-    return _MAIL_TEMPLATE_TOOLS["attachment" if "/attachments/" in uri else "message"]
+    if "/attachments/" in uri:
+        return _MAIL_TEMPLATE_TOOLS["attachment"]
+    return _MAIL_TEMPLATE_TOOLS["messages" if uri.endswith("/messages") else "message"]
 
 
 def _filter_templates(result: HandlerResult, allowed: frozenset[str]) -> HandlerResult:

@@ -250,6 +250,13 @@ def build_server(settings: Settings, *, client_factory: ClientFactory | None = N
     if review is not None:
         tools += [build_tool(spec, rt) for spec in review.specs]
         review.stamp(tools)
+    from mcp.server.subscriptions import InMemorySubscriptionBus
+
+    from mam_mcp.live_resources import InboxFollower, ListenWatch, register_subscriptions
+
+    bus = InMemorySubscriptionBus()  # ours, so mail arriving outside any request can publish on it
+    follower = InboxFollower(rt)
+    rt.add_closer(follower.aclose)
     server = MCPServer(
         name="mam-mcp",
         title="MyAgentMail",
@@ -257,10 +264,17 @@ def build_server(settings: Settings, *, client_factory: ClientFactory | None = N
         instructions=INSTRUCTIONS,
         tools=tools,
         extensions=[review.extension] if review is not None else None,
-        middleware=[*([review] if review is not None else []), ArgumentGuard({t.name: t for t in tools}, settings.mode)],
+        middleware=[
+            *([review] if review is not None else []),
+            ArgumentGuard({t.name: t for t in tools}, settings.mode),
+            ListenWatch(follower, bus),
+        ],
+        subscriptions=bus,
         log_level=settings.log_level if settings.log_level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING",  # type: ignore[arg-type]
     )
     configure_logging(settings.log_level)  # MCPServer() reconfigures logging; re-apply our filter and levels
+    # Live resources: resources/subscribe on an inbox's message list (MCPServer has no public hook for it).
+    register_subscriptions(server._lowlevel_server, follower)
 
     def register_catalogue() -> None:
         from mam_mcp.prompts import register_prompts

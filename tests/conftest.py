@@ -10,6 +10,9 @@ import pytest
 
 from mam_mcp.config import Settings
 
+# `pytester` runs a user's test file in a child pytest (tests/testing/: the mam_inbox plugin's entry point).
+pytest_plugins = ["pytester"]
+
 FAKE_KEY = "tk_fake_0123456789abcdef"
 
 

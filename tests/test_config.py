@@ -57,3 +57,36 @@ def test_returned_ids_are_bounded_and_forget_the_oldest() -> None:
     ids.add("b")  # seen again: now the newest
     ids.add("e")
     assert list(ids) == ["d", "b", "e"]
+
+
+def test_catch_all_is_off_by_default_and_set_by_flag_over_environment(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    assert Settings.load(env=env, platform="linux").local_config().catch_all_inbox is None
+    from_env = Settings.load(env={**env, "MAM_LOCAL_CATCH_ALL": " qa "}, platform="linux")
+    assert from_env.local_config().catch_all_inbox == "qa"
+    flagged = Settings.load(env={**env, "MAM_LOCAL_CATCH_ALL": "qa"}, overrides={"catch_all": "inbox"}, platform="linux")
+    assert flagged.local_config().catch_all_inbox == "inbox"
+
+
+def test_catch_all_flag_reaches_the_daemon_config_from_the_command_line(tmp_path: Path) -> None:
+    from mam_mcp.cli import build_parser
+    from mam_mcp.commands.local import local_config_from_args
+
+    args = build_parser(only="local").parse_args(["local", "--catch-all", "qa"])
+    settings = Settings.load(env={"HOME": str(tmp_path)}, platform="linux")
+    assert local_config_from_args(args, settings).catch_all_inbox == "qa"
+    serve = build_parser(only="serve").parse_args(["serve", "--catch-all", "qa"])
+    assert serve.catch_all == "qa"
+
+
+def test_the_foreground_daemon_says_whether_a_catch_all_is_on(tmp_path: Path) -> None:
+    import io
+
+    from mam_mcp.commands.local import describe_daemon
+    from mam_mcp.local.config import LocalConfig
+
+    on, off = io.StringIO(), io.StringIO()
+    describe_daemon(LocalConfig(data_dir=tmp_path, catch_all_inbox="qa"), {}, on)
+    describe_daemon(LocalConfig(data_dir=tmp_path), {}, off)
+    assert "Catch-all: unknown names on mam.localhost go to qa" in on.getvalue()
+    assert "Catch-all: off (unknown names are refused)" in off.getvalue()

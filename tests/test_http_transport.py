@@ -221,6 +221,7 @@ async def test_selection_headers_narrow_but_never_widen(tmp_path: Path, fake: Fa
             assert refused.is_error and "TOOL_NOT_AVAILABLE" in refused.content[0].text
 
 
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # resources/subscribe
 async def test_selection_headers_narrow_the_mail_resources_too(tmp_path: Path, fake: FakeHostedAPI) -> None:
     inbox = fake.seed_inbox("agent")
     message = fake.deliver_inbound(
@@ -233,7 +234,8 @@ async def test_selection_headers_narrow_the_mail_resources_too(tmp_path: Path, f
         )  # no get_message, no get_attachment
         async with mcp_client(f"{base}/mcp", narrowed, mode="legacy") as client:
             templates = (await client.list_resource_templates()).resource_templates
-            assert templates == []  # message and attachment templates follow the tools that read the same
+            # message and attachment templates follow the tools that read the same; the list, list_messages
+            assert [t.name for t in templates] == ["inbox-messages"]
             with pytest.raises(MCPError) as refused:
                 await client.read_resource(uri)
             assert "needs the get_message tool" in str(refused.value)
@@ -246,12 +248,23 @@ async def test_selection_headers_narrow_the_mail_resources_too(tmp_path: Path, f
         async with mcp_client(f"{base}/mcp", reader, mode="legacy") as client:
             names = {t.name for t in (await client.list_resource_templates()).resource_templates}
             assert names == {"message"}
+            inbox_list = f"myagentmail://inboxes/{inbox['id']}/messages"
+            for refused_call in (client.read_resource(inbox_list), client.subscribe_resource(inbox_list)):
+                with pytest.raises(MCPError) as refused:
+                    await refused_call
+                assert "needs the list_messages tool" in str(refused.value)
             result = await client.read_resource(uri)
             assert "Hello" in result.contents[0].text  # type: ignore[union-attr]
 
         async with mcp_client(f"{base}/mcp", bearer(), mode="legacy") as client:  # no narrowing asked
             names = {t.name for t in (await client.list_resource_templates()).resource_templates}
-            assert names == {"message", "attachment"}
+            assert names == {"message", "attachment", "inbox-messages"}
+
+        async with mcp_client(f"{base}/mcp", reader, mode="2026-07-28") as client:
+            with pytest.raises(MCPError) as refused:
+                async with client.listen(resource_subscriptions=[f"myagentmail://inboxes/{inbox['id']}/messages"]):
+                    pass
+            assert "need the list_messages tool" in str(refused.value)
 
 
 async def test_server_started_read_only_stays_read_only_whatever_the_headers(

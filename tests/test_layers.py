@@ -42,7 +42,9 @@ def _modules(where: str) -> list[Path]:
     return [target] if target.suffix == ".py" else sorted(target.rglob("*.py"))
 
 
-_SERVER_LAYER = ("server.py", "http_app.py", "stdio.py", "resources.py", "prompts.py", "backends.py")
+_SERVER_LAYER = (
+    "server.py", "http_app.py", "stdio.py", "resources.py", "prompts.py", "backends.py", "live_resources.py",
+)  # fmt: skip
 _LOCAL_ABOVE_STORAGE = (
     "mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.service", "mam_mcp.local.events",
     "mam_mcp.local.webhooks", "mam_mcp.local.relay", "mam_mcp.local.smtp", "mam_mcp.local.daemon",
@@ -68,6 +70,9 @@ def _local_above_storage_but(package: str) -> tuple[str, ...]:
         *((module, ("mam_mcp.commands", "mam_mcp.cli")) for module in _SERVER_LAYER),
         # Inside the local backend the data flows one way: storage and the event model know no caller,
         # SMTP only speaks SMTP, the service never reaches up into routes, the console or the daemon.
+        # The pytest fixtures drive a daemon from outside, like any app: its config, never its insides.
+        ("testing", ("mam_mcp.tools", "mam_mcp.toolkit", "mam_mcp.server", "mam_mcp.commands", "mam_mcp.cli",
+                     "mam_mcp.http_app", "mam_mcp.backends", "mcp", "mam_mcp.local.store", *_LOCAL_ABOVE_STORAGE)),
         ("local/store", _LOCAL_ABOVE_STORAGE),
         ("local/events", ("mam_mcp.local.store", *_local_above_storage_but("events"))),
         ("local/smtp", ("mam_mcp.local.store", *_local_above_storage_but("smtp"))),

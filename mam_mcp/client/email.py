@@ -74,14 +74,19 @@ class Inboxes(ResourceNamespace):
         display_name: str | None = None,
         domain: str | None = None,
         workspace_id: str | None = None,
+        ttl_seconds: int | None = None,
         reveal: bool = False,
     ) -> Inbox:
+        """`ttl_seconds`: local backend only (the hosted API has no time to live)."""
         _check_header_args(display_name=display_name)
         data = await self._http.request(
             "POST",
             "/inboxes",
             params={"reveal": True} if reveal else None,
-            json=_body(username=username, displayName=display_name, domain=domain, workspaceId=workspace_id),
+            json=_body(
+                username=username, displayName=display_name, domain=domain, workspaceId=workspace_id,
+                ttlSeconds=ttl_seconds,
+            ),  # fmt: skip
         )
         return Inbox.model_validate(data)
 

@@ -49,6 +49,7 @@ class EventMessage(BaseModel):
     html_body: str | None = None
     timestamp: str | None = None
     has_attachments: bool | None = None
+    tag: str | None = None  # local backend: the plus-address tag
 
     @field_validator("to", mode="before")
     @classmethod
@@ -124,6 +125,7 @@ class InboxEvent(BaseModel):
             received_at=m.timestamp if self.event_type != "message.sent" else None,
             sent_at=m.timestamp if self.event_type == "message.sent" else None,
             has_attachments=m.has_attachments,
+            tag=m.tag,
         )
 
     @classmethod
@@ -144,6 +146,7 @@ class InboxEvent(BaseModel):
                 "html_body": message.html_body,
                 "timestamp": message.date,
                 "has_attachments": bool(message.has_attachments) or bool(message.attachments),
+                "tag": message.tag,
             }
         )
         thread = {"thread_id": message.thread_id, "subject": message.subject} if message.thread_id else None

@@ -78,6 +78,7 @@ class Inbox(ApiModel):
     display_name: str | None = None
     workspace_id: str | None = None
     created_at: str | None = None
+    expires_at: str | None = None  # local backend only: when an ephemeral inbox is deleted
     addresses: list[InboxAddress] | None = None
     # Returned once by POST /inboxes?reveal=true; "" when redacted. Never shown to agents.
     api_key: str | None = Field(default=None, repr=False)
@@ -137,6 +138,7 @@ class Message(ApiModel):
     created_at: str | None = None
     attachments: list[Attachment] | None = None
     has_attachments: bool | None = None
+    tag: str | None = None  # local backend: the plus-address tag it was delivered with
 
     @field_validator("to_addresses", "cc_addresses", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
-"""`mam-mcp local [run|status|stop]`: run the local mail daemon in the foreground, or look after
-the one running in the background (`status`, `stop`; in local_status.py).
+"""`mam-mcp local [run|status|stop|reset]`: run the local mail daemon in the foreground, or look
+after the one running in the background (`status`, `stop`; in local_status.py), or empty the
+local backend (`reset`; in local_reset.py).
 
 Running, it prints where the data lives, the HTTP and SMTP addresses, how to point an app at
 SMTP and where the key file is — never the key itself.
@@ -38,7 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stop", help="stop this data dir's daemon (frees its ports and closes its database)",
         description="Stop this data dir's background daemon cleanly and wait until it has exited.",
     )
-    for sub in (status, stop):
+    reset = actions.add_parser(
+        "reset", help="delete every local inbox, message and key (asks first; --yes for scripts)",
+        description="Empty the local backend: stop this data dir's daemon, then delete its mail database, "
+        "webhook log and tenant key (logs stay). Asks you to type yes first; without a terminal it refuses "
+        "unless --yes is given. The next tool call starts an empty backend with a new key.",
+    )
+    reset.add_argument("--yes", dest="assume_yes", action="store_true", help="do not ask (for scripts)")
+    for sub in (status, stop, reset):
         _add_location_arguments(sub)
 
 
@@ -78,6 +86,18 @@ def _add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         help="deliver outbound mail through this relay, e.g. smtp+starttls://host:587; a relay that needs a "
         "password goes in MAM_SMTP_RELAY_URL instead (a command line is visible to every user of the machine)",
     )
+    add_catch_all_argument(parser, default=argparse.SUPPRESS)
+
+
+def add_catch_all_argument(parser: argparse.ArgumentParser, **options: Any) -> None:
+    parser.add_argument(
+        "--catch-all",
+        dest="catch_all",
+        metavar="INBOX",
+        help="deliver mail for unknown names on the local domain to this inbox (a username); default: "
+        "refuse it (MAM_LOCAL_CATCH_ALL)",
+        **options,
+    )
 
 
 def local_config_from_args(args: argparse.Namespace, settings: Settings) -> LocalConfig:
@@ -87,6 +107,7 @@ def local_config_from_args(args: argparse.Namespace, settings: Settings) -> Loca
         ("http_port", "http_port"),
         ("smtp_port", "smtp_port"),
         ("relay_url", "relay_url"),
+        ("catch_all", "catch_all_inbox"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -102,7 +123,9 @@ def describe_daemon(config: LocalConfig, state: dict[str, Any], out: TextIO) -> 
         f"mam-mcp local mail backend {state.get('version', '')} (pid {state.get('pid', '?')})\n"
         f"  data:      {config.data_dir}\n"
         f"  REST API:  http://{host}:{http_port}/v1   (WebSocket: ws://{host}:{http_port}/v1/ws)\n"
-        f"  SMTP:      {host}:{smtp_port}   (no TLS, no auth; mail to <inbox>@{config.domain} is stored)\n"
+        f"  SMTP:      {host}:{smtp_port}   (no TLS, no auth; mail to <inbox>@{config.domain} is stored,"
+        f" <inbox>+<tag>@ too, tagged)\n"
+        f"  Catch-all: {f'unknown names on {config.domain} go to {config.catch_all_inbox}' if config.catch_all_inbox else 'off (unknown names are refused)'}\n"
         f"  API key:   in {config.key_path} (send it as X-API-Key)\n"
         f"  Point an app at it: SMTP_HOST={host} SMTP_PORT={smtp_port}, no TLS, no credentials.\n"
         f"  Outbound:  {'relayed through the configured relay' if config.relay_url else 'captured here, not delivered (no relay set)'}\n"
@@ -187,4 +210,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from mam_mcp.commands.local_status import stop
 
         return stop(local_config_from_args(args, settings), out=sys.stdout)
+    if action == "reset":
+        from mam_mcp.commands.local_reset import reset
+
+        return reset(local_config_from_args(args, settings), assume_yes=args.assume_yes)
     return _run_foreground(args, settings)

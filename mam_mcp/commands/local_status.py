@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from mam_mcp.local.config import LocalConfig
 
-__all__ = ["NOT_RUNNING_EXIT", "daemon_status", "show_status", "stop"]
+__all__ = ["NOT_RUNNING_EXIT", "daemon_status", "show_status", "stop", "stop_running"]
 
 NOT_RUNNING_EXIT = 3
 _STOP_SECONDS = 20.0
@@ -110,13 +110,14 @@ def _duration(seconds: float) -> str:
 def stop(config: LocalConfig, *, out: TextIO) -> int:
     import anyio
 
-    code, message = anyio.run(_stop, config)
+    code, message = anyio.run(stop_running, config)
     out.write(message + "\n")
     out.flush()
     return code
 
 
-async def _stop(config: LocalConfig) -> tuple[int, str]:
+async def stop_running(config: LocalConfig) -> tuple[int, str]:
+    """Stop this data dir's daemon if it runs: (exit code, what happened)."""
     from mam_mcp.local.daemon.launcher import (
         DaemonStartError,
         probe_daemon,

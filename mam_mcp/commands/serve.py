@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer streamable HTTP requests with JSON instead of an SSE stream")
     parser.add_argument("--workers", type=bounded_number(1, 64, integer=True), default=1,
                         help="worker processes sharing the port (streamable HTTP with --stateless only)")
+    parser.add_argument("--catch-all", dest="catch_all", metavar="INBOX",
+                        help="local mode: deliver mail for unknown names on the local domain to this inbox "
+                        "(a username); default: refuse it (MAM_LOCAL_CATCH_ALL)")
     limits = parser.add_argument_group("HTTP limits (--transport http|sse; the env vars also apply to the local daemon)")
     limits.add_argument("--http-read-timeout", dest="http_read_timeout", type=float, metavar="SECONDS",
                         help="close a connection whose request has not fully arrived in time "

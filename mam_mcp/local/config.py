@@ -25,6 +25,9 @@ class LocalConfig(BaseModel):
     http_port: int = Field(DEFAULT_HTTP_PORT, ge=0, le=65535)  # 0 = ephemeral (tests)
     smtp_port: int = Field(DEFAULT_SMTP_PORT, ge=0, le=65535)
     domain: str = DEFAULT_DOMAIN  # addresses of local inboxes: <username>@<domain>
+    # Mail to an unknown local part on `domain` goes to this inbox (a username or its address);
+    # None (the default): such mail is refused with 550.
+    catch_all_inbox: str | None = None
     relay_url: str | None = Field(default=None, repr=False)  # smtp+starttls://user:pass@host:587; has a password
     max_message_bytes: int = 25 * 1024 * 1024
     idle_timeout_seconds: float = 1800.0  # the daemon stops after this long with no client
@@ -38,6 +41,8 @@ class LocalConfig(BaseModel):
     # (30 s, 1.5 min, 4.5 min, 13.5 min with the defaults), then `failed`.
     send_retry_base_seconds: float = Field(30.0, gt=0)
     send_max_attempts: int = Field(5, ge=1, le=20)
+    # Ephemeral inboxes: how often the daemon deletes the ones whose time to live ran out (also at start).
+    expiry_sweep_seconds: float = Field(30.0, gt=0)
     # Test only: the daemon stops at this named point of a send (recording, recorded, relaying,
     # relayed), writes `paused-at-<point>` in the data dir and waits to be killed. None: no effect.
     test_pause_at: str | None = None

@@ -110,6 +110,7 @@ def summarize(message: Message) -> dict[str, Any]:
         "read": message.is_read,
         "has_attachments": has_attachments,
         "preview": _one_line(preview_source, PREVIEW_CHARS),
+        **({"tag": message.tag} if message.tag else {}),  # local: the plus-address tag it came with
         **({"status": message.status} if message.status else {}),
         **({"status_hint": STATUS_HINTS[message.status]} if message.status in _LISTED_STATUS_HINTS else {}),
     }

@@ -90,6 +90,11 @@ class Runtime:
         self.consent_asked: BoundedAskTimes = BoundedAskTimes(1_000)
         # check_message's DKIM key lookups (dkimpy's dnsfunc contract); None means DNS. Tests set it.
         self.dkim_txt_lookup: Callable[..., bytes | str | None] | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run `closer` when the runtime closes (before the client), e.g. to stop following inboxes."""
+        self._closers.append(closer)
 
     async def client(self) -> MamClient:
         if self._client is None:
@@ -109,6 +114,9 @@ class Runtime:
         return write_secret_file(self.settings.secrets_dir, label, value)
 
     async def aclose(self) -> None:
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            await closer()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

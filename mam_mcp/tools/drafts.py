@@ -97,7 +97,7 @@ async def update_draft(
     cc: OptionalRecipients | None = None,
     bcc: OptionalRecipients | None = None,
 ) -> CallToolResult:
-    """Change fields of a draft; only the fields given are changed."""
+    """Change a draft; only the fields given change."""
     client = await rt.client()
     draft = await client.drafts.update(
         inbox_id, draft_id, to=to, cc=cc, bcc=bcc, subject=subject, plain_body=body, html_body=html_body

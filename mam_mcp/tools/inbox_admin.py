@@ -25,6 +25,7 @@ def _inbox_data(inbox: Inbox) -> dict[str, Any]:
         "workspace_id": inbox.workspace_id,
         "created_at": inbox.created_at,
         "addresses": [{"email": a.email, "primary": a.primary} for a in inbox.addresses or []],
+        **({"expires_at": inbox.expires_at} if inbox.expires_at else {}),
     }
 
 
@@ -34,7 +35,8 @@ async def get_inbox(rt: Runtime, inbox_id: InboxId) -> CallToolResult:
     inbox = await (await rt.client()).inboxes.get(inbox_id)
     data = _inbox_data(inbox)
     addresses = ", ".join(a["email"] + (" (primary)" if a["primary"] else "") for a in data["addresses"]) or inbox.email
-    return ok(f"Inbox {inbox.id}: {addresses}.", data)
+    expiry = f" Deleted with its mail at {inbox.expires_at}." if inbox.expires_at else ""
+    return ok(f"Inbox {inbox.id}: {addresses}.{expiry}", data)
 
 
 @toolset.tool(title="Update inbox", annotations=UPDATE)

@@ -255,6 +255,32 @@ async def test_inbox_creation_and_listing(tmp_path: Path, backend: FakeBackend |
         assert duplicate.is_error and duplicate.content[0].text.startswith("CONFLICT:")
 
 
+async def test_create_inbox_with_a_time_to_live_is_local_only(tmp_path: Path, backend: FakeBackend | LocalBackend) -> None:
+    async with tools(tmp_path, backend) as client:
+        too_short = await client.call_tool("create_inbox", {"username": "temp", "ttl_seconds": 30})
+        assert too_short.is_error and too_short.content[0].text.startswith("VALIDATION_ERROR: ttl_seconds: must be between 60")
+        result = await client.call_tool("create_inbox", {"username": "temp", "ttl_seconds": 3600})
+        listed = await call(client, "list_inboxes", {})
+    if backend.mode == "hosted":
+        text = result.content[0].text
+        assert result.is_error and text.startswith("VALIDATION_ERROR: ttl_seconds: the hosted MyAgentMail API has no")
+        assert "Hint: Call again without ttl_seconds" in text
+        assert listed["inboxes"] == [], "nothing was created"
+        return
+    assert not result.is_error, result.content[0].text
+    created = dict(result.structured_content or {})
+    assert created["email"].startswith("temp@") and created["expires_at"].endswith("Z")
+    assert f"It is deleted with its mail at {created['expires_at']}." in result.content[0].text
+    assert [i["id"] for i in listed["inboxes"]] == [created["id"]]
+    assert listed["inboxes"][0]["expires_at"] == created["expires_at"]
+    async with tools(tmp_path, backend, toolsets="all") as client:
+        shown = await client.call_tool("get_inbox", {"inbox_id": created["id"]})
+        listing = await client.call_tool("list_inboxes", {})
+    assert (shown.structured_content or {})["expires_at"] == created["expires_at"]
+    assert f"Deleted with its mail at {created['expires_at']}." in shown.content[0].text
+    assert f"temp@mam.localhost [deleted at {created['expires_at']}]" in listing.content[0].text
+
+
 async def test_message_resource_reads_without_marking_read_where_the_backend_allows(
     tmp_path: Path, backend: FakeBackend | LocalBackend
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
@@ -26,10 +27,13 @@ from mam_mcp.local.api.wire import inbox_wire, json_response, ok
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.timestamps import iso_utc
 
 __all__ = ["inbox_routes"]
 
 _USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
+TTL_MIN_SECONDS = 60
+TTL_MAX_SECONDS = 30 * 86_400
 
 
 class CreateInbox(StrictBody):
@@ -38,6 +42,8 @@ class CreateInbox(StrictBody):
     domain: str | None = Field(default=None, max_length=253)
     workspace_id: str | None = None
     metadata: dict[str, Any] | None = None
+    # Local only (the hosted API has no such field): the daemon deletes the inbox and its mail after it.
+    ttl_seconds: int | None = Field(default=None, ge=TTL_MIN_SECONDS, le=TTL_MAX_SECONDS)
 
 
 class UpdateInbox(StrictBody):
@@ -91,6 +97,9 @@ async def create_inbox(request: Request) -> JSONResponse:
     workspace_id = await _target_workspace(backend, scope, body.workspace_id)
     domain = (body.domain or backend.config.domain).strip().lower()
     await backend.admin.check_domain_usable(scope, domain, workspace_id)
+    expires_at = None
+    if body.ttl_seconds is not None:
+        expires_at = iso_utc(datetime.now(UTC) + timedelta(seconds=body.ttl_seconds))
     reveal = bool_param(request, "reveal") is True
 
     async def make() -> dict[str, Any]:
@@ -101,6 +110,7 @@ async def create_inbox(request: Request) -> JSONResponse:
             domain=domain,
             display_name=body.display_name,
             metadata=body.metadata,
+            expires_at=expires_at,
         )
         out = _inbox_detail(backend, row)
         out["apiKey"] = minted.key if reveal else ""

@@ -24,6 +24,7 @@ from mam_mcp.local.api.params import (
 )
 from mam_mcp.local.api.wire import attachment_wire, draft_wire, json_response, message_wire, ok, thread_wire
 from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.mailbox import MAX_TAG_CHARS
 from mam_mcp.local.service.outgoing import Outgoing
 
 __all__ = ["message_routes"]
@@ -178,6 +179,8 @@ async def list_messages(request: Request) -> JSONResponse:
         subject_contains=(params.get("subject") or "")[:MAX_SUBJECT_CHARS] or None,
         q=(params.get("q") or "")[:500] or None,
         after=iso_param(request, "after"),
+        tag=(params.get("tag") or "")[:MAX_TAG_CHARS] or None,
+        to=(params.get("to") or "").strip()[:320] or None,
         limit=limit,
         offset=offset,
     )

@@ -36,6 +36,7 @@ def inbox_wire(row: Row) -> dict[str, Any]:
         "workspaceId": row["workspace_id"],
         "metadata": _loads(row.get("metadata"), None),
         "createdAt": row["created_at"],
+        "expiresAt": row.get("expires_at"),  # local only: an ephemeral inbox's deletion time
     }
     if "addresses" in row:
         out["addresses"] = [
@@ -76,6 +77,7 @@ def message_wire(row: Row) -> dict[str, Any]:
         "sentAt": row["sent_at"],
         "createdAt": row["created_at"],
         "hasAttachments": bool(row["has_attachments"]),
+        "tag": row.get("tag"),  # the plus-address tag it was delivered with (scout+run42@ -> run42)
     }
     if row["direction"] == "outbound":
         out["bccAddresses"] = _loads(row["bcc_json"], [])

@@ -18,7 +18,21 @@ from typing import Any
 import mam_mcp
 from mam_mcp.local.config import LocalConfig
 
-__all__ = ["load_or_mint_key", "prepare_data_dir", "remove_state_file", "write_secret_file", "write_state_file"]
+__all__ = [
+    "DATA_FILES",
+    "load_or_mint_key",
+    "prepare_data_dir",
+    "remove_data_files",
+    "remove_state_file",
+    "write_secret_file",
+    "write_state_file",
+]
+
+# What a reset deletes: the mail database, the webhook delivery log (each with SQLite's side
+# files) and the tenant key, which a fresh database would not know. Logs and locks stay.
+DATA_FILES = tuple(
+    f"{db}{suffix}" for db in ("mail.db", "webhooks.db") for suffix in ("", "-wal", "-shm", "-journal")
+) + ("api_key",)
 
 
 def prepare_data_dir(config: LocalConfig) -> None:
@@ -26,6 +40,18 @@ def prepare_data_dir(config: LocalConfig) -> None:
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not existed and sys.platform != "win32":
         os.chmod(config.data_dir, 0o700)  # mkdir's mode is masked by the umask
+
+
+def remove_data_files(data_dir: Path) -> list[Path]:
+    """Delete the backend's data in `data_dir` (never a daemon's running files: stop it first);
+    returns what was deleted."""
+    removed = []
+    for name in DATA_FILES:
+        path = data_dir / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def write_secret_file(path: Path, content: str) -> None:

@@ -33,6 +33,7 @@ from mam_mcp.local.daemon.data_dir import (
     remove_state_file,
     write_state_file,
 )
+from mam_mcp.local.daemon.expiry import ExpirySweeper
 
 __all__ = ["DaemonError", "first_daemon_error", "run_daemon"]
 
@@ -219,6 +220,9 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         retries = SendRetryWorker(backend, busy=tracker.busy)
         await retries.start()
         stack.push_async_callback(retries.stop)
+        sweeper = ExpirySweeper(backend, config.expiry_sweep_seconds)
+        sweeper.start()
+        stack.push_async_callback(sweeper.stop)
 
         tenant_key = await _tenant_key(bound, backend)
         hub = EventHub()

@@ -84,6 +84,7 @@ def event_message(row: dict[str, Any]) -> dict[str, Any]:
         "plain_body": row.get("plain_body"),
         "html_body": row.get("html_body"),
         "timestamp": row.get("at") or utc_now_iso(),
+        "tag": row.get("tag"),  # ours: the plus-address tag (null without one)
     }
 
 

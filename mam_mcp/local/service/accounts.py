@@ -62,12 +62,13 @@ class AccountService:
         domain: str,
         display_name: str | None,
         metadata: dict[str, Any] | None,
+        expires_at: str | None = None,
     ) -> tuple[Row, MintedKey]:
-        """The new inbox and its first ak_ key."""
+        """The new inbox and its first ak_ key; `expires_at` makes it ephemeral (deleted by the daemon)."""
         try:
             row = await self._accounts.create_inbox(
                 tenant_id=tenant_id, workspace_id=workspace_id, username=username, domain=domain,
-                display_name=display_name, metadata=metadata,
+                display_name=display_name, metadata=metadata, expires_at=expires_at,
             )  # fmt: skip
         except ConflictError as exc:
             raise BackendError(409, "CONFLICT", str(exc)) from None

@@ -43,13 +43,16 @@ from mam_mcp.local.service.outgoing import (
     unique_addresses,
 )
 from mam_mcp.local.store.email_store import EmailStore
-from mam_mcp.local.timestamps import iso_utc
+from mam_mcp.local.timestamps import iso_utc, utc_now_iso
 
 __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
 
 logger = logging.getLogger(__name__)
 
 EventSink = Callable[[MailEvent], Awaitable[None] | None]
+# A queued send is never relayed later than its last scheduled attempt plus this much (or one base
+# interval when longer): time for a busy machine, not for a daemon that was stopped meanwhile.
+_RETRY_SLACK_SECONDS = 60.0
 
 
 class OutboundRelay(Protocol):
@@ -166,6 +169,18 @@ class LocalBackend:
             if not events or event.event_type in events:
                 targets.append(WebhookTarget(row["id"], row["url"], row["secret"], events))
         return targets
+
+    # ------------------------------------------------------------ ephemeral inboxes
+
+    async def delete_expired_inboxes(self, *, limit: int = 50) -> list[str]:
+        """Delete up to `limit` inboxes whose time to live ran out, with their mail, drafts, lists,
+        webhooks and keys (as DELETE /v1/inboxes/:id does); returns their ids."""
+        deleted = await self.store.delete_expired_inboxes(utc_now_iso(), limit=limit)
+        if deleted:
+            gone = set(deleted)
+            self.keys.forget(lambda key: key.inbox_id in gone)
+            logger.info("deleted %d expired inbox(es)", len(deleted))
+        return deleted
 
     # ------------------------------------------------------------ outbound
 
@@ -438,8 +453,8 @@ class LocalBackend:
                 tenant_id, workspace_id, row, "failed", f"{reply} (gave up after {attempts} attempts)"
             )
         now = datetime.now(UTC)
-        if retry_until is None:  # the last attempt's time, plus one base interval of slack
-            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + base
+        if retry_until is None:  # the last attempt's time, plus slack for a busy machine (a base interval, >= 60 s)
+            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + max(base, _RETRY_SLACK_SECONDS)
             retry_until = iso_utc(now + timedelta(seconds=last))
         next_attempt_at = iso_utc(now + timedelta(seconds=base * 3 ** (attempts - 1)))
         await self.store.sends.schedule_retry(

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.store.directory import MAX_TAG_CHARS
 from mam_mcp.local.store.email_store import EmailStore
 
-__all__ = ["MailboxService"]
+__all__ = ["MAX_TAG_CHARS", "MailboxService"]
 
 Row = dict[str, Any]
 
@@ -33,12 +34,15 @@ class MailboxService:
         subject_contains: str | None,
         q: str | None,
         after: str | None,
+        tag: str | None = None,
+        to: str | None = None,
         limit: int,
         offset: int,
     ) -> list[Row]:
+        """`tag`: mail that came to the inbox's address with `+tag`; `to`: mail to that address."""
         return await self._mail.list_messages(
             inbox_id, direction=direction, unread=unread, from_contains=from_contains,
-            subject_contains=subject_contains, q=q, after=after, limit=limit, offset=offset,
+            subject_contains=subject_contains, q=q, after=after, tag=tag, to=to, limit=limit, offset=offset,
         )  # fmt: skip
 
     async def message(self, inbox_id: str, message_id: str, *, mark_read: bool = False) -> Row:

@@ -13,7 +13,14 @@ from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.rows import ConflictError, Row, new_id, row_or_none
 from mam_mcp.local.timestamps import utc_now_iso
 
-__all__ = ["AccountRepository", "KeyRecord", "delete_inbox_rows", "delete_workspace_rows", "workspace_inbox_ids"]
+__all__ = [
+    "AccountRepository",
+    "KeyRecord",
+    "delete_inbox_rows",
+    "delete_workspace_rows",
+    "expired_inbox_ids",
+    "workspace_inbox_ids",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +134,10 @@ class AccountRepository:
     # ------------------------------------------------------------ inboxes and addresses
 
     def inbox_for_address(self, address: str) -> tuple[str, str, str | None] | None:
-        """(inbox_id, tenant_id, workspace_id) of the inbox owning an address; in memory (RCPT checks)."""
-        record = self._directory.owner_of(address)
+        """(inbox_id, tenant_id, workspace_id) of the inbox mail to an address goes to (its owner, the
+        owner of its address without `+tag`, or the catch-all); in memory (RCPT checks)."""
+        delivery = self._directory.route(address)
+        record = delivery.inbox if delivery else None
         return (record.id, record.tenant_id, record.workspace_id) if record else None
 
     def inbox_record(self, inbox_id: str) -> InboxRecord | None:
@@ -143,7 +152,9 @@ class AccountRepository:
         domain: str,
         display_name: str | None,
         metadata: dict[str, Any] | None = None,
+        expires_at: str | None = None,
     ) -> Row:
+        """`expires_at` (a wire timestamp): the daemon deletes the inbox and its mail after it."""
         now = utc_now_iso()
         email_addr = f"{username}@{domain}"
         inbox_id = new_id()
@@ -151,14 +162,16 @@ class AccountRepository:
             "id": inbox_id, "tenant_id": tenant_id, "workspace_id": workspace_id, "username": username,
             "domain": domain, "email": email_addr, "display_name": display_name,
             "metadata": json.dumps(metadata) if metadata is not None else None, "created_at": now,
+            "expires_at": expires_at,
         }  # fmt: skip
 
         def run(c: sqlite3.Connection) -> None:
             if c.execute("SELECT 1 FROM addresses WHERE email=?", (email_addr,)).fetchone():
                 raise ConflictError(f"address {email_addr} is already in use")
             c.execute(
-                "INSERT INTO inboxes VALUES (:id, :tenant_id, :workspace_id, :username, :domain, :email,"
-                " :display_name, :metadata, :created_at)",
+                "INSERT INTO inboxes (id, tenant_id, workspace_id, username, domain, email, display_name,"
+                " metadata, created_at, expires_at) VALUES (:id, :tenant_id, :workspace_id, :username, :domain,"
+                " :email, :display_name, :metadata, :created_at, :expires_at)",
                 row,
             )
             c.execute("INSERT INTO addresses VALUES (?, ?, 1, ?)", (email_addr, row["id"], now))
@@ -274,6 +287,12 @@ def _key_record(row: sqlite3.Row | Row) -> KeyRecord:
 
 def workspace_inbox_ids(c: sqlite3.Connection, workspace_id: str) -> list[str]:
     return [r["id"] for r in c.execute("SELECT id FROM inboxes WHERE workspace_id=?", (workspace_id,))]
+
+
+def expired_inbox_ids(c: sqlite3.Connection, now: str, limit: int) -> list[str]:
+    """Up to `limit` inboxes whose `expires_at` is at or before `now`, the longest expired first."""
+    sql = "SELECT id FROM inboxes WHERE expires_at IS NOT NULL AND expires_at<=? ORDER BY expires_at LIMIT ?"
+    return [r["id"] for r in c.execute(sql, (now, limit))]
 
 
 def delete_inbox_rows(c: sqlite3.Connection, inbox_id: str) -> None:

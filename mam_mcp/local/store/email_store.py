@@ -37,7 +37,7 @@ class EmailStore:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
         self.db = Database(config.db_path)
-        self._directory = InboxDirectory()
+        self._directory = InboxDirectory(domain=config.domain, catch_all=config.catch_all_inbox)
         self.mail = MailRepository(self.db, self._directory)
         self.sends = SendStateRepository(self.db)
         self.accounts = AccountRepository(self.db, self._directory)
@@ -67,6 +67,21 @@ class EmailStore:
     async def delete_inbox(self, inbox_id: str) -> None:
         await self.db.write(lambda c: _delete_inbox_rows(c, inbox_id), offload=True)
         self._directory.forget_inbox(inbox_id)
+
+    async def delete_expired_inboxes(self, now: str, *, limit: int) -> list[str]:
+        """Delete up to `limit` inboxes expired at `now` (a wire timestamp) with all their data, in one
+        transaction; returns their ids (more may remain: call again)."""
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            inbox_ids = accounts.expired_inbox_ids(c, now, limit)
+            for inbox_id in inbox_ids:
+                _delete_inbox_rows(c, inbox_id)
+            return inbox_ids
+
+        deleted = await self.db.write(run, offload=True)
+        for inbox_id in deleted:
+            self._directory.forget_inbox(inbox_id)
+        return deleted
 
     async def delete_workspace(self, workspace_id: str) -> list[str]:
         """Delete a workspace and everything in it; returns the deleted inbox ids."""

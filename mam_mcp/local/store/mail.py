@@ -47,10 +47,12 @@ class MailRepository:
     async def insert_inbound(self, raw: bytes, *, mail_from: str, rcpt_tos: Sequence[str]) -> list[InboundCopy]:
         """Store one copy per local recipient inbox; returns the copies only after the COMMIT is on disk."""
         targets: list[InboxRecord] = []
+        tags: dict[str, str | None] = {}  # inbox id -> the tag of the first recipient address naming it
         for rcpt in rcpt_tos:
-            record = self._directory.owner_of(rcpt)
-            if record is not None and record not in targets:
-                targets.append(record)
+            delivery = self._directory.route(rcpt)
+            if delivery is not None and delivery.inbox not in targets:
+                targets.append(delivery.inbox)
+                tags[delivery.inbox.id] = delivery.tag
         if not targets:
             return []
         if len(raw) > PARSE_IN_THREAD_BYTES:
@@ -61,7 +63,7 @@ class MailRepository:
             parsed.from_address = mail_from
         # A big message's inserts (blob, attachments, full text) would hold the loop for tens of ms.
         big = len(raw) > PARSE_IN_THREAD_BYTES
-        return await self._db.write(lambda c: _store_inbound(c, raw, parsed, targets), offload=big)
+        return await self._db.write(lambda c: _store_inbound(c, raw, parsed, targets, tags), offload=big)
 
     # ------------------------------------------------------------ outbound mail
 
@@ -148,6 +150,8 @@ class MailRepository:
         subject_contains: str | None = None,
         q: str | None = None,
         after: str | None = None,
+        tag: str | None = None,
+        to: str | None = None,
         limit: int = 20,
         offset: int = 0,
     ) -> list[Row]:
@@ -178,6 +182,19 @@ class MailRepository:
         if after:
             sql += " AND m.at > ?"
             args.append(after)
+        if tag:
+            sql += " AND m.tag=?"  # the column compares without case (NOCASE), as the index does
+            args.append(tag)
+        if to:
+            # a recipient in To or Cc, or (a `+tag` address) the tag the mail was delivered with
+            local, _, domain = to.rpartition("@")
+            plus_tag = local.partition("+")[2] if domain else ""
+            sql += " AND (m.to_json LIKE ? ESCAPE '\\' OR m.cc_json LIKE ? ESCAPE '\\'"
+            args += [_like(json.dumps(to.lower()))] * 2  # a whole JSON string: `a@b` is not `xa@b`
+            if plus_tag:
+                sql += " OR m.tag=?"
+                args.append(plus_tag)
+            sql += ")"
         sql += " ORDER BY f.rowid DESC" if match else " ORDER BY m.at DESC, m.seq DESC"
         sql += " LIMIT ? OFFSET ?"
         args += [limit, offset]
@@ -470,7 +487,11 @@ def _find_thread(c: sqlite3.Connection, inbox_id: str, parsed: ParsedMessage, no
 
 
 def _store_inbound(
-    c: sqlite3.Connection, raw: bytes, parsed: ParsedMessage, targets: Sequence[InboxRecord]
+    c: sqlite3.Connection,
+    raw: bytes,
+    parsed: ParsedMessage,
+    targets: Sequence[InboxRecord],
+    tags: dict[str, str | None] | None = None,
 ) -> list[InboundCopy]:
     now = utc_now_iso()
     raw_id = c.execute("INSERT INTO raw_sources (raw) VALUES (?)", (raw,)).lastrowid
@@ -490,6 +511,7 @@ def _store_inbound(
             "html_body": parsed.html_body, "headers_json": headers_json, "is_read": 0, "deleted": 0,
             "has_attachments": 1 if parsed.attachments else 0, "raw_id": raw_id, "at": now,
             "sent_at": parsed.date, "received_at": now, "created_at": now,
+            "tag": (tags or {}).get(inbox.id),
         }  # fmt: skip
         seq = _insert_message(c, row, body_text=parsed.plain_body or parsed.html_body or "")
         for att in parsed.attachments:

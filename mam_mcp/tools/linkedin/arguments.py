@@ -27,8 +27,8 @@ IntentDescription = Annotated[
     Field(
         min_length=20,
         max_length=4000,
-        description="Firing rule: who fires (role, company stage), what in the post counts, and who must NOT "
-        "fire (vendors, agencies, recruiters).",
+        description="Firing rule: who fires (role, company stage), what in a post counts, who must NOT "
+        "(vendors, agencies, recruiters).",
     ),
 ]
 ProfileUrl = Annotated[str, Field(max_length=300), AfterValidator(check_profile_url)]

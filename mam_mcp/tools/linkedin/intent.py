@@ -84,7 +84,7 @@ async def linkedin_create_signal(
     min_intent: Intent | None = None,
     session_id: SessionId = None,
 ) -> CallToolResult:
-    """Create a recurring LinkedIn watcher. kind: keyword (needs query), engagement (people engaging with target_url's posts), job_change_watchlist (profile_urls), connection_accepted or message_received (need session_id)."""
+    """Create a recurring LinkedIn watcher. kind: keyword (needs query), engagement (engagers of target_url's posts), job_change_watchlist (profile_urls), connection_accepted or message_received (need session_id)."""
     api = await linkedin_api(rt)
     signal = await api.signals.create(
         kind=kind,

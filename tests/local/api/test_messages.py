@@ -73,6 +73,21 @@ async def test_local_send_is_delivered_and_both_sides_get_events(
     assert events[0].message["from"] == "Alice <alice@mam.localhost>"
 
 
+async def test_a_local_send_to_a_plus_address_is_delivered_tagged_with_the_tag_in_the_event(
+    local_api: httpx2.AsyncClient, make_inbox: Any, events: list[MailEvent]
+) -> None:
+    alice, bob = await make_inbox("alice"), await make_inbox("bob")
+    sent = await local_api.post(
+        f"/v1/inboxes/{alice['id']}/send", json={"to": "bob+job7@mam.localhost", "subject": "Hi", "text": "hello"}
+    )
+    assert sent.status_code == 201 and sent.json()["status"] == "delivered"  # local, not captured
+    received = await _only_message(local_api, bob["id"])
+    assert received["tag"] == "job7" and received["toAddresses"] == ["bob+job7@mam.localhost"]
+    outbound = await _only_message(local_api, alice["id"], direction="outbound")
+    assert outbound["tag"] is None
+    assert events[0].event_type == "message.received" and events[0].message["tag"] == "job7"
+
+
 async def test_get_marks_read_mark_delete_raw_and_attachments(
     local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any
 ) -> None:

@@ -161,6 +161,35 @@ async def test_retries_run_out_into_failed_and_a_dropped_connection_before_data_
     assert sink.received == [] and sink.data_attempts == 0
 
 
+async def test_a_queued_send_whose_window_ended_while_the_daemon_was_stopped_fails_and_is_never_sent_late(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, sink: RelaySink
+) -> None:
+    backend = local_backend[0]
+    _use_relay(local_backend, sink.url)
+    sink.data_answer = "451 4.7.1 Greylisted, try again"
+    inbox = await make_inbox("sender")
+    queued = await _send(local_api, inbox)
+    assert queued.json()["status"] == "queued"
+    message_id = queued.json()["id"]
+    stored = await backend.store.sends.delivery(message_id)
+    assert stored is not None and stored["retry_until"] > stored["next_attempt_at"]  # slack past the last attempt
+
+    def end_the_window(c: sqlite3.Connection) -> None:  # what a daemon stopped for a day comes back to
+        c.execute(
+            "UPDATE outbound_delivery SET next_attempt_at='2000-01-01T00:00:00.000Z',"
+            " retry_until='2000-01-01T00:00:01.000Z' WHERE message_id=?",
+            (message_id,),
+        )
+
+    await backend.store.mail._db.write(end_the_window)
+    sink.data_answer = None
+    await _drain_retries(backend)
+    assert await _status(local_api, inbox, message_id) == "failed"
+    stored = await backend.store.sends.delivery(message_id)
+    assert stored is not None and "the retries ended at 2000-01-01T00:00:01.000Z" in stored["last_reply"]
+    assert "Greylisted" in stored["last_reply"] and sink.received == []
+
+
 async def test_a_connection_lost_after_the_message_went_over_is_unknown_and_never_retried(
     local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, sink: RelaySink
 ) -> None:

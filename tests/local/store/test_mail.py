@@ -131,3 +131,27 @@ async def test_big_messages_are_stored_off_the_event_loop(
     assert threads[0] == threading.current_thread().name
     assert threads[1].startswith("mam-local-sqlite-commit")
     await store.close()
+
+
+async def test_plus_tags_are_stored_and_the_to_and_tag_filters_are_exact(local_config: LocalConfig) -> None:
+    store, bob = await store_with_inbox(local_config)
+    await store.mail.insert_inbound(mail("tagged", msg_id="<p1@x>"), mail_from="a@example.com",
+                                    rcpt_tos=["bob+Run7@mam.localhost"])  # fmt: skip
+    await store.mail.insert_inbound(mail("plain", msg_id="<p2@x>"), mail_from="a@example.com",
+                                    rcpt_tos=["bob@mam.localhost"])  # fmt: skip
+    # Two addresses of one inbox in one transaction: one copy, the tag of the first address naming it.
+    copies = await store.mail.insert_inbound(mail("both", msg_id="<p3@x>"), mail_from="a@example.com",
+                                             rcpt_tos=["bob+first@mam.localhost", "bob+second@mam.localhost"])  # fmt: skip
+    assert [c.message["tag"] for c in copies] == ["first"]
+
+    async def subjects(**filters: Any) -> list[str]:
+        return sorted(r["subject"] for r in await store.mail.list_messages(bob, **filters))
+
+    assert await subjects(tag="run7") == ["tagged"]  # without regard to case
+    assert await subjects(tag="run") == []  # whole tags only
+    # `mail()` addresses its To header to bob@mam.localhost: that is the recipient `to` matches...
+    assert await subjects(to="BOB@mam.localhost") == ["both", "plain", "tagged"]
+    assert await subjects(to="ob@mam.localhost") == []  # ...as a whole address, not a substring
+    # ...and a +tag address also matches what was delivered with that tag.
+    assert await subjects(to="bob+run7@mam.localhost") == ["tagged"]
+    await store.close()

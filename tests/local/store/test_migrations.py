@@ -46,7 +46,8 @@ def test_version_1_is_the_schema_the_release_created(tmp_path: Path) -> None:
         assert schema_version(migrated) == SCHEMA_VERSION
         added = {row[1] for row in _schema_of(migrated)} - {row[1] for row in expected}
     assert added == {
-        "outbound_delivery", "outbound_delivery_due", "messages_unread", "request_records", "request_records_created"
+        "outbound_delivery", "outbound_delivery_due", "messages_unread", "messages_tag", "inboxes_expiry",
+        "request_records", "request_records_created",
     }
 
 
@@ -220,3 +221,17 @@ async def test_a_release_database_with_10k_messages_opens_and_everything_is_foun
         assert await store.sends.claim_delivery(row["id"])
         await store.sends.finish_delivery(row["id"], "sent")
         assert (await store.mail.get_message("inb-a", row["id"]) or {}).get("status") == "sent"
+
+
+def test_the_inbox_expiry_version_applies_again_over_its_own_schema(tmp_path: Path) -> None:
+    # A database whose version was set back (an older build opened it) already has the column.
+    from mam_mcp.local.store.migrations import v07_inbox_expiry
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "mail.db", isolation_level=None)) as conn:
+        migrate(conn)
+        conn.execute(f"PRAGMA user_version={v07_inbox_expiry.VERSION - 1}")
+        migrate(conn)
+        assert schema_version(conn) == SCHEMA_VERSION
+        v07_inbox_expiry.apply(conn)
+        assert [r[1] for r in conn.execute("PRAGMA table_info(inboxes)")].count("expires_at") == 1
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name='inboxes_expiry'").fetchone()[0] == 1

@@ -13,7 +13,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from mam_mcp.local.store.migrations import v01_initial, v02_send_states, v03_unread_index, v08_request_records
+from mam_mcp.local.store.migrations import (
+    v01_initial,
+    v02_send_states,
+    v03_unread_index,
+    v06_message_tags,
+    v07_inbox_expiry,
+    v08_request_records,
+)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
 
@@ -23,6 +30,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     (v01_initial.VERSION, v01_initial.apply),
     (v02_send_states.VERSION, v02_send_states.apply),
     (v03_unread_index.VERSION, v03_unread_index.apply),
+    (v06_message_tags.VERSION, v06_message_tags.apply),
+    (v07_inbox_expiry.VERSION, v07_inbox_expiry.apply),
     (v08_request_records.VERSION, v08_request_records.apply),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
