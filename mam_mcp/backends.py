@@ -11,7 +11,9 @@ from mam_mcp.client import MamClient
 from mam_mcp.client.errors import MamError
 from mam_mcp.config import Settings
 
-__all__ = ["connect_backend"]
+__all__ = ["LOCAL_WRITE_RETRIES", "connect_backend"]
+
+LOCAL_WRITE_RETRIES = 1
 
 
 async def connect_backend(settings: Settings) -> MamClient:
@@ -29,4 +31,5 @@ async def connect_backend(settings: Settings) -> MamClient:
             code="LOCAL_BACKEND_UNAVAILABLE",
             hint="Run `mam-mcp doctor`; or set MYAGENTMAIL_API_KEY to use the hosted API instead.",
         ) from None
-    return MamClient(base_url=handle.base_url, api_key=handle.api_key)
+    # The local backend honours Idempotency-Key on every create: a write whose answer was lost is sent once more.
+    return MamClient(base_url=handle.base_url, api_key=handle.api_key, write_retries=LOCAL_WRITE_RETRIES)

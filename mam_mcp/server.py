@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from mam_mcp import __version__
 from mam_mcp.backends import connect_backend
 from mam_mcp.client.errors import ConnectionFailed, MamError, ValidationFailed
+from mam_mcp.client.idempotency import tool_call
 from mam_mcp.config import Settings
 from mam_mcp.logs import configure_logging
 from mam_mcp.toolkit.results import fail
@@ -55,15 +56,18 @@ def _bind(spec: ToolSpec, rt: Runtime) -> Any:
     @functools.wraps(fn)
     async def bound(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            try:
-                result: CallToolResult = await fn(rt, *args, **kwargs)
-            except ConnectionFailed:
-                if rt.settings.mode != "local":
-                    raise
-                # The local daemon stops when idle; the connection never opened, so nothing was sent:
-                # start it again and retry once.
-                await rt.reconnect()
-                result = await fn(rt, *args, **kwargs)
+            with tool_call() as call:  # the call's writes share idempotency keys, across the retry below too
+                try:
+                    result: CallToolResult = await fn(rt, *args, **kwargs)
+                except ConnectionFailed:
+                    if rt.settings.mode != "local":
+                        raise
+                    # The local daemon stops when idle; the connection never opened, so nothing was sent
+                    # by the failing request: start it again and run the call once more. Writes the first
+                    # run made carry the same Idempotency-Keys again, so they are answered, not redone.
+                    await rt.reconnect()
+                    call.restart()
+                    result = await fn(rt, *args, **kwargs)
             return result
         except MamError as error:
             return fail(error)

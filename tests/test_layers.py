@@ -78,6 +78,8 @@ def _local_above_storage_but(package: str) -> tuple[str, ...]:
         ("local/smtp", ("mam_mcp.local.store", *_local_above_storage_but("smtp"))),
         ("local/service", ("mam_mcp.local.api", "mam_mcp.local.console", "mam_mcp.local.daemon", "mam_mcp.local.smtp",
                            "mam_mcp.local.webhooks")),
+        # Routes call the services (service/accounts.py, mailbox.py, admin.py), never the store.
+        ("local/api", ("mam_mcp.local.store",)),
     ],
 )
 def test_layer_does_not_import_upwards(folder: str, forbidden: tuple[str, ...]) -> None:
@@ -87,6 +89,25 @@ def test_layer_does_not_import_upwards(folder: str, forbidden: tuple[str, ...]) 
             if any(name == f or name.startswith(f + ".") for f in forbidden):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
     assert not offenders, "\n".join(offenders)
+
+
+def _store_attribute_uses(source: str) -> list[int]:
+    """Lines that reach an attribute named `store` (`backend.store.mail...`)."""
+    return sorted(
+        node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Attribute) and node.attr == "store"
+    )
+
+
+def test_routes_never_reach_the_store() -> None:
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for path in _modules("local/api")
+        for line in _store_attribute_uses(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, "call a service method (LocalBackend.accounts/.mailbox/.admin) instead:\n" + "\n".join(
+        offenders
+    )
+    assert _store_attribute_uses("async def f(b):\n    await b.store.mail.get(1)") == [2]  # the check can fail
 
 
 def _private_owner(name: str) -> str | None:

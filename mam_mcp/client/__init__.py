@@ -41,8 +41,13 @@ class MamClient:
         api_key: str,
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        write_retries: int = 0,
     ) -> None:
-        self.http = HttpCore(base_url=base_url, api_key=api_key, transport=transport, timeout=timeout)
+        # write_retries: how often a create whose answer was lost is sent again with its Idempotency-Key
+        # (only for a backend that honours the key on every create: the local one).
+        self.http = HttpCore(
+            base_url=base_url, api_key=api_key, transport=transport, timeout=timeout, write_retries=write_retries
+        )
         self.inboxes = Inboxes(self.http)
         self.messages = Messages(self.http)
         self.attachments = Attachments(self.http)

@@ -35,6 +35,9 @@ __all__ = [
     "ServerError",
     "ConnectionFailed",
     "SendOutcomeUnknown",
+    "WriteOutcomeUnknown",
+    "IdempotencyKeyReused",
+    "IdempotencyInterrupted",
     "PolicyDenied",
     "ContentChanged",
     "RelayRejected",
@@ -238,6 +241,30 @@ class SendOutcomeUnknown(MamError):
     )
 
 
+class WriteOutcomeUnknown(MamError):
+    """A write (create, update, delete) whose answer never came: it may have been carried out.
+
+    Never retried without an Idempotency-Key the backend honours; the hint names what to check.
+    """
+
+    code = "WRITE_OUTCOME_UNKNOWN"
+    default_hint = "It may have been done: check (list or get it) before repeating the call; do not repeat it blindly."
+
+
+class IdempotencyKeyReused(MamError):
+    """The backend has a different request recorded under this Idempotency-Key (a client bug)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_hint = "Nothing was created by this call. Call the tool again: it gets a new key."
+
+
+class IdempotencyInterrupted(MamError):
+    """The first request with this Idempotency-Key was cut off (the backend stopped) before it answered."""
+
+    code = "IDEMPOTENCY_INTERRUPTED"
+    default_hint = "It may have been created: list the resource to check before creating it again."
+
+
 class PolicyDenied(MamError):
     """The outbound policy of this server refuses the send (set by the person running mam-mcp)."""
 
@@ -295,6 +322,9 @@ ERROR_CLASSES: dict[str, type[MamError]] = {
         PolicyDenied,
         ContentChanged,
         RelayRejected,
+        WriteOutcomeUnknown,
+        IdempotencyKeyReused,
+        IdempotencyInterrupted,
     )
 }
 

@@ -1,14 +1,20 @@
 """One httpx2.AsyncClient for the /v1 contract: auth header, error mapping, retry policy.
 
-Retry policy (DESIGN §3): only GETs are retried — on 429 `RATE_LIMITED` (or no code) after
-`Retry-After`, and on 502/503 — within a bounded budget. Sends are never retried: after a
+Retry policy (DESIGN §3): GETs are retried on 429 `RATE_LIMITED` (or no code) after
+`Retry-After`, and on 502/503, within a bounded budget. Sends are never retried: after a
 5xx, a timeout or a dropped connection the outcome is unknown and the error says so.
+
+Every POST and PUT carries an `Idempotency-Key` (client/idempotency.py: one per logical
+request, the same across its retries). A write whose answer never came (a timeout, a dropped
+connection after the request went out) is retried only with that key and only against a
+backend that honours it on creates (`write_retries`, set for the local backend); otherwise,
+and when the retry fails too, it is `WRITE_OUTCOME_UNKNOWN` with a hint naming what to list to
+check. A connection that never opened sent nothing: that stays `CONNECTION_FAILED`.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 from urllib.parse import quote
@@ -22,8 +28,10 @@ from mam_mcp.client.errors import (
     MamError,
     RelayRejected,
     SendOutcomeUnknown,
+    WriteOutcomeUnknown,
     error_from_response,
 )
+from mam_mcp.client.idempotency import request_key
 from mam_mcp.loopback import is_loopback_url
 
 __all__ = [
@@ -46,6 +54,9 @@ LONG_TIMEOUT = 90.0  # synchronous LinkedIn searches and signal runs take 10-15 
 SEND_TIMEOUT = 60.0
 
 _RETRYABLE_GET_STATUS = {502, 503}
+_KEYED_METHODS = {"POST", "PUT"}
+# Failures before the request went out: nothing was sent, whatever the method.
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 _NON_RETRYABLE_429_CODES = {"LINKEDIN_RATE_LIMITED", "AUTH_LOCKOUT"}
 
 
@@ -70,6 +81,7 @@ class HttpCore:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = 3,
         max_retry_wait: float = 30.0,
+        write_retries: int = 0,
     ) -> None:
         root = base_url.rstrip("/")
         if not root.endswith("/v1"):
@@ -78,6 +90,8 @@ class HttpCore:
         self._api_key = api_key
         self._max_retries = max_retries
         self._max_retry_wait = max_retry_wait
+        # Retries of a keyed write whose answer was lost: only for a backend that honours the key.
+        self._write_retries = write_retries
         self._client = httpx2.AsyncClient(
             base_url=root,
             headers={
@@ -162,8 +176,8 @@ class HttpCore:
         """
         clean_params = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         headers: dict[str, str] = {}
-        if send:
-            headers["Idempotency-Key"] = uuid.uuid4().hex
+        if send or method.upper() in _KEYED_METHODS:
+            headers["Idempotency-Key"] = request_key(method, path, json)
         kwargs: dict[str, Any] = {"params": clean_params, "headers": headers}
         if json is not None:
             kwargs["json"] = json
@@ -175,14 +189,38 @@ class HttpCore:
             # A cancelled tool call must not leave a send half-done and unreported (DESIGN §3).
             with anyio.CancelScope(shield=True):
                 response = await self._send_once(method, path, kwargs)
+        elif method.upper() != "GET":
+            response = await self._write(method, path, kwargs)
         else:
             response = await self._with_retries(method, path, kwargs, self._max_retries if retry else 0)
         return self._result(response, expect)
 
+    async def _write(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx2.Response:
+        """A write that is not a send: retried (same key) after a lost answer only where the key is honoured."""
+        keyed = "Idempotency-Key" in kwargs["headers"]
+        attempts = 1 + (self._write_retries if keyed else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._client.request(method, path, **kwargs)
+            except _NOT_SENT as exc:
+                raise ConnectionFailed(f"could not connect to {self.base_url} ({type(exc).__name__})") from None
+            except httpx2.TransportError as exc:  # the request went out; its answer did not come back
+                if attempt < attempts:
+                    logger.info("no answer to %s %s (%s); retrying with its Idempotency-Key", method, path,
+                                type(exc).__name__)  # fmt: skip
+                    continue
+                what = "did not answer in time" if isinstance(exc, httpx2.TimeoutException) else "connection failed"
+                raise WriteOutcomeUnknown(
+                    f"{method} {path}: the API {what} ({type(exc).__name__}) after the request was sent; "
+                    "it may have been carried out",
+                    hint=check_hint(method, path),
+                ) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     async def _send_once(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx2.Response:
         try:
             response = await self._client.request(method, path, **kwargs)
-        except httpx2.ConnectError as exc:
+        except _NOT_SENT as exc:
             # The connection never opened: nothing was sent.
             raise ConnectionFailed(f"could not connect to {self.base_url} ({type(exc).__name__})") from None
         except (httpx2.TimeoutException, httpx2.TransportError) as exc:
@@ -264,6 +302,37 @@ class ResourceNamespace:
 
     def __init__(self, http: HttpCore) -> None:
         self._http = http
+
+
+_CHECK_BY_COLLECTION = {
+    "inboxes": "list_inboxes",
+    "drafts": "list_drafts",
+    "lists": "list_address_lists",
+    "entries": "get_address_list",
+    "addresses": "get_inbox",
+    "domains": "list_domains",
+    "workspaces": "list_workspaces",
+    "webhooks": "list_webhooks",
+}
+
+
+def check_hint(method: str, path: str) -> str:
+    """What to look at, after a write whose answer was lost, before doing it again."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if method.upper() in _KEYED_METHODS and parts:
+        collection = parts[-1]
+        if collection == "keys":
+            if len(parts) > 1 and parts[0] == "workspaces":
+                return "It may have been created: call list_workspace_keys to check before creating another."
+            return (
+                "The key may have been created (inbox keys cannot be listed). Do not repeat the call blindly: "
+                "if you still need a key, create one more and use that one."
+            )
+        tool = _CHECK_BY_COLLECTION.get(collection)
+        if tool is not None:
+            return f"It may have been created: call {tool} to check before creating it again; do not repeat the call blindly."
+        return "It may have been created: list or get it to check before repeating the call; do not repeat it blindly."
+    return WriteOutcomeUnknown.default_hint
 
 
 def path_segment(value: str) -> str:

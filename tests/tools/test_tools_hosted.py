@@ -368,3 +368,23 @@ async def test_message_resource_renders_markdown(tmp_path: Path, fake: FakeHoste
     assert text.startswith(f"# Email message {message['id']}") and "Body here" in text and "untrusted" in text
     assert "Subject: Hello" in text.split("<<<UNTRUSTED", 1)[1]
     assert skill.contents[0].text.startswith("---")
+
+
+@pytest.mark.parametrize("tool", ["create_draft", "create_webhook"])
+async def test_a_create_whose_answer_was_lost_is_not_retried_on_the_hosted_api(
+    tmp_path: Path, fake: FakeHostedAPI, tool: str
+) -> None:
+    inbox = fake.seed_inbox("agent")
+    if tool == "create_draft":
+        path, args, check = "/v1/inboxes/*/drafts", {"inbox_id": inbox["id"], "subject": "s"}, "list_drafts"
+    else:
+        path, args, check = "/v1/webhooks", {"url": "https://hooks.example.com/x", "events": ["message.received"]}, "list_webhooks"
+    fake.script("POST", path, status=201, drop=True, after_handler=True)
+    async with connected(tmp_path, fake, toolsets="all") as client:
+        result = await client.call_tool(tool, args)
+    assert result.is_error
+    text = text_of(result)
+    assert text.startswith("WRITE_OUTCOME_UNKNOWN:") and "may have been created" in text and check in text
+    posts = [r for r in fake.requests if r.method == "POST" and r.path.endswith(path.rsplit("/", 1)[-1])]
+    assert len(posts) == 1, "the hosted API does not document Idempotency-Key on creates: no retry"
+    assert posts[0].headers.get("idempotency-key"), "every create carries a key"

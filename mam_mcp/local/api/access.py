@@ -1,22 +1,59 @@
-"""Who is calling and what they may touch: every /v1 route starts here.
+"""Who is calling and what they may touch: every /v1 route starts here, with `caller()`.
 
-A key is read from `X-API-Key` or `Authorization: Bearer`; an inbox or workspace outside the
-key's scope answers 404, exactly as one that does not exist (existence is never revealed).
+`caller(request, *kinds)` authenticates the key (`X-API-Key` or `Authorization: Bearer`), refuses
+a key kind the route never serves (403 `AUTH_FORBIDDEN`) and returns a `Caller`: the key's scope
+and the backend's services. `Caller.inbox()` resolves the path's inbox. A resource outside the
+key's scope answers 404, exactly as one that does not exist (existence is never revealed); the
+services (`service/accounts.py`, `service/admin.py`) apply the same rule to workspaces, domains
+and webhooks. Routes call services only, never the store.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from mam_mcp.local.auth.credentials import presented_key
 from mam_mcp.local.auth.scope import KeyKind, KeyScope
+from mam_mcp.local.service.accounts import InboxRecord
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.store.directory import InboxRecord
 
-__all__ = ["authenticate", "backend_of", "check_tenant_workspace", "inbox_in_scope", "require_kind", "visible_inbox"]
+__all__ = [
+    "Caller",
+    "authenticate",
+    "backend_of",
+    "caller",
+    "require_kind",
+    "visible_inbox",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """One request's authenticated caller: its key scope, the backend, and the path it asked for."""
+
+    request: Request
+    scope: KeyScope
+    backend: LocalBackend
+
+    def inbox(self) -> InboxRecord:
+        """The path's `{inbox_id}` if the key may see it; 404 otherwise."""
+        return self.backend.accounts.visible_inbox(self.scope, self.request.path_params["inbox_id"])
+
+    def param(self, name: str) -> str:
+        value: str = self.request.path_params[name]
+        return value
+
+
+def caller(request: Request, *kinds: KeyKind) -> Caller:
+    """Authenticate (401/429), and with `kinds`, refuse any other kind of key (403)."""
+    scope = authenticate(request)
+    if kinds:
+        require_kind(scope, *kinds)
+    return Caller(request, scope, backend_of(request))
 
 
 def backend_of(request: Request) -> LocalBackend:
@@ -51,23 +88,6 @@ def require_kind(scope: KeyScope, *kinds: KeyKind) -> None:
         raise BackendError(403, "AUTH_FORBIDDEN", f"a {scope.kind}_ key cannot use this endpoint")
 
 
-def inbox_in_scope(request: Request, scope: KeyScope) -> InboxRecord:
-    """The path's inbox if the key may see it; 404 otherwise (existence is never revealed)."""
-    return visible_inbox(backend_of(request), scope, request.path_params["inbox_id"])
-
-
 def visible_inbox(backend: LocalBackend, scope: KeyScope, inbox_id: str) -> InboxRecord:
     """The inbox if the key may see it; 404 otherwise (existence is never revealed)."""
-    record = backend.store.accounts.inbox_record(inbox_id)
-    if record is None or not scope.can_see(
-        tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id
-    ):
-        raise BackendError.not_found("inbox")
-    return record
-
-
-async def check_tenant_workspace(backend: LocalBackend, scope: KeyScope, workspace_id: str) -> None:
-    """404 unless the workspace a tk_ key names is in its own tenant."""
-    workspace = await backend.store.accounts.get_workspace(workspace_id)
-    if workspace is None or workspace["tenant_id"] != scope.tenant_id:
-        raise BackendError.not_found("workspace")
+    return backend.accounts.visible_inbox(scope, inbox_id)

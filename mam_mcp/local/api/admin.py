@@ -12,22 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from mam_mcp.local.api.access import (
-    authenticate,
-    backend_of,
-    check_tenant_workspace,
-    inbox_in_scope,
-    require_kind,
-    visible_inbox,
-)
+from mam_mcp.local.api.access import Caller, caller
+from mam_mcp.local.api.creates import create_once
 from mam_mcp.local.api.params import CreateKey, StrictBody, iso_param, parse_body, valid_address
-from mam_mcp.local.api.wire import json_response, ok
-from mam_mcp.local.auth.scope import KeyScope
+from mam_mcp.local.api.wire import Row, json_response, ok
 from mam_mcp.local.dns import DnsError
 from mam_mcp.local.events.model import EVENT_TYPES
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.store.rows import ConflictError, Row
 
 __all__ = ["admin_routes"]
 
@@ -90,53 +82,56 @@ def _list_wire(row: Row) -> dict[str, Any]:
 
 
 async def create_list(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, CreateList)
-    row = await backend_of(request).store.admin.create_list(record.id, body.name, body.description)
-    return json_response(_list_wire(row), 201)
+
+    async def make() -> dict[str, Any]:
+        return _list_wire(await who.backend.admin.create_list(record.id, body.name, body.description))
+
+    return await create_once(request, who.scope, make)
 
 
 async def list_lists(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    rows = await backend_of(request).store.admin.list_lists(record.id)
+    who = caller(request)
+    rows = await who.backend.admin.lists(who.inbox().id)
     return json_response({"lists": [_list_wire(r) for r in rows]})
 
 
-async def _list_in_scope(request: Request, scope: KeyScope) -> tuple[str, Row]:
-    record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.admin.get_list(record.id, request.path_params["list_id"])
-    if row is None:
-        raise BackendError.not_found("list")
-    return record.id, row
+async def _address_list(who: Caller) -> tuple[str, Row]:
+    """The path's inbox id and list, if the key may see them; 404 otherwise."""
+    inbox_id = who.inbox().id
+    return inbox_id, await who.backend.admin.address_list(inbox_id, who.param("list_id"))
 
 
 async def get_list(request: Request) -> JSONResponse:
-    _, row = await _list_in_scope(request, authenticate(request))
+    _, row = await _address_list(caller(request))
     return json_response(_list_wire(row))
 
 
 async def delete_list(request: Request) -> JSONResponse:
-    inbox_id, row = await _list_in_scope(request, authenticate(request))
-    await backend_of(request).store.admin.delete_list(inbox_id, row["id"])
+    who = caller(request)
+    inbox_id, row = await _address_list(who)
+    await who.backend.admin.delete_list(inbox_id, row["id"])
     return ok()
 
 
 async def add_entry(request: Request) -> JSONResponse:
-    _, row = await _list_in_scope(request, authenticate(request))
+    who = caller(request)
+    _, row = await _address_list(who)
     body = await parse_body(request, AddEntry)
     address = valid_address(body.email, "email")
-    entry = await backend_of(request).store.admin.add_list_entry(
-        row["id"], address, body.display_name, body.metadata
-    )
-    return json_response(_entry_wire(entry), 201)
+
+    async def make() -> dict[str, Any]:
+        return _entry_wire(await who.backend.admin.add_entry(row["id"], address, body.display_name, body.metadata))
+
+    return await create_once(request, who.scope, make)
 
 
 async def remove_entry(request: Request) -> JSONResponse:
-    _, row = await _list_in_scope(request, authenticate(request))
-    if not await backend_of(request).store.admin.remove_list_entry(row["id"], request.path_params["entry_id"]):
-        raise BackendError.not_found("entry")
+    who = caller(request)
+    _, row = await _address_list(who)
+    await who.backend.admin.remove_entry(row["id"], who.param("entry_id"))
     return ok()
 
 
@@ -164,19 +159,14 @@ def _domain_wire(backend: LocalBackend, row: Row) -> dict[str, Any]:
     }
 
 
-async def _domain_in_scope(request: Request, scope: KeyScope) -> Row:
-    require_kind(scope, "tk", "wk")
-    row = await backend_of(request).store.admin.get_domain(request.path_params["domain"].lower())
-    if row is None or not scope.can_see(
-        tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None
-    ):
-        raise BackendError.not_found("domain")
-    return row
+async def _domain(who: Caller) -> Row:
+    """The path's domain if the key may see it; 404 otherwise."""
+    return await who.backend.admin.visible_domain(who.scope, who.param("domain"))
 
 
 async def create_domain(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
+    who = caller(request, "tk", "wk")
+    scope, backend = who.scope, who.backend
     body = await parse_body(request, CreateDomain)
     domain = body.domain.strip().lower().rstrip(".")
     if (
@@ -185,39 +175,37 @@ async def create_domain(request: Request) -> JSONResponse:
         or not all(ch.isalnum() or ch in "-." for ch in domain)
     ):
         raise BackendError.validation("domain", "not a valid domain name")
-    backend = backend_of(request)
     if domain == backend.config.domain.lower():
         raise BackendError(409, "CONFLICT", "that is the local backend's own domain")
     workspace_id = scope.workspace_id if scope.kind == "wk" else body.workspace_id
     if scope.kind == "tk" and workspace_id is not None:
-        await check_tenant_workspace(backend, scope, workspace_id)
-    try:
-        row = await backend.store.admin.create_domain(
+        await backend.accounts.check_tenant_workspace(scope, workspace_id)
+
+    async def make() -> dict[str, Any]:
+        row = await backend.admin.create_domain(
             tenant_id=scope.tenant_id, workspace_id=workspace_id, domain=domain, token=secrets.token_hex(16)
         )
-    except ConflictError as exc:
-        raise BackendError(409, "CONFLICT", str(exc)) from None
-    return json_response({"domain": _domain_wire(backend, row)}, 201)
+        return {"domain": _domain_wire(backend, row)}
+
+    return await create_once(request, scope, make)
 
 
 async def list_domains(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
-    backend = backend_of(request)
-    rows = await backend.store.admin.list_domains(
-        scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
-    )
-    return json_response({"domains": [_domain_wire(backend, r) for r in rows]})
+    who = caller(request, "tk", "wk")
+    scope = who.scope
+    rows = await who.backend.admin.domains(scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None)
+    return json_response({"domains": [_domain_wire(who.backend, r) for r in rows]})
 
 
 async def get_domain(request: Request) -> JSONResponse:
-    row = await _domain_in_scope(request, authenticate(request))
-    return json_response({"domain": _domain_wire(backend_of(request), row)})
+    who = caller(request, "tk", "wk")
+    return json_response({"domain": _domain_wire(who.backend, await _domain(who))})
 
 
 async def verify_domain(request: Request) -> JSONResponse:
-    row = await _domain_in_scope(request, authenticate(request))
-    backend = backend_of(request)
+    who = caller(request, "tk", "wk")
+    row = await _domain(who)
+    backend = who.backend
     expected = f"mam-verify={row['verify_token']}"
     try:
         with anyio.fail_after(VERIFY_TIMEOUT_SECONDS):
@@ -225,16 +213,15 @@ async def verify_domain(request: Request) -> JSONResponse:
         status = "verified" if expected in texts else "failed"
     except (TimeoutError, DnsError, OSError):
         status = "verifying" if row["status"] != "verified" else "verified"
-    if status != row["status"]:
-        await backend.store.admin.set_domain_status(row["domain"], status)
-    fresh = await backend.store.admin.get_domain(row["domain"]) or row
+    fresh = await backend.admin.set_domain_status(row, status)
     return json_response({"domain": _domain_wire(backend, fresh)})
 
 
 async def zone_file(request: Request) -> PlainTextResponse:
-    row = await _domain_in_scope(request, authenticate(request))
+    who = caller(request, "tk", "wk")
+    row = await _domain(who)
     lines = [f"; zone records for {row['domain']} (mam-mcp local backend)"]
-    for record in _domain_records(backend_of(request), row):
+    for record in _domain_records(who.backend, row):
         value = (
             f'"{record["value"]}"'
             if record["type"] == "TXT"
@@ -245,8 +232,9 @@ async def zone_file(request: Request) -> PlainTextResponse:
 
 
 async def delete_domain(request: Request) -> JSONResponse:
-    row = await _domain_in_scope(request, authenticate(request))
-    await backend_of(request).store.admin.delete_domain(row["domain"])
+    who = caller(request, "tk", "wk")
+    row = await _domain(who)
+    await who.backend.admin.delete_domain(row["domain"])
     return ok()
 
 
@@ -262,82 +250,68 @@ def _key_wire(row: Row) -> dict[str, Any]:
             "revokedAt": row["revoked_at"]}  # fmt: skip
 
 
-async def _workspace_in_scope(request: Request, scope: KeyScope) -> Row:
-    require_kind(scope, "tk", "wk")
-    row = await backend_of(request).store.accounts.get_workspace(request.path_params["workspace_id"])
-    if row is None or not scope.can_see(tenant_id=row["tenant_id"], workspace_id=row["id"], inbox_id=None):
-        raise BackendError.not_found("workspace")
-    return row
+async def _workspace(who: Caller) -> Row:
+    """The path's workspace if the key may see it; 404 otherwise."""
+    return await who.backend.accounts.visible_workspace(who.scope, who.param("workspace_id"))
 
 
 async def create_workspace(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk")
+    who = caller(request, "tk")
     body = await parse_body(request, CreateWorkspace)
-    row = await backend_of(request).store.accounts.create_workspace(scope.tenant_id, body.name)
-    return json_response(_workspace_wire(row), 201)
+
+    async def make() -> dict[str, Any]:
+        return _workspace_wire(await who.backend.accounts.create_workspace(who.scope.tenant_id, body.name))
+
+    return await create_once(request, who.scope, make)
 
 
 async def list_workspaces(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
-    rows = await backend_of(request).store.accounts.list_workspaces(
-        scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
-    )
+    who = caller(request, "tk", "wk")
+    scope = who.scope
+    rows = await who.backend.accounts.workspaces(scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None)
     return json_response({"workspaces": [_workspace_wire(r) for r in rows]})
 
 
 async def get_workspace(request: Request) -> JSONResponse:
-    return json_response(_workspace_wire(await _workspace_in_scope(request, authenticate(request))))
+    return json_response(_workspace_wire(await _workspace(caller(request, "tk", "wk"))))
 
 
 async def delete_workspace(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk")
-    row = await _workspace_in_scope(request, scope)
-    backend = backend_of(request)
-    await backend.store.delete_workspace(row["id"])
-    backend.keys.forget(lambda key: key.workspace_id == row["id"])
+    who = caller(request, "tk")
+    row = await _workspace(who)
+    await who.backend.accounts.delete_workspace(row["id"])
     return ok()
 
 
 async def create_workspace_key(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk")
-    row = await _workspace_in_scope(request, scope)
+    who = caller(request, "tk")
+    row = await _workspace(who)
     body = await parse_body(request, CreateKey, optional=True)
-    minted = await backend_of(request).keys.mint(
-        "wk", tenant_id=scope.tenant_id, workspace_id=row["id"], name=body.name
-    )
-    return json_response(
-        {
+
+    async def make() -> dict[str, Any]:
+        minted = await who.backend.accounts.mint("wk", tenant_id=who.scope.tenant_id, workspace_id=row["id"], name=body.name)
+        return {
             "id": minted.id,
             "name": minted.name,
             "key": minted.key,
             "prefix": minted.prefix,
             "createdAt": minted.created_at,
-        },
-        201,
-    )
+        }
+
+    return await create_once(request, who.scope, make, secret_fields=("key",))
 
 
 async def list_workspace_keys(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk")
-    row = await _workspace_in_scope(request, scope)
-    keys = await backend_of(request).store.accounts.list_keys(workspace_id=row["id"])
+    who = caller(request, "tk")
+    row = await _workspace(who)
+    keys = await who.backend.accounts.workspace_keys(row["id"])
     return json_response({"keys": [_key_wire(k) for k in keys]})
 
 
 async def revoke_workspace_key(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk")
-    row = await _workspace_in_scope(request, scope)
-    backend = backend_of(request)
-    key = await backend.store.accounts.get_key(request.path_params["key_id"])
-    if key is None or key["workspace_id"] != row["id"] or key["kind"] != "wk":
-        raise BackendError.not_found("key")
-    await backend.keys.revoke(key["id"])
+    who = caller(request, "tk")
+    row = await _workspace(who)
+    await who.backend.accounts.revoke_workspace_key(row["id"], who.param("key_id"))
     return ok()
 
 
@@ -363,64 +337,60 @@ def _check_webhook_fields(url: str | None, events: list[str] | None) -> None:
             )
 
 
-async def _webhook_in_scope(request: Request, scope: KeyScope) -> Row:
-    require_kind(scope, "tk", "wk")
-    row = await backend_of(request).store.admin.get_webhook(request.path_params["webhook_id"])
-    if row is None or not scope.can_see(
-        tenant_id=row["tenant_id"], workspace_id=row["workspace_id"], inbox_id=None
-    ):
-        raise BackendError.not_found("webhook")
-    return row
+async def _webhook(who: Caller) -> Row:
+    """The path's webhook if the key may see it; 404 otherwise."""
+    return await who.backend.admin.visible_webhook(who.scope, who.param("webhook_id"))
 
 
 async def create_webhook(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
+    who = caller(request, "tk", "wk")
+    scope, backend = who.scope, who.backend
     body = await parse_body(request, CreateWebhook)
     _check_webhook_fields(body.url, body.events)
-    backend = backend_of(request)
     workspace_id = scope.workspace_id if scope.kind == "wk" else body.workspace_id
     if scope.kind == "tk" and workspace_id is not None:
-        await check_tenant_workspace(backend, scope, workspace_id)
+        await backend.accounts.check_tenant_workspace(scope, workspace_id)
     if body.inbox_id is not None:
-        workspace_id = visible_inbox(backend, scope, body.inbox_id).workspace_id
-    row = await backend.store.admin.create_webhook(
-        tenant_id=scope.tenant_id,
-        workspace_id=workspace_id,
-        inbox_id=body.inbox_id,
-        url=body.url,
-        events=body.events,
-        secret="whsec_" + secrets.token_urlsafe(32),
-    )
-    return json_response(_webhook_wire(row, secret=True), 201)
+        workspace_id = backend.accounts.visible_inbox(scope, body.inbox_id).workspace_id
+
+    async def make() -> dict[str, Any]:
+        row = await backend.admin.create_webhook(
+            tenant_id=scope.tenant_id,
+            workspace_id=workspace_id,
+            inbox_id=body.inbox_id,
+            url=body.url,
+            events=body.events,
+            secret="whsec_" + secrets.token_urlsafe(32),
+        )
+        return _webhook_wire(row, secret=True)
+
+    return await create_once(request, scope, make, secret_fields=("secret",))
 
 
 async def list_webhooks(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
-    rows = await backend_of(request).store.admin.list_webhooks(
-        scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None
-    )
+    who = caller(request, "tk", "wk")
+    scope = who.scope
+    rows = await who.backend.admin.webhooks(scope.tenant_id, scope.workspace_id if scope.kind == "wk" else None)
     return json_response({"webhooks": [_webhook_wire(r) for r in rows]})
 
 
 async def get_webhook(request: Request) -> JSONResponse:
-    return json_response(_webhook_wire(await _webhook_in_scope(request, authenticate(request))))
+    return json_response(_webhook_wire(await _webhook(caller(request, "tk", "wk"))))
 
 
 async def update_webhook(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    row = await _webhook_in_scope(request, scope)
+    who = caller(request, "tk", "wk")
+    row = await _webhook(who)
     body = await parse_body(request, UpdateWebhook)
     _check_webhook_fields(body.url, body.events)
-    store = backend_of(request).store
-    await store.admin.update_webhook(row["id"], url=body.url, events=body.events, is_active=body.is_active)
-    return json_response(_webhook_wire(await store.admin.get_webhook(row["id"]) or row))
+    fresh = await who.backend.admin.update_webhook(row, url=body.url, events=body.events, is_active=body.is_active)
+    return json_response(_webhook_wire(fresh))
 
 
 async def delete_webhook(request: Request) -> JSONResponse:
-    row = await _webhook_in_scope(request, authenticate(request))
-    await backend_of(request).store.admin.delete_webhook(row["id"])
+    who = caller(request, "tk", "wk")
+    row = await _webhook(who)
+    await who.backend.admin.delete_webhook(row["id"])
     return ok()
 
 
@@ -428,16 +398,16 @@ async def delete_webhook(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    backend = backend_of(request)
+    who = caller(request)
+    scope, backend = who.scope, who.backend
     workspace_id = scope.workspace_id if scope.kind != "tk" else request.query_params.get("workspace") or None
     inbox_id = scope.inbox_id if scope.kind == "ak" else request.query_params.get("inbox") or None
     if scope.kind == "tk" and workspace_id is not None:
-        await check_tenant_workspace(backend, scope, workspace_id)
+        await backend.accounts.check_tenant_workspace(scope, workspace_id)
     if inbox_id is not None and scope.kind != "ak":
-        visible_inbox(backend, scope, inbox_id)
+        backend.accounts.visible_inbox(scope, inbox_id)
     start, end = iso_param(request, "from"), iso_param(request, "to")
-    counts = await backend.store.admin.metrics(
+    counts = await backend.admin.metrics(
         scope.tenant_id,
         workspace_id=workspace_id if scope.kind != "ak" else None,
         inbox_id=inbox_id,
@@ -484,9 +454,8 @@ async def _verify_one(backend: LocalBackend, email: str) -> dict[str, Any]:
 
 
 async def verify_email(request: Request) -> JSONResponse:
-    authenticate(request)
+    backend = caller(request).backend
     body = await parse_body(request, VerifyEmail)
-    backend = backend_of(request)
     if body.emails is not None:
         results: list[dict[str, Any]] = [{}] * len(body.emails)
 

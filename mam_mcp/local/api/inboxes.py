@@ -12,13 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mam_mcp.local.api.access import (
-    authenticate,
-    backend_of,
-    check_tenant_workspace,
-    inbox_in_scope,
-    require_kind,
-)
+from mam_mcp.local.api.access import caller
+from mam_mcp.local.api.creates import create_once
 from mam_mcp.local.api.params import (
     CreateKey,
     StrictBody,
@@ -32,7 +27,6 @@ from mam_mcp.local.api.wire import inbox_wire, json_response, ok
 from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.local.service.backend import LocalBackend
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.store.rows import ConflictError
 from mam_mcp.local.timestamps import iso_utc
 
 __all__ = ["inbox_routes"]
@@ -73,23 +67,8 @@ async def _target_workspace(backend: LocalBackend, scope: KeyScope, requested: s
         return scope.workspace_id
     if requested is None:
         return None
-    await check_tenant_workspace(backend, scope, requested)
+    await backend.accounts.check_tenant_workspace(scope, requested)
     return requested
-
-
-async def check_domain_usable(
-    backend: LocalBackend, scope: KeyScope, domain: str, workspace_id: str | None
-) -> None:
-    """The local domain is always usable; a custom one must be this tenant's and verified."""
-    if domain.lower() == backend.config.domain.lower():
-        return
-    row = await backend.store.admin.get_domain(domain)
-    if row is None or row["tenant_id"] != scope.tenant_id:
-        raise BackendError(403, "DOMAIN_NOT_VERIFIED", f"domain {domain} is not registered and verified")
-    if row["workspace_id"] is not None and row["workspace_id"] != workspace_id:
-        raise BackendError(403, "DOMAIN_WRONG_WORKSPACE", f"domain {domain} belongs to a different workspace")
-    if row["status"] != "verified":
-        raise BackendError(403, "DOMAIN_NOT_VERIFIED", f"domain {domain} is not verified yet")
 
 
 def _credentials(backend: LocalBackend, email: str) -> dict[str, Any]:
@@ -101,23 +80,30 @@ def _credentials(backend: LocalBackend, email: str) -> dict[str, Any]:
     }
 
 
+def _inbox_detail(backend: LocalBackend, row: dict[str, Any]) -> dict[str, Any]:
+    out = inbox_wire(row)
+    out.update(_credentials(backend, row["email"]))
+    return out
+
+
 async def create_inbox(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
+    who = caller(request, "tk", "wk")
+    scope, backend = who.scope, who.backend
     body = await parse_body(request, CreateInbox, optional=True)
-    backend = backend_of(request)
     _check_display_name(body.display_name)
     username = (body.username or f"agent-{secrets.token_hex(4)}").strip().lower()
     if not _USERNAME_RE.match(username):
         raise BackendError.validation("username", "use letters, digits and . _ + - (max 64)")
     workspace_id = await _target_workspace(backend, scope, body.workspace_id)
     domain = (body.domain or backend.config.domain).strip().lower()
-    await check_domain_usable(backend, scope, domain, workspace_id)
+    await backend.admin.check_domain_usable(scope, domain, workspace_id)
     expires_at = None
     if body.ttl_seconds is not None:
         expires_at = iso_utc(datetime.now(UTC) + timedelta(seconds=body.ttl_seconds))
-    try:
-        row = await backend.store.accounts.create_inbox(
+    reveal = bool_param(request, "reveal") is True
+
+    async def make() -> dict[str, Any]:
+        row, minted = await backend.accounts.create_inbox(
             tenant_id=scope.tenant_id,
             workspace_id=workspace_id,
             username=username,
@@ -126,24 +112,19 @@ async def create_inbox(request: Request) -> JSONResponse:
             metadata=body.metadata,
             expires_at=expires_at,
         )
-    except ConflictError as exc:
-        raise BackendError(409, "CONFLICT", str(exc)) from None
-    minted = await backend.keys.mint(
-        "ak", tenant_id=scope.tenant_id, workspace_id=workspace_id, inbox_id=row["id"], name="inbox key"
-    )
-    reveal = bool_param(request, "reveal") is True
-    out = inbox_wire(row)
-    out.update(_credentials(backend, row["email"]))
-    out["apiKey"] = minted.key if reveal else ""
-    out["imapPassword"] = ""
-    out["credentialsRevealed"] = reveal
-    return json_response(out, 201)
+        out = _inbox_detail(backend, row)
+        out["apiKey"] = minted.key if reveal else ""
+        out["imapPassword"] = ""
+        out["credentialsRevealed"] = reveal
+        return out
+
+    return await create_once(request, scope, make, secret_fields=("apiKey",))
 
 
 async def list_inboxes(request: Request) -> JSONResponse:
-    scope = authenticate(request)
+    who = caller(request)
+    scope = who.scope
     limit, offset = page_params(request, default_limit=100)
-    backend = backend_of(request)
     workspace = request.query_params.get("workspace") or None
     if scope.kind == "tk":
         workspace_id = workspace
@@ -151,7 +132,7 @@ async def list_inboxes(request: Request) -> JSONResponse:
         if workspace is not None and workspace != scope.workspace_id:
             return json_response({"inboxes": []})
         workspace_id = scope.workspace_id if scope.kind == "wk" else None
-    rows = await backend.store.accounts.list_inboxes(
+    rows = await who.backend.accounts.inboxes(
         scope.tenant_id,
         workspace_id=workspace_id,
         inbox_id=scope.inbox_id if scope.kind == "ak" else None,
@@ -161,90 +142,72 @@ async def list_inboxes(request: Request) -> JSONResponse:
     return json_response({"inboxes": [inbox_wire(r) for r in rows]})
 
 
-async def _inbox_detail(backend: LocalBackend, inbox_id: str) -> dict[str, Any]:
-    row = await backend.store.accounts.get_inbox(inbox_id)
-    if row is None:
-        raise BackendError.not_found("inbox")
-    out = inbox_wire(row)
-    out.update(_credentials(backend, row["email"]))
-    return out
-
-
 async def get_inbox(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    return json_response(await _inbox_detail(backend_of(request), record.id))
+    who = caller(request)
+    return json_response(_inbox_detail(who.backend, await who.backend.accounts.inbox(who.inbox().id)))
 
 
 async def update_inbox(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, UpdateInbox)
     _check_display_name(body.display_name)
-    backend = backend_of(request)
-    await backend.store.accounts.update_inbox(
+    row = await who.backend.accounts.update_inbox(
         record.id,
         display_name=body.display_name,
         metadata=body.metadata,
         set_meta="metadata" in body.model_fields_set,
     )
-    return json_response(await _inbox_detail(backend, record.id))
+    return json_response(_inbox_detail(who.backend, row))
 
 
 async def delete_inbox(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
-    record = inbox_in_scope(request, scope)
-    backend = backend_of(request)
-    await backend.store.delete_inbox(record.id)
-    backend.keys.forget(lambda key: key.inbox_id == record.id)
+    who = caller(request, "tk", "wk")
+    await who.backend.accounts.delete_inbox(who.inbox().id)
     return ok()
 
 
 async def add_address(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, AddAddress)
     address = valid_address(body.email, "email").lower()
-    backend = backend_of(request)
-    await check_domain_usable(backend, scope, address.rpartition("@")[2], record.workspace_id)
-    try:
-        await backend.store.accounts.add_address(record.id, address, primary=body.primary)
-    except ConflictError as exc:
-        raise BackendError(409, "CONFLICT", str(exc)) from None
-    return json_response(await _inbox_detail(backend, record.id))
+    backend = who.backend
+    await backend.admin.check_domain_usable(who.scope, address.rpartition("@")[2], record.workspace_id)
+
+    async def make() -> dict[str, Any]:
+        return _inbox_detail(backend, await backend.accounts.add_address(record.id, address, primary=body.primary))
+
+    return await create_once(request, who.scope, make, status=200)
 
 
 async def remove_address(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    address = request.path_params["address"].strip().lower()
+    who = caller(request)
+    record = who.inbox()
+    address = who.param("address").strip().lower()
     if address == record.email.lower():
         raise BackendError.validation("address", "the canonical address cannot be removed")
-    backend = backend_of(request)
-    if not await backend.store.accounts.remove_address(record.id, address):
-        raise BackendError.not_found("address")
-    return json_response(await _inbox_detail(backend, record.id))
+    return json_response(_inbox_detail(who.backend, await who.backend.accounts.remove_address(record.id, address)))
 
 
 async def create_inbox_key(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    require_kind(scope, "tk", "wk")
-    record = inbox_in_scope(request, scope)
+    who = caller(request, "tk", "wk")
+    record = who.inbox()
     body = await parse_body(request, CreateKey, optional=True)
-    minted = await backend_of(request).keys.mint(
-        "ak", tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id, name=body.name
-    )
-    return json_response(
-        {
+
+    async def make() -> dict[str, Any]:
+        minted = await who.backend.accounts.mint(
+            "ak", tenant_id=record.tenant_id, workspace_id=record.workspace_id, inbox_id=record.id, name=body.name
+        )
+        return {
             "id": minted.id,
             "key": minted.key,
             "name": minted.name,
             "prefix": minted.prefix,
             "createdAt": minted.created_at,
-        },
-        201,
-    )
+        }
+
+    return await create_once(request, who.scope, make, secret_fields=("key",))
 
 
 def inbox_routes() -> list[Route]:

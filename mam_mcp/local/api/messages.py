@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mam_mcp.local.api.access import authenticate, backend_of, inbox_in_scope
+from mam_mcp.local.api.access import backend_of, caller
+from mam_mcp.local.api.creates import create_once
 from mam_mcp.local.api.params import (
     MAX_BODY_CHARS,
     MAX_SUBJECT_CHARS,
@@ -23,8 +24,8 @@ from mam_mcp.local.api.params import (
 )
 from mam_mcp.local.api.wire import attachment_wire, draft_wire, json_response, message_wire, ok, thread_wire
 from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.mailbox import MAX_TAG_CHARS
 from mam_mcp.local.service.outgoing import Outgoing
-from mam_mcp.local.store.directory import MAX_TAG_CHARS
 
 __all__ = ["message_routes"]
 
@@ -106,8 +107,8 @@ async def _send_or_preview(request: Request, inbox_id: str, outgoing: Outgoing, 
 
 
 async def send_message(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, SendBody)
     to, cc, bcc = (address_list(v, n) for v, n in ((body.to, "to"), (body.cc, "cc"), (body.bcc, "bcc")))
     if not to:
@@ -120,14 +121,13 @@ async def send_message(request: Request) -> JSONResponse:
 
 
 async def _reply(request: Request, *, reply_all: bool) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, ReplyBody)
     cc, bcc = address_list(body.cc, "cc"), address_list(body.bcc, "bcc")
-    backend = backend_of(request)
-    outgoing = await backend.reply_outgoing(
+    outgoing = await who.backend.reply_outgoing(
         record.id,
-        request.path_params["message_id"],
+        who.param("message_id"),
         reply_all=reply_all,
         plain_body=body.plain(),
         html_body=body.rich(),
@@ -147,15 +147,14 @@ async def reply_all(request: Request) -> JSONResponse:
 
 
 async def forward(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, ForwardBody)
     to, cc, bcc = (address_list(v, n) for v, n in ((body.to, "to"), (body.cc, "cc"), (body.bcc, "bcc")))
     if not to:
         raise BackendError.validation("to", "at least one recipient is required")
-    backend = backend_of(request)
-    outgoing = await backend.forward_outgoing(
-        record.id, request.path_params["message_id"], to=to, cc=cc, bcc=bcc,
+    outgoing = await who.backend.forward_outgoing(
+        record.id, who.param("message_id"), to=to, cc=cc, bcc=bcc,
         plain_body=body.plain(), html_body=body.rich(), verified=body.verified,
     )  # fmt: skip
     return await _send_or_preview(request, record.id, outgoing, body)
@@ -165,14 +164,14 @@ async def forward(request: Request) -> JSONResponse:
 
 
 async def list_messages(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     limit, offset = page_params(request)
     direction = request.query_params.get("direction") or None
     if direction not in (None, "inbound", "outbound"):
         raise BackendError.validation("direction", "must be inbound or outbound")
     params = request.query_params
-    rows = await backend_of(request).store.mail.list_messages(
+    rows = await who.backend.mailbox.messages(
         record.id,
         direction=direction,
         unread=bool_param(request, "unread") or None,
@@ -189,54 +188,35 @@ async def list_messages(request: Request) -> JSONResponse:
 
 
 async def get_message(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     # `peek=true` (ours): read without marking read, for previews such as the MCP message resource.
-    row = await backend_of(request).store.mail.get_message(
-        record.id, request.path_params["message_id"], mark_read=not bool_param(request, "peek")
-    )
-    if row is None:
-        raise BackendError.not_found("message")
+    row = await who.backend.mailbox.message(record.id, who.param("message_id"), mark_read=not bool_param(request, "peek"))
     return json_response(message_wire(row))
 
 
 async def mark_message(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, MarkBody)
-    store = backend_of(request).store
-    message_id = request.path_params["message_id"]
-    if not await store.mail.set_read(record.id, message_id, body.is_read):
-        raise BackendError.not_found("message")
-    row = await store.mail.get_message(record.id, message_id)
-    if row is None:
-        raise BackendError.not_found("message")
-    return json_response(message_wire(row))
+    return json_response(message_wire(await who.backend.mailbox.mark(record.id, who.param("message_id"), body.is_read)))
 
 
 async def delete_message(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    if not await backend_of(request).store.mail.soft_delete(record.id, request.path_params["message_id"]):
-        raise BackendError.not_found("message")
+    who = caller(request)
+    await who.backend.mailbox.delete_message(who.inbox().id, who.param("message_id"))
     return ok()
 
 
 async def raw_message(request: Request) -> Response:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    raw = await backend_of(request).store.mail.get_raw(record.id, request.path_params["message_id"])
-    if raw is None:
-        raise BackendError.not_found("raw message")
+    who = caller(request)
+    raw = await who.backend.mailbox.raw(who.inbox().id, who.param("message_id"))
     return Response(raw, media_type="message/rfc822")
 
 
 async def list_attachments(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    rows = await backend_of(request).store.mail.list_attachments(record.id, request.path_params["message_id"])
-    if rows is None:
-        raise BackendError.not_found("message")
+    who = caller(request)
+    rows = await who.backend.mailbox.attachments(who.inbox().id, who.param("message_id"))
     return json_response({"attachments": [attachment_wire(r) for r in rows]})
 
 
@@ -248,13 +228,8 @@ def _content_disposition(filename: str) -> str:
 
 
 async def download_attachment(request: Request) -> Response:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.mail.get_attachment(
-        record.id, request.path_params["message_id"], request.path_params["attachment_id"]
-    )
-    if row is None:
-        raise BackendError.not_found("attachment")
+    who = caller(request)
+    row = await who.backend.mailbox.attachment(who.inbox().id, who.param("message_id"), who.param("attachment_id"))
     return Response(
         bytes(row["data"]),
         media_type=row["content_type"] or "application/octet-stream",
@@ -269,24 +244,20 @@ async def download_attachment(request: Request) -> Response:
 
 
 async def list_threads(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     limit, offset = page_params(request)
-    rows = await backend_of(request).store.mail.list_threads(record.id, limit=limit, offset=offset)
+    rows = await who.backend.mailbox.threads(record.id, limit=limit, offset=offset)
     return json_response({"threads": [thread_wire(r) for r in rows]})
 
 
 async def get_thread(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     # `limit`/`offset` (ours) page the messages; without them the whole thread, as the API documents.
     paged = "limit" in request.query_params or "offset" in request.query_params
     limit, offset = page_params(request) if paged else (None, 0)
-    row = await backend_of(request).store.mail.get_thread(
-        record.id, request.path_params["thread_id"], limit=limit, offset=offset
-    )
-    if row is None:
-        raise BackendError.not_found("thread")
+    row = await who.backend.mailbox.thread(record.id, who.param("thread_id"), limit=limit, offset=offset)
     return json_response(thread_wire(row))
 
 
@@ -311,69 +282,53 @@ def _draft_fields(body: DraftBody, *, partial: bool) -> dict[str, Any]:
     return fields
 
 
-async def _check_reply_target(request: Request, inbox_id: str, fields: dict[str, Any]) -> None:
-    target = fields.get("reply_to_message_id")
-    if target and await backend_of(request).store.mail.get_message(inbox_id, target) is None:
-        raise BackendError.validation("replyToMessageId", "no such message in this inbox")
-
-
 async def create_draft(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, DraftBody, optional=True)
     fields = _draft_fields(body, partial=False)
-    await _check_reply_target(request, record.id, fields)
-    row = await backend_of(request).store.mail.create_draft(record.id, fields)
-    return json_response(draft_wire(row), 201)
+    await who.backend.mailbox.check_reply_target(record.id, fields.get("reply_to_message_id"))
+
+    async def make() -> dict[str, Any]:
+        return draft_wire(await who.backend.mailbox.create_draft(record.id, fields))
+
+    return await create_once(request, who.scope, make)
 
 
 async def list_drafts(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     limit, offset = page_params(request, default_limit=100)
-    rows = await backend_of(request).store.mail.list_drafts(record.id, limit=limit, offset=offset)
+    rows = await who.backend.mailbox.drafts(record.id, limit=limit, offset=offset)
     return json_response({"drafts": [draft_wire(r) for r in rows]})
 
 
 async def get_draft(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    row = await backend_of(request).store.mail.get_draft(record.id, request.path_params["draft_id"])
-    if row is None:
-        raise BackendError.not_found("draft")
-    return json_response(draft_wire(row))
+    who = caller(request)
+    return json_response(draft_wire(await who.backend.mailbox.draft(who.inbox().id, who.param("draft_id"))))
 
 
 async def update_draft(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, DraftBody)
     fields = _draft_fields(body, partial=True)
-    await _check_reply_target(request, record.id, fields)
-    store = backend_of(request).store
-    draft_id = request.path_params["draft_id"]
-    if not await store.mail.update_draft(record.id, draft_id, fields):
-        raise BackendError.not_found("draft")
-    row = await store.mail.get_draft(record.id, draft_id)
-    if row is None:
-        raise BackendError.not_found("draft")
-    return json_response(draft_wire(row))
+    await who.backend.mailbox.check_reply_target(record.id, fields.get("reply_to_message_id"))
+    return json_response(draft_wire(await who.backend.mailbox.update_draft(record.id, who.param("draft_id"), fields)))
 
 
 async def delete_draft(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
-    if not await backend_of(request).store.mail.delete_draft(record.id, request.path_params["draft_id"]):
-        raise BackendError.not_found("draft")
+    who = caller(request)
+    await who.backend.mailbox.delete_draft(who.inbox().id, who.param("draft_id"))
     return ok()
 
 
 async def send_draft(request: Request) -> JSONResponse:
-    scope = authenticate(request)
-    record = inbox_in_scope(request, scope)
+    who = caller(request)
+    record = who.inbox()
     body = await parse_body(request, SendDraftBody, optional=True)
-    backend = backend_of(request)
-    draft_id = request.path_params["draft_id"]
+    backend = who.backend
+    draft_id = who.param("draft_id")
     if body.dry_run:
         outgoing = await backend.draft_outgoing(record.id, draft_id, verified=body.verified)
         return json_response({"preview": (await backend.preview(record.id, outgoing)).wire()})

@@ -57,6 +57,7 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
     if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:  # refuse before reading it into memory
         raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")
     raw = await _bounded_body(request)
+    request.state.raw_body = raw  # what an Idempotency-Key's fingerprint covers (api/creates.py)
     if not raw.strip():
         if optional:
             return model()

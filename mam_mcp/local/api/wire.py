@@ -7,9 +7,19 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mam_mcp.local.store.rows import Row
+__all__ = [
+    "Row",
+    "attachment_wire",
+    "draft_wire",
+    "inbox_wire",
+    "json_response",
+    "message_wire",
+    "ok",
+    "thread_wire",
+]
 
-__all__ = ["attachment_wire", "draft_wire", "inbox_wire", "json_response", "message_wire", "ok", "thread_wire"]
+
+Row = dict[str, Any]  # a stored row as the services hand it over: column -> value
 
 
 def _loads(value: str | None, default: Any) -> Any:

@@ -37,7 +37,11 @@ from mam_mcp.local.mime.build import build_outbound, new_message_id
 from mam_mcp.local.mime.source import RawMessage
 from mam_mcp.local.relay.smtp_relay import RelayOutcomeUnknown, RelayRefused
 from mam_mcp.local.service import compose
+from mam_mcp.local.service.accounts import AccountService
+from mam_mcp.local.service.admin import AdminService
 from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.idempotency import IdempotentRequests
+from mam_mcp.local.service.mailbox import MailboxService
 from mam_mcp.local.service.outgoing import (
     Outgoing,
     SendOutcome,
@@ -109,6 +113,11 @@ class LocalBackend:
         self.mx_resolver: MxResolver = mx_resolver or resolve_mx
         self.txt_resolver: TxtResolver = txt_resolver or resolve_txt
         self.keys = keys or KeyRing(store)
+        self.requests = IdempotentRequests(store.requests)  # Idempotency-Key of the create routes
+        # What the REST routes call (api/ never reaches the store itself):
+        self.accounts = AccountService(store, self.keys)
+        self.mailbox = MailboxService(store)
+        self.admin = AdminService(config, store)
         self._sinks: list[EventSink] = []
         # Idempotency-Key -> [lock, holders]; an entry lives while anyone holds or awaits its lock.
         self._send_locks: dict[tuple[str, str], list[Any]] = {}

@@ -7,6 +7,7 @@
     store.accounts                # tenants, workspaces, inboxes and addresses, API keys
     store.admin                   # address lists, domains, webhooks, metrics
     store.outbox                  # webhook deliveries to make (the outbox) and made (their log)
+    store.requests                # idempotency records of the create routes
     await store.delete_inbox(id)  # deletions that cross the areas
 
 All writes go through one group-commit writer (engine.py); all rows are plain dicts of columns.
@@ -26,6 +27,7 @@ from mam_mcp.local.store.engine import Database
 from mam_mcp.local.store.mail import MailRepository, prune_inbound_digests
 from mam_mcp.local.store.migrations import migrate
 from mam_mcp.local.store.outbox import OutboxRepository
+from mam_mcp.local.store.requests import RequestRecordRepository
 from mam_mcp.local.store.send_states import SendStateRepository
 
 __all__ = ["EmailStore"]
@@ -43,6 +45,7 @@ class EmailStore:
         self.sends = SendStateRepository(self.db)
         self.accounts = AccountRepository(self.db, self._directory)
         self.outbox = OutboxRepository(self.db)
+        self.requests = RequestRecordRepository(self.db)
 
     async def open(self) -> None:
         await self.db.open(self._prepare)

@@ -197,3 +197,26 @@ async def test_domains_are_scoped(world: World) -> None:
             "w1.example",
         }
         assert (await tk_b.post("/v1/domains", json={"domain": "a.example"})).status_code == 409
+
+
+async def test_every_inbox_route_answers_an_unseen_inbox_as_a_missing_one(world: World) -> None:
+    """One route helper resolves the inbox: another tenant's inbox is indistinguishable from none."""
+    from starlette.routing import Route
+
+    routes = [
+        (method, route.path)
+        for route in world.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, Route) and "{inbox_id}" in route.path
+        for method in sorted(route.methods or ()) if method != "HEAD"
+    ]
+    assert len(routes) >= 25  # the check covers every inbox route, not a few
+    async with world.client("tkA") as client:
+        for method, template in routes:
+            answers = []
+            for inbox_id in (world.inboxes["B0"], "00000000-0000-7000-8000-000000000000"):
+                path = template.replace("{inbox_id}", inbox_id)
+                for name in ("message_id", "attachment_id", "thread_id", "draft_id", "list_id", "entry_id", "address"):
+                    path = path.replace("{" + name + "}", "x")
+                response = await client.request(method, path, json={} if method in ("POST", "PATCH") else None)
+                answers.append((response.status_code, response.json()))
+            assert answers[0] == answers[1] == (404, {"error": "inbox not found", "code": "NOT_FOUND"}), (method, template)

@@ -50,7 +50,7 @@ def test_version_1_is_the_schema_the_release_created(tmp_path: Path) -> None:
         "webhook_outbox", "webhook_outbox_due", "webhook_outbox_log", "sqlite_autoindex_webhook_outbox_1",
         "sqlite_autoindex_webhook_outbox_2", "inbound_digests", "inbound_digests_age",  # version 4
         "messages_tag", "inboxes_expiry",  # versions 6 and 7
-
+        "request_records", "request_records_created",  # version 8
     }  # fmt: skip
     assert {row[1] for row in expected} - names == {"message_fts_content"}  # the index's copy of the text
 

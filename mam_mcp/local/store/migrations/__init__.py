@@ -21,6 +21,7 @@ from mam_mcp.local.store.migrations import (
     v05_text_once,
     v06_message_tags,
     v07_inbox_expiry,
+    v08_request_records,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
@@ -35,6 +36,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     (v05_text_once.VERSION, v05_text_once.apply),
     (v06_message_tags.VERSION, v06_message_tags.apply),
     (v07_inbox_expiry.VERSION, v07_inbox_expiry.apply),
+    (v08_request_records.VERSION, v08_request_records.apply),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
