@@ -298,6 +298,7 @@
         el("span", {className: "who", text: outbound ? "To " + (item.to || []).join(", ") : sender(item)}),
         " ",
         outbound ? stateBadge(item.status) : null,
+        item.tag ? el("span", {className: "tag", title: "addressed with +" + item.tag, text: "+" + item.tag}) : null,
         el("span", {className: "subject", text: item.subject || "(no subject)"}),
         item.snippet ? el("span", {className: "snippet", text: item.snippet}) : null,
         el("span", {className: "when", text: when(item.at) + (item.hasAttachments ? " · attachments" : "")}));

@@ -28,7 +28,7 @@ COUNT_CAP = 10_000  # counts above this show as "10,000+": an exact count of 100
 SNIPPET_CHARS = 160
 _SUMMARY = (
     "m.seq, m.id, m.thread_id, m.direction, m.status, m.from_address, m.from_name, m.to_json, m.subject,"
-    " m.is_read, m.has_attachments, m.at, substr(coalesce(m.plain_body, ''), 1, 400) AS snippet"
+    " m.is_read, m.has_attachments, m.at, m.tag, substr(coalesce(m.plain_body, ''), 1, 400) AS snippet"
 )
 
 
@@ -87,6 +87,7 @@ def _summary(row: sqlite3.Row) -> dict[str, Any]:
         "snippet": snippet,
         "isRead": bool(row["is_read"]),
         "hasAttachments": bool(row["has_attachments"]),
+        "tag": row["tag"],  # the +tag the mail was addressed with, or None
         "at": row["at"],
     }
 

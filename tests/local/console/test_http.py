@@ -234,6 +234,22 @@ async def test_messages_page_newest_first_by_cursor_with_counts_and_search(stack
         assert len(threads["threads"]) == 5 and threads["next"] is not None
 
 
+async def test_a_plus_tag_shows_in_the_list_and_search_and_only_where_there_is_one(stack: ConsoleStack) -> None:
+    local, domain = stack.inbox["email"].split("@")
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "jane@example.com", f"{local}+run42@{domain}", "Tagged"
+    message.set_content("quartzite")
+    await stack.backend.ingest(message.as_bytes(), "jane@example.com", [f"{local}+run42@{domain}"])
+    await stack.ingest("Plain", body="quartzite")
+    inbox = stack.inbox["id"]
+    async with stack.http() as http:
+        await sign_in(stack, http)
+        listed = (await http.get(f"{CONSOLE_PATH}/api/inboxes/{inbox}/messages")).json()["messages"]
+        assert {m["subject"]: m["tag"] for m in listed} == {"Tagged": "run42", "Plain": None}
+        found = (await http.get(f"{CONSOLE_PATH}/api/inboxes/{inbox}/search", params={"q": "quartzite"})).json()
+        assert {m["subject"]: m["tag"] for m in found["messages"]} == {"Tagged": "run42", "Plain": None}
+
+
 async def test_the_html_view_runs_nothing_and_loads_nothing_remote(stack: ConsoleStack) -> None:
     html = (
         '<html><head><meta http-equiv="refresh" content="0;url=http://127.0.0.1:9/refresh"></head><body>'
