@@ -13,6 +13,7 @@ machine; MailDev is installed with npm on the first run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -103,10 +104,15 @@ def main() -> int:
     started, load_before = time.perf_counter(), os.getloadavg()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results: dict[str, Any] = {"benchmarks": {}}
+    previous = BENCH / "results.json"
+    if args.only and previous.exists():  # a partial run updates its benchmarks and keeps the others' results
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            kept = json.loads(previous.read_text())["benchmarks"]
+            results["benchmarks"] = {name: entry for name, entry in kept.items() if name in benchmarks}
     try:
         with tempfile.TemporaryDirectory(prefix="mam-bench-logs-") as logs:
             for name in chosen:
-                results["benchmarks"][name] = run_one(name, benchmarks[name], Path(logs))
+                results["benchmarks"][name] = run_one(name, benchmarks[name], Path(logs)) | {"date": date}
     finally:
         if args.data_root is None:
             shutil.rmtree(data_root, ignore_errors=True)

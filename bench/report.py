@@ -147,6 +147,9 @@ def _summary(results: dict[str, Any], _: dict[str, Any] | None) -> str:
         "",
         "",
     ]
+    earlier = sorted({e["date"] for e in results.get("benchmarks", {}).values() if e.get("date") and e["date"] != run["date"]})
+    if earlier:  # a partial run kept the other benchmarks' results
+        lines[1] += f" Rows of benchmarks this run left out come from earlier runs ({', '.join(earlier)})."
     rows = [[g["benchmark"], g["goal"], _fmt(g["value"], 2) if isinstance(g["value"], float) else g["value"],
              g["anchor"] or "", "**met**" if g["met"] else "**not met**"] for g in results.get("goals", [])]  # fmt: skip
     met = sum(1 for g in results.get("goals", []) if g["met"])

@@ -17,7 +17,7 @@ from the start of the SMTP send (transfer, parse, durable commit, event, tool) t
   local mode; 2 s in hosted mode). Each mail is sent at a random moment of the polling cycle
   (uniform over one interval, fixed seed), as real mail arrives.
 
-Two bench-only patches, both in this file: the tool's `_existing_match` is wrapped to say
+Two bench-only patches, both in this file: the tool's `_existing_matches` is wrapped to say
 "now waiting" after its second look (the one made once subscribed), and for the polling run
 `open_event_stream` gets `use_websocket=False`.
 
@@ -110,7 +110,7 @@ async def measure(
     handle: DaemonHandle, inbox: dict[str, Any], work: Path, *, count: int, mode: str
 ) -> dict[str, Any]:
     waiting = anyio.Event()
-    original_existing = wait_module._existing_match
+    original_existing = wait_module._existing_matches
 
     looks = [0]
 
@@ -122,7 +122,7 @@ async def measure(
         return found
 
     original_open = wait_module.open_event_stream
-    wait_module._existing_match = existing_then_waiting  # type: ignore[assignment]
+    wait_module._existing_matches = existing_then_waiting  # type: ignore[assignment]
     if mode == "polling":
         wait_module.open_event_stream = functools.partial(
             events_module.open_event_stream, use_websocket=False
@@ -180,7 +180,7 @@ async def measure(
                 from_250.append((outcome["at"] - accepted_at) * 1000)
                 from_send.append((outcome["at"] - sent_at) * 1000)
     finally:
-        wait_module._existing_match = original_existing  # type: ignore[assignment]
+        wait_module._existing_matches = original_existing  # type: ignore[assignment]
         wait_module.open_event_stream = original_open  # type: ignore[assignment]
         await server.runtime.aclose()  # type: ignore[attr-defined]
     return {
