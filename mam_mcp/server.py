@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import types
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult
 from pydantic import ValidationError
 
@@ -136,9 +138,44 @@ def build_tool(spec: ToolSpec, rt: Runtime) -> Tool:
         structured_output=False,
     )
     tool.parameters = lean_schema(tool.parameters)
+    tool.fn_metadata = TextStaysText(**{name: getattr(tool.fn_metadata, name) for name in FuncMetadata.model_fields})
     if spec.output_schema is not None:
         tool.__dict__["output_schema"] = spec.output_schema  # cached_property slot on the SDK's Tool
     return tool
+
+
+def _accepts_text(annotation: Any) -> bool:
+    """Whether an argument's type takes a string (str, Optional[str], a constrained str, string Literals)."""
+    if annotation is str:
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _accepts_text(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_accepts_text(arg) for arg in get_args(annotation))
+    if origin is Literal:
+        return any(isinstance(arg, str) for arg in get_args(annotation))
+    return False
+
+
+@functools.cache
+def _text_arguments(arg_model: type) -> frozenset[str]:
+    return frozenset(name for name, field in arg_model.model_fields.items() if _accepts_text(field.annotation))
+
+
+class TextStaysText(FuncMetadata):
+    """The SDK's argument handling, except that a string given for an argument that takes a string stays
+    that string.
+
+    The SDK decodes string arguments that look like JSON (hosts that send `["a@b.c"]` as a string for a
+    list), but it also did so for `str | None` arguments: `subject_contains="[0]"` became a list and
+    the call failed, and `"null"` silently dropped a filter. Arguments of other types are still decoded.
+    """
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        text = _text_arguments(self.arg_model)
+        decoded = super().pre_parse_json({key: value for key, value in data.items() if key not in text})
+        return {key: decoded.get(key, value) for key, value in data.items()}
 
 
 def _validation_failed(error: ValidationError) -> ValidationFailed:
@@ -204,8 +241,8 @@ class ArgumentGuard:
                 f"{unknown[0][:60]}: unknown argument ({names}); this tool takes: {', '.join(sorted(known))}",
                 hint="Remove the unknown argument(s); check the tool's input schema.",
             )
-        try:
-            tool.fn_metadata.arg_model.model_validate(arguments)
+        try:  # what the SDK will validate: JSON-looking strings decoded for non-text arguments only
+            tool.fn_metadata.arg_model.model_validate(tool.fn_metadata.pre_parse_json(arguments))
         except ValidationError as error:
             return _validation_failed(error)
         return None
