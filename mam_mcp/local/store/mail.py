@@ -589,6 +589,9 @@ def _store_inbound(
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
     for inbox in targets:
+        # Routed before this transaction: an inbox deleted since (its owner, the expiry sweep) gets no copy.
+        if c.execute("SELECT 1 FROM inboxes WHERE id=?", (inbox.id,)).fetchone() is None:
+            continue
         if (seen := _received_before(c, inbox, digest, hdr, epoch - DEDUP_WINDOW_SECONDS)) is not None:
             copies.append(seen)
             continue

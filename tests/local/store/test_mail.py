@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from typing import Any
@@ -184,3 +185,25 @@ async def test_inbound_digests_are_kept_for_the_window_and_go_with_their_inbox(l
     await reopened.delete_inbox(inbox_id)
     assert await reopened.db.read(count) == 0
     await reopened.close()
+
+
+async def test_an_inbox_deleted_while_its_mail_waits_for_the_writer_gets_no_orphan_copy(
+    local_config: LocalConfig,
+) -> None:
+    # The recipient is routed before the store's transaction; an inbox deleted in between (by its
+    # owner, or the expiry sweep) must not get a copy: rows nobody can list or delete, and a 250.
+    store, inbox_id = await store_with_inbox(local_config)
+    deleting = asyncio.create_task(store.delete_inbox(inbox_id))  # queued first: runs first
+    storing = asyncio.create_task(
+        store.mail.insert_inbound(mail("late", msg_id="<late@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    )
+    await deleting
+    assert await storing == []  # no copy stored: the backend answers 451, never a 250 into nowhere
+    left = await store.db.read(
+        lambda c: [
+            c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("messages", "threads", "raw_sources", "inbound_digests", "correspondents")
+        ]
+    )
+    assert left == [0, 0, 0, 0, 0]
+    await store.close()
