@@ -592,7 +592,10 @@ def _store_inbound(
         # Routed before this transaction: an inbox deleted since (its owner, the expiry sweep) gets no copy.
         if c.execute("SELECT 1 FROM inboxes WHERE id=?", (inbox.id,)).fetchone() is None:
             continue
-        if (seen := _received_before(c, inbox, digest, hdr, epoch - DEDUP_WINDOW_SECONDS)) is not None:
+        tag = (tags or {}).get(inbox.id)
+        # A retry repeats its envelope: the same bytes to another +tag of the inbox are a new delivery.
+        key = digest if tag is None else f"{digest}+{tag.lower()}"
+        if (seen := _received_before(c, inbox, key, hdr, epoch - DEDUP_WINDOW_SECONDS)) is not None:
             copies.append(seen)
             continue
         if raw_id is None:
@@ -610,7 +613,7 @@ def _store_inbound(
             "html_body": parsed.html_body, "headers_json": None, "is_read": 0, "deleted": 0,
             "has_attachments": 1 if parsed.attachments else 0, "raw_id": raw_id, "at": now,
             "sent_at": parsed.date, "received_at": now, "created_at": now,
-            "tag": (tags or {}).get(inbox.id),
+            "tag": tag,
         }  # fmt: skip
         seq = _insert_message(c, row)
         for att in parsed.attachments:
@@ -625,7 +628,7 @@ def _store_inbound(
         if sender:
             c.execute("INSERT OR IGNORE INTO correspondents VALUES (?, ?)", (inbox.id, sender.lower()))
         c.execute(
-            "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)", (inbox.id, digest, hdr, row["id"], epoch)
+            "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)", (inbox.id, key, hdr, row["id"], epoch)
         )
         copy = InboundCopy(inbox, row, thread_subject)
         if outbox is not None:  # called for every copy (the caller builds its event); rows only for webhooks

@@ -207,3 +207,19 @@ async def test_an_inbox_deleted_while_its_mail_waits_for_the_writer_gets_no_orph
     )
     assert left == [0, 0, 0, 0, 0]
     await store.close()
+
+
+async def test_the_same_bytes_to_another_plus_tag_are_a_new_delivery_not_a_retry(local_config: LocalConfig) -> None:
+    # A sender's retry repeats its envelope; the same bytes to bob+b after bob+a (a test sending one
+    # fixture to two tagged addresses) are a second delivery, stored with their own tag.
+    store, bob = await store_with_inbox(local_config)
+    raw = mail("fixture", msg_id="<same@x>")
+    sent = [
+        await store.mail.insert_inbound(raw, mail_from="a@x", rcpt_tos=[rcpt])
+        for rcpt in ("bob+a@mam.localhost", "bob+b@mam.localhost", "bob+A@mam.localhost", "bob@mam.localhost")
+    ]
+    assert [[(c.message["tag"], c.duplicate) for c in copies] for copies in sent] == [
+        [("a", False)], [("b", False)], [("a", True)], [(None, False)],  # a tag compares without case
+    ]
+    assert sorted(str(r["tag"]) for r in await store.mail.list_messages(bob)) == ["None", "a", "b"]
+    await store.close()
