@@ -276,8 +276,14 @@ async def test_a_spooled_mail_to_two_inboxes_sent_twice_is_stored_once_and_read_
     rcpts = [inbox["email"] for inbox in inboxes]
     raw, _ = message(200_000, "twice", to=rcpts[0])
     raw = raw.replace(b"Subject:", b"Message-ID: <twice@app.example>\r\nSubject:", 1)
+    handed: list[RawMessage] = []
+
+    async def ingest(content: RawMessage, mail_from: str, rcpt_tos: list[str]) -> object:
+        handed.append(content)
+        return await backend.ingest(content, mail_from, rcpt_tos)
+
     server = SmtpIngress(
-        ingest=backend.ingest, is_local_recipient=backend.is_local_recipient, port=0,
+        ingest=ingest, is_local_recipient=backend.is_local_recipient, port=0,
         large_message_bytes=LARGE, spool_after_bytes=SPOOL_AFTER, spool_dir=backend.config.data_dir,
     )  # fmt: skip
     await server.start()
@@ -302,3 +308,7 @@ async def test_a_spooled_mail_to_two_inboxes_sent_twice_is_stored_once_and_read_
         [listed] = (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"]
         assert (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages/{listed['id']}/raw")).content == raw
     assert [p.name for p in backend.config.data_dir.iterdir() if p.name.startswith("tmp")] == []
+    assert len(handed) == 2 and all(isinstance(content, SpooledMessage) for content in handed)
+    for content in handed:  # each spool file closed once its mail was stored (or found stored before)
+        with pytest.raises(ValueError, match="closed file"):
+            content.head(1)
