@@ -283,17 +283,16 @@ async def test_sends_an_older_version_left_pending_become_unknown_when_the_datab
 
 
 class _SlowRelay:
-    """A relay that takes `seconds` to answer: 451 `refusals` times, then accepts."""
+    """A relay that answers after `delays[n]` seconds at its n-th attempt: 451 while delays remain, then accepts."""
 
-    def __init__(self, seconds: float, refusals: int) -> None:
-        self.seconds, self.refusals, self.sent = seconds, refusals, 0
+    def __init__(self, delays: list[float]) -> None:
+        self.delays, self.sent = list(delays), 0
 
     async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
         from mam_mcp.local.relay.smtp_relay import RelayRefused
 
-        await anyio.sleep(self.seconds)
-        if self.refusals:
-            self.refusals -= 1
+        if self.delays:
+            await anyio.sleep(self.delays.pop(0))
             raise RelayRefused(False, "451 4.3.0 Try again later")
         self.sent += 1
 
@@ -303,12 +302,12 @@ async def test_slow_attempts_push_the_schedule_and_the_window_follows_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Each attempt's backoff counts from its end: attempts that take long (a relay timing out)
-    # push the last attempt past a window computed at the first. Scaled down: 1 s of slack, 1.5 s attempts.
+    # push the last attempt past a window computed at the first. Scaled down: 2 s of slack, a 3 s attempt.
     from mam_mcp.local.service import backend as backend_module
 
-    monkeypatch.setattr(backend_module, "_RETRY_SLACK_SECONDS", 1.0)
+    monkeypatch.setattr(backend_module, "_RETRY_SLACK_SECONDS", 2.0)
     backend = local_backend[0]
-    relay = _SlowRelay(1.5, refusals=2)
+    relay = _SlowRelay([0.0, 3.0])  # the second attempt alone outlasts the slack
     backend.relay = relay
     backend.config = backend.config.model_copy(update={"send_retry_base_seconds": 0.05, "send_max_attempts": 3})
     inbox = await make_inbox("sender")
