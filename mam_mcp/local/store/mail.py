@@ -628,7 +628,8 @@ def _store_inbound(
         if sender:
             c.execute("INSERT OR IGNORE INTO correspondents VALUES (?, ?)", (inbox.id, sender.lower()))
         c.execute(
-            "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)", (inbox.id, key, hdr, row["id"], epoch)
+            "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)",
+            (inbox.id, key, hdr, row["id"], epoch),
         )
         copy = InboundCopy(inbox, row, thread_subject)
         if outbox is not None:  # called for every copy (the caller builds its event); rows only for webhooks

@@ -61,8 +61,8 @@ class SendStateRepository:
         def run(c: sqlite3.Connection) -> None:
             c.execute("UPDATE messages SET status='queued' WHERE id=?", (message_id,))
             c.execute(
-                "UPDATE outbound_delivery SET next_attempt_at=?1, retry_until=MAX(COALESCE(retry_until, ?2), ?2),"
-                " last_reply=?3 WHERE message_id=?4",
+                "UPDATE outbound_delivery SET next_attempt_at=?1,"
+                " retry_until=MAX(COALESCE(retry_until, ?2), ?2), last_reply=?3 WHERE message_id=?4",
                 (next_attempt_at, retry_until, reply, message_id),
             )
 
