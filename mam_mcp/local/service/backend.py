@@ -509,10 +509,15 @@ class LocalBackend:
                 tenant_id, workspace_id, row, "failed", f"{reply} (gave up after {attempts} attempts)"
             )
         now = datetime.now(UTC)
+        slack = max(base, _RETRY_SLACK_SECONDS)
         if retry_until is None:  # the last attempt's time, plus slack for a busy machine (a base interval, >= 60 s)
-            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + max(base, _RETRY_SLACK_SECONDS)
+            last = sum(base * 3**n for n in range(self.config.send_max_attempts - 1)) + slack
             retry_until = iso_utc(now + timedelta(seconds=last))
-        next_attempt_at = iso_utc(now + timedelta(seconds=base * 3 ** (attempts - 1)))
+        next_at = now + timedelta(seconds=base * 3 ** (attempts - 1))
+        next_attempt_at = iso_utc(next_at)
+        # Backoff counts from each attempt's end: slow attempts (a relay timing out) push the schedule
+        # later than the first estimate; the window follows, so a scheduled attempt is never dropped.
+        retry_until = max(retry_until, iso_utc(next_at + timedelta(seconds=slack)))
         await self.store.sends.schedule_retry(
             row["id"], next_attempt_at=next_attempt_at, retry_until=retry_until, reply=reply
         )

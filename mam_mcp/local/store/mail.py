@@ -43,8 +43,9 @@ __all__ = [
 
 THREAD_SUBJECT_WINDOW = timedelta(days=30)  # subject-only threading looks back this far
 PARSE_IN_THREAD_BYTES = 256 * 1024  # parse and store bigger messages off the event loop
-# A mail received again within this window (same inbox, Message-ID and SHA-256 of the raw bytes)
-# is a sender's retry (our 250 was lost): answered 250, stored once. Senders retry for up to ~5 days
+# A mail received again within this window (same inbox, Message-ID and SHA-256 of the raw bytes, same
+# +tag) is a sender's retry (our 250 was lost): answered 250, stored once. Mail without a Message-ID is
+# never taken for a retry. Senders retry for up to ~5 days
 # (RFC 5321 4.5.4.1), but a retry of a mail we committed follows our crash within minutes.
 DEDUP_WINDOW_SECONDS = 24 * 3600.0
 BLOB_IN_PIECES_BYTES = 1024 * 1024  # bigger blobs are written in place (incremental blob I/O): no bound copies
@@ -589,7 +590,15 @@ def _store_inbound(
     sender = parsed.from_address or ""
     copies: list[InboundCopy] = []
     for inbox in targets:
-        if (seen := _received_before(c, inbox, digest, hdr, epoch - DEDUP_WINDOW_SECONDS)) is not None:
+        # Routed before this transaction: an inbox deleted since (its owner, the expiry sweep) gets no copy.
+        if c.execute("SELECT 1 FROM inboxes WHERE id=?", (inbox.id,)).fetchone() is None:
+            continue
+        tag = (tags or {}).get(inbox.id)
+        # A retry repeats its envelope: the same bytes to another +tag of the inbox are a new delivery.
+        key = digest if tag is None else f"{digest}+{tag.lower()}"
+        # Only a mail with a Message-ID can be told from a new one: the same bytes without one are
+        # an app sending one fixed notice twice far more often than a retrying server (which adds one).
+        if hdr and (seen := _received_before(c, inbox, key, hdr, epoch - DEDUP_WINDOW_SECONDS)) is not None:
             copies.append(seen)
             continue
         if raw_id is None:
@@ -607,7 +616,7 @@ def _store_inbound(
             "html_body": parsed.html_body, "headers_json": None, "is_read": 0, "deleted": 0,
             "has_attachments": 1 if parsed.attachments else 0, "raw_id": raw_id, "at": now,
             "sent_at": parsed.date, "received_at": now, "created_at": now,
-            "tag": (tags or {}).get(inbox.id),
+            "tag": tag,
         }  # fmt: skip
         seq = _insert_message(c, row)
         for att in parsed.attachments:
@@ -621,9 +630,11 @@ def _store_inbound(
             thread_subject = c.execute("SELECT subject FROM threads WHERE id=?", (thread_id,)).fetchone()[0]
         if sender:
             c.execute("INSERT OR IGNORE INTO correspondents VALUES (?, ?)", (inbox.id, sender.lower()))
-        c.execute(
-            "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)", (inbox.id, digest, hdr, row["id"], epoch)
-        )
+        if hdr:
+            c.execute(
+                "INSERT OR REPLACE INTO inbound_digests VALUES (?, ?, ?, ?, ?)",
+                (inbox.id, key, hdr, row["id"], epoch),
+            )
         copy = InboundCopy(inbox, row, thread_subject)
         if outbox is not None:  # called for every copy (the caller builds its event); rows only for webhooks
             webhooks = (

@@ -55,13 +55,14 @@ class SendStateRepository:
         await self._db.write(run)
 
     async def schedule_retry(self, message_id: str, *, next_attempt_at: str, retry_until: str, reply: str) -> None:
-        """Back to `queued`, due again at `next_attempt_at` (the retry worker picks it up)."""
+        """Back to `queued`, due again at `next_attempt_at` (the retry worker picks it up); the window
+        only ever grows (`retry_until`, the later of the stored and the given one)."""
 
         def run(c: sqlite3.Connection) -> None:
             c.execute("UPDATE messages SET status='queued' WHERE id=?", (message_id,))
             c.execute(
-                "UPDATE outbound_delivery SET next_attempt_at=?, retry_until=COALESCE(retry_until, ?),"
-                " last_reply=? WHERE message_id=?",
+                "UPDATE outbound_delivery SET next_attempt_at=?1,"
+                " retry_until=MAX(COALESCE(retry_until, ?2), ?2), last_reply=?3 WHERE message_id=?4",
                 (next_attempt_at, retry_until, reply, message_id),
             )
 

@@ -280,3 +280,42 @@ async def test_sends_an_older_version_left_pending_become_unknown_when_the_datab
             [message] = await store.mail.list_messages(inbox["id"], direction="outbound")
             assert message["status"] == "unknown"
             assert await store.sends.next_delivery_at() is None
+
+
+class _SlowRelay:
+    """A relay that answers after `delays[n]` seconds at its n-th attempt: 451 while delays remain, then accepts."""
+
+    def __init__(self, delays: list[float]) -> None:
+        self.delays, self.sent = list(delays), 0
+
+    async def send(self, mail_from: str, rcpts: list[str], raw: bytes) -> None:
+        from mam_mcp.local.relay.smtp_relay import RelayRefused
+
+        if self.delays:
+            await anyio.sleep(self.delays.pop(0))
+            raise RelayRefused(False, "451 4.3.0 Try again later")
+        self.sent += 1
+
+
+async def test_slow_attempts_push_the_schedule_and_the_window_follows_it(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each attempt's backoff counts from its end: attempts that take long (a relay timing out)
+    # push the last attempt past a window computed at the first. Scaled down: 2 s of slack, a 3 s attempt.
+    from mam_mcp.local.service import backend as backend_module
+
+    monkeypatch.setattr(backend_module, "_RETRY_SLACK_SECONDS", 2.0)
+    backend = local_backend[0]
+    relay = _SlowRelay([0.0, 3.0])  # the second attempt alone outlasts the slack
+    backend.relay = relay
+    backend.config = backend.config.model_copy(update={"send_retry_base_seconds": 0.05, "send_max_attempts": 3})
+    inbox = await make_inbox("sender")
+    queued = await _send(local_api, inbox)
+    assert queued.json()["status"] == "queued"
+    with anyio.fail_after(30):
+        await _drain_retries(backend)
+    message_id = queued.json()["id"]
+    stored = await backend.store.sends.delivery(message_id)
+    assert await _status(local_api, inbox, message_id) == "sent", stored
+    assert relay.sent == 1

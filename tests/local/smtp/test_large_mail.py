@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import anyio
@@ -264,3 +266,49 @@ async def test_the_daemon_applies_its_configured_cap(tmp_path: Path) -> None:
         async with daemon.client() as api:
             [stored] = (await api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"]
             assert (await api.get(f"/v1/inboxes/{inbox['id']}/messages/{stored['id']}/raw")).content == raw
+
+
+async def test_a_spooled_mail_to_two_inboxes_sent_twice_is_stored_once_and_read_back_byte_exact(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient
+) -> None:
+    backend, _, _ = local_backend
+    inboxes = [(await local_api.post("/v1/inboxes", json={"username": name})).json() for name in ("one", "two")]
+    rcpts = [inbox["email"] for inbox in inboxes]
+    raw, _ = message(200_000, "twice", to=rcpts[0])
+    raw = raw.replace(b"Subject:", b"Message-ID: <twice@app.example>\r\nSubject:", 1)
+    handed: list[RawMessage] = []
+
+    async def ingest(content: RawMessage, mail_from: str, rcpt_tos: list[str]) -> object:
+        handed.append(content)
+        return await backend.ingest(content, mail_from, rcpt_tos)
+
+    server = SmtpIngress(
+        ingest=ingest, is_local_recipient=backend.is_local_recipient, port=0,
+        large_message_bytes=LARGE, spool_after_bytes=SPOOL_AFTER, spool_dir=backend.config.data_dir,
+    )  # fmt: skip
+    await server.start()
+    try:
+        with anyio.fail_after(30):
+            for _ in range(2):  # the second time: a sender's retry after a lost 250
+                _, reply = await aiosmtplib.send(
+                    raw, sender="noreply@app.example", recipients=rcpts, hostname="127.0.0.1", port=server.port
+                )
+                assert reply.startswith("2.0.0")
+    finally:
+        await server.stop()
+
+    def stored(c: Any) -> tuple[list[Any], list[Any]]:
+        sources = [(r[0], r[1]) for r in c.execute("SELECT length(raw), tail FROM raw_sources")]
+        return sources, [r[0] for r in c.execute("SELECT digest FROM inbound_digests")]
+
+    sources, digests = await backend.store.db.read(stored)
+    assert sources == [(len(raw), None)]  # one raw source, whole (never split), shared by both copies
+    assert digests == [hashlib.sha256(raw).hexdigest()] * 2
+    for inbox in inboxes:
+        [listed] = (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages")).json()["messages"]
+        assert (await local_api.get(f"/v1/inboxes/{inbox['id']}/messages/{listed['id']}/raw")).content == raw
+    assert [p.name for p in backend.config.data_dir.iterdir() if p.name.startswith("tmp")] == []
+    assert len(handed) == 2 and all(isinstance(content, SpooledMessage) for content in handed)
+    for content in handed:  # each spool file closed once its mail was stored (or found stored before)
+        with pytest.raises(ValueError, match="closed file"):
+            content.head(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from typing import Any
@@ -184,3 +185,41 @@ async def test_inbound_digests_are_kept_for_the_window_and_go_with_their_inbox(l
     await reopened.delete_inbox(inbox_id)
     assert await reopened.db.read(count) == 0
     await reopened.close()
+
+
+async def test_an_inbox_deleted_while_its_mail_waits_for_the_writer_gets_no_orphan_copy(
+    local_config: LocalConfig,
+) -> None:
+    # The recipient is routed before the store's transaction; an inbox deleted in between (by its
+    # owner, or the expiry sweep) must not get a copy: rows nobody can list or delete, and a 250.
+    store, inbox_id = await store_with_inbox(local_config)
+    deleting = asyncio.create_task(store.delete_inbox(inbox_id))  # queued first: runs first
+    storing = asyncio.create_task(
+        store.mail.insert_inbound(mail("late", msg_id="<late@x>"), mail_from="a@x", rcpt_tos=["bob@mam.localhost"])
+    )
+    await deleting
+    assert await storing == []  # no copy stored: the backend answers 451, never a 250 into nowhere
+    left = await store.db.read(
+        lambda c: [
+            c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("messages", "threads", "raw_sources", "inbound_digests", "correspondents")
+        ]
+    )
+    assert left == [0, 0, 0, 0, 0]
+    await store.close()
+
+
+async def test_the_same_bytes_to_another_plus_tag_are_a_new_delivery_not_a_retry(local_config: LocalConfig) -> None:
+    # A sender's retry repeats its envelope; the same bytes to bob+b after bob+a (a test sending one
+    # fixture to two tagged addresses) are a second delivery, stored with their own tag.
+    store, bob = await store_with_inbox(local_config)
+    raw = mail("fixture", msg_id="<same@x>")
+    sent = [
+        await store.mail.insert_inbound(raw, mail_from="a@x", rcpt_tos=[rcpt])
+        for rcpt in ("bob+a@mam.localhost", "bob+b@mam.localhost", "bob+A@mam.localhost", "bob@mam.localhost")
+    ]
+    assert [[(c.message["tag"], c.duplicate) for c in copies] for copies in sent] == [
+        [("a", False)], [("b", False)], [("a", True)], [(None, False)],  # a tag compares without case
+    ]
+    assert sorted(str(r["tag"]) for r in await store.mail.list_messages(bob)) == ["None", "a", "b"]
+    await store.close()
