@@ -43,7 +43,7 @@ from mam_mcp.local.store.engine import execute_script
 from mam_mcp.local.store.sources import split_source
 
 VERSION = 5
-CONVERT_PAGE = 1000  # messages whose raw source is read at once
+CONVERT_PAGE = 1000  # messages listed at once (their raw sources are read one by one)
 
 SCHEMA = """
 DROP TABLE IF EXISTS message_fts;
@@ -62,16 +62,24 @@ def apply(conn: sqlite3.Connection) -> None:
     if "tail" not in {row[1] for row in conn.execute("PRAGMA table_info(raw_sources)")}:
         conn.execute("ALTER TABLE raw_sources ADD COLUMN tail TEXT")
     last_seq = 0
-    while True:  # in pages of messages: never every raw source in memory at once
+    while True:  # in pages of messages, one raw source and body read at a time (never a page of them)
         rows = conn.execute(
-            "SELECT m.seq, r.id, r.raw, m.plain_body FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
-            " WHERE m.seq>? AND m.direction='inbound' AND r.tail IS NULL ORDER BY m.seq LIMIT ?",
+            "SELECT m.seq, m.raw_id FROM messages m JOIN raw_sources r ON r.id=m.raw_id"
+            " WHERE m.seq>? AND m.direction='inbound' AND r.tail IS NULL AND coalesce(m.plain_body, '')<>''"
+            " ORDER BY m.seq LIMIT ?",
             (last_seq, CONVERT_PAGE),
         ).fetchall()
         if not rows:
             return
-        for seq, raw_id, raw, plain_body in rows:
+        for seq, raw_id in rows:
             last_seq = seq
+            found = conn.execute(
+                "SELECT r.raw, m.plain_body FROM raw_sources r JOIN messages m ON m.seq=? WHERE r.id=? AND r.tail IS NULL",
+                (seq, raw_id),
+            ).fetchone()
+            if found is None:  # another copy of the same mail converted it already
+                continue
+            raw, plain_body = found
             stored, tail = split_source(bytes(raw), plain_body)  # copies of one mail share raw and body
             if tail is not None:
                 conn.execute("UPDATE raw_sources SET raw=?, tail=? WHERE id=?", (stored, tail, raw_id))
