@@ -203,7 +203,13 @@ class HttpCore:
             try:
                 return await self._client.request(method, path, **kwargs)
             except _NOT_SENT as exc:
-                raise ConnectionFailed(f"could not connect to {self.base_url} ({type(exc).__name__})") from None
+                if attempt == 1:  # nothing went out
+                    raise ConnectionFailed(f"could not connect to {self.base_url} ({type(exc).__name__})") from None
+                raise WriteOutcomeUnknown(  # the first attempt went out and its answer was lost
+                    f"{method} {path}: the API's answer was lost and the retry could not connect"
+                    f" ({type(exc).__name__}); it may have been carried out",
+                    hint=check_hint(method, path),
+                ) from None
             except httpx2.TransportError as exc:  # the request went out; its answer did not come back
                 if attempt < attempts:
                     logger.info("no answer to %s %s (%s); retrying with its Idempotency-Key", method, path,
