@@ -226,24 +226,104 @@ class _Candidate:
     kind: str  # digits | alnum | year
 
 
-def _blanks(match: re.Match[str]) -> str:
-    """Same-length blank for a match, so positions and line breaks stay where they were."""
-    return re.sub(r"[^\n]", " ", match.group(0))
+def _for_lowered(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """`pattern` for text already lowercased: its literal capitals lowered, compiled without
+    IGNORECASE. Python's engine compares case-insensitively one character at a time, several times
+    slower than plainly; lowering the text once and matching plainly finds the same spans (text and
+    its lowercase have the same length: see `_lowercase`)."""
+    source, out, i = pattern.pattern, [], 0
+    if "(?-i:" in source or "\\N{" in source:
+        raise ValueError("a case-sensitive group or named escape cannot be matched on lowered text")
+    while i < len(source):
+        if source[i] == "\\":  # escapes as written: \S is not \s
+            out.append(source[i : i + 2])
+            i += 2
+        else:
+            out.append(source[i].lower())
+            i += 1
+    return re.compile("".join(out), pattern.flags & ~re.IGNORECASE)
 
 
-def _mask_decoys(text: str) -> str:
+def _lowercase(text: str) -> str:
+    """`text` lowercased, one character for one (only U+0130 lowers to two), so spans carry over."""
+    return text.replace("\u0130", "i").lower()
+
+
+# Each decoy pattern; whether it runs on the lowered text (all but the case-sensitive ones); and
+# whether it can only match where a run of digits starts (`\b\d...`): those are tried at such places
+# alone instead of scanned along the whole text (one scan finds the places for all of them).
+_DECOY_PASSES: tuple[tuple[re.Pattern[str], bool, bool], ...] = tuple(
+    (pattern, False, False)
+    if "(?-i:" in pattern.pattern
+    else (_for_lowered(pattern), True, pattern.pattern.startswith(r"\b\d"))
+    for pattern in _DECOYS
+)
+_DIGITS_START = re.compile(r"(?<!\w)\d")  # where `\b\d` can match
+
+
+def _matches_at(pattern: re.Pattern[str], text: str, starts: list[int]) -> list[tuple[int, int]]:
+    """What `pattern.finditer(text)` finds, for a pattern that can only match at one of `starts`."""
+    spans, end = [], 0
+    for start in starts:
+        if start >= end and (match := pattern.match(text, start)) is not None:
+            spans.append(match.span())
+            end = match.end()
+    return spans
+
+
+_ADDRESS_LINE_LOWERED = _for_lowered(_ADDRESS_LINE)
+_KEYWORD_LOWERED = _for_lowered(_KEYWORD)
+_CODE_LABEL_LOWERED = _for_lowered(_CODE_LABEL)
+_OTHER_CODE_QUALIFIER_LOWERED = _for_lowered(_OTHER_CODE_QUALIFIER)
+_ACTION_WORDS_LOWERED = _for_lowered(_ACTION_WORDS)
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """Same-length blanks over `spans`, so positions and line breaks stay where they were."""
+    parts, at = [], 0
+    for start, end in spans:
+        parts.append(text[at:start])
+        parts.append("".join("\n" if ch == "\n" else " " for ch in text[start:end]))
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Masked:
+    """A text with its decoys blanked (`text`), and the same lowercased (`lower`) for the
+    case-insensitive patterns: one character for one, so a span in one is the span in the other."""
+
+    text: str
+    lower: str
+
+
+def _mask_decoys(text: str) -> _Masked:
     # Codes sit early in a mail and never inside a 40+ character token; both caps keep
     # the patterns linear on giant newsletters and base64 blobs.
-    text = _LONG_TOKEN.sub(_blanks, text[:_MAX_SCANNED_CHARS])
-    for pattern in _DECOYS:
-        text = pattern.sub(_blanks, text)
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if _ADDRESS_LINE.search(line):
-            lines[i] = " " * len(line)
+    text = text[:_MAX_SCANNED_CHARS]
+    lower = _lowercase(text)
+    spans = [m.span() for m in _LONG_TOKEN.finditer(text)]
+    if spans:
+        text, lower = _blank(text, spans), _blank(lower, spans)
+    starts: list[int] | None = None
+    for pattern, lowered, at_digits in _DECOY_PASSES:  # in order: each pass sees what the earlier ones left
+        if at_digits:
+            if starts is None:
+                starts = [m.start() for m in _DIGITS_START.finditer(text)]
+            spans = _matches_at(pattern, lower, starts)
+        else:
+            spans = [m.span() for m in pattern.finditer(lower if lowered else text)]
+        if spans:
+            text, lower = _blank(text, spans), _blank(lower, spans)
+            starts = None
+    lines, lower_lines = text.split("\n"), lower.split("\n")
+    for i, line in enumerate(lower_lines):
+        if _ADDRESS_LINE_LOWERED.search(line):
+            lines[i] = lower_lines[i] = " " * len(line)
             if i + 1 < len(lines) and _POSTCODE_CITY_LINE.match(lines[i + 1]):
-                lines[i + 1] = " " * len(lines[i + 1])
-    return "\n".join(lines)
+                lines[i + 1] = lower_lines[i + 1] = " " * len(lines[i + 1])
+    return _Masked("\n".join(lines), "\n".join(lower_lines))
 
 
 def _is_alnum_code(token: str) -> bool:
@@ -355,15 +435,16 @@ def _shouted(masked: str, cand: _Candidate) -> bool:
     return re.match(r"[?!.,]?[ \t]+[A-Z]{2,}\b", masked[cand.end : cand.end + 40]) is not None
 
 
-def _best_code(masked: str, message_has_keyword: bool) -> tuple[int, int, str] | None:
+def _best_code(part: _Masked, message_has_keyword: bool) -> tuple[int, int, str] | None:
     """(score, position, code) of the likeliest code in one decoy-masked text, or None."""
-    keywords = [m.span() for m in _KEYWORD.finditer(masked)]
+    masked, lower = part.text, part.lower
+    keywords = [m.span() for m in _KEYWORD_LOWERED.finditer(lower)]
     labels = [
         m.span()
-        for m in _CODE_LABEL.finditer(masked)
-        if not _OTHER_CODE_QUALIFIER.search(masked[max(0, m.start() - 20) : m.start()])
+        for m in _CODE_LABEL_LOWERED.finditer(lower)
+        if not _OTHER_CODE_QUALIFIER_LOWERED.search(lower[max(0, m.start() - 20) : m.start()])
     ]
-    action_words = [m.span() for m in _ACTION_WORDS.finditer(masked)]
+    action_words = [m.span() for m in _ACTION_WORDS_LOWERED.finditer(lower)]
     best: tuple[int, int, str] | None = None
     for cand in _candidates(masked):
         distance = _keyword_distance(keywords, cand)
@@ -404,17 +485,18 @@ def extract_code(subject: str | None, text: str | None, html: str | None = None)
     keyword. The subject is preferred, then the text part, then the HTML part.
     """
     text_parts = [_mask_decoys(part) for part in (subject, text) if part and part.strip()]
-    has_keyword = any(_KEYWORD.search(part) for part in text_parts)
+    has_keyword = any(_KEYWORD_LOWERED.search(part.lower) for part in text_parts)
     if has_keyword and (code := _first_code(text_parts, has_keyword)) is not None:
         return code  # the HTML part could only have added a keyword: no need to convert it
     html_text = html_to_text(html) if html else ""
     html_parts = [_mask_decoys(html_text)] if html_text else []
     if has_keyword:
         return _first_code(html_parts, has_keyword)
-    return _first_code(text_parts + html_parts, any(_KEYWORD.search(part) for part in html_parts))
+    html_has_keyword = any(_KEYWORD_LOWERED.search(part.lower) for part in html_parts)
+    return _first_code(text_parts + html_parts, html_has_keyword)
 
 
-def _first_code(masked_parts: list[str], message_has_keyword: bool) -> str | None:
+def _first_code(masked_parts: list[_Masked], message_has_keyword: bool) -> str | None:
     for masked in masked_parts:
         best = _best_code(masked, message_has_keyword)
         if best is not None:
