@@ -249,13 +249,42 @@ def _lowercase(text: str) -> str:
     return text.replace("\u0130", "i").lower()
 
 
-# Each decoy pattern; whether it runs on the lowered text (all but the case-sensitive ones); and
-# whether it can only match where a run of digits starts (`\b\d...`): those are tried at such places
-# alone instead of scanned along the whole text (one scan finds the places for all of them).
-_DECOY_PASSES: tuple[tuple[re.Pattern[str], bool, bool], ...] = tuple(
-    (pattern, False, False)
+# What a decoy needs in the lowered text to match at all: one of these strings (keyed by the start
+# of the pattern's source; the patterns not named always run). Blanking only takes characters away,
+# so a string the text lacks, every later pass lacks too: a pass skipped here would have found nothing.
+_CURRENCIES = ("$", "€", "£", "¥", "₹", "usd", "eur", "gbp", "chf", "jpy", "cad", "aud", "inr", "sek", "nok",
+               "dkk", "pln", "dollar")  # fmt: skip
+_DECOY_NEEDS: dict[str, tuple[str, ...]] = {
+    r"(?:https?://|www\.)": ("http", "www."),
+    r"(?<![\w.+-])[\w.+-]+@": ("@",),
+    r"#[\w-]+": ("#",),
+    r"(?:©|\(c\)|copyright)": ("©", "(c)", "copyright"),
+    rf"\b{_MONTH}": ("jan", "feb", "fév", "fev", "mar", "mär", "apr", "avr", "abr", "mai", "may", "jun", "jui",
+                     "jul", "aug", "aou", "aoû", "ago", "sep", "oct", "okt", "nov", "dec", "déc", "dez", "dic",
+                     "ene"),  # fmt: skip
+    r"\+\d": ("+",),
+    r"\(\d": ("(",),
+    r"\b(?:tel|phone|": ("tel", "tél", "phone", "call", "fax", "mobile", "hotline", "llámanos", "whatsapp"),
+    rf"(?<!\w){_CURRENCY}": _CURRENCIES,
+    rf"(?<![\d.,]){_AMOUNT}\s?{_CURRENCY}": _CURRENCIES,
+    r"\b(?:promo(?:tional)?|discount": ("code", "digo"),
+}
+
+
+def _needs(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    found = [needs for start, needs in _DECOY_NEEDS.items() if pattern.pattern.startswith(start)]
+    if len(found) > 1:
+        raise ValueError(f"two entries of _DECOY_NEEDS start decoy {pattern.pattern[:40]!r}")
+    return found[0] if found else ()
+
+
+# Each decoy pattern, what it needs, whether it runs on the lowered text (all but the case-sensitive
+# ones), and whether it can only match where a run of digits starts (`\b\d...`): those are tried at
+# such places alone instead of scanned along the whole text (one scan finds the places for all of them).
+_DECOY_PASSES: tuple[tuple[re.Pattern[str], tuple[str, ...], bool, bool], ...] = tuple(
+    (pattern, _needs(pattern), False, False)
     if "(?-i:" in pattern.pattern
-    else (_for_lowered(pattern), True, pattern.pattern.startswith(r"\b\d"))
+    else (_for_lowered(pattern), _needs(pattern), True, pattern.pattern.startswith(r"\b\d"))
     for pattern in _DECOYS
 )
 _DIGITS_START = re.compile(r"(?<!\w)\d")  # where `\b\d` can match
@@ -307,7 +336,10 @@ def _mask_decoys(text: str) -> _Masked:
     if spans:
         text, lower = _blank(text, spans), _blank(lower, spans)
     starts: list[int] | None = None
-    for pattern, lowered, at_digits in _DECOY_PASSES:  # in order: each pass sees what the earlier ones left
+    present = lower  # before any blanking: what a pass needs is looked for here (see _DECOY_NEEDS)
+    for pattern, needs, lowered, at_digits in _DECOY_PASSES:  # in order: each sees what the earlier left
+        if needs and not any(needed in present for needed in needs):
+            continue
         if at_digits:
             if starts is None:
                 starts = [m.start() for m in _DIGITS_START.finditer(text)]
@@ -438,29 +470,41 @@ def _shouted(masked: str, cand: _Candidate) -> bool:
 def _best_code(part: _Masked, message_has_keyword: bool) -> tuple[int, int, str] | None:
     """(score, position, code) of the likeliest code in one decoy-masked text, or None."""
     masked, lower = part.text, part.lower
+    candidates = _candidates(masked)
+    if not candidates:
+        return None
     keywords = [m.span() for m in _KEYWORD_LOWERED.finditer(lower)]
-    labels = [
-        m.span()
-        for m in _CODE_LABEL_LOWERED.finditer(lower)
-        if not _OTHER_CODE_QUALIFIER_LOWERED.search(lower[max(0, m.start() - 20) : m.start()])
-    ]
-    action_words = [m.span() for m in _ACTION_WORDS_LOWERED.finditer(lower)]
+    labels: list[tuple[int, int]] | None = None  # found when a letter or word code needs them
+    action_words: list[tuple[int, int]] | None = None  # found when a digit code is far from a keyword
+
+    def near_action_word(cand: _Candidate) -> int | None:
+        nonlocal action_words
+        if action_words is None:
+            action_words = [m.span() for m in _ACTION_WORDS_LOWERED.finditer(lower)]
+        distance = _keyword_distance(action_words, cand)
+        return distance if distance is not None and distance <= _ACTION_WINDOW else None
+
     best: tuple[int, int, str] | None = None
-    for cand in _candidates(masked):
+    for cand in candidates:
         distance = _keyword_distance(keywords, cand)
-        action_distance = _keyword_distance(action_words, cand) if cand.kind == "digits" else None
         window = _WINDOW[cand.kind]
         if cand.kind == "year" and not _labels_directly(masked, keywords, cand):
             continue
         if cand.kind in ("letters", "words"):
             if cand.kind == "letters" and _shouted(masked, cand):
                 continue
+            if labels is None:
+                labels = [
+                    m.span()
+                    for m in _CODE_LABEL_LOWERED.finditer(lower)
+                    if not _OTHER_CODE_QUALIFIER_LOWERED.search(lower[max(0, m.start() - 20) : m.start()])
+                ]
             if not (_labels_directly(masked, labels, cand) or _labelled_by_line_above(masked, labels, cand)):
                 continue
             distance = _keyword_distance(labels, cand)
         if distance is not None and distance <= window:
             score = distance
-        elif action_distance is not None and action_distance <= _ACTION_WINDOW:
+        elif cand.kind == "digits" and (action_distance := near_action_word(cand)) is not None:
             score = action_distance + _ACTION_PENALTY
         elif cand.kind not in _NEEDS_LABEL and message_has_keyword and _alone_on_line(masked, cand):
             score = window + 1
@@ -590,6 +634,12 @@ def _links_in_html(html: str) -> list[_Link]:
     collector.feed(html)
     collector.close()
     return collector.links
+
+
+def _may_hold_web_links(html: str) -> bool:
+    """False when no http(s) link can come out of this HTML (every other kind is dropped): it says
+    "http" nowhere, and has no character reference that could spell it. Parsing is then skipped."""
+    return "&" in html or "http" in html.lower()
 
 
 def _links_in_text(text: str) -> list[_Link]:
@@ -770,7 +820,8 @@ def extract_link_details(text: str | None, html: str | None = None, *, limit: in
     """
     if limit <= 0:
         return []
-    found = [*(_links_in_html(html) if html else []), *(_links_in_text(text) if text else [])]
+    from_html = _links_in_html(html) if html and _may_hold_web_links(html) else []
+    found = [*from_html, *(_links_in_text(text) if text else [])]
     ranked: dict[str, tuple[tuple[int, int], _Link, str | None]] = {}
     unsubscribe: dict[str, tuple[_Link, str | None, str]] = {}
     for order, link in enumerate(found):

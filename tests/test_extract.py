@@ -602,3 +602,74 @@ def test_link_details_are_plain_data_with_the_wrapper_named() -> None:
         "text": "Confirm your address",
         "unwrapped_from": "google_redirect",
     }
+
+
+# --- the fast paths match what the plain algorithm finds ------------------------------------------
+
+
+def _reference_mask(text: str) -> str:
+    """The decoy masking as first written: every pattern case-insensitively over the whole text,
+    in order, each seeing what the earlier ones blanked. The module's fast version (lowered text,
+    digit-anchored and gated passes) must blank exactly the same characters."""
+    import re
+
+    from mam_mcp import extract
+
+    def blanks(match: re.Match[str]) -> str:
+        return re.sub(r"[^\n]", " ", match.group(0))
+
+    text = extract._LONG_TOKEN.sub(blanks, text[: extract._MAX_SCANNED_CHARS])
+    for pattern in extract._DECOYS:
+        text = pattern.sub(blanks, text)
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if extract._ADDRESS_LINE.search(line):
+            lines[i] = " " * len(line)
+            if i + 1 < len(lines) and extract._POSTCODE_CITY_LINE.match(lines[i + 1]):
+                lines[i + 1] = " " * len(lines[i + 1])
+    return "\n".join(lines)
+
+
+def _texts_in_every_case() -> list[str]:
+    texts = []
+    for path in sorted(CORPUS.glob("*.eml")):
+        subject, text, html = _parts(path)
+        for part in (subject, text, html_to_text(html) if html else None):
+            if part:
+                texts += [part, part.upper(), part.title(), part.swapcase()]
+    # characters whose case is special: U+0130 lowers to two characters; Kelvin sign, long s, dotless i
+    texts += ["\u0130STANBUL: your code is 482913, \u0130", "\u212a code 4821 \u017f 1234 \u0131 5555 JAN 3, 2026"]
+    return texts
+
+
+def test_the_fast_decoy_masking_blanks_what_the_plain_algorithm_blanks() -> None:
+    from mam_mcp.extract import _mask_decoys
+
+    texts = _texts_in_every_case()
+    assert len(texts) > 600
+    for text in texts:
+        masked = _mask_decoys(text)
+        assert masked.text == _reference_mask(text), text[:200]
+        assert len(masked.lower) == len(masked.text)
+
+
+def test_every_decoy_gate_belongs_to_one_pattern() -> None:
+    from mam_mcp import extract
+
+    for start in extract._DECOY_NEEDS:
+        owners = [p for p in extract._DECOYS if p.pattern.startswith(start)]
+        assert owners, f"_DECOY_NEEDS names no decoy: {start[:40]!r}"
+
+
+def test_html_without_a_web_link_is_not_parsed_for_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mam_mcp import extract
+
+    spelled = '<a href="&#104;ttps://acme.example/v">Verify</a>'  # a character reference spells "http"
+    assert [d.url for d in extract_link_details(None, spelled)] == ["https://acme.example/v"]
+    parsed: list[str] = []
+    monkeypatch.setattr(extract, "_links_in_html", lambda html: parsed.append(html) or [])
+    extract_link_details(None, "<p>Your code is <b>482913</b>.</p>")
+    assert parsed == []
+    extract_link_details(None, spelled)
+    extract_link_details(None, '<a href="HTTPS://ACME.EXAMPLE/verify">Verify</a>')
+    assert len(parsed) == 2
