@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # a runtime import would be circular: mam_mcp.client may impo
 
     from mam_mcp.client import MamClient
 
-__all__ = ["MAX_EVENT_BYTES", "EventStream", "open_event_stream"]
+__all__ = ["MAX_EVENT_BYTES", "EventStream", "Spawn", "open_event_stream"]
 
 logger = logging.getLogger("mam_mcp.client.events")  # the name operators filter on, kept across the module split
 
@@ -55,8 +55,14 @@ POLL_SLACK = timedelta(seconds=2)
 POLL_MAX_INBOXES = 25  # without inbox ids, polling watches this many (the WebSocket watches all)
 INBOX_LIST_REFRESH_SECONDS = 30.0  # how often polling re-lists inboxes to notice new ones
 _DEDUP_MEMORY = 10_000
+# A detached stream closes its socket this long after the consumer left: the close (a write, the
+# handshake, the task group's end) then runs after the consumer's answer is out, not before it on
+# the same event loop.
+DETACHED_CLOSE_DELAY = 0.05
 
 Transport = Literal["connecting", "websocket", "polling"]
+# Runs a coroutine in a task that outlives the `async with` (e.g. `Runtime.spawn`).
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class _SocketFailed(Exception):
@@ -274,6 +280,27 @@ class EventStream:
             return
         self._emit(event)
 
+    async def _run_detached(self, stop: anyio.Event) -> None:
+        """The stream's work in a task of its own (`open_event_stream(spawn=...)`): the consumer
+        leaves without waiting for the socket's close handshake; this ends the socket after it."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                tasks.start_soon(self._run_or_fail)
+                await stop.wait()
+                await anyio.sleep(DETACHED_CLOSE_DELAY)
+                with anyio.CancelScope(shield=True):
+                    await self._close_socket()
+                tasks.cancel_scope.cancel()
+        finally:
+            self._send.close()
+
+    async def _run_or_fail(self) -> None:
+        try:
+            await self._run()
+        except Exception as error:  # no task group between here and the consumer: it sees it on its next read
+            self._fail(error)
+
     # --- polling --------------------------------------------------------------------------------
     def _start_polling(self) -> None:
         if self._polling is not None or self._tasks is None:
@@ -411,11 +438,15 @@ async def open_event_stream(
     poll_interval: float = 2.0,
     local_filters: bool = False,
     use_websocket: bool = True,
+    spawn: Spawn | None = None,
 ) -> AsyncIterator[EventStream]:
     """Subscribe to inbox events; yields the stream at once (await `stream.ready` before relying on it).
 
     `since` is the floor for polled messages (default: now); `local_filters` lets polling use the
     local backend's `after=` extension; `use_websocket=False` polls only (benchmarks, diagnostics).
+    `spawn`: run the stream's work in a task it starts (one that outlives the `async with`), so that
+    leaving does not wait for the socket's close handshake (about a millisecond on loopback, and a
+    round trip to a remote server); without it, leaving closes the socket first.
     """
     stream = EventStream(
         client,
@@ -426,6 +457,14 @@ async def open_event_stream(
         local_filters=local_filters,
         use_websocket=use_websocket,
     )
+    if spawn is not None:
+        stop = anyio.Event()
+        spawn(stream._run_detached(stop))
+        try:
+            yield stream
+        finally:
+            stop.set()
+        return
     error: Exception | None = None
     async with anyio.create_task_group() as tasks:
         stream._tasks = tasks

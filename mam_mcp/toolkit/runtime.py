@@ -7,11 +7,14 @@ daemon is started if it is not running (DESIGN §5: not before the handshake).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -19,6 +22,10 @@ from mam_mcp.client import MamClient
 from mam_mcp.config import Settings
 
 __all__ = ["BoundedAskTimes", "BoundedIdSet", "ClientFactory", "Runtime", "write_secret_file"]
+
+logger = logging.getLogger("mam_mcp.runtime")
+
+BACKGROUND_GRACE_SECONDS = 3.0  # closing the runtime waits this long for handed-off work, then cancels it
 
 # Makes the API client for these settings; tests pass one that talks to a fake or an in-process backend.
 ClientFactory = Callable[[Settings], Awaitable[MamClient]]
@@ -91,10 +98,24 @@ class Runtime:
         # check_message's DKIM key lookups (dkimpy's dnsfunc contract); None means DNS. Tests set it.
         self.dkim_txt_lookup: Callable[..., bytes | str | None] | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run `closer` when the runtime closes (before the client), e.g. to stop following inboxes."""
         self._closers.append(closer)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in a task the runtime owns, so that a tool call can answer before it ends (e.g.
+        the close handshake of an event stream's socket). Closing the runtime waits for such work,
+        bounded, then cancels what is left; an error in it is logged, never raised into a call."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.warning("background work failed: %s", type(error).__name__)
 
     async def client(self) -> MamClient:
         if self._client is None:
@@ -114,6 +135,12 @@ class Runtime:
         return write_secret_file(self.settings.secrets_dir, label, value)
 
     async def aclose(self) -> None:
+        if self._background:
+            _, pending = await asyncio.wait(set(self._background), timeout=BACKGROUND_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=BACKGROUND_GRACE_SECONDS)
         closers, self._closers = self._closers, []
         for closer in closers:
             await closer()

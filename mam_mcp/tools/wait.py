@@ -366,34 +366,38 @@ async def _watched_inboxes(client: MamClient, inbox_id: str | None) -> list[str]
     return [inbox.id for inbox in listed][:MAX_INBOXES]
 
 
+async def _look(
+    client: MamClient, inbox_ids: list[str], wanted: _Wanted, local: bool, found: list[Message], count: int
+) -> bool:
+    """Fill `found` with the matches already received; True when there are `count` of them."""
+    existing = await _existing_matches(client, inbox_ids, wanted, local)
+    found[:] = _pick(existing, oldest=wanted.oldest_first, count=count)
+    return len(found) >= count
+
+
 async def _wait(
+    rt: Runtime,
     client: MamClient,
     inbox_ids: list[str],
     any_inbox: bool,
     wanted: _Wanted,
     local: bool,
-    mode: str,
     found: list[Message],
     count: int,
 ) -> str:
-    """Fill `found` with up to `count` matches: what already arrived; else subscribe, look again and
-    take what the stream brings. Returns how the last one came."""
-    existing = await _existing_matches(client, inbox_ids, wanted, local)
-    found[:] = _pick(existing, oldest=wanted.oldest_first, count=count)
-    if len(found) >= count:  # no subscription needed (opening one costs a connection and a handshake)
-        return "existing"
+    """Subscribe, look at what arrived once more (nothing slips between the look and the wait), then
+    take what the stream brings until `found` holds `count`. Returns how the last one came."""
     async with open_event_stream(
         client,
         inbox_ids=[] if any_inbox else inbox_ids,  # none named: every inbox the key can see
         event_types=["message.received"],
         since=wanted.floor.at,
-        poll_interval=POLL_INTERVAL.get(mode, 2.0),
+        poll_interval=POLL_INTERVAL.get(rt.settings.mode, 2.0),
         local_filters=local,
+        spawn=rt.spawn,  # answer at once; the socket's close handshake finishes after the result is out
     ) as events:
         await events.ready.wait()  # subscribed (or polling) before looking again: no gap
-        existing = await _existing_matches(client, inbox_ids, wanted, local)
-        found[:] = _pick(existing, oldest=wanted.oldest_first, count=count)
-        if len(found) >= count:
+        if await _look(client, inbox_ids, wanted, local, found, count):
             return "existing"
         async for event in events:
             if event.event_type != "message.received" or event.message is None:
@@ -448,22 +452,26 @@ async def wait_for_email(
     client = await rt.client()
     found: list[Message] = []
     via = "existing"
-    error: Exception | None = None
-    async with anyio.create_task_group() as tasks:
-        if ctx is not None:
-            tasks.start_soon(_report_progress, ctx, started, float(timeout_seconds), found, count)
-        try:
-            with anyio.move_on_after(max(0.0, timeout_seconds - (time.monotonic() - started))):
-                inbox_ids = await _watched_inboxes(client, inbox_id)
-                via = await _wait(
-                    client, inbox_ids, inbox_id is None, wanted, local, rt.settings.mode, found, count
-                )
-        except Exception as raised:  # re-raised below as itself (a MamError becomes a tool error)
-            error = raised
-        finally:
-            tasks.cancel_scope.cancel()
-    if error is not None:
-        raise error
+    done = False
+    # Mail already there costs one list request: no subscription, no progress task.
+    with anyio.move_on_after(max(0.0, timeout_seconds - (time.monotonic() - started))) as first_look:
+        inbox_ids = await _watched_inboxes(client, inbox_id)
+        done = await _look(client, inbox_ids, wanted, local, found, count)
+    remaining = timeout_seconds - (time.monotonic() - started)
+    if not done and not first_look.cancelled_caught and remaining > 0:
+        error: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            if ctx is not None:
+                tasks.start_soon(_report_progress, ctx, started, float(timeout_seconds), found, count)
+            try:
+                with anyio.move_on_after(remaining):
+                    via = await _wait(rt, client, inbox_ids, inbox_id is None, wanted, local, found, count)
+            except Exception as raised:  # re-raised below as itself (a MamError becomes a tool error)
+                error = raised
+            finally:
+                tasks.cancel_scope.cancel()
+        if error is not None:
+            raise error
     waited = time.monotonic() - started
     if expect == "none":
         if found:

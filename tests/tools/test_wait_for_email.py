@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 
 from mam_mcp.client import MamClient
+from mam_mcp.client.event_stream import EventStream
 from mam_mcp.config import Settings
 from mam_mcp.server import build_server
 from mam_mcp.tools import wait as wait_module
@@ -32,6 +33,7 @@ from tests.event_stack import (
     RequestWatch,
     hosted_stack,
     local_stack,
+    until,
     verification_mail,
 )
 from tests.fakes.hosted_api import FakeHostedAPI
@@ -262,7 +264,73 @@ async def test_cancellation_ends_the_wait_at_once(mailroom: Any, kind: str) -> N
                 "wait_for_email", {"inbox_id": room.inbox_id, "timeout_seconds": 1}
             )
             assert again.structured_content["found"] is False
-            assert room.subscribers() == 0
+            # The socket's close handshake finishes just after the answer (the runtime owns it).
+            await until(lambda: room.subscribers() == 0, timeout=2)
+
+
+@BACKENDS
+async def test_the_answer_does_not_wait_for_the_sockets_close_handshake(
+    mailroom: Any, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mail that arrives while waiting is answered at once; the runtime ends the socket afterwards,
+    and closing the runtime waits for that (here: a close held until the test lets it go)."""
+    release, closing = anyio.Event(), anyio.Event()
+    close_socket = EventStream._close_socket
+
+    async def held_close(stream: EventStream) -> None:
+        closing.set()
+        with anyio.move_on_after(5):  # bounded: the close runs shielded from the test's timeouts
+            await release.wait()
+        await close_socket(stream)
+
+    monkeypatch.setattr(EventStream, "_close_socket", held_close)
+    async with mailroom(kind) as room:
+        server = build_server(room.settings, client_factory=room.factory)
+        runtime = server.runtime  # type: ignore[attr-defined]
+        async with Client(server) as client:
+            with anyio.fail_after(15):
+                result = await call_while_delivering(
+                    client, room, {"inbox_id": room.inbox_id, "timeout_seconds": 30}
+                )
+                assert_found_verification(result, via="websocket")
+                await closing.wait()  # the close began, and is still held: the answer came first
+                assert room.subscribers() == 1 and len(runtime._background) == 1
+                release.set()
+                await until(lambda: room.subscribers() == 0, timeout=5)
+        with anyio.fail_after(10):
+            await runtime.aclose()
+        assert not runtime._background
+
+
+async def test_closing_the_runtime_waits_for_handed_off_work_then_cancels_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mam_mcp.toolkit import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "BACKGROUND_GRACE_SECONDS", 0.2)
+    runtime = runtime_module.Runtime(make_settings(tmp_path), client_factory=None)  # type: ignore[arg-type]
+    finished: list[str] = []
+
+    async def quick() -> None:
+        await anyio.sleep(0.05)
+        finished.append("quick")
+
+    async def stuck() -> None:
+        try:
+            await anyio.sleep(3600)
+        finally:
+            finished.append("stuck ended")
+
+    async def broken() -> None:
+        raise RuntimeError("not for the caller")
+
+    runtime.spawn(quick())
+    runtime.spawn(stuck())
+    runtime.spawn(broken())
+    with anyio.fail_after(5):
+        await runtime.aclose()
+    assert sorted(finished) == ["quick", "stuck ended"]
+    assert not runtime._background
 
 
 @BACKENDS
