@@ -10,19 +10,21 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from mam_mcp.local.config import (
+from mam_mcp.local.defaults import (
     DEFAULT_DOMAIN,
     DEFAULT_HTTP_PORT,
     DEFAULT_LARGE_INGEST_CONCURRENCY,
     DEFAULT_LARGE_MESSAGE_BYTES,
     DEFAULT_SMTP_PORT,
-    LocalConfig,
 )
 from mam_mcp.send_policy import CONFIRM_MODES, SETTING_NAMES, ConfirmSends, OutboundPolicy
+
+if TYPE_CHECKING:  # imported by local_config(): hosted mode never needs the model
+    from mam_mcp.local.config import LocalConfig
 
 __all__ = [
     "Settings",
@@ -275,6 +277,8 @@ class Settings(BaseModel):
             "http_idle_timeout_seconds": self.http_idle_timeout_seconds,
         }
         values.update(overrides)
+        from mam_mcp.local.config import LocalConfig
+
         return LocalConfig(**values)
 
     @classmethod

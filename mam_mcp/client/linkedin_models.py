@@ -7,10 +7,11 @@ a dump or repr of a model never carries them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr
 
+from mam_mcp.client.linkedin_input import Cadence, DatePosted, Intent, Lookback, SignalKind
 from mam_mcp.client.models import ApiModel
 
 __all__ = [
@@ -60,13 +61,6 @@ __all__ = [
     "WebhookTest",
 ]
 
-SignalKind = Literal[
-    "keyword", "engagement", "job_change_watchlist", "connection_accepted", "message_received"
-]
-Intent = Literal["low", "medium", "high"]
-Cadence = Literal["daily", "every_12h", "every_6h", "manual"]
-Lookback = Literal["past-24h", "past-week", "past-month"]
-DatePosted = Literal["past-24h", "past-week", "past-month", "any"]
 
 
 # --- sessions ---------------------------------------------------------------------------------------

@@ -10,6 +10,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mam_mcp.local.defaults import (
+    DEFAULT_DOMAIN,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_LARGE_INGEST_CONCURRENCY,
+    DEFAULT_LARGE_MESSAGE_BYTES,
+    DEFAULT_SMTP_PORT,
+)
+
 __all__ = [
     "LocalConfig",
     "DEFAULT_HTTP_PORT",
@@ -19,11 +27,6 @@ __all__ = [
     "DEFAULT_LARGE_MESSAGE_BYTES",
 ]
 
-DEFAULT_HTTP_PORT = 8725  # 8025 is Mailpit's
-DEFAULT_SMTP_PORT = 2525
-DEFAULT_DOMAIN = "mam.localhost"
-DEFAULT_LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
-DEFAULT_LARGE_INGEST_CONCURRENCY = 2
 
 
 class LocalConfig(BaseModel):

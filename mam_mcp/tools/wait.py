@@ -29,7 +29,6 @@ from pydantic import AfterValidator, Field
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import MamError, ValidationFailed
 from mam_mcp.client.event_models import format_time, parse_time
-from mam_mcp.client.event_stream import open_event_stream
 from mam_mcp.client.models import Message
 from mam_mcp.toolkit.arguments import InboxId
 from mam_mcp.toolkit.presentation import body_text, html_to_text, sender, summarize
@@ -387,6 +386,8 @@ async def _wait(
 ) -> str:
     """Subscribe, look at what arrived once more (nothing slips between the look and the wait), then
     take what the stream brings until `found` holds `count`. Returns how the last one came."""
+    from mam_mcp.client.event_stream import open_event_stream  # when a call must wait: start-up time
+
     async with open_event_stream(
         client,
         inbox_ids=[] if any_inbox else inbox_ids,  # none named: every inbox the key can see

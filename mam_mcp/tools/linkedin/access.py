@@ -3,17 +3,21 @@ given session, else the only connected one, else an error listing them), and pro
 while a synchronous search runs.
 """
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
 
 from mam_mcp.client.errors import MamError, NoSessionAvailable, ValidationFailed
 from mam_mcp.client.http import LONG_TIMEOUT
-from mam_mcp.client.linkedin import LinkedIn
 from mam_mcp.toolkit.runtime import Runtime
+
+if TYPE_CHECKING:  # imported with the first LinkedIn request (MamClient.linkedin): its models cost start-up time
+    from mam_mcp.client.linkedin import LinkedIn
 
 __all__ = ["PROGRESS_INTERVAL", "linkedin_api", "resolve_session", "with_progress"]
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from mam_mcp.client.linkedin import check_profile_ref, check_profile_url
+from mam_mcp.client.linkedin_input import check_profile_ref, check_profile_url
 
 __all__ = ["Id", "IntentDescription", "ProfileRef", "ProfileUrl", "SessionFor", "SessionId", "plain_id"]
 

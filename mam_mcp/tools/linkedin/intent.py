@@ -1,13 +1,14 @@
 """The linkedin toolset (default, hosted only): intent searches, signals, profiles, connection requests, DMs."""
 
-from typing import Annotated, Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import AfterValidator, Field
 
-from mam_mcp.client.linkedin import check_connection_note
-from mam_mcp.client.linkedin_models import Cadence, Intent, Lookback, SearchRun, SignalKind
+from mam_mcp.client.linkedin_input import Cadence, Intent, Lookback, SignalKind, check_connection_note
 from mam_mcp.toolkit.results import UntrustedFence, ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import READ, SEND, WRITE, Toolset
@@ -32,6 +33,9 @@ from mam_mcp.tools.linkedin.presentation import (
     signal_data,
     signal_line,
 )
+
+if TYPE_CHECKING:
+    from mam_mcp.client.linkedin_models import SearchRun
 
 toolset = Toolset(
     "linkedin",

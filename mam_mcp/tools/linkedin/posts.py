@@ -4,20 +4,24 @@ Each of these acts as one LinkedIn account: with no session_id the only connecte
 else the error lists the sessions. Post, comment and message text is untrusted input.
 """
 
-from typing import Annotated, Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import AfterValidator, Field
 
-from mam_mcp.client.linkedin import check_actor_url, check_conversation_urn, check_post_urn
-from mam_mcp.client.linkedin_models import ContentPosts, DatePosted
+from mam_mcp.client.linkedin_input import DatePosted, check_actor_url, check_conversation_urn, check_post_urn
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import READ, Toolset
 from mam_mcp.tools.linkedin.access import linkedin_api, resolve_session, with_progress
 from mam_mcp.tools.linkedin.arguments import SessionFor
 from mam_mcp.tools.linkedin.presentation import author_data, author_line, fenced, one_line
+
+if TYPE_CHECKING:
+    from mam_mcp.client.linkedin_models import ContentPosts
 
 toolset = Toolset(
     "linkedin_posts",

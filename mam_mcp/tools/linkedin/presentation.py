@@ -3,13 +3,17 @@ LinkedIn text (posts, comments, DMs, headlines) fenced as untrusted, like mail. 
 secret never appears here.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from mcp_types import CallToolResult
 from pydantic import BaseModel
 
-from mam_mcp.client.linkedin_models import SearchAuthor, SearchRun, Signal, SignalMatch
 from mam_mcp.toolkit.results import UntrustedFence, ok
+
+if TYPE_CHECKING:
+    from mam_mcp.client.linkedin_models import SearchAuthor, SearchRun, Signal, SignalMatch
 
 __all__ = [
     "UNTRUSTED_LINKEDIN",
@@ -43,7 +47,11 @@ def one_line(text: str | None, limit: int = 300) -> str:
 
 
 def author_data(author: SearchAuthor | None) -> dict[str, Any]:
-    a = author or SearchAuthor()
+    if author is None:
+        from mam_mcp.client.linkedin_models import SearchAuthor  # loaded by the request that got here
+
+        author = SearchAuthor()
+    a = author
     return {
         "name": a.name,
         "role": a.role,

@@ -1,18 +1,23 @@
 """The linkedin_signals toolset (hosted only): manage signals, their watchlists and deliveries, past searches."""
 
-from typing import Annotated
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.linkedin_models import Cadence, Intent, SignalRun
+from mam_mcp.client.linkedin_input import Cadence, Intent
 from mam_mcp.toolkit.results import UntrustedFence, ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
 from mam_mcp.tools.linkedin.access import linkedin_api, with_progress
 from mam_mcp.tools.linkedin.arguments import Id, ProfileUrl
 from mam_mcp.tools.linkedin.presentation import known_fields, one_line, search_text, signal_data, signal_line
+
+if TYPE_CHECKING:
+    from mam_mcp.client.linkedin_models import SignalRun
 
 toolset = Toolset(
     "linkedin_signals",
