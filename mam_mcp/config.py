@@ -94,8 +94,6 @@ _FILE_KEYS = {"confirm_sends", "confirm_timeout_seconds", "outbound"}
 def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     """The TOML config file as a dict ({} when absent and not required). A typo must not silently
     weaken a safety setting, so unknown keys and bad syntax are errors that name the file."""
-    import tomllib
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -104,6 +102,8 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
         return {}
     except OSError as error:
         raise ValueError(f"config file {path} cannot be read: {error.strerror}") from None
+    import tomllib  # only when there is a file: most starts have none
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

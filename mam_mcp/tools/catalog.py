@@ -7,7 +7,6 @@ local mode never imports the hosted-only ones.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterable, Sequence
 
@@ -68,6 +67,8 @@ def load_toolsets(names: Iterable[str] | None = None) -> list[Toolset]:
 def describe_unknown(name: str, known: Sequence[str]) -> str:
     """A name nobody knows, shortened for echoing back, with the closest known names."""
     shown = repr(name if len(name) <= _ECHO_CHARS else name[:_ECHO_CHARS] + "...")
+    import difflib  # for a name that is not a tool's: never on a normal start
+
     close = difflib.get_close_matches(name[:_ECHO_CHARS], known, n=3, cutoff=0.6)
     return shown + (f" (did you mean {' or '.join(close)}?)" if close else "")
 
