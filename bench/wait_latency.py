@@ -121,12 +121,12 @@ async def measure(
             waiting.set()
         return found
 
-    original_open = wait_module.open_event_stream
+    original_open = events_module.open_event_stream  # wait_for_email imports it when a call has to wait
     wait_module._existing_matches = existing_then_waiting  # type: ignore[assignment]
     if mode == "polling":
-        wait_module.open_event_stream = functools.partial(
-            events_module.open_event_stream, use_websocket=False
-        )  # type: ignore[assignment]
+        events_module.open_event_stream = functools.partial(  # type: ignore[assignment]
+            original_open, use_websocket=False
+        )
 
     async def factory(settings: Settings) -> MamClient:
         return MamClient(base_url=handle.base_url, api_key=handle.api_key)
@@ -181,7 +181,7 @@ async def measure(
                 from_send.append((outcome["at"] - sent_at) * 1000)
     finally:
         wait_module._existing_matches = original_existing  # type: ignore[assignment]
-        wait_module.open_event_stream = original_open  # type: ignore[assignment]
+        events_module.open_event_stream = original_open  # type: ignore[assignment]
         await server.runtime.aclose()  # type: ignore[attr-defined]
     return {
         "smtp_250_to_result": summary(from_250),
