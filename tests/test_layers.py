@@ -176,6 +176,8 @@ HEAVY_ON_SERVE = (
     "mam_mcp.prompts", "mam_mcp.resources", "mam_mcp.client.event_stream",
     # the LinkedIn client and its response models come with the first LinkedIn request (~9 ms)
     "mam_mcp.client.linkedin", "mam_mcp.client.linkedin_models",
+    # the email namespaces and their response models come with the first client, i.e. the first tool call (~7 ms)
+    "mam_mcp.client.models", "mam_mcp.client.email", "mam_mcp.client.event_models",
 )  # fmt: skip
 # Local mode has no LinkedIn: its toolsets stay unimported.
 ABSENT_IN_LOCAL_MODE = ("mam_mcp.tools.linkedin",)

@@ -1,4 +1,4 @@
-"""Inbox events as data: the event frame's models and the wire's time format.
+"""Inbox events as data: the event frame's models (the wire's time format is re-exported from `timefmt`).
 
 An `InboxEvent` has the same shape whether it came from the `/v1/ws` WebSocket or from polling
 (`InboxEvent.from_message`); `mam_mcp.client.event_stream` produces them, `tail` prints their
@@ -7,31 +7,16 @@ frames, `listen` turns them into webhook bodies, and `wait_for_email` reads thei
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parseaddr
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mam_mcp.client.models import Message
+from mam_mcp.client.timefmt import format_time, parse_time  # re-exported: the wire's time format lives apart
 
 __all__ = ["EventMessage", "InboxEvent", "format_time", "parse_time"]
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO-8601 time from the wire (`...Z` or an offset) as an aware UTC datetime; None if unparsable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def format_time(moment: datetime) -> str:
-    """A datetime as the wire's ISO-8601 UTC form with milliseconds (`...Z`), the inverse of `parse_time`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class EventMessage(BaseModel):

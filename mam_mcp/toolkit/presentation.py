@@ -3,11 +3,15 @@
 Callers fence what comes from the mail (toolkit.results.UntrustedFence).
 """
 
-import re
-from typing import Any
+from __future__ import annotations
 
-from mam_mcp.client.models import Message
+import re
+from typing import TYPE_CHECKING, Any
+
 from mam_mcp.toolkit.send_status import STATUS_HINTS
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Message
 
 __all__ = [
     "PREVIEW_CHARS",

@@ -8,9 +8,10 @@ and bounced; a status this module does not know is shown as it is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mam_mcp.client.models import SendResult
+if TYPE_CHECKING:
+    from mam_mcp.client.models import SendResult
 
 __all__ = ["STATUS_HINTS", "send_outcome_data", "send_outcome_text"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -33,10 +33,12 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from mam_mcp.client.errors import MamError
-from mam_mcp.client.models import SendPreview, SendResult
 from mam_mcp.toolkit.results import UntrustedFence, ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.tools.outbound import SendRequest, check_policy, check_recipient_rule
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import SendPreview, SendResult
 
 __all__ = ["Consent", "Plan", "SendApproval", "SendPlan", "asking", "finish_send", "plan_send", "runtime_of"]
 

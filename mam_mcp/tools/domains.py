@@ -1,15 +1,17 @@
 """The domains toolset: custom sending domains and their DNS records."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.models import Domain
 from mam_mcp.toolkit.arguments import ResourceId
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Domain
 
 toolset = Toolset("domains", "Custom sending domains and DNS records.")
 
@@ -19,7 +21,7 @@ WorkspaceOption = Annotated[
 ]
 
 
-def _domain_data(domain: Domain) -> dict[str, Any]:
+def _domain_data(domain: "Domain") -> dict[str, Any]:
     return {
         "domain": domain.domain,
         "status": domain.status,
@@ -28,7 +30,7 @@ def _domain_data(domain: Domain) -> dict[str, Any]:
     }
 
 
-def _records_text(domain: Domain) -> str:
+def _records_text(domain: "Domain") -> str:
     return "".join(
         f"\n- {r.type} {r.host} {r.value}" + (f" (priority {r.priority})" if r.priority is not None else "")
         for r in domain.records

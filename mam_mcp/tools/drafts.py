@@ -1,13 +1,12 @@
 """The drafts toolset (default): compose across turns, let a human approve, then send."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.models import Draft
 from mam_mcp.toolkit.arguments import (
     Body,
     DraftId,
@@ -25,10 +24,13 @@ from mam_mcp.toolkit.toolsets import DELETE, READ, SEND, UPDATE, WRITE, Toolset
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
 
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Draft
+
 toolset = Toolset("drafts", "Drafts for human approval before sending.", default=True)
 
 
-def _draft_data(draft: Draft) -> dict[str, Any]:
+def _draft_data(draft: "Draft") -> dict[str, Any]:
     return {
         "id": draft.id,
         "inbox_id": draft.inbox_id,
@@ -43,13 +45,13 @@ def _draft_data(draft: Draft) -> dict[str, Any]:
     }
 
 
-def _draft_lines(draft: Draft) -> str:
+def _draft_lines(draft: "Draft") -> str:
     to = ", ".join(draft.to) or "(the replied-to sender)" if draft.reply_to_message_id else ", ".join(draft.to) or "(none yet)"
     extra = "".join(f"\n{name}: {', '.join(v)}" for name, v in (("Cc", draft.cc), ("Bcc", draft.bcc)) if v)
     return f"To: {to}{extra}\nSubject: {draft.subject or '(none)'}"
 
 
-def _draft_text(verb: str, draft: Draft) -> str:
+def _draft_text(verb: str, draft: "Draft") -> str:
     # A draft's subject and recipients may come from the mail it answers: they stay fenced.
     kind = f"reply to {draft.reply_to_message_id}" if draft.reply_to_message_id else "new message"
     return f"{verb} draft {draft.id} ({kind}). Nothing was sent. {UNTRUSTED_NOTE}\n" + UntrustedFence().wrap(

@@ -1,7 +1,7 @@
 """The email toolset (default): inboxes, sending, reading, threads, attachments."""
 
 import base64
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
@@ -9,7 +9,6 @@ from mcp_types import BlobResourceContents, CallToolResult, EmbeddedResource
 from pydantic import AfterValidator, Field
 
 from mam_mcp.client.errors import ValidationFailed
-from mam_mcp.client.models import Message, SendResult
 from mam_mcp.toolkit.arguments import (
     Body,
     HtmlBody,
@@ -33,6 +32,9 @@ from mam_mcp.toolkit.toolsets import READ, SEND, UPDATE, WRITE, Toolset
 from mam_mcp.tools.consent import Consent, SendPlan, asking, finish_send, plan_send
 from mam_mcp.tools.outbound import SendRequest
 
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Message, SendResult
+
 toolset = Toolset("email", "Inboxes, sending, reading, threads and attachments.", default=True)
 
 ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
@@ -46,7 +48,7 @@ INBOX_OUTPUT = {
 }
 
 
-def _send_text(verb: str, result: SendResult) -> str:
+def _send_text(verb: str, result: "SendResult") -> str:
     if (result.status or "sent") == "captured":
         return (
             f"NOT SENT to the outside world: the local backend captured the message (id {result.id}) because no "
@@ -55,7 +57,7 @@ def _send_text(verb: str, result: SendResult) -> str:
     return send_outcome_text(verb, result)
 
 
-def _send_data(result: SendResult) -> dict[str, Any]:
+def _send_data(result: "SendResult") -> dict[str, Any]:
     return send_outcome_data(result)
 
 
@@ -237,7 +239,7 @@ async def forward_email(
     return ok(_send_text("Forwarded", result), _send_data(result))
 
 
-def _matches(message: Message, *, unread_only: bool, sender: str | None, subject: str | None, query: str | None) -> bool:
+def _matches(message: "Message", *, unread_only: bool, sender: str | None, subject: str | None, query: str | None) -> bool:
     if unread_only and message.is_read:
         return False
     if sender and sender.lower() not in f"{message.from_name or ''} {message.from_address or ''}".lower():
@@ -298,7 +300,7 @@ async def list_messages(
     return ok(text, data)
 
 
-def _attachment_items(message: Message) -> list[dict[str, Any]]:
+def _attachment_items(message: "Message") -> list[dict[str, Any]]:
     return [
         {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size}
         for a in (message.attachments or [])

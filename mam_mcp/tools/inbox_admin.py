@@ -1,22 +1,24 @@
 """The inbox_admin toolset: inbox settings, addresses, keys, deletion, raw source, address checks."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.models import Inbox
 from mam_mcp.toolkit.arguments import EmailAddress, InboxId, MessageId
 from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Inbox
 
 toolset = Toolset("inbox_admin", "Inbox settings, addresses, keys, deletion and raw source.")
 
 RAW_MAX_CHARS = 100_000
 
 
-def _inbox_data(inbox: Inbox) -> dict[str, Any]:
+def _inbox_data(inbox: "Inbox") -> dict[str, Any]:
     # IMAP/SMTP credentials and keys the API returns are dropped here, never shown (DESIGN §3).
     return {
         "id": inbox.id,

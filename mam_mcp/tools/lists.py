@@ -1,22 +1,24 @@
 """The lists toolset: named address groups inside an inbox (e.g. "active leads")."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.models import AddressList
 from mam_mcp.toolkit.arguments import EmailAddress, InboxId, ResourceId
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, WRITE, Toolset
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import AddressList
 
 toolset = Toolset("lists", "Named address lists inside an inbox.")
 
 ListId = ResourceId
 
 
-def _list_data(item: AddressList) -> dict[str, Any]:
+def _list_data(item: "AddressList") -> dict[str, Any]:
     data: dict[str, Any] = {"id": item.id, "name": item.name, "description": item.description}
     if item.entries is not None:
         data["entries"] = [

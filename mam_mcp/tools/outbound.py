@@ -14,13 +14,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import MamError, PolicyDenied, ValidationFailed
-from mam_mcp.client.models import Draft, Message, PreviewAttachment, SendPreview, SendResult
 from mam_mcp.config import Settings
 from mam_mcp.send_policy import SETTING_NAMES, OutboundPolicy
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Draft, Message, PreviewAttachment, SendPreview, SendResult
 
 __all__ = ["SendKind", "SendRequest", "check_policy", "check_recipient_rule"]
 
@@ -79,6 +81,8 @@ class SendRequest:
 
     async def _composed(self, client: MamClient) -> SendPreview:
         """Hosted mode: the message composed from reads, as the API composes it."""
+        from mam_mcp.client.models import PreviewAttachment, SendPreview  # loaded by the client that got here
+
         inbox = await client.inboxes.get(self.inbox_id)
         own = {inbox.email.lower(), *(a.email.lower() for a in inbox.addresses or [])}
         to, cc, bcc = list(self.to), list(self.cc), list(self.bcc)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -28,14 +28,16 @@ from pydantic import AfterValidator, Field
 
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import MamError, ValidationFailed
-from mam_mcp.client.event_models import format_time, parse_time
-from mam_mcp.client.models import Message
+from mam_mcp.client.timefmt import format_time, parse_time
 from mam_mcp.toolkit.arguments import InboxId
 from mam_mcp.toolkit.presentation import body_text, html_to_text, sender, summarize
 from mam_mcp.toolkit.results import UNTRUSTED_NOTE, UntrustedFence, fail, ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import READ
 from mam_mcp.tools.email import toolset
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Message
 
 __all__ = ["ReceivedAfter", "decode_received_after", "encode_cursor", "wait_for_email"]
 
@@ -69,7 +71,7 @@ class _Floor:
     at: datetime
     message_id: str | None = None
 
-    def admits(self, message: Message) -> bool:
+    def admits(self, message: "Message") -> bool:
         if message.id == self.message_id:
             return False
         moment = parse_time(message.date)
@@ -152,14 +154,14 @@ class _Wanted:
             extra["to"] = self.to
         return extra
 
-    def _to_matches(self, message: Message) -> bool:
+    def _to_matches(self, message: "Message") -> bool:
         """`to` is among the To/Cc recipients, or its `+tag` is the one the mail was delivered with."""
         wanted = (self.to or "").lower()
         recipients = {(parseaddr(a)[1] or a).lower() for a in [*message.to_addresses, *message.cc_addresses]}
         plus = _plus_tag(wanted)
         return wanted in recipients or (plus is not None and (message.tag or "").lower() == plus)
 
-    def matches(self, message: Message) -> bool:
+    def matches(self, message: "Message") -> bool:
         if message.direction != "inbound" or message.id in self.skip_ids or not self.floor.admits(message):
             return False
         if self.tag and (message.tag or "").lower() != self.tag.lower():
@@ -182,12 +184,12 @@ class _Wanted:
         return True
 
 
-def _order(message: Message) -> tuple[datetime, str]:
+def _order(message: "Message") -> tuple[datetime, str]:
     """The cursors' order: received-at, ties broken by id."""
     return (parse_time(message.date) or datetime.max.replace(tzinfo=UTC), message.id)
 
 
-def _pick(messages: list[Message], *, oldest: bool, count: int = 1) -> list[Message]:
+def _pick(messages: "list[Message]", *, oldest: bool, count: int = 1) -> "list[Message]":
     """The `count` to return, oldest first: after a `received_after` the agent gave (a cursor or a
     time) the earliest ones (a run of waits then skips nothing); by default the newest (the fresh
     code, when a sign-up mailed twice)."""
@@ -197,7 +199,7 @@ def _pick(messages: list[Message], *, oldest: bool, count: int = 1) -> list[Mess
 
 async def _existing_matches(
     client: MamClient, inbox_ids: list[str], wanted: _Wanted, local: bool
-) -> list[Message]:
+) -> "list[Message]":
     """The matching messages already received after the floor (bounded look-back per inbox)."""
     matching: list[Message] = []
     for inbox_id in inbox_ids:
@@ -217,7 +219,7 @@ async def _existing_matches(
 
 
 async def _report_progress(
-    ctx: Context, started: float, timeout: float, found: list[Message], count: int
+    ctx: Context, started: float, timeout: float, found: "list[Message]", count: int
 ) -> None:
     while True:
         elapsed = min(time.monotonic() - started, timeout)
@@ -231,7 +233,7 @@ async def _report_progress(
         await anyio.sleep(PROGRESS_INTERVAL)
 
 
-def _item(message: Message, *, extract: bool) -> tuple[dict[str, Any], str]:
+def _item(message: "Message", *, extract: bool) -> tuple[dict[str, Any], str]:
     """One found message as data (summary, body, code, links, cursor) and as fenced-text lines."""
     from mam_mcp.extract import (  # on the first found mail: its patterns cost start-up time
         extract_code,
@@ -264,7 +266,7 @@ def _item(message: Message, *, extract: bool) -> tuple[dict[str, Any], str]:
     return data, "\n".join(parts)
 
 
-def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallToolResult:
+def _found(message: "Message", *, via: str, waited: float, extract: bool) -> CallToolResult:
     item, text = _item(message, extract=extract)
     data: dict[str, Any] = {
         "found": True,
@@ -280,7 +282,7 @@ def _found(message: Message, *, via: str, waited: float, extract: bool) -> CallT
     return ok(lead + UntrustedFence().wrap(text), data)
 
 
-def _found_many(messages: list[Message], *, via: str, waited: float, extract: bool) -> CallToolResult:
+def _found_many(messages: "list[Message]", *, via: str, waited: float, extract: bool) -> CallToolResult:
     """`count` > 1: every message, oldest first; the top-level cursor is the last one's."""
     items = [_item(m, extract=extract) for m in messages]
     cursor = items[-1][0]["cursor"]
@@ -305,7 +307,7 @@ def _found_many(messages: list[Message], *, via: str, waited: float, extract: bo
     return ok(lead + "\n".join(fence.wrap(text) for _, text in items), data)
 
 
-def _unexpected(message: Message, *, waited: float) -> CallToolResult:
+def _unexpected(message: "Message", *, waited: float) -> CallToolResult:
     """`expect="none"` and a matching message came: a tool error that names it."""
     where = f" in inbox {message.inbox_id}" if message.inbox_id else ""
     return fail(
@@ -322,7 +324,7 @@ def _unexpected(message: Message, *, waited: float) -> CallToolResult:
 
 
 def _timed_out(
-    floor: _Floor, *, waited: float, timeout: int, partial: list[Message], count: int
+    floor: _Floor, *, waited: float, timeout: int, partial: "list[Message]", count: int
 ) -> CallToolResult:
     """found=false; with `count` > 1 also the ids matched so far (not handed out: the next wait
     from the same `received_after` finds them again)."""
@@ -366,7 +368,7 @@ async def _watched_inboxes(client: MamClient, inbox_id: str | None) -> list[str]
 
 
 async def _look(
-    client: MamClient, inbox_ids: list[str], wanted: _Wanted, local: bool, found: list[Message], count: int
+    client: MamClient, inbox_ids: list[str], wanted: _Wanted, local: bool, found: "list[Message]", count: int
 ) -> bool:
     """Fill `found` with the matches already received; True when there are `count` of them."""
     existing = await _existing_matches(client, inbox_ids, wanted, local)
@@ -381,7 +383,7 @@ async def _wait(
     any_inbox: bool,
     wanted: _Wanted,
     local: bool,
-    found: list[Message],
+    found: "list[Message]",
     count: int,
 ) -> str:
     """Subscribe, look at what arrived once more (nothing slips between the look and the wait), then

@@ -1,15 +1,17 @@
 """The webhooks toolset: signed HTTP delivery of inbox events, and usage metrics."""
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.models import Webhook
 from mam_mcp.toolkit.arguments import ResourceId
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, UPDATE, WRITE, Toolset
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Webhook
 
 toolset = Toolset("webhooks", "Webhooks for inbox events, and usage metrics.")
 
@@ -19,7 +21,7 @@ WebhookUrl = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")
 IsoTime = Annotated[str, Field(max_length=40, pattern=r"^\d{4}-\d{2}-\d{2}[T0-9:.+\-Z]*$")]
 
 
-def _webhook_data(webhook: Webhook) -> dict[str, Any]:
+def _webhook_data(webhook: "Webhook") -> dict[str, Any]:
     return {"id": webhook.id, "url": webhook.url, "events": webhook.events, "is_active": webhook.is_active}
 
 

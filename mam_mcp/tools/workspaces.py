@@ -1,26 +1,28 @@
 """The workspaces toolset: isolated workspaces (one per customer) and their wk_ keys."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from mam_mcp.client.models import Workspace, WorkspaceKey
 from mam_mcp.toolkit.arguments import ResourceId
 from mam_mcp.toolkit.results import ok
 from mam_mcp.toolkit.runtime import Runtime
 from mam_mcp.toolkit.toolsets import DELETE, READ, WRITE, Toolset
+
+if TYPE_CHECKING:
+    from mam_mcp.client.models import Workspace, WorkspaceKey
 
 toolset = Toolset("workspaces", "Workspaces for multi-tenant isolation, and their keys.")
 
 WorkspaceId = ResourceId
 
 
-def _workspace_data(workspace: Workspace) -> dict[str, Any]:
+def _workspace_data(workspace: "Workspace") -> dict[str, Any]:
     return {"id": workspace.id, "name": workspace.name, "created_at": workspace.created_at}
 
 
-def _key_data(key: WorkspaceKey) -> dict[str, Any]:
+def _key_data(key: "WorkspaceKey") -> dict[str, Any]:
     return {"id": key.id, "name": key.name, "prefix": key.prefix, "created_at": key.created_at, "revoked_at": key.revoked_at}
 
 
