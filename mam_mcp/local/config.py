@@ -59,6 +59,10 @@ class LocalConfig(BaseModel):
     send_max_attempts: int = Field(5, ge=1, le=20)
     # Ephemeral inboxes: how often the daemon deletes the ones whose time to live ran out (also at start).
     expiry_sweep_seconds: float = Field(30.0, gt=0)
+    # Webhook deliveries that ended (delivered or given up) are kept this long for the delivery log,
+    # then deleted by the daemon's housekeeping (hourly and at start); pending ones are never deleted.
+    delivery_log_days: float = Field(30.0, gt=0)
+    housekeeping_seconds: float = Field(3600.0, gt=0)
     # Test only: the daemon stops at this named point of a send (recording, recorded, relaying,
     # relayed), writes `paused-at-<point>` in the data dir and waits to be killed. None: no effect.
     test_pause_at: str | None = None

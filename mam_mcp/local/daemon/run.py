@@ -226,7 +226,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         retries = SendRetryWorker(backend, busy=tracker.busy)
         await retries.start()
         stack.push_async_callback(retries.stop)
-        sweeper = ExpirySweeper(backend, config.expiry_sweep_seconds)
+        sweeper = ExpirySweeper(backend, config.expiry_sweep_seconds, config.housekeeping_seconds)
         sweeper.start()
         stack.push_async_callback(sweeper.stop)
 

@@ -63,6 +63,7 @@ class MailEvent:
     def webhook_payload(self) -> dict[str, Any]:
         """The webhook JSON body of the reference (no message body: receivers fetch it)."""
         to = self.message.get("to") or []
+        tag = self.message.get("tag")
         return {
             "event": self.event_type,
             "messageId": self.message.get("message_id"),
@@ -73,6 +74,7 @@ class MailEvent:
             "subject": self.message.get("subject"),
             "hasAttachments": self.has_attachments,
             "timestamp": self.timestamp,
+            **({"tag": tag} if tag else {}),  # ours: the plus-address tag it came with (a receiver routes on it)
         }
 
 

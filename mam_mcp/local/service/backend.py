@@ -19,6 +19,7 @@ import inspect
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,7 +54,7 @@ from mam_mcp.local.service.outgoing import (
 from mam_mcp.local.store.email_store import EmailStore
 from mam_mcp.local.store.mail import InboundCopy
 from mam_mcp.local.store.outbox import OutboxEntry
-from mam_mcp.local.timestamps import iso_utc, utc_now_iso
+from mam_mcp.local.timestamps import iso_from_epoch, iso_utc, utc_now_iso
 
 __all__ = ["EventSink", "LocalBackend", "OutboundRelay", "WebhookTarget"]
 
@@ -233,6 +234,22 @@ class LocalBackend:
             self.keys.forget(lambda key: key.inbox_id in gone)
             logger.info("deleted %d expired inbox(es)", len(deleted))
         return deleted
+
+    async def housekeeping(self, *, batch: int = 500, max_batches: int = 20) -> int:
+        """Delete webhook deliveries that ended more than `delivery_log_days` ago (bounded: at most
+        `max_batches` writes of `batch` rows; a larger backlog waits for the next run) and inbound
+        digests past the dedup window. Returns the number of deliveries deleted."""
+        cutoff = iso_from_epoch(time.time() - self.config.delivery_log_days * 86_400)
+        total = 0
+        for _ in range(max_batches):
+            deleted = await self.store.outbox.prune_finished(cutoff, limit=batch)
+            total += deleted
+            if deleted < batch:
+                break
+        await self.store.forget_old_digests()
+        if total:
+            logger.info("deleted %d webhook deliveries older than %g days", total, self.config.delivery_log_days)
+        return total
 
     # ------------------------------------------------------------ outbound
 

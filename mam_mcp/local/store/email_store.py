@@ -56,6 +56,10 @@ class EmailStore:
         self._directory.load(conn)
         self.admin.load(conn)
 
+    async def forget_old_digests(self) -> None:
+        """Inbound digests past the dedup window (also done at open: a long-running daemon does it here)."""
+        await self.db.write(prune_inbound_digests)
+
     async def close(self) -> None:
         await self.db.close()
 

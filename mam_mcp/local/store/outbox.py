@@ -180,6 +180,36 @@ class OutboxRepository:
             )
         )
 
+    async def prune_finished(self, updated_before: str, *, limit: int) -> int:
+        """Delete up to `limit` deliveries that ended (delivered or failed) before `updated_before`
+        (a wire timestamp); pending ones stay whatever their age. Returns how many went; more may remain.
+
+        The rows are found on a read connection (a scan when nothing is due: kept off the writer),
+        then deleted by id in a short write that checks the state again."""
+
+        def find(c: sqlite3.Connection) -> list[str]:
+            return [
+                row[0]
+                for row in c.execute(
+                    "SELECT id FROM webhook_outbox WHERE status IN ('delivered', 'failed') AND updated_at < ? LIMIT ?",
+                    (updated_before, limit),
+                )
+            ]
+
+        ids = await self._db.read(find)
+        if not ids:
+            return 0
+
+        def delete(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany(
+                "DELETE FROM webhook_outbox WHERE id = ? AND status IN ('delivered', 'failed') AND updated_at < ?",
+                [(delivery_id, updated_before) for delivery_id in ids],
+            )
+            return c.total_changes - before
+
+        return await self._db.write(delete)
+
     async def list_for_webhook(self, webhook_id: str, limit: int) -> list[Row]:
         """The delivery log of a webhook, newest first (no body)."""
         return await self._db.read(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -129,3 +130,59 @@ async def test_one_tick_deletes_a_bounded_batch_oldest_deadline_first(local_back
     assert await ExpirySweeper(backend, 3600).sweep_once() == BATCH + 3
     left = await backend.store.accounts.list_inboxes(tenant)
     assert [r["id"] for r in left] == [future["id"]]
+
+
+# --- housekeeping: finished webhook deliveries and inbound digests are let go -----------------------
+
+
+async def test_housekeeping_deletes_deliveries_that_ended_long_ago_and_keeps_the_rest(
+    local_backend: LocalBackendFixture,
+) -> None:
+    from mam_mcp.local.store.mail import DEDUP_WINDOW_SECONDS
+    from mam_mcp.local.store.outbox import OutboxEntry
+
+    backend: LocalBackend = local_backend[0]
+    outbox = backend.store.outbox
+    day = 86_400.0
+    now = time.time()
+    await outbox.add([OutboxEntry("wh_1", f"evt_{n}", "message.received", b"{}") for n in range(5)], now=now - 40 * day)
+    await outbox.add([OutboxEntry("wh_1", "evt_recent", "message.received", b"{}")], now=now)
+    rows = {r["event_id"]: r["id"] for r in await outbox.list_for_webhook("wh_1", 10)}
+    old = now - 40 * day
+    for event, status in (("evt_0", "delivered"), ("evt_1", "failed"), ("evt_2", "delivered")):
+        await outbox.record_attempt(rows[event], status=status, attempts=1, status_code=200, error=None, now=old)
+    await outbox.record_attempt(rows["evt_3"], status="delivered", attempts=1, status_code=200, error=None, now=now - day)
+    # evt_4: pending for 40 days (its webhook keeps failing): never deleted, whatever its age
+    await backend.store.db.write(
+        lambda c: c.execute(
+            "INSERT INTO inbound_digests VALUES ('in_1', 'old', '<a@x>', 'msg_1', ?), ('in_1', 'new', '<b@x>', 'msg_2', ?)",
+            (now - DEDUP_WINDOW_SECONDS - 60, now),
+        )
+    )
+
+    assert await backend.housekeeping(batch=2, max_batches=1) == 2  # bounded: one batch of two
+    assert await backend.housekeeping(batch=2, max_batches=5) == 1
+    assert await backend.housekeeping() == 0
+    left = {r["event_id"]: r["status"] for r in await outbox.list_for_webhook("wh_1", 10)}
+    assert left == {"evt_3": "delivered", "evt_4": "pending", "evt_recent": "pending"}
+    digests = await backend.store.db.read(lambda c: [r[0] for r in c.execute("SELECT digest FROM inbound_digests")])
+    assert digests == ["new"]
+
+
+async def test_the_daemon_lets_old_deliveries_go_at_start(tmp_path: Path) -> None:
+    config = daemon_config(tmp_path / "data", delivery_log_days=1)
+    async with daemon_process(config):
+        pass  # creates the store
+    long_ago = iso_utc(datetime.now(UTC) - timedelta(days=2))
+    with contextlib.closing(sqlite3.connect(config.db_path, timeout=10)) as conn:
+        conn.executemany(
+            "INSERT INTO webhook_outbox (id, webhook_id, event_id, event_type, body, status, attempts,"
+            " created_at, updated_at) VALUES (?, 'wh_1', ?, 'message.received', x'7b7d', ?, 1, ?, ?)",
+            [("whd_old", "evt_old", "delivered", long_ago, long_ago), ("whd_live", "evt_live", "pending", long_ago, long_ago)],
+        )
+        conn.commit()
+    async with daemon_process(config):
+        with anyio.fail_after(15):
+            while _count(config, "SELECT count(*) FROM webhook_outbox WHERE id='whd_old'"):
+                await anyio.sleep(0.05)
+    assert _count(config, "SELECT count(*) FROM webhook_outbox WHERE id='whd_live'") == 1

@@ -17,6 +17,7 @@ import pytest
 
 from mam_mcp.local.store.directory import Delivery, InboxDirectory, InboxRecord
 from tests.local.daemon_process import RunningDaemon, daemon_config, daemon_process
+from tests.local.webhook_receiver import serve_receiver
 
 STEP_TIMEOUT = 30.0
 
@@ -73,6 +74,25 @@ async def test_plus_addresses_deliver_to_the_base_inbox_tagged_and_lists_filter_
             assert refused.value.recipients[0].code == 550
             with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
                 await _smtp(daemon, f"nobody+x@{domain}", "lost")
+
+
+async def test_a_webhook_says_which_plus_tag_a_mail_came_with(tmp_path: Path) -> None:
+    import json
+
+    config = daemon_config(tmp_path / "data")
+    with anyio.fail_after(STEP_TIMEOUT):
+        async with serve_receiver() as receiver, daemon_process(config) as daemon:
+            async with daemon.client() as http:
+                scout = (await http.post("/v1/inboxes", json={"username": "scout"})).json()
+                hook = await http.post("/v1/webhooks", json={"url": receiver.url, "events": ["message.received"]})
+                assert hook.status_code == 201, hook.text
+            await _smtp(daemon, f"scout+run42@{config.domain}", "job 42")
+            await _smtp(daemon, f"scout@{config.domain}", "untagged")
+            await receiver.wait_for(2)
+            payloads = {json.loads(r.body)["subject"]: json.loads(r.body) for r in receiver.requests}
+            assert payloads["job 42"]["tag"] == "run42"
+            assert "tag" not in payloads["untagged"]  # untagged mail: the reference's payload, unchanged
+            assert payloads["job 42"]["inboxId"] == scout["id"]
 
 
 async def test_a_catch_all_inbox_takes_unknown_local_names_and_other_domains_stay_refused(tmp_path: Path) -> None:
