@@ -7,6 +7,7 @@ anything heavy inside `run`, so `mam-mcp serve` starts fast.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -75,10 +76,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = _requested_command(args_list)
+    if command == "serve":
+        # Start-up makes ~150k objects (the SDK's and our pydantic models) and frees almost none:
+        # the cyclic collector's passes over them find nothing. `serve` turns it back on (and
+        # freezes what start-up made) once the server is built; `finally` covers every other exit.
+        gc.disable()
+    try:
+        return _main(args_list, command)
+    finally:
+        gc.enable()
+
+
+def _main(args_list: list[str], command: str | None) -> int:
     from mam_mcp.config import Settings
 
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(only=_requested_command(args_list))
+    parser = build_parser(only=command)
     args = parser.parse_args(args_list)
     if args.command is None:  # bare `mam-mcp` is `mam-mcp serve` (what hosts run)
         args = parser.parse_args([*args_list, "serve"])
