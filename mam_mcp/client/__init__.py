@@ -66,33 +66,20 @@ class MamClient:
         )
         # The namespaces and the response models they validate with are imported by the first client,
         # i.e. the first tool call, never at `serve` start-up (~9 ms).
-        from mam_mcp.client.email import (
-            Attachments,
-            Domains,
-            Drafts,
-            Inboxes,
-            Lists,
-            Messages,
-            MetricsApi,
-            Previews,
-            Threads,
-            VerifyApi,
-            Webhooks,
-            Workspaces,
-        )
+        from mam_mcp.client import email as namespaces
 
-        self.inboxes = Inboxes(self.http)
-        self.messages = Messages(self.http)
-        self.attachments = Attachments(self.http)
-        self.threads = Threads(self.http)
-        self.drafts = Drafts(self.http)
-        self.previews = Previews(self.http)
-        self.lists = Lists(self.http)
-        self.domains = Domains(self.http)
-        self.workspaces = Workspaces(self.http)
-        self.webhooks = Webhooks(self.http)
-        self.metrics = MetricsApi(self.http)
-        self.verify = VerifyApi(self.http)
+        self.inboxes = namespaces.Inboxes(self.http)
+        self.messages = namespaces.Messages(self.http)
+        self.attachments = namespaces.Attachments(self.http)
+        self.threads = namespaces.Threads(self.http)
+        self.drafts = namespaces.Drafts(self.http)
+        self.previews = namespaces.Previews(self.http)
+        self.lists = namespaces.Lists(self.http)
+        self.domains = namespaces.Domains(self.http)
+        self.workspaces = namespaces.Workspaces(self.http)
+        self.webhooks = namespaces.Webhooks(self.http)
+        self.metrics = namespaces.MetricsApi(self.http)
+        self.verify = namespaces.VerifyApi(self.http)
         self._linkedin: object | None = None
 
     @property
