@@ -282,16 +282,28 @@ class EventStream:
 
     async def _run_detached(self, stop: anyio.Event) -> None:
         """The stream's work in a task of its own (`open_event_stream(spawn=...)`): the consumer
-        leaves without waiting for the socket's close handshake; this ends the socket after it."""
+        leaves without waiting for the socket's close handshake; this ends the socket after it.
+
+        Whatever ends this task (the consumer leaving, an error in any of the stream's tasks), the
+        socket is closed and the consumer hears of an error on its next read: nothing is left
+        running, and a failure never looks like a stream that simply ended."""
         try:
+            if stop.is_set():  # the consumer left before this task ran: open nothing
+                return
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
                 tasks.start_soon(self._run_or_fail)
-                await stop.wait()
-                await anyio.sleep(DETACHED_CLOSE_DELAY)
-                with anyio.CancelScope(shield=True):
-                    await self._close_socket()
-                tasks.cancel_scope.cancel()
+                try:
+                    await stop.wait()
+                    await anyio.sleep(DETACHED_CLOSE_DELAY)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._close_socket()
+                    tasks.cancel_scope.cancel()
+        except Exception as error:
+            leaf = _leaf(error) if isinstance(error, BaseExceptionGroup) else None
+            self._fail(leaf or error)
+            raise
         finally:
             self._send.close()
 
@@ -325,6 +337,10 @@ class EventStream:
                         self._fail(error)
                         return
                 except MamError as error:
+                    self._fail(error)
+                    return
+                except Exception as error:  # e.g. the client was closed: the consumer must hear of it
+                    logger.warning("events: polling failed: %s", type(error).__name__)
                     self._fail(error)
                     return
                 await anyio.sleep(self.poll_interval)

@@ -107,7 +107,9 @@ class Runtime:
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in a task the runtime owns, so that a tool call can answer before it ends (e.g.
         the close handshake of an event stream's socket). Closing the runtime waits for such work,
-        bounded, then cancels what is left; an error in it is logged, never raised into a call."""
+        bounded, then cancels what is left and waits once more: work inside a shielded scope (a
+        socket's close, at most a few seconds by its own timeouts) may still finish after that.
+        An error in it is logged, never raised into a call."""
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background_done)

@@ -330,3 +330,31 @@ async def test_polling_without_inbox_ids_watches_every_inbox_up_to_the_cap(
     assert warnings == [
         f"events: polling watches {POLL_MAX_INBOXES} of {POLL_MAX_INBOXES + 1} inboxes; name the inboxes to watch the others (the WebSocket, when it is up, covers all of them)"
     ]
+
+
+@pytest.mark.parametrize("detached", [False, True])
+async def test_an_unexpected_polling_failure_reaches_the_consumer_and_leaves_nothing_running(
+    detached: bool, tmp_path: Any
+) -> None:
+    """E.g. the client closed under the stream (a concurrent call reconnected): the consumer's next
+    read raises it, in the caller's task group or handed to the runtime (`spawn`), and the stream's
+    work ends; it must never look like a stream that simply ended (a wait would say "no mail")."""
+    from mam_mcp.toolkit.runtime import Runtime
+    from tests.conftest import make_settings
+
+    fake = FakeHostedAPI()
+    inbox = fake.seed_inbox("scout")
+    runtime = Runtime(make_settings(tmp_path), client_factory=None)  # type: ignore[arg-type]
+    client = fake_client(fake)
+    async with open_event_stream(
+        client, inbox_ids=[inbox["id"]], poll_interval=0.05, use_websocket=False,
+        spawn=runtime.spawn if detached else None,
+    ) as events:  # fmt: skip
+        with anyio.fail_after(5):
+            await events.ready.wait()
+            await client.aclose()  # the next poll cannot send its request
+            with pytest.raises(RuntimeError, match="closed"):
+                await events.__anext__()
+    with anyio.fail_after(5):
+        await until(lambda: not runtime._background)
+        await runtime.aclose()
