@@ -244,9 +244,15 @@ def _for_lowered(pattern: re.Pattern[str]) -> re.Pattern[str]:
     return re.compile("".join(out), pattern.flags & ~re.IGNORECASE)
 
 
+# Characters Python's case-insensitive matching takes for a Latin letter but str.lower() leaves
+# alone (long s, dotless i), and the one that lowers to two characters (dotted capital I).
+_CASE_FOLDS = str.maketrans({"\u017f": "s", "\u0131": "i", "\u0130": "i"})
+
+
 def _lowercase(text: str) -> str:
-    """`text` lowercased, one character for one (only U+0130 lowers to two), so spans carry over."""
-    return text.replace("\u0130", "i").lower()
+    """`text` lowercased for the plain patterns: one character for one, so spans carry over, and
+    every character IGNORECASE would match to a letter of a pattern lowered to that letter."""
+    return text.translate(_CASE_FOLDS).lower()
 
 
 # What a decoy needs in the lowered text to match at all: one of these strings (keyed by the start
@@ -638,8 +644,9 @@ def _links_in_html(html: str) -> list[_Link]:
 
 def _may_hold_web_links(html: str) -> bool:
     """False when no http(s) link can come out of this HTML (every other kind is dropped): it says
-    "http" nowhere, and has no character reference that could spell it. Parsing is then skipped."""
-    return "&" in html or "http" in html.lower()
+    "http" nowhere, not even with tabs or line breaks inside (URL parsing drops those), and has no
+    character reference that could spell it. Parsing is then skipped."""
+    return "&" in html or "http" in html.lower().replace("\t", "").replace("\r", "").replace("\n", "")
 
 
 def _links_in_text(text: str) -> list[_Link]:

@@ -638,7 +638,8 @@ def _texts_in_every_case() -> list[str]:
             if part:
                 texts += [part, part.upper(), part.title(), part.swapcase()]
     # characters whose case is special: U+0130 lowers to two characters; Kelvin sign, long s, dotless i
-    texts += ["\u0130STANBUL: your code is 482913, \u0130", "\u212a code 4821 \u017f 1234 \u0131 5555 JAN 3, 2026"]
+    texts += ["\u0130STANBUL: your code is 482913, \u0130", "\u212a code 4821 \u017f 1234 \u0131 5555 JAN 3, 2026",
+              "\u017fession 482913 code", "Ca\u0131l us 415 555 0100", "order\u017f 12345 \u017feat 12A"]
     return texts
 
 
@@ -673,3 +674,22 @@ def test_html_without_a_web_link_is_not_parsed_for_links(monkeypatch: pytest.Mon
     extract_link_details(None, spelled)
     extract_link_details(None, '<a href="HTTPS://ACME.EXAMPLE/verify">Verify</a>')
     assert len(parsed) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("Your P\u0131N: 482913", "482913"),  # dotless i: a case-insensitive match of PIN, as before
+        ("Ver\u0131fication: 482913", "482913"),
+        ("\u017fession 482913 code", None),  # long s: "session 482913" is a labelled number, not a code
+        ("Code: 1234 \u017ft", None),
+    ],
+)
+def test_letters_that_match_case_insensitively_count_as_their_latin_letter(text: str, code: str | None) -> None:
+    assert extract_code(None, text) == code
+
+
+def test_a_link_with_a_tab_in_its_scheme_is_still_found() -> None:
+    # URL parsing drops tabs and line breaks anywhere in a URL: "ht\ttp://" is an http link
+    details = extract_link_details(None, '<a href="ht\ttp://acme.example/verify">Verify</a>')
+    assert [(d.url, d.kind) for d in details] == [("ht\ttp://acme.example/verify", "verify")]
