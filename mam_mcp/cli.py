@@ -40,12 +40,25 @@ _GLOBAL_FLAGS = ("api_key", "base_url", "mode", "data_dir", "log_level", "config
 _REPAIR_COMMANDS = frozenset({"login", "logout", "doctor", "install", "install-skill", "tools"})
 
 
+# Global options that take a value as the next token: that value is never the command.
+_VALUE_OPTIONS = frozenset({"--mode", "--api-key", "--base-url", "--data-dir", "--config", "--log-level"})
+
+
 def _requested_command(argv: Sequence[str]) -> str | None:
     """The subcommand named on the command line; "serve" for a bare `mam-mcp`; None for help."""
     if any(token in ("-h", "--help") for token in argv):
         return None
-    named = next((token for token in argv if token in COMMANDS), None)
-    if named is None and any(not token.startswith("-") for token in argv):
+    words: list[str] = []
+    value_next = False
+    for token in argv:
+        if value_next:  # `--mode local serve`: "local" is the mode, not the command
+            value_next = False
+        elif token in _VALUE_OPTIONS:
+            value_next = True
+        elif not token.startswith("-"):
+            words.append(token)
+    named = next((word for word in words if word in COMMANDS), None)
+    if named is None and words:
         return None  # a word that is no command (or an option's value): build all, argparse explains
     return named or "serve"
 

@@ -93,3 +93,17 @@ def test_serve_builds_without_the_cyclic_collector_and_serves_with_it(
     assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000
     assert gc.isenabled()
     assert cli.main(["tools", "--toolsets", "drafts"]) == 0 and gc.isenabled()
+
+
+def test_a_global_option_before_the_command_is_not_taken_for_the_command(tmp_path: Path) -> None:
+    # `--mode local serve` (what a host config may say): "local" is the mode's value, not `mam-mcp local`
+    from mam_mcp.cli import _requested_command
+
+    assert _requested_command(["--mode", "local", "serve"]) == "serve"
+    assert _requested_command(["--mode", "local"]) == "serve"
+    assert _requested_command(["--data-dir", "serve", "local"]) == "local"
+    assert _requested_command(["--mode=local", "tools"]) == "tools"
+    assert _requested_command(["frobnicate"]) is None
+    result = _run(tmp_path, "--mode", "local", "tools", "--toolsets", "drafts")
+    assert result.returncode == 0, result.stderr
+    assert "list_drafts" in result.stdout
