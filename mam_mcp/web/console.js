@@ -30,7 +30,7 @@
 
   var inboxes = [];
   var route = {};
-  var list = {key: null, pages: 0, next: null};
+  var list = {key: null, pages: 0, next: null, seen: null};
   var detail = {key: null, review: null};
   var refreshTimer = null;
   var signedOut = false;
@@ -248,13 +248,20 @@
         return;  // the person moved on while this loaded
       }
       var items = data.messages || data.threads || data.drafts || [];
+      var seen = JSON.stringify(data);
+      if (fresh && key === list.key && list.pages === 1 && seen === list.seen) {
+        // A refresh (the live stream connecting, another inbox's mail) that found nothing new:
+        // the rows stay as they are, so a click landing on one while this loaded is not lost.
+        markCurrent();
+        return;
+      }
       var ul;
       if (fresh) {
         pane.textContent = "";
         pane.appendChild(el("h2", {id: "list-title", text: listTitle()}));
         ul = el("ul", {className: "items", id: "items"});
         pane.appendChild(ul);
-        list = {key: key, pages: 1, next: data.next || null};
+        list = {key: key, pages: 1, next: data.next || null, seen: seen};
       } else {
         ul = $("items");
         list.pages += 1;

@@ -212,6 +212,41 @@ async def test_sign_in_then_new_mail_shows_up_without_a_reload(
     await page.screenshot(path=str(shots / "console-messages.png"))
 
 
+async def test_a_refresh_that_finds_nothing_new_leaves_the_rows_in_place(
+    page: Any, daemon: RunningDaemon, inbox: dict[str, Any]
+) -> None:
+    """The live stream connecting makes the console refresh its list. A row rebuilt at that moment
+    could swallow a click half done (mouse down on the old row, up on its replacement): a refresh
+    that brings nothing new must leave the rows as they are; one that does rebuilds them."""
+    await send_mail(daemon, inbox, "Row stays put", "Nothing changes after this.")
+    release = asyncio.Event()
+
+    async def hold_the_stream(route: Any) -> None:  # the stream connects when the test says so
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/events", hold_the_stream)
+    await sign_in(page, daemon)
+    row = page.locator("#items a", has_text="Row stays put")
+    await row.wait_for()
+    await row.evaluate("a => { a.dataset.marker = 'kept'; }")
+
+    def list_request(response: Any) -> bool:
+        return "/messages?limit=50" in response.url
+
+    async with page.expect_response(list_request) as refreshed:
+        release.set()  # `hello` -> refresh: the same list comes back
+    await refreshed.value
+    await page.locator("#live.on").wait_for()
+    await page.wait_for_timeout(300)  # the response's handler runs right after it arrives
+    assert await row.evaluate("a => a.dataset.marker") == "kept"
+
+    async with page.expect_response(list_request):
+        await send_mail(daemon, inbox, "Something new", "A row to add.")
+    await page.locator("#items a", has_text="Something new").wait_for()  # rebuilt with the new mail
+    assert await page.locator("#items a", has_text="Row stays put").evaluate("a => a.dataset.marker") is None
+
+
 async def test_an_html_mail_runs_no_script_and_loads_nothing_until_asked(
     page: Any, daemon: RunningDaemon, inbox: dict[str, Any], shots: Path
 ) -> None:
