@@ -18,12 +18,10 @@ from mam_mcp.client.http import LONG_TIMEOUT, HttpCore, ResourceNamespace
 from mam_mcp.client.http import json_body as _body
 from mam_mcp.client.http import path_segment as _seg
 from mam_mcp.client.linkedin_input import (
-    NOTE_MAX,
     SESSION_SCOPED_KINDS,
     SIGNAL_KINDS,
     WATCHLIST_MAX,
     check_actor_url,
-    check_company_url,
     check_connection_note,
     check_conversation_urn,
     check_post_urn,
@@ -57,9 +55,6 @@ from mam_mcp.client.linkedin_models import (
 )
 
 __all__ = [
-    "NOTE_MAX",
-    "SIGNAL_KINDS",
-    "WATCHLIST_MAX",
     "Connections",
     "ContentSearch",
     "Conversations",
@@ -71,13 +66,6 @@ __all__ = [
     "Sessions",
     "SignalWatchlist",
     "Signals",
-    "check_actor_url",
-    "check_company_url",
-    "check_connection_note",
-    "check_conversation_urn",
-    "check_post_urn",
-    "check_profile_ref",
-    "check_profile_url",
     "signal_body",
 ]
 

@@ -11,11 +11,9 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr
 
-from mam_mcp.client.linkedin_input import Cadence, DatePosted, Intent, Lookback, SignalKind
 from mam_mcp.client.models import ApiModel
 
 __all__ = [
-    "Cadence",
     "Classification",
     "CommentList",
     "ConnectionResult",
@@ -23,15 +21,12 @@ __all__ = [
     "ContentPosts",
     "Conversation",
     "ConversationList",
-    "DatePosted",
     "Delivery",
     "DeliveryList",
     "DirectMessage",
     "DirectMessageList",
-    "Intent",
     "LinkedInSession",
     "LoginResult",
-    "Lookback",
     "MatchList",
     "Participant",
     "PostComment",
@@ -50,7 +45,6 @@ __all__ = [
     "SessionUsage",
     "Signal",
     "SignalEnvelope",
-    "SignalKind",
     "SignalList",
     "SignalMatch",
     "SignalRun",

@@ -11,14 +11,15 @@ import pytest
 
 from mam_mcp.client import MamClient
 from mam_mcp.client.errors import MamError, ValidationFailed
-from mam_mcp.client.linkedin import (
+from mam_mcp.client.linkedin import signal_body
+from mam_mcp.client.linkedin_input import (
     check_connection_note,
     check_conversation_urn,
     check_post_urn,
     check_profile_ref,
-    signal_body,
 )
-from mam_mcp.signatures import SIGNAL_SIGNATURE_HEADER as SIGNATURE_HEADER, sign_signal_body, verify_signal_signature
+from mam_mcp.signatures import SIGNAL_SIGNATURE_HEADER as SIGNATURE_HEADER
+from mam_mcp.signatures import sign_signal_body, verify_signal_signature
 from tests.conftest import FAKE_KEY
 from tests.fakes.hosted_api import FakeHostedAPI
 from tests.fakes.hosted_linkedin import linkedin_of
