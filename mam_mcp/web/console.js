@@ -147,7 +147,16 @@
     if (signedOut) {
       return;
     }
+    var wasSearch = route.view === "search";
     route = parseRoute();
+    // The search box shows the search being looked at, and is emptied when one is left. Anything
+    // else leaves it alone: a refresh (new mail, the live stream connecting) or a route change
+    // arriving while someone types would otherwise wipe what they typed.
+    if (route.view === "search") {
+      $("q").value = route.q;
+    } else if (wasSearch) {
+      $("q").value = "";
+    }
     if (!route.inbox) {
       if (inboxes.length) {
         window.location.replace(href(inboxes[0].id, "messages"));
@@ -214,7 +223,6 @@
       }
       nav.appendChild(link);
     });
-    $("q").value = route.view === "search" ? route.q : "";
   }
 
   // ---------------------------------------------------------------- the list pane

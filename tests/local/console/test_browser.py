@@ -309,6 +309,34 @@ async def test_search_finds_the_mail_and_the_source_downloads(
     assert saved == raw and b"Subject: Invoice for zephyrine" in saved
 
 
+async def test_what_someone_types_in_the_search_box_survives_new_mail(
+    page: Any, daemon: RunningDaemon, inbox: dict[str, Any]
+) -> None:
+    """A refresh (new mail, the live stream connecting) used to re-render the views and empty the
+    search box: a search typed at that moment went nowhere (CI saw the search test fail this way)."""
+    await send_mail(daemon, inbox, "Invoice for zephyrine", "The zephyrine invoice is due.")
+    await sign_in(page, daemon)
+    await page.locator("#live.on").wait_for()
+    box = page.get_by_label("Search the selected inbox")
+    await box.fill("zephyr")
+    counts_before = await page.locator("#inboxes a .counts").first.text_content()
+    await send_mail(daemon, inbox, "Arrived while typing", "Hello.")
+    # The refresh that new mail brings has run: the inbox list and the message list show it.
+    await page.wait_for_function(
+        "before => document.querySelector('#inboxes a .counts').textContent !== before", arg=counts_before
+    )
+    await page.locator("#items a", has_text="Arrived while typing").wait_for()
+    assert await box.input_value() == "zephyr"
+    await box.press("End")
+    await page.keyboard.type("ine")
+    await page.keyboard.press("Enter")
+    await page.locator("#list-title", has_text="Search: zephyrine").wait_for()
+    assert await box.input_value() == "zephyrine"  # the search looked at is shown in the box
+    await page.locator("#views a", has_text="Messages").click()
+    await page.locator("#list-title", has_text="Messages, newest first").wait_for()
+    assert await box.input_value() == ""  # and leaving the search empties it
+
+
 async def create_draft(daemon: RunningDaemon, inbox: dict[str, Any], subject: str, body: str) -> str:
     async with daemon.client() as api:
         created = await api.post(
