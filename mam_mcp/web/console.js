@@ -187,8 +187,17 @@
     });
   }
 
+  // The inbox list and the view links are rebuilt only when what they show changed: a refresh
+  // replacing them under a click half done (mouse down on the old link, up on its copy) loses it.
+  var shown = {inboxes: null, views: null};
+
   function renderInboxes() {
     var ul = $("inboxes");
+    var signature = JSON.stringify([route.inbox, inboxes]);
+    if (signature === shown.inboxes) {
+      return;
+    }
+    shown.inboxes = signature;
     ul.textContent = "";
     if (!inboxes.length) {
       ul.appendChild(el("li", {className: "empty", text: "No inboxes yet. An agent creates one with create_inbox."}));
@@ -213,9 +222,14 @@
 
   function renderViews() {
     var nav = $("views");
+    var inbox = inboxes.filter(function (i) { return i.id === route.inbox; })[0];
+    var signature = JSON.stringify([route.inbox, route.view, inbox ? inbox.drafts : null]);
+    if (signature === shown.views) {
+      return;
+    }
+    shown.views = signature;
     nav.textContent = "";
     VIEWS.forEach(function (view) {
-      var inbox = inboxes.filter(function (i) { return i.id === route.inbox; })[0];
       var text = view[1] + (view[0] === "drafts" && inbox && inbox.drafts ? " (" + inbox.drafts + ")" : "");
       var link = el("a", {href: href(route.inbox, view[0]), text: text});
       if (route.view === view[0]) {

@@ -229,22 +229,33 @@ async def test_a_refresh_that_finds_nothing_new_leaves_the_rows_in_place(
     await sign_in(page, daemon)
     row = page.locator("#items a", has_text="Row stays put")
     await row.wait_for()
-    await row.evaluate("a => { a.dataset.marker = 'kept'; }")
+    # The inbox link and the view links are refreshed too, and kept the same way.
+    inbox_link = page.locator("#inboxes a").first
+    view_link = page.locator("#views a", has_text="Threads")
+    for link in (row, inbox_link, view_link):
+        await link.evaluate("a => { a.dataset.marker = 'kept'; }")
 
     def list_request(response: Any) -> bool:
         return "/messages?limit=50" in response.url
 
-    async with page.expect_response(list_request) as refreshed:
+    def inboxes_request(response: Any) -> bool:
+        return response.url.endswith("/api/inboxes")
+
+    async with page.expect_response(list_request) as refreshed, page.expect_response(inboxes_request) as counted:
         release.set()  # `hello` -> refresh: the same list comes back
     await refreshed.value
+    await counted.value
     await page.locator("#live.on").wait_for()
     await page.wait_for_timeout(300)  # the response's handler runs right after it arrives
-    assert await row.evaluate("a => a.dataset.marker") == "kept"
+    for link in (row, inbox_link, view_link):
+        assert await link.evaluate("a => a.dataset.marker") == "kept"
 
     async with page.expect_response(list_request):
         await send_mail(daemon, inbox, "Something new", "A row to add.")
     await page.locator("#items a", has_text="Something new").wait_for()  # rebuilt with the new mail
     assert await page.locator("#items a", has_text="Row stays put").evaluate("a => a.dataset.marker") is None
+    await page.wait_for_function("() => !document.querySelector('#inboxes a').dataset.marker")  # new counts
+    assert await view_link.evaluate("a => a.dataset.marker") == "kept"  # the views did not change
 
 
 async def test_an_html_mail_runs_no_script_and_loads_nothing_until_asked(
