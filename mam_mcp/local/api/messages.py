@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import Field
@@ -24,6 +25,7 @@ from mam_mcp.local.api.params import (
 )
 from mam_mcp.local.api.wire import attachment_wire, draft_wire, json_response, message_wire, ok, thread_wire
 from mam_mcp.local.service.errors import BackendError
+from mam_mcp.local.service.idempotency import fingerprint
 from mam_mcp.local.service.mailbox import MAX_TAG_CHARS
 from mam_mcp.local.service.outgoing import Outgoing
 
@@ -96,12 +98,24 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _send_fingerprint(request: Request) -> str:
+    """What makes two sends the same send: route, query and the body's JSON value (key order and
+    spacing aside). Call it after `parse_body`, which checked the body is JSON."""
+    raw: bytes = request.state.raw_body
+    body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode() if raw.strip() else b""
+    return fingerprint(request.method, request.url.path, request.url.query, body)
+
+
 async def _send_or_preview(request: Request, inbox_id: str, outgoing: Outgoing, body: _Consent) -> JSONResponse:
     backend = backend_of(request)
     if body.dry_run:
         return json_response({"preview": (await backend.preview(inbox_id, outgoing)).wire()})
     result = await backend.send(
-        inbox_id, outgoing, idempotency_key=_idempotency_key(request), expect_hash=body.expect_hash
+        inbox_id,
+        outgoing,
+        idempotency_key=_idempotency_key(request),
+        request_fingerprint=_send_fingerprint(request),
+        expect_hash=body.expect_hash,
     )
     return json_response(result.wire(), 201)
 
@@ -337,6 +351,7 @@ async def send_draft(request: Request) -> JSONResponse:
         draft_id,
         verified=body.verified,
         idempotency_key=_idempotency_key(request),
+        request_fingerprint=_send_fingerprint(request),
         expect_hash=body.expect_hash,
     )
     return json_response(result.wire(), 201)

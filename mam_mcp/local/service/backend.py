@@ -259,6 +259,7 @@ class LocalBackend:
         outgoing: Outgoing,
         *,
         idempotency_key: str | None = None,
+        request_fingerprint: str | None = None,
         draft_id: str | None = None,
         expect_hash: str | None = None,
     ) -> SendOutcome:
@@ -266,28 +267,43 @@ class LocalBackend:
 
         With `expect_hash`, the message is sent only if it is still exactly what a preview with that
         hash showed (a person approved that content); otherwise CONTENT_CHANGED and nothing is sent.
+        A key already used answers with the first send's outcome, unless `request_fingerprint` shows
+        a different request: IDEMPOTENCY_KEY_REUSED, nothing sent.
         """
         check_headers(outgoing)
         if idempotency_key is None:
-            return await self._send_once(inbox_id, outgoing, None, draft_id, expect_hash)
+            return await self._send_once(inbox_id, outgoing, None, None, draft_id, expect_hash)
         key = (inbox_id, idempotency_key)
         entry = self._send_locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
             async with entry[0]:
-                previous = await self._previous_send(inbox_id, idempotency_key)
+                previous = await self._previous_send(inbox_id, idempotency_key, request_fingerprint)
                 if previous is not None:
                     return replace(previous, draft_id=draft_id)
-                return await self._send_once(inbox_id, outgoing, idempotency_key, draft_id, expect_hash)
+                return await self._send_once(
+                    inbox_id, outgoing, idempotency_key, request_fingerprint, draft_id, expect_hash
+                )
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 self._send_locks.pop(key, None)
 
-    async def _previous_send(self, inbox_id: str, idempotency_key: str) -> SendOutcome | None:
+    async def _previous_send(
+        self, inbox_id: str, idempotency_key: str, request_fingerprint: str | None
+    ) -> SendOutcome | None:
         row = await self.store.mail.idempotent_message(inbox_id, idempotency_key)
         if row is None:
             return None
+        recorded = row["idempotency_fingerprint"]
+        if recorded is not None and request_fingerprint is not None and recorded != request_fingerprint:
+            # Answering with the first send would tell the caller a different mail went out.
+            raise BackendError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used for a different send; nothing was sent. Use a new key for a"
+                " new message",
+            )
         delivery = await self.store.sends.delivery(row["id"]) or {}
         return SendOutcome(
             row["id"], row["thread_id"], row["status"], row["message_id_hdr"] or "",
@@ -344,6 +360,7 @@ class LocalBackend:
         inbox_id: str,
         outgoing: Outgoing,
         idempotency_key: str | None,
+        request_fingerprint: str | None,
         draft_id: str | None,
         expect_hash: str | None = None,
     ) -> SendOutcome:
@@ -405,6 +422,7 @@ class LocalBackend:
                 attachments=[(a.filename, a.content_type, a.data) for a in outgoing.attachments],
                 raw=raw,
                 idempotency_key=idempotency_key,
+                idempotency_fingerprint=request_fingerprint,
                 delete_draft_id=draft_id,
             )
         except LookupError:
@@ -640,13 +658,19 @@ class LocalBackend:
         *,
         verified: bool,
         idempotency_key: str | None = None,
+        request_fingerprint: str | None = None,
         expect_hash: str | None = None,
     ) -> SendOutcome:
         if idempotency_key is not None:  # a retried draft send: the draft is already gone
-            previous = await self._previous_send(inbox_id, idempotency_key)
+            previous = await self._previous_send(inbox_id, idempotency_key, request_fingerprint)
             if previous is not None:
                 return replace(previous, draft_id=draft_id)
         outgoing = await self.draft_outgoing(inbox_id, draft_id, verified=verified)
         return await self.send(
-            inbox_id, outgoing, idempotency_key=idempotency_key, draft_id=draft_id, expect_hash=expect_hash
+            inbox_id,
+            outgoing,
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint,
+            draft_id=draft_id,
+            expect_hash=expect_hash,
         )

@@ -128,6 +128,7 @@ class MailRepository:
         attachments: Sequence[tuple[str, str, bytes]] = (),
         raw: bytes | None = None,
         idempotency_key: str | None = None,
+        idempotency_fingerprint: str | None = None,
         delete_draft_id: str | None = None,
     ) -> Row:
         """Record an outbound message (status `queued`, with its delivery row), its thread, idempotency
@@ -162,7 +163,9 @@ class MailRepository:
             c.execute("INSERT INTO outbound_delivery (message_id) VALUES (?)", (row["id"],))
             if idempotency_key is not None:
                 c.execute(
-                    "INSERT INTO idempotency VALUES (?, ?, ?, ?)", (inbox_id, idempotency_key, row["id"], now)
+                    "INSERT INTO idempotency (inbox_id, key, message_id, created_at, fingerprint)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (inbox_id, idempotency_key, row["id"], now, idempotency_fingerprint),
                 )
             return row
 
@@ -170,10 +173,12 @@ class MailRepository:
         return await self._db.write(run, offload=size > PARSE_IN_THREAD_BYTES)
 
     async def idempotent_message(self, inbox_id: str, key: str) -> Row | None:
+        """The message sent with this key, with the key's `idempotency_fingerprint` (NULL: not recorded)."""
         return await self._db.read(
             lambda c: row_or_none(
                 c.execute(
-                    "SELECT m.* FROM idempotency i JOIN messages m ON m.id=i.message_id"
+                    "SELECT m.*, i.fingerprint AS idempotency_fingerprint"
+                    " FROM idempotency i JOIN messages m ON m.id=i.message_id"
                     " WHERE i.inbox_id=? AND i.key=?",
                     (inbox_id, key),
                 ).fetchone()

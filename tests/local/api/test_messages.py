@@ -329,6 +329,71 @@ async def test_idempotency_key_returns_first_result_and_sends_once(
     )
 
 
+async def test_a_send_key_reused_for_a_different_mail_is_refused_on_every_send_route(
+    local_backend: LocalBackendFixture, local_api: httpx2.AsyncClient, make_inbox: Any, relay: RecordingRelay
+) -> None:
+    """Answering a reused key with the first send's result would tell the caller a different mail
+    went out. The same request (its JSON value, whatever the key order or spacing) is answered again;
+    a different one is 422 IDEMPOTENCY_KEY_REUSED with nothing sent, on send, reply, forward and a
+    draft's send."""
+    inbox = await make_inbox("scout")
+    await _inbound(local_backend)
+    parent = await _only_message(local_api, inbox["id"])
+    base = f"/v1/inboxes/{inbox['id']}"
+    headers = {"Idempotency-Key": "reused", "Content-Type": "application/json"}
+
+    first = await local_api.post(
+        f"{base}/send", content=b'{"to": "x@example.com", "subject": "once", "text": "t", "verified": true}',
+        headers=headers,
+    )  # fmt: skip
+    assert first.status_code == 201, first.text
+    same = await local_api.post(
+        f"{base}/send", content=b'{"verified":true,"text":"t","subject":"once","to":"x@example.com"}',
+        headers=headers,
+    )  # fmt: skip
+    assert same.status_code == 201 and same.json() == first.json()
+    assert len(relay.sent) == 1
+
+    different = [
+        (f"{base}/send", {"to": "x@example.com", "subject": "once", "text": "another text", "verified": True}),
+        (f"{base}/send", {"to": "y@example.com", "subject": "once", "text": "t", "verified": True}),
+        (f"{base}/reply/{parent['id']}", {"text": "t"}),
+        (f"{base}/reply-all/{parent['id']}", {"text": "t", "verified": True}),
+        (f"{base}/forward/{parent['id']}", {"to": "x@example.com", "text": "t", "verified": True}),
+    ]
+    draft = (await local_api.post(f"{base}/drafts", json={"to": "x@example.com", "subject": "d", "text": "t"})).json()
+    different.append((f"{base}/drafts/{draft['id']}/send", {"verified": True}))
+    for url, body in different:
+        refused = await local_api.post(url, json=body, headers={"Idempotency-Key": "reused"})
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["code"] == "IDEMPOTENCY_KEY_REUSED", refused.json()
+    assert len(relay.sent) == 1  # nothing more left
+    outbound = (await local_api.get(f"{base}/messages", params={"direction": "outbound"})).json()["messages"]
+    assert [m["id"] for m in outbound] == [first.json()["id"]]
+    assert (await local_api.get(f"{base}/drafts/{draft['id']}")).status_code == 200  # the draft is still there
+
+    # A draft's send retried with its key is answered again (the draft is gone by then) ...
+    sent_draft = await local_api.post(
+        f"{base}/drafts/{draft['id']}/send", json={"verified": True}, headers={"Idempotency-Key": "draft-key"}
+    )
+    again = await local_api.post(
+        f"{base}/drafts/{draft['id']}/send", json={"verified": True}, headers={"Idempotency-Key": "draft-key"}
+    )
+    assert sent_draft.status_code == again.status_code == 201 and again.json() == sent_draft.json()
+    assert len(relay.sent) == 2
+
+    # ... and a record written before fingerprints were kept answers any request with its key, as before.
+    await local_backend[0].store.mail._db.write(
+        lambda c: c.execute("UPDATE idempotency SET fingerprint=NULL WHERE key='reused'")
+    )
+    old = await local_api.post(
+        f"{base}/send", json={"to": "z@example.com", "subject": "x", "text": "x", "verified": True},
+        headers={"Idempotency-Key": "reused"},
+    )  # fmt: skip
+    assert old.status_code == 201 and old.json() == first.json()
+    assert len(relay.sent) == 2
+
+
 async def test_failing_event_sink_does_not_break_sending(
     local_backend: LocalBackendFixture,
     local_api: httpx2.AsyncClient,

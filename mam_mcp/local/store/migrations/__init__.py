@@ -22,6 +22,7 @@ from mam_mcp.local.store.migrations import (
     v06_message_tags,
     v07_inbox_expiry,
     v08_request_records,
+    v09_send_fingerprints,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
@@ -37,6 +38,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     (v06_message_tags.VERSION, v06_message_tags.apply),
     (v07_inbox_expiry.VERSION, v07_inbox_expiry.apply),
     (v08_request_records.VERSION, v08_request_records.apply),
+    (v09_send_fingerprints.VERSION, v09_send_fingerprints.apply),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
