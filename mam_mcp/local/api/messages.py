@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,7 +27,7 @@ from mam_mcp.local.api.params import (
 )
 from mam_mcp.local.api.wire import attachment_wire, draft_wire, json_response, message_wire, ok, thread_wire
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.service.idempotency import fingerprint
+from mam_mcp.local.service.idempotency import SEND_FINGERPRINT_FORMAT, fingerprint
 from mam_mcp.local.service.mailbox import MAX_TAG_CHARS
 from mam_mcp.local.service.outgoing import Outgoing
 
@@ -98,24 +100,54 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _send_fingerprint(request: Request) -> str:
-    """What makes two sends the same send: route, query and the body's JSON value (key order and
-    spacing aside). Call it after `parse_body`, which checked the body is JSON."""
-    raw: bytes = request.state.raw_body
-    body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode() if raw.strip() else b""
-    return fingerprint(request.method, request.url.path, request.url.query, body)
+FINGERPRINT_IN_THREAD_BYTES = 256 * 1024  # a bigger body is fingerprinted off the event loop
+
+
+def _canonical_json(data: Any) -> bytes:
+    """The body's JSON value as bytes, whatever its key order and spacing (lone surrogates kept)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
+
+
+async def _send_key(request: Request) -> tuple[str | None, str | None]:
+    """The send's Idempotency-Key and, with one, the fingerprint of its request: what makes two
+    sends the same send (route, query, the body's JSON value). Call it after `parse_body`."""
+    key = _idempotency_key(request)
+    if key is None:
+        return None, None
+    known: str | None = getattr(request.state, "send_fingerprint", None)
+    if known is None:
+        data = request.state.body_json
+        if data is None:
+            body = b""
+        elif len(request.state.raw_body) > FINGERPRINT_IN_THREAD_BYTES:
+            body = await anyio.to_thread.run_sync(_canonical_json, data)
+        else:
+            body = _canonical_json(data)
+        known = SEND_FINGERPRINT_FORMAT + fingerprint(request.method, request.url.path, request.url.query, body)
+        request.state.send_fingerprint = known
+    return key, known
+
+
+async def _replayed(request: Request, inbox_id: str, body: _Consent) -> JSONResponse | None:
+    """A retried reply or forward answered from its key's record before its original message is
+    looked up: the original may have been deleted since the first attempt went out."""
+    if body.dry_run:
+        return None
+    key, request_fingerprint = await _send_key(request)
+    if key is None:
+        return None
+    previous = await backend_of(request).previous_send(inbox_id, key, request_fingerprint)
+    return None if previous is None else json_response(previous.wire(), 201)
 
 
 async def _send_or_preview(request: Request, inbox_id: str, outgoing: Outgoing, body: _Consent) -> JSONResponse:
     backend = backend_of(request)
     if body.dry_run:
         return json_response({"preview": (await backend.preview(inbox_id, outgoing)).wire()})
+    key, request_fingerprint = await _send_key(request)
     result = await backend.send(
-        inbox_id,
-        outgoing,
-        idempotency_key=_idempotency_key(request),
-        request_fingerprint=_send_fingerprint(request),
-        expect_hash=body.expect_hash,
+        inbox_id, outgoing, idempotency_key=key, request_fingerprint=request_fingerprint, expect_hash=body.expect_hash
     )
     return json_response(result.wire(), 201)
 
@@ -139,6 +171,9 @@ async def _reply(request: Request, *, reply_all: bool) -> JSONResponse:
     record = who.inbox()
     body = await parse_body(request, ReplyBody)
     cc, bcc = address_list(body.cc, "cc"), address_list(body.bcc, "bcc")
+    replayed = await _replayed(request, record.id, body)
+    if replayed is not None:
+        return replayed
     outgoing = await who.backend.reply_outgoing(
         record.id,
         who.param("message_id"),
@@ -167,6 +202,9 @@ async def forward(request: Request) -> JSONResponse:
     to, cc, bcc = (address_list(v, n) for v, n in ((body.to, "to"), (body.cc, "cc"), (body.bcc, "bcc")))
     if not to:
         raise BackendError.validation("to", "at least one recipient is required")
+    replayed = await _replayed(request, record.id, body)
+    if replayed is not None:
+        return replayed
     outgoing = await who.backend.forward_outgoing(
         record.id, who.param("message_id"), to=to, cc=cc, bcc=bcc,
         plain_body=body.plain(), html_body=body.rich(), verified=body.verified,
@@ -346,12 +384,13 @@ async def send_draft(request: Request) -> JSONResponse:
     if body.dry_run:
         outgoing = await backend.draft_outgoing(record.id, draft_id, verified=body.verified)
         return json_response({"preview": (await backend.preview(record.id, outgoing)).wire()})
+    key, request_fingerprint = await _send_key(request)
     result = await backend.send_draft(
         record.id,
         draft_id,
         verified=body.verified,
-        idempotency_key=_idempotency_key(request),
-        request_fingerprint=_send_fingerprint(request),
+        idempotency_key=key,
+        request_fingerprint=request_fingerprint,
         expect_hash=body.expect_hash,
     )
     return json_response(result.wire(), 201)

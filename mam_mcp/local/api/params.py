@@ -58,6 +58,7 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
         raise BackendError(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_REQUEST_BYTES} bytes")
     raw = await _bounded_body(request)
     request.state.raw_body = raw  # what an Idempotency-Key's fingerprint covers (api/creates.py)
+    request.state.body_json = None  # the parsed body, for a send's fingerprint (api/messages.py)
     if not raw.strip():
         if optional:
             return model()
@@ -68,6 +69,7 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
         raise BackendError.validation("body", "not valid JSON") from None
     if not isinstance(data, dict):
         raise BackendError.validation("body", "a JSON object is required")
+    request.state.body_json = data
     try:
         return model.model_validate(data)
     except ValidationError as exc:

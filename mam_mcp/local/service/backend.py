@@ -41,7 +41,7 @@ from mam_mcp.local.service import compose
 from mam_mcp.local.service.accounts import AccountService
 from mam_mcp.local.service.admin import AdminService
 from mam_mcp.local.service.errors import BackendError
-from mam_mcp.local.service.idempotency import IdempotentRequests
+from mam_mcp.local.service.idempotency import SEND_FINGERPRINT_FORMAT, IdempotentRequests
 from mam_mcp.local.service.mailbox import MailboxService
 from mam_mcp.local.service.outgoing import (
     Outgoing,
@@ -278,7 +278,7 @@ class LocalBackend:
         entry[1] += 1
         try:
             async with entry[0]:
-                previous = await self._previous_send(inbox_id, idempotency_key, request_fingerprint)
+                previous = await self.previous_send(inbox_id, idempotency_key, request_fingerprint)
                 if previous is not None:
                     return replace(previous, draft_id=draft_id)
                 return await self._send_once(
@@ -289,14 +289,23 @@ class LocalBackend:
             if entry[1] == 0:
                 self._send_locks.pop(key, None)
 
-    async def _previous_send(
+    async def previous_send(
         self, inbox_id: str, idempotency_key: str, request_fingerprint: str | None
     ) -> SendOutcome | None:
+        """The outcome of the send made with this key, None if there was none; IDEMPOTENCY_KEY_REUSED
+        if it was made by a different request (a record without a fingerprint, or of another
+        fingerprint format, answers any request with its key)."""
         row = await self.store.mail.idempotent_message(inbox_id, idempotency_key)
         if row is None:
             return None
         recorded = row["idempotency_fingerprint"]
-        if recorded is not None and request_fingerprint is not None and recorded != request_fingerprint:
+        if (
+            recorded is not None
+            and request_fingerprint is not None
+            and recorded.startswith(SEND_FINGERPRINT_FORMAT)
+            and request_fingerprint.startswith(SEND_FINGERPRINT_FORMAT)
+            and recorded != request_fingerprint
+        ):
             # Answering with the first send would tell the caller a different mail went out.
             raise BackendError(
                 422,
@@ -662,7 +671,7 @@ class LocalBackend:
         expect_hash: str | None = None,
     ) -> SendOutcome:
         if idempotency_key is not None:  # a retried draft send: the draft is already gone
-            previous = await self._previous_send(inbox_id, idempotency_key, request_fingerprint)
+            previous = await self.previous_send(inbox_id, idempotency_key, request_fingerprint)
             if previous is not None:
                 return replace(previous, draft_id=draft_id)
         outgoing = await self.draft_outgoing(inbox_id, draft_id, verified=verified)

@@ -36,7 +36,14 @@ from mam_mcp.local.service.errors import BackendError
 from mam_mcp.local.store.requests import RequestRecordRepository
 from mam_mcp.local.timestamps import iso_utc
 
-__all__ = ["MAX_KEY_CHARS", "RECORD_TTL_SECONDS", "Created", "IdempotentRequests", "fingerprint"]
+__all__ = [
+    "MAX_KEY_CHARS",
+    "RECORD_TTL_SECONDS",
+    "SEND_FINGERPRINT_FORMAT",
+    "Created",
+    "IdempotentRequests",
+    "fingerprint",
+]
 
 RECORD_TTL_SECONDS = 24 * 3600
 SECRET_MEMORY_SECONDS = 3600.0  # a retry comes within seconds; after an hour the secret is not kept
@@ -53,6 +60,11 @@ class Created:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+
+
+# A send's stored fingerprint starts with its format: a record of another format (a later release
+# normalising bodies differently) is answered like one with no fingerprint, never refused.
+SEND_FINGERPRINT_FORMAT = "json1:"
 
 
 def fingerprint(method: str, path: str, query: str, body: bytes) -> str:

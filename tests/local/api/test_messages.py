@@ -343,14 +343,16 @@ async def test_a_send_key_reused_for_a_different_mail_is_refused_on_every_send_r
     headers = {"Idempotency-Key": "reused", "Content-Type": "application/json"}
 
     first = await local_api.post(
-        f"{base}/send", content=b'{"to": "x@example.com", "subject": "once", "text": "t", "verified": true}',
+        f"{base}/send",
+        content='{"to": "x@example.com", "subject": "once", "text": "Grüße 🎉", "verified": true}'.encode(),
         headers=headers,
-    )  # fmt: skip
+    )
     assert first.status_code == 201, first.text
-    same = await local_api.post(
-        f"{base}/send", content=b'{"verified":true,"text":"t","subject":"once","to":"x@example.com"}',
+    same = await local_api.post(  # the same JSON value: other key order, no spaces, escaped characters
+        f"{base}/send",
+        content=b'{"verified":true,"text":"Gr\\u00fc\\u00dfe \\ud83c\\udf89","subject":"once","to":"x@example.com"}',
         headers=headers,
-    )  # fmt: skip
+    )
     assert same.status_code == 201 and same.json() == first.json()
     assert len(relay.sent) == 1
 
@@ -382,16 +384,36 @@ async def test_a_send_key_reused_for_a_different_mail_is_refused_on_every_send_r
     assert sent_draft.status_code == again.status_code == 201 and again.json() == sent_draft.json()
     assert len(relay.sent) == 2
 
-    # ... and a record written before fingerprints were kept answers any request with its key, as before.
-    await local_backend[0].store.mail._db.write(
-        lambda c: c.execute("UPDATE idempotency SET fingerprint=NULL WHERE key='reused'")
-    )
-    old = await local_api.post(
-        f"{base}/send", json={"to": "z@example.com", "subject": "x", "text": "x", "verified": True},
-        headers={"Idempotency-Key": "reused"},
-    )  # fmt: skip
-    assert old.status_code == 201 and old.json() == first.json()
-    assert len(relay.sent) == 2
+    # A retried reply or forward is answered from its record even if the original is deleted since.
+    await _inbound(local_backend, EXTERNAL_MAIL.replace(b"<q1@example.com>", b"<q2@example.com>"))
+    second = (await local_api.get(f"{base}/messages", params={"direction": "inbound"})).json()["messages"][0]
+    assert second["id"] != parent["id"]
+    answers = {}
+    for route, body in (("reply", {"text": "On it."}), ("forward", {"to": "x@example.com", "verified": True})):
+        answers[route] = await local_api.post(
+            f"{base}/{route}/{second['id']}", json=body, headers={"Idempotency-Key": f"{route}-key"}
+        )
+        assert answers[route].status_code == 201, answers[route].text
+    assert (await local_api.delete(f"{base}/messages/{second['id']}")).status_code == 200
+    for route, body in (("reply", {"text": "On it."}), ("forward", {"to": "x@example.com", "verified": True})):
+        retried = await local_api.post(
+            f"{base}/{route}/{second['id']}", json=body, headers={"Idempotency-Key": f"{route}-key"}
+        )
+        assert retried.status_code == 201 and retried.json() == answers[route].json(), retried.text
+    assert len(relay.sent) == 4
+
+    # ... and a record written before fingerprints were kept, or in a format this release does not
+    # know, answers any request with its key, as before.
+    for recorded in (None, "json0:" + "0" * 64):
+        await local_backend[0].store.mail._db.write(
+            lambda c, recorded=recorded: c.execute("UPDATE idempotency SET fingerprint=? WHERE key='reused'", (recorded,))
+        )
+        old = await local_api.post(
+            f"{base}/send", json={"to": "z@example.com", "subject": "x", "text": "x", "verified": True},
+            headers={"Idempotency-Key": "reused"},
+        )  # fmt: skip
+        assert old.status_code == 201 and old.json() == first.json()
+    assert len(relay.sent) == 4
 
 
 async def test_failing_event_sink_does_not_break_sending(

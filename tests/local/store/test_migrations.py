@@ -239,3 +239,20 @@ def test_the_inbox_expiry_version_applies_again_over_its_own_schema(tmp_path: Pa
         v07_inbox_expiry.apply(conn)
         assert [r[1] for r in conn.execute("PRAGMA table_info(inboxes)")].count("expires_at") == 1
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name='inboxes_expiry'").fetchone()[0] == 1
+
+
+def test_the_send_fingerprint_version_keeps_old_send_records_and_applies_again(tmp_path: Path) -> None:
+    # A send record from before version 9 keeps its message and gets no fingerprint (it answers any
+    # request with its key); the version applies again over its own schema (a downgrade and upgrade).
+    from mam_mcp.local.store.migrations import v09_send_fingerprints
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "mail.db", isolation_level=None)) as conn:
+        migrate(conn, target=v09_send_fingerprints.VERSION - 1)
+        conn.execute("INSERT INTO idempotency VALUES ('inb', 'k', 'msg', '2026-01-01T00:00:00Z')")
+        migrate(conn)
+        assert schema_version(conn) == SCHEMA_VERSION
+        assert conn.execute("SELECT message_id, fingerprint FROM idempotency").fetchall() == [("msg", None)]
+        conn.execute(f"PRAGMA user_version={v09_send_fingerprints.VERSION - 1}")
+        migrate(conn)
+        v09_send_fingerprints.apply(conn)
+        assert [r[1] for r in conn.execute("PRAGMA table_info(idempotency)")].count("fingerprint") == 1

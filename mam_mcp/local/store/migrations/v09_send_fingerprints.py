@@ -3,6 +3,7 @@
 `idempotency.fingerprint` (NULL for records written before this version: those answer any request
 with their key, as they did) lets a send that reuses a key for a different mail be refused with
 `IDEMPOTENCY_KEY_REUSED` instead of being answered with the first mail's result, as if it had gone.
+The value starts with its format (`service/idempotency.SEND_FINGERPRINT_FORMAT`).
 
 Idempotent, like the versions before it.
 """
