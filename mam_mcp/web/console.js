@@ -147,15 +147,14 @@
     if (signedOut) {
       return;
     }
-    var wasSearch = route.view === "search";
+    var before = route.view === "search" ? route.q : null;
     route = parseRoute();
-    // The search box shows the search being looked at, and is emptied when one is left. Anything
-    // else leaves it alone: a refresh (new mail, the live stream connecting) or a route change
-    // arriving while someone types would otherwise wipe what they typed.
-    if (route.view === "search") {
-      $("q").value = route.q;
-    } else if (wasSearch) {
-      $("q").value = "";
+    // The search box shows the search being looked at when it starts, and is emptied when one is
+    // left. Anything else leaves it alone (a refresh, opening a result): what someone is typing
+    // at that moment stays.
+    var now = route.view === "search" ? route.q : null;
+    if (now !== before) {
+      $("q").value = now || "";
     }
     if (!route.inbox) {
       if (inboxes.length) {
@@ -569,14 +568,24 @@
   }
 
   function refresh(what) {
-    loadInboxes().then(renderViews);
-    if (!route.inbox) {
-      return;
+    var loads = [loadInboxes().then(renderViews)];
+    if (route.inbox) {
+      loads.push(refreshPanes(what));
     }
+    // `data-refreshes` on the body counts the refreshes fully handled (their answers shown or
+    // kept), so a test can tell one was dealt with without guessing how long that takes.
+    var done = function () {
+      document.body.dataset.refreshes = String((Number(document.body.dataset.refreshes) || 0) + 1);
+    };
+    Promise.all(loads).then(done, done);
+  }
+
+  function refreshPanes(what) {
+    var loading = null;
     var listShows = what.inboxId === undefined || what.inboxId === route.inbox;
     if (listShows && route.view !== "search") {
       if (list.pages <= 1) {
-        loadList(list.key, true);
+        loading = loadList(list.key, true);
       } else if (!$("newer")) {
         var pane = $("list");
         pane.insertBefore(el("button", {id: "newer", type: "button", className: "more", text: "Show new mail",
@@ -588,6 +597,7 @@
     } else if (what.changed && route.view === "outbound" && route.item) {
       reloadDetail();
     }
+    return loading;
   }
 
   function connect() {
