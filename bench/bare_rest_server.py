@@ -1,7 +1,8 @@
 """The floor for an MCP server of mam-mcp's design: a bare MCP SDK server over stdio whose tools
 make the same REST requests to the same local daemon that mam-mcp's tools make.
 
-One tool per call measured by bench/e2e_calls.py. Each uses one kept-alive `httpx2.AsyncClient`
+One tool per call measured by bench/e2e_calls.py (a send is the dry run and the bound send that
+mam-mcp's consent path makes). Each uses one kept-alive `httpx2.AsyncClient`
 (what mam-mcp's client uses) and returns the daemon's JSON as text: no validation, no shaping,
 no extraction. `wait_for_email` works in mam-mcp's order: it lists what already arrived and,
 if nothing matches, opens the daemon's WebSocket, subscribes, lists again and waits for a
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 import anyio
@@ -58,6 +60,20 @@ async def list_messages(inbox_id: str, query: str | None = None) -> str:
 async def get_message(inbox_id: str, message_id: str) -> str:
     """GET /v1/inboxes/:id/messages/:message_id."""
     return await get_json(f"/inboxes/{inbox_id}/messages/{message_id}")
+
+
+@server.tool()
+async def send_email(inbox_id: str, to: list[str], subject: str, body: str, verified: bool = False) -> str:
+    """POST /v1/inboxes/:id/send twice, as mam-mcp's send does on the local backend: a dry run (the
+    exact message, which consent and the outbound policy look at), then the send bound to its hash."""
+    path = f"/inboxes/{inbox_id}/send"
+    payload = {"to": to, "subject": subject, "plainBody": body, "verified": verified}
+    preview = await http().post(path, json={**payload, "dryRun": True}, headers={"Idempotency-Key": uuid.uuid4().hex})
+    preview.raise_for_status()
+    bound = {**payload, "expectHash": preview.json()["preview"]["contentHash"]}
+    sent = await http().post(path, json=bound, headers={"Idempotency-Key": uuid.uuid4().hex})
+    sent.raise_for_status()
+    return sent.text
 
 
 async def matching(inbox_id: str, subject_contains: str, received_after: str) -> str | None:

@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -138,7 +139,7 @@ async def prepared_daemon(config: LocalConfig, messages: int) -> tuple[DaemonHan
     await adopt_filled_store(config)  # the runner fills 100k once, for list_search and this benchmark
     handle = await ensure_daemon(config, timeout=60)
     async with httpx2.AsyncClient(base_url=handle.base_url, headers={"X-API-Key": handle.api_key}) as http:
-        inboxes = (await http.get("/v1/inboxes")).json()["inboxes"]
+        inboxes = [i for i in (await http.get("/v1/inboxes")).json()["inboxes"] if i["username"] == "bench"]
         if inboxes:
             return handle, inboxes[0]["id"]
         created = await http.post("/v1/inboxes", json={"username": "bench"})
@@ -248,6 +249,28 @@ def rest_call(http: httpx2.AsyncClient, path: str, params: dict[str, Any] | None
     return call
 
 
+def rest_send(http: httpx2.AsyncClient, path: str, payload: dict[str, Any]) -> Call:
+    """The send alone over REST: one POST, no dry run (what a script without consent would do)."""
+
+    async def call() -> Any:
+        response = await http.post(path, json=payload, headers={"Idempotency-Key": uuid.uuid4().hex})
+        response.raise_for_status()
+        return response.json()
+
+    return call
+
+
+async def peer_address(rest: httpx2.AsyncClient) -> str:
+    """A second local inbox the send benchmark writes to (local mail: no relay, never a new recipient)."""
+    listed = (await rest.get("/inboxes")).json()["inboxes"]
+    found = next((i for i in listed if i["username"] == "peer"), None)
+    if found is None:
+        created = await rest.post("/inboxes", json={"username": "peer"})
+        created.raise_for_status()
+        found = created.json()
+    return str(found["email"])
+
+
 async def rest_matching(http: httpx2.AsyncClient, inbox_id: str, subject: str, after: str) -> dict[str, Any] | None:
     params = {"direction": "inbound", "limit": 50, "offset": 0, "after": after}
     response = await http.get(f"/inboxes/{inbox_id}/messages", params=params)
@@ -344,6 +367,9 @@ async def measure_size(args: argparse.Namespace, work: Path, messages: int) -> d
             newest = (await rest.get(f"/inboxes/{inbox_id}/messages", params={"limit": 1})).json()["messages"][0]["id"]
             message_path = f"/inboxes/{inbox_id}/messages"
             # name -> (tool, arguments (the same for mam-mcp and the bare server), REST path, REST params)
+            peer = await peer_address(rest)
+            send_args = {"inbox_id": inbox_id, "to": [peer], "subject": "bench send", "body": "hello", "verified": True}
+            send_payload = {"to": [peer], "subject": "bench send", "plainBody": "hello", "verified": True}
             calls: dict[str, tuple[str, dict[str, Any], str, dict[str, Any] | None]] = {
                 "list_inboxes": ("list_inboxes", {}, "/inboxes", None),
                 "list_messages": ("list_messages", {"inbox_id": inbox_id}, message_path, {"limit": 20, "offset": 0}),
@@ -352,12 +378,14 @@ async def measure_size(args: argparse.Namespace, work: Path, messages: int) -> d
                 "search_common": ("list_messages", {"inbox_id": inbox_id, "query": COMMON}, message_path,
                                   {"limit": 20, "offset": 0, "q": COMMON}),
                 "get_message": ("get_message", {"inbox_id": inbox_id, "message_id": newest}, f"{message_path}/{newest}", None),
+                "send_email": ("send_email", send_args, f"/inboxes/{inbox_id}/send", send_payload),
             }  # fmt: skip
             results: dict[str, Any] = {}
             for name, (tool, tool_args, path, params) in calls.items():
                 targets: dict[str, Call] = {target: tool_call(host, tool, tool_args) for target, host in hosts.items()}
-                targets["rest"] = rest_call(rest, path, params)
-                targets["rest_new_connection"] = rest_call(fresh, path, params)
+                rest_of = rest_send if name == "send_email" else rest_call
+                targets["rest"] = rest_of(rest, path, params)  # type: ignore[arg-type]
+                targets["rest_new_connection"] = rest_of(fresh, path, params)  # type: ignore[arg-type]
                 pids = {target: hosts[target].pid for target in ("mam_mcp_pipe", "bare_sdk_pipe")}
                 results[name] = with_ratios(await compare(targets, args.iterations, pids=pids))
                 print(f"{messages}: {name} {json.dumps(results[name])}", file=sys.stderr)

@@ -20,6 +20,7 @@ E2E_CALLS = (
     ("search_rare", "search, rare word"),
     ("search_common", "search, common word"),
     ("get_message", "get_message"),
+    ("send_email", "send_email (dry run + bound send; REST: the send alone)"),
     ("wait_existing", "wait_for_email, mail already there"),
     ("wait_arrival_250_to_result", "SMTP 250 -> wait_for_email result"),
 )
