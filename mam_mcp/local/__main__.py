@@ -2,6 +2,11 @@
 
 The launcher passes the whole config as JSON on stdin (`--config-stdin`): the relay URL
 carries a password and a command line is visible to every user of the machine.
+
+`--stop-with-parent` (the pytest fixture's daemon): the config is the first line of stdin and the
+parent keeps the pipe open; when it closes (the parent stopped, or was killed by any signal, even
+SIGKILL: the kernel closes its end) the daemon stops as on SIGTERM. Nothing is left running after
+a killed test run.
 """
 
 from __future__ import annotations
@@ -36,14 +41,22 @@ def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, argparse.N
         help="print the state JSON (pid, ports) as one stdout line when ready",
     )
     parser.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="with --config-stdin: the config is stdin's first line; stop when stdin closes",
+    )
+    parser.add_argument(
         "--lock-wait",
         type=float,
         default=10.0,
         help="seconds to wait for a stopping predecessor on this data dir",
     )
     args = parser.parse_args(argv)
+    if args.stop_with_parent and not args.config_stdin:
+        parser.error("--stop-with-parent needs --config-stdin")
     if args.config_stdin:
-        return LocalConfig.model_validate_json(sys.stdin.buffer.read()), args
+        text = sys.stdin.buffer.readline() if args.stop_with_parent else sys.stdin.buffer.read()
+        return LocalConfig.model_validate_json(text), args
     if args.data_dir is None:
         parser.error("--data-dir is required without --config-stdin")
     values: dict[str, object] = {
@@ -75,8 +88,28 @@ async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
         tasks.cancel_scope.cancel()
 
 
+def _stop_when_stdin_closes() -> None:
+    """Watch stdin in a thread; at its end (the parent is gone) stop like SIGTERM does."""
+    import signal
+    import threading
+
+    fd = sys.stdin.fileno()  # raw reads: a thread blocked in the buffered reader aborts interpreter exit
+
+    def watch() -> None:
+        try:
+            while os.read(fd, 4096):
+                pass  # the parent writes nothing more; anything it does write is ignored
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mam-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
+    if args.stop_with_parent:
+        _stop_when_stdin_closes()
     from mam_mcp.logs import configure_logging
 
     # Redacting stderr handler; httpx2's URL-logging loggers kept at WARNING.

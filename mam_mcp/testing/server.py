@@ -3,9 +3,12 @@
 The daemon runs in a child process (`python -m mam_mcp.local --ready-line`), so the app and the
 event loops of the tests never share a loop or a GIL-bound thread with it; its config goes in on
 stdin and its ports come back as one line on stdout (no polling). It listens on 127.0.0.1 only,
-logs to `<root>/daemon.log`, and stops on `stop()`; one left behind by a killed test run stops by
-itself after `IDLE_TIMEOUT_SECONDS` without a client. With pytest-xdist every worker is its own
-process, so each starts its own daemon in its own directory.
+logs to `<root>/daemon.log`, and stops on `stop()`, or as soon as the process that started it is
+gone: it keeps that process's end of a pipe (`--stop-with-parent`), which the kernel closes when
+the process ends however it ends (a test run killed by SIGTERM, SIGKILL, a CI timeout), so nothing
+is left running. It never stops on its own while that process lives, so its ports stay the same
+for the whole session. With pytest-xdist every worker is its own process, so each starts its own
+daemon in its own directory.
 """
 
 from __future__ import annotations
@@ -28,21 +31,22 @@ from mam_mcp.testing.inbox import Inbox, MailServerError, api_error
 
 __all__ = ["IDLE_TIMEOUT_SECONDS", "MailServer"]
 
-IDLE_TIMEOUT_SECONDS = 900.0  # new_inbox starts a fresh daemon if a long quiet spell stopped this one
+IDLE_TIMEOUT_SECONDS = 0.0  # never: the daemon lives exactly as long as the process that started it
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 _LOG_TAIL_LINES = 8
 
 
-def _read_line(stream: IO[bytes], timeout: float) -> bytes:
-    """The first line of `stream`, or b"" if none comes within `timeout` s (portable: no select on a pipe)."""
+def _read_line(stream: IO[bytes], timeout: float) -> bytes | None:
+    """The first line of `stream`; b"" if it ended first, None if nothing came within `timeout` s
+    (portable: no select on a pipe)."""
     got: list[bytes] = []
     reader = threading.Thread(
         target=lambda: got.append(stream.readline()), name="mam-ready-line", daemon=True
     )
     reader.start()
     reader.join(timeout)
-    return got[0] if got else b""
+    return got[0] if got else None
 
 
 def _username(name: str | None) -> str:
@@ -112,22 +116,38 @@ class MailServer:
         where = f"smtp={self.smtp_host}:{self.smtp_port} api={self.api_url}" if self._state else "not started"
         return f"MailServer({where})"
 
-    def _log_tail(self) -> str:
+    def _log_tail(self, start: int = 0) -> str:
+        """The last lines this start wrote to the log (from byte `start`: not an earlier daemon's)."""
         try:
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            with open(self.log_path, "rb") as log:
+                log.seek(start)
+                lines = log.read().decode("utf-8", errors="replace").splitlines()
         except OSError:
             return ""
         return "\n".join(lines[-_LOG_TAIL_LINES:])
 
     def _launch(self) -> None:
+        """Start the daemon; after a crash, on the ports it had if they are still free."""
+        previous = self._state
+        if previous:
+            ports = {"http_port": int(previous["httpPort"]), "smtp_port": int(previous["smtpPort"])}
+            try:
+                self._start_process(self.config.model_copy(update=ports))
+                return
+            except MailServerError:
+                pass  # a port was taken meanwhile: any free ones, below
+        self._start_process(self.config)
+
+    def _start_process(self, config: LocalConfig) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         # The daemon runs the very mam_mcp the tests import (a checkout, a venv): same code, same version.
         package_root = str(Path(mam_mcp.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         with open(self.log_path, "ab") as log:
+            log_start = log.tell()
             process = subprocess.Popen(
-                [sys.executable, "-m", "mam_mcp.local", "--config-stdin", "--ready-line"],
+                [sys.executable, "-m", "mam_mcp.local", "--config-stdin", "--ready-line", "--stop-with-parent"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -135,17 +155,27 @@ class MailServer:
             )
         self._process = process
         assert process.stdin is not None and process.stdout is not None
-        try:
-            process.stdin.write(self.config.model_dump_json().encode("utf-8"))
-            process.stdin.close()
+        try:  # one line; the pipe stays open: the daemon stops when it closes (this process is gone)
+            process.stdin.write(config.model_dump_json().encode("utf-8") + b"\n")
+            process.stdin.flush()
         except OSError:
             pass  # it died at once: no ready line comes, and the log says why
         line = _read_line(process.stdout, self.start_timeout)
         if not line:
+            code = None
+            if line is not None:  # its stdout ended: it exited (or is exiting) before it was ready
+                try:
+                    code = process.wait(STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
             self._kill()
+            why = (
+                f"exited with code {code} while starting"
+                if code is not None
+                else f"did not start within {self.start_timeout:g} s"
+            )
             raise MailServerError(
-                f"the local mail backend did not start within {self.start_timeout:g} s; "
-                f"its log is {self.log_path}:\n{self._log_tail()}"
+                f"the local mail backend {why}; its log is {self.log_path}:\n{self._log_tail(log_start)}"
             )
         self._state = json.loads(line)
         self._api_key = self.config.key_path.read_text(encoding="utf-8").strip()
@@ -160,7 +190,8 @@ class MailServer:
         if self._process is None:
             raise MailServerError("the mail server is not started: use MailServer.start(root)")
         if not self.running:
-            self._launch()  # stopped by its idle timeout during a long session: start it again
+            self._close_handles()
+            self._launch()  # it stopped (crashed, or was stopped): start it again, on its ports if free
         assert self._http is not None
         try:
             response = self._http.post("/v1/inboxes", json={"username": _username(name)})
@@ -204,8 +235,14 @@ class MailServer:
         self._close_handles()
 
     def _close_handles(self) -> None:
-        if self._process is not None and self._process.stdout is not None:
-            self._process.stdout.close()
+        if self._process is not None:
+            for pipe in (self._process.stdout, self._process.stdin):
+                if pipe is not None and not pipe.closed:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass  # the daemon is gone: nothing to flush to
+
         if self._http is not None:
             self._http.close()
             self._http = None

@@ -157,7 +157,13 @@ async def run_daemon(
 
     `lock_wait_seconds`: how long to wait for a predecessor on this data dir to finish stopping.
     """
-    prepare_data_dir(config)
+    try:
+        prepare_data_dir(config)
+    except OSError as exc:  # a file where the directory should be, no permission: a sentence, not a traceback
+        raise DaemonError(
+            f"cannot use the data dir {config.data_dir}: {exc.strerror or exc}; "
+            "choose another one (MAM_LOCAL_DATA_DIR) or fix its permissions"
+        ) from None
     running_lock = await _acquire_running_lock(config, lock_wait_seconds)
     try:
         await _serve(config, ready)
