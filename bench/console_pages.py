@@ -119,7 +119,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         try:
             async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=clock), base_url=BASE) as http:
                 link = await http.post(f"{CONSOLE_PATH}/api/login-token", headers={"X-API-Key": key})
-                await http.get(link.json()["path"])
+                landed = await http.get(link.json()["path"])
+                # The page key rides in the redirect's fragment; the page sends it with every request.
+                http.headers["X-Console-Key"] = landed.headers["location"].partition("#key=")[2]
                 api = f"{CONSOLE_PATH}/api/inboxes/{inbox_id}"
                 total = (await http.get(f"{CONSOLE_PATH}/api/inboxes")).json()["inboxes"][0]
                 cursor = await _cursor_at(http, api, args.deep_page)

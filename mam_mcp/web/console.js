@@ -10,7 +10,17 @@
 
   var el = window.MamDraftReview.el;
   var base = document.querySelector('meta[name="mam-base"]').content;
-  var csrf = document.querySelector('meta[name="mam-csrf"]').content;
+  // The session's page key: the sign-in link's redirect brings it once, in the fragment (#key=...);
+  // it is kept in this origin's storage (another port is another origin: it cannot read it) and
+  // sent with every request. The session cookie alone opens nothing: any server on this host can be
+  // sent that cookie, and the daemon never hands the key out again.
+  var KEY_STORE = "mam-console-key:" + base;
+  var arrived = /^#key=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
+  if (arrived) {
+    window.localStorage.setItem(KEY_STORE, arrived[1]);
+    window.history.replaceState(null, "", base + "/");  // out of the address bar and the history
+  }
+  var pageKey = window.localStorage.getItem(KEY_STORE) || "";
   var VIEWS = [
     ["messages", "Messages"],
     ["threads", "Threads"],
@@ -41,10 +51,7 @@
 
   function api(path, options) {
     options = options || {};
-    var init = {method: options.method || "GET", credentials: "same-origin", headers: {}};
-    if (init.method !== "GET") {
-      init.headers["X-CSRF-Token"] = csrf;
-    }
+    var init = {method: options.method || "GET", credentials: "same-origin", headers: {"X-Console-Key": pageKey}};
     if (options.body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
@@ -60,6 +67,12 @@
         return data;
       });
     });
+  }
+
+  // What the page cannot fetch with a header (the event stream, the mail frame, downloads) carries
+  // the key in its query.
+  function keyed(url) {
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "key=" + encodeURIComponent(pageKey);
   }
 
   function inboxPath(suffix) {
@@ -78,6 +91,7 @@
       return;
     }
     signedOut = true;
+    window.localStorage.removeItem(KEY_STORE);  // the session is over: its key opens nothing now
     if (live.source) {
       live.source.close();
     }
@@ -474,12 +488,12 @@
       title: "HTML body of the message",
       sandbox: "allow-popups allow-popups-to-escape-sandbox",
       referrerpolicy: "no-referrer",
-      src: base + "/api" + path + "/html"
+      src: keyed(base + "/api" + path + "/html")
     });
     var note = el("p", {className: "blocked-note"},
       "Shown without scripts or forms; remote images and other remote content are blocked. ");
     var load = el("button", {type: "button", text: "Load remote images", onclick: function () {
-      frame.src = base + "/api" + path + "/html?images=1";
+      frame.src = keyed(base + "/api" + path + "/html?images=1");
       load.remove();
       note.appendChild(document.createTextNode("Remote images loaded (the sender can see that you opened it)."));
     }});
@@ -513,7 +527,7 @@
             }, function (error) { toast(error.message); });
           }}));
       }
-      toolbar.appendChild(el("a", {href: base + "/api" + path + "/raw", download: m.id + ".eml", text: "Download .eml"}));
+      toolbar.appendChild(el("a", {href: keyed(base + "/api" + path + "/raw"), download: m.id + ".eml", text: "Download .eml"}));
       toolbar.appendChild(el("button", {type: "button", text: "Delete", onclick: function () {
         api(path, {method: "DELETE"}).then(function () {
           toast("Deleted.");
@@ -536,7 +550,7 @@
         var files = el("ul", {});
         m.attachments.forEach(function (a) {
           files.appendChild(el("li", {}, el("a", {
-            href: base + "/api" + path + "/attachments/" + encodeURIComponent(a.id),
+            href: keyed(base + "/api" + path + "/attachments/" + encodeURIComponent(a.id)),
             download: a.filename,
             text: a.filename
           }), " (" + a.contentType + ", " + a.size + " bytes)"));
@@ -602,7 +616,7 @@
 
   function connect() {
     var status = $("live");
-    var source = new EventSource(base + "/api/events");
+    var source = new EventSource(keyed(base + "/api/events"));
     live.source = source;
     source.addEventListener("hello", function () {
       status.textContent = "live";
@@ -669,7 +683,8 @@
   });
 
   $("signout").addEventListener("click", function () {
-    fetch(base + "/logout", {method: "POST", credentials: "same-origin", headers: {"X-CSRF-Token": csrf}})
+    window.localStorage.removeItem(KEY_STORE);
+    fetch(base + "/logout", {method: "POST", credentials: "same-origin", headers: {"X-Console-Key": pageKey}})
       .then(showSignedOut, showSignedOut);
   });
 

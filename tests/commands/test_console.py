@@ -63,9 +63,12 @@ def test_no_browser_prints_a_link_that_signs_in_once(console_env: dict[str, str]
 
     with httpx2.Client() as browser:
         landed = browser.get(link.group(0))
-        assert landed.status_code == 303 and landed.headers["location"] == "/console/"
+        assert landed.status_code == 303 and landed.headers["location"].startswith("/console/#key=")
+        page_key = landed.headers["location"].partition("#key=")[2]
         page = browser.get(f"http://127.0.0.1:{port}/console/")
-        assert page.status_code == 200 and 'name="mam-csrf"' in page.text
+        assert page.status_code == 200 and 'name="mam-base"' in page.text and page_key not in page.text
+        listed = browser.get(f"http://127.0.0.1:{port}/console/api/inboxes", headers={"X-Console-Key": page_key})
+        assert listed.status_code == 200
     with httpx2.Client() as other:
         assert other.get(link.group(0)).status_code == 403  # the link worked once
 

@@ -1,12 +1,18 @@
-"""Who may use the console, and from where: one-time login links, session cookies, CSRF tokens,
-and the Host/Origin checks that keep other web pages (and DNS rebinding) out.
+"""Who may use the console, and from where: one-time login links, sessions (a cookie and a page
+key, both needed), and the Host/Origin checks that keep other web pages (and DNS rebinding) out.
 
 The flow: `mam-mcp console` asks the daemon for a login link with the tenant key; the link holds a
 one-time token (it works once, for `LOGIN_TOKEN_SECONDS`); opening it sets an HttpOnly,
-SameSite=Strict session cookie and redirects to the bare console URL, so the secret leaves the
-address bar at once. Every state-changing request must then carry the session's CSRF token (the
-page reads it from a meta tag) and come from the console's own origin. Sessions and tokens live in
-the daemon's memory only: a restarted daemon signs everyone out. The page never sees a key.
+SameSite=Strict session cookie and redirects to the bare console URL with the session's *page key*
+in the fragment (`#key=...`: never sent to a server), which the page moves into its origin's
+storage and out of the address bar. Every API request must carry that key too (the
+`X-Console-Key` header; a `key` query parameter for what the page cannot fetch with a header: the
+event stream, the mail frame, downloads), and a state-changing one must come from the console's own
+origin. Why both: browsers send a cookie to every port of its host, so a server another local user
+runs on 127.0.0.1 can collect it from a person's browser; the page key is handed out once, to the
+page at the console's own origin (port included), and no answer ever repeats it. A header no other
+web page can set also makes it the CSRF token. Sessions and tokens live in the daemon's memory
+only: a restarted daemon signs everyone out. The page never sees an API key.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from mam_mcp.local.auth.scope import KeyScope
 from mam_mcp.loopback import LOOPBACK_NAMES
 
 __all__ = [
-    "CSRF_HEADER",
+    "KEY_HEADER",
+    "KEY_PARAM",
     "LOGIN_TOKEN_SECONDS",
     "SESSION_SCOPE_KEY",
     "SESSION_SECONDS",
@@ -41,7 +48,8 @@ LOGIN_TOKEN_SECONDS: Final = 300.0  # time to open the link `mam-mcp console --n
 SESSION_SECONDS: Final = 12 * 3600.0
 MAX_SESSIONS: Final = 64  # the oldest is signed out beyond this (each login makes one)
 MAX_PENDING_TOKENS: Final = 32
-CSRF_HEADER: Final = "x-csrf-token"
+KEY_HEADER: Final = "x-console-key"  # the session's page key, on every API request the page makes
+KEY_PARAM: Final = "key"  # the same, in the query of what the page cannot fetch with a header
 SESSION_SCOPE_KEY: Final = "mam_console_session"  # where the guard leaves the session in the ASGI scope
 
 
@@ -57,15 +65,15 @@ def _digest(secret: str) -> bytes:
 @dataclass(slots=True)
 class Session:
     scope: KeyScope
-    csrf: str = field(repr=False)
+    page_key: str = field(repr=False)
     expires_at: float
     ended: bool = False  # signed out: open event streams close
 
     def live(self, now: float) -> bool:
         return not self.ended and self.expires_at >= now
 
-    def csrf_matches(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
+    def key_matches(self, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(_digest(presented or ""), _digest(self.page_key))
 
 
 class ConsoleAccess:
@@ -96,7 +104,7 @@ class ConsoleAccess:
         while len(self._sessions) >= MAX_SESSIONS:
             self._sessions.pop(next(iter(self._sessions))).ended = True
         session_id = secrets.token_urlsafe(32)
-        session = Session(entry[0], secrets.token_urlsafe(24), self._now() + SESSION_SECONDS)
+        session = Session(entry[0], secrets.token_urlsafe(32), self._now() + SESSION_SECONDS)
         self._sessions[_digest(session_id)] = session
         return session_id, session
 

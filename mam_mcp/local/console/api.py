@@ -1,4 +1,4 @@
-"""The console's JSON API (under CONSOLE_PATH/api, session cookie required; writes need the CSRF token).
+"""The console's JSON API (under CONSOLE_PATH/api; the session's cookie and page key required, see access.py).
 
 Reads go through the store's public methods where one answers the question, and through the
 console's read model (reads.py) for capped counts and keyset pages. Draft approval sends exactly

@@ -3,7 +3,8 @@ link, the JSON API and the live event stream, all behind one guard.
 
 The guard runs before any route: a Host that is not ours (DNS rebinding) or an Origin that is not
 ours is refused; a request without a valid session cookie gets 401 (the page: a sign-in hint);
-a state-changing request must come from our origin and carry the session's CSRF token. Every
+every request but the page itself must also carry the session's page key (access.py says why), and
+a state-changing one must come from our origin and carry it as a header. Every
 answer carries no-store, nosniff, no-referrer and a strict Content-Security-Policy (scripts and
 styles only from the console's own files, no framing by anyone else).
 """
@@ -11,6 +12,7 @@ styles only from the console's own files, no framing by anyone else).
 from __future__ import annotations
 
 import html
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any, Final
@@ -24,14 +26,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mam_mcp.local.api.access import authenticate, require_kind
 from mam_mcp.local.console.access import (
-    CSRF_HEADER,
+    KEY_HEADER,
+    KEY_PARAM,
     SESSION_SCOPE_KEY,
     SESSION_SECONDS,
     ConsoleAccess,
     allowed_host,
     allowed_origin,
     cookie_name,
-    session_of,
 )
 from mam_mcp.local.console.api import api_routes
 from mam_mcp.local.console.live import event_stream
@@ -111,9 +113,9 @@ def _base(request: Request) -> str:
 
 
 async def _page(request: Request) -> Response:
-    session = session_of(request)
+    """The page shell: it holds no secret (the page key reached the page once, in the fragment)."""
     page = asset("console.html").decode("utf-8")
-    page = page.replace("{{base}}", html.escape(_base(request))).replace("{{csrf}}", html.escape(session.csrf))
+    page = page.replace("{{base}}", html.escape(_base(request)))
     return Response(page, media_type="text/html; charset=utf-8")
 
 
@@ -124,9 +126,10 @@ async def _login(request: Request) -> Response:
         message = "This sign-in link was already used or has expired."
         page = _SIGNED_OUT_PAGE.format(base=html.escape(_base(request)), message=message)
         return Response(page, status_code=403, media_type="text/html; charset=utf-8")
-    session_id, _ = redeemed
-    # 303 to the bare URL: the token leaves the address bar, and it works only once anyway.
-    response = RedirectResponse(f"{_base(request)}/", status_code=303)
+    session_id, session = redeemed
+    # 303 to the bare URL: the token leaves the address bar (it works only once anyway). The page key
+    # rides in the fragment, which no browser sends to a server; the page stores it and drops it.
+    response = RedirectResponse(f"{_base(request)}/#{KEY_PARAM}={session.page_key}", status_code=303)
     response.set_cookie(
         cookie_name(_port(request.scope)),
         session_id,
@@ -191,8 +194,18 @@ def _cookie(scope: MutableMapping[str, Any], name: str) -> str | None:
     return morsel.value if morsel is not None else None
 
 
+def _presented_key(scope: MutableMapping[str, Any], *, header_only: bool) -> str | None:
+    """The page key a request carries: its header, or (reads only) the `key` query parameter."""
+    presented = _header(scope, KEY_HEADER.encode())
+    if presented is None and not header_only:
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        values = query.get(KEY_PARAM)
+        presented = values[0] if values else None
+    return presented
+
+
 class _Guard:
-    """Host, Origin, session and CSRF checks before any console route; security headers after."""
+    """Host, Origin, session cookie and page key checks before any console route; security headers after."""
 
     def __init__(self, app: ASGIApp, access: ConsoleAccess) -> None:
         self.app = app
@@ -227,17 +240,24 @@ class _Guard:
         if any(path == open_path.rstrip("/") or path.startswith(open_path) for open_path in _OPEN_PATHS):
             return None
         session = self.access.session(_cookie(scope, cookie_name(port)))
+        page = path == "/" and method in _SAFE_METHODS
         if session is None:
-            if path == "/" and method in _SAFE_METHODS:
+            if page:
                 root = html.escape(str(scope.get("root_path", "")))
-                page = _SIGNED_OUT_PAGE.format(base=root, message="You are not signed in (or the session ended).")
-                return Response(page, status_code=401, media_type="text/html; charset=utf-8")
+                page_html = _SIGNED_OUT_PAGE.format(
+                    base=root, message="You are not signed in (or the session ended)."
+                )
+                return Response(page_html, status_code=401, media_type="text/html; charset=utf-8")
             return _error(401, "CONSOLE_SIGNED_OUT", "not signed in to the console; run `mam-mcp console`")
-        if method not in _SAFE_METHODS:
-            if origin is None:
-                return _error(403, "FORBIDDEN_ORIGIN", "a state-changing request must name its Origin")
-            if not session.csrf_matches(_header(scope, CSRF_HEADER.encode())):
-                return _error(403, "CSRF_REJECTED", "missing or wrong CSRF token; reload the console")
+        if method not in _SAFE_METHODS and origin is None:
+            return _error(403, "FORBIDDEN_ORIGIN", "a state-changing request must name its Origin")
+        if not page and not session.key_matches(_presented_key(scope, header_only=method not in _SAFE_METHODS)):
+            # The cookie alone is not enough: any server on this host can be sent it (access.py).
+            return _error(
+                401,
+                "CONSOLE_SIGNED_OUT",
+                "this page does not hold the console session's key; open a new sign-in link (`mam-mcp console`)",
+            )
         scope[SESSION_SCOPE_KEY] = session
         return None
 

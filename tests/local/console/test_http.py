@@ -78,15 +78,18 @@ async def stack(local_backend: LocalBackendFixture) -> AsyncIterator[ConsoleStac
 
 
 async def sign_in(stack: ConsoleStack, http: httpx2.AsyncClient) -> str:
-    """Sign `http` in through a fresh one-time link; returns the page's CSRF token."""
+    """Sign `http` in through a fresh one-time link, as the page does: the cookie, and the page key
+    from the redirect's fragment sent with every request (a default header of `http`). Returns the key."""
     link = await http.post(f"{CONSOLE_PATH}/api/login-token", headers={"X-API-Key": stack.key})
     assert link.status_code == 201, link.text
     landed = await http.get(link.json()["path"])
     assert landed.status_code == 303
+    match = re.fullmatch(rf"{CONSOLE_PATH}/#key=([A-Za-z0-9_-]{{43}})", landed.headers["location"])
+    assert match is not None, landed.headers["location"]
+    http.headers["X-Console-Key"] = match.group(1)
     page = await http.get(f"{CONSOLE_PATH}/")
     assert page.status_code == 200, page.text
-    match = re.search(r'<meta name="mam-csrf" content="([^"]+)">', page.text)
-    assert match is not None
+    assert match.group(1) not in page.text  # handed out once, never again
     return match.group(1)
 
 
@@ -103,7 +106,8 @@ async def test_the_sign_in_link_works_once_and_sets_a_strict_http_only_cookie(st
 
         landed = await http.get(link)
         assert landed.status_code == 303
-        assert landed.headers["location"] == f"{CONSOLE_PATH}/"  # the token leaves the address bar
+        location = landed.headers["location"]  # the token leaves the address bar; the page key comes in
+        assert location.startswith(f"{CONSOLE_PATH}/#key=") and "token" not in location  # the fragment
         cookie = landed.headers["set-cookie"]
         assert cookie.startswith("mam_console_8725=")
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
@@ -117,8 +121,11 @@ async def test_the_sign_in_link_works_once_and_sets_a_strict_http_only_cookie(st
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["referrer-policy"] == "no-referrer"
-        inboxes = (await http.get(f"{CONSOLE_PATH}/api/inboxes")).json()["inboxes"]
-        assert [i["email"] for i in inboxes] == [stack.inbox["email"]]
+        assert (await http.get(f"{CONSOLE_PATH}/api/inboxes")).status_code == 401  # the cookie alone: no
+        page_key = location.partition("#key=")[2]
+        assert page_key not in page.text
+        inboxes = (await http.get(f"{CONSOLE_PATH}/api/inboxes", headers={"X-Console-Key": page_key})).json()
+        assert [i["email"] for i in inboxes["inboxes"]] == [stack.inbox["email"]]
 
     async with stack.http() as other:  # the same link again, from another browser: refused
         again = await other.get(link)
@@ -139,7 +146,7 @@ async def test_only_the_tenant_key_buys_a_sign_in_link(stack: ConsoleStack) -> N
 
 async def test_foreign_host_and_origin_are_refused_even_with_a_session(stack: ConsoleStack) -> None:
     async with stack.http() as http:
-        csrf = await sign_in(stack, http)
+        key = await sign_in(stack, http)
         rebinding = await http.get(f"{CONSOLE_PATH}/api/inboxes", headers={"Host": "attacker.example:8725"})
         assert rebinding.status_code == 403 and rebinding.json()["code"] == "FORBIDDEN_HOST"
         wrong_port = await http.get(f"{CONSOLE_PATH}/api/inboxes", headers={"Host": "127.0.0.1:9999"})
@@ -158,30 +165,78 @@ async def test_foreign_host_and_origin_are_refused_even_with_a_session(stack: Co
         assert same_site_name.status_code == 200
         discard = await http.delete(
             f"{CONSOLE_PATH}/api/inboxes/{stack.inbox['id']}/drafts/x",
-            headers={"Origin": "http://attacker.example", "X-CSRF-Token": csrf},
+            headers={"Origin": "http://attacker.example", "X-Console-Key": key},
         )
         assert discard.status_code == 403
 
 
-async def test_state_changes_need_the_csrf_token_and_our_origin(stack: ConsoleStack) -> None:
+async def test_state_changes_need_the_page_key_in_a_header_and_our_origin(stack: ConsoleStack) -> None:
     await stack.ingest("Please read me")
     store = stack.backend.store
     message = (await store.mail.list_messages(stack.inbox["id"], limit=1))[0]
     path = f"{CONSOLE_PATH}/api/inboxes/{stack.inbox['id']}/messages/{message['id']}"
     async with stack.http() as http:
-        csrf = await sign_in(stack, http)
-        for headers in ({**ORIGIN}, {**ORIGIN, "X-CSRF-Token": "forged"}, {"X-CSRF-Token": csrf}):
+        key = await sign_in(stack, http)
+        for headers, status in (
+            ({**ORIGIN, "X-Console-Key": ""}, 401),
+            ({**ORIGIN, "X-Console-Key": "forged"}, 401),
+            ({"X-Console-Key": key}, 403),  # no Origin
+        ):
             refused = await http.patch(path, json={"isRead": True}, headers=headers)
-            assert refused.status_code == 403, headers
-            assert refused.json()["code"] in ("CSRF_REJECTED", "FORBIDDEN_ORIGIN")
+            assert refused.status_code == status, headers
+            assert refused.json()["code"] in ("CONSOLE_SIGNED_OUT", "FORBIDDEN_ORIGIN")
+        # A write never takes the key from the query: a link or a form could carry that.
+        via_query = await http.patch(f"{path}?key={key}", json={"isRead": True}, headers={**ORIGIN, "X-Console-Key": ""})
+        assert via_query.status_code == 401
         assert (await store.mail.get_message(stack.inbox["id"], message["id"]))["is_read"] == 0
-        done = await http.patch(path, json={"isRead": True}, headers={**ORIGIN, "X-CSRF-Token": csrf})
+        done = await http.patch(path, json={"isRead": True}, headers={**ORIGIN, "X-Console-Key": key})
         assert done.status_code == 200
         assert (await store.mail.get_message(stack.inbox["id"], message["id"]))["is_read"] == 1
 
-        signed_out = await http.post(f"{CONSOLE_PATH}/logout", headers={**ORIGIN, "X-CSRF-Token": csrf})
+        signed_out = await http.post(f"{CONSOLE_PATH}/logout", headers={**ORIGIN, "X-Console-Key": key})
         assert signed_out.status_code == 200
         assert (await http.get(f"{CONSOLE_PATH}/api/inboxes")).status_code == 401
+
+
+async def test_the_session_cookie_alone_opens_nothing(stack: ConsoleStack) -> None:
+    """Browsers send a cookie to every port of its host: a server another local user runs on
+    127.0.0.1 can collect the console's cookie from a person's browser and replay it. Without the
+    page key (handed out once, to the page at the console's own origin) it reads and sends nothing."""
+    await stack.ingest("Secret plans", body="the plans", html="<p>the plans</p>",
+                       attachments=[("plans.pdf", b"%PDF-1.4 plans")])  # fmt: skip
+    store = stack.backend.store
+    inbox = stack.inbox["id"]
+    message = (await store.mail.list_messages(inbox, limit=1))[0]
+    draft = await store.mail.create_draft(inbox, {"to": ["jane@example.com"], "subject": "Hi", "plain_body": "A"})
+    async with stack.http() as person:
+        key = await sign_in(stack, person)
+        detail = (await person.get(f"{CONSOLE_PATH}/api/inboxes/{inbox}/messages/{message['id']}")).json()
+        shown = (await person.get(f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}")).json()
+        cookie = "; ".join(f"{name}={value}" for name, value in person.cookies.items())
+    msg = f"{CONSOLE_PATH}/api/inboxes/{inbox}/messages/{message['id']}"
+    async with stack.http() as thief:  # the cookie, and every header a script outside a browser can set
+        thief.headers.update({"Cookie": cookie, **ORIGIN})
+        page = await thief.get(f"{CONSOLE_PATH}/")
+        assert page.status_code == 200 and key not in page.text and "Secret plans" not in page.text
+        for url in (
+            f"{CONSOLE_PATH}/api/inboxes", f"{CONSOLE_PATH}/api/inboxes/{inbox}/messages",
+            f"{CONSOLE_PATH}/api/inboxes/{inbox}/search?q=plans", msg, f"{msg}/html", f"{msg}/raw",
+            f"{msg}/attachments/{detail['attachments'][0]['id']}", f"{CONSOLE_PATH}/api/events",
+            f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}",
+        ):  # fmt: skip
+            refused = await thief.get(url)
+            assert refused.status_code == 401, url
+            assert b"plans" not in refused.content and refused.json()["code"] == "CONSOLE_SIGNED_OUT"
+        approve = await thief.post(
+            f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}/approve",
+            json={"contentHash": shown["preview"]["contentHash"]},
+        )
+        assert approve.status_code == 401
+        assert await store.mail.list_messages(inbox, direction="outbound") == []
+        # With the key (the page's own requests), the same reads work: a header, or the query for
+        # what the page cannot fetch with one (the mail frame, downloads, the event stream).
+        assert (await thief.get(f"{msg}/raw", params={"key": key})).content.startswith(b"From: Jane")
+        assert (await thief.get(msg, headers={"X-Console-Key": key})).json()["subject"] == "Secret plans"
 
 
 async def test_messages_page_newest_first_by_cursor_with_counts_and_search(stack: ConsoleStack) -> None:
@@ -189,7 +244,7 @@ async def test_messages_page_newest_first_by_cursor_with_counts_and_search(stack
         await stack.ingest(f"Report {index}", body=f"body {index}" + (" zephyrine" if index % 3 == 0 else ""))
     inbox = stack.inbox["id"]
     async with stack.http() as http:
-        csrf = await sign_in(stack, http)
+        key = await sign_in(stack, http)
         seen: list[str] = []
         after = None
         for _ in range(5):  # bounded: 7 messages in pages of 3
@@ -225,7 +280,7 @@ async def test_messages_page_newest_first_by_cursor_with_counts_and_search(stack
         await http.patch(
             f"{CONSOLE_PATH}/api/inboxes/{inbox}/messages/{opened}",
             json={"isRead": True},
-            headers={**ORIGIN, "X-CSRF-Token": csrf},
+            headers={**ORIGIN, "X-Console-Key": key},
         )
         counts = (await http.get(f"{CONSOLE_PATH}/api/inboxes")).json()["inboxes"][0]
         assert (counts["total"], counts["unread"]) == (7, 6)
@@ -304,8 +359,8 @@ async def test_approving_a_changed_draft_is_refused_and_answers_the_new_version(
     )
     path = f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}"
     async with stack.http() as http:
-        csrf = await sign_in(stack, http)
-        write = {**ORIGIN, "X-CSRF-Token": csrf}
+        key = await sign_in(stack, http)
+        write = {**ORIGIN, "X-Console-Key": key}
         shown = (await http.get(path)).json()
         assert shown["preview"]["plainBody"] == "It is 100 EUR."
         assert shown["preview"]["newRecipients"] == ["jane@example.com"]
@@ -335,8 +390,8 @@ async def test_editing_and_discarding_drafts(stack: ConsoleStack) -> None:
     draft = await store.mail.create_draft(inbox, {"to": ["jane@example.com"], "subject": "Hi", "plain_body": "A"})
     path = f"{CONSOLE_PATH}/api/inboxes/{inbox}/drafts/{draft['id']}"
     async with stack.http() as http:
-        csrf = await sign_in(stack, http)
-        write = {**ORIGIN, "X-CSRF-Token": csrf}
+        key = await sign_in(stack, http)
+        write = {**ORIGIN, "X-Console-Key": key}
         shown = (await http.get(path)).json()
         edited = await http.patch(
             path,
