@@ -2,7 +2,10 @@
 
 `ensure_daemon(config)` is what an MCP server in local mode calls on its first tool call.
 A daemon is "ours" when `/_mam/health` names our service and version AND its pid is the
-one in this data dir's state file (another data dir's daemon may hold the port).
+one in this data dir's state file (another data dir's daemon may hold the port) AND, where the
+system says who owns the listening socket (Linux: /proc/net/tcp), it is this user: nothing in a
+health answer is secret, so another user's program on the port after our daemon died could claim
+to be it, and would be sent the tenant key.
 Starting is serialised by a file lock in the data dir (`filelock`: Windows has no fcntl),
 so N concurrent callers — threads or processes — start exactly one daemon.
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -140,9 +145,57 @@ async def probe_daemon(config: LocalConfig, *, passive: bool = False) -> DaemonP
         or (health.get("service") != DAEMON_SERVICE_NAME)
     ):
         return DaemonProbe(kind="foreign", port=port)
+    if _listener_is_another_users(config.host, port):
+        # It says it is a mam-mcp daemon, but another user's process listens there: never ours,
+        # whatever pid it names (our key must not go to it).
+        return DaemonProbe(kind="foreign", port=port)
     state = _read_state(config)
     owned = state is not None and state.get("pid") == health.get("pid")
     return DaemonProbe(kind="ours", port=port, health=health, owned=owned)
+
+
+def _proc_address(ip: str) -> str | None:
+    """`ip` as /proc/net/tcp{,6} write it: hex of 32-bit words in this machine's byte order."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            packed = socket.inet_pton(family, ip)
+        except OSError:
+            continue
+        words = struct.unpack(f"={len(packed) // 4}I", packed)
+        return "".join(f"{word:08X}" for word in words)
+    return None
+
+
+def listening_uids(host: str, port: int) -> set[int] | None:
+    """The user ids owning the TCP sockets listening on `host`:`port` (or on every address), from
+    /proc/net/tcp and tcp6; None where the system does not say (no /proc: macOS, Windows)."""
+    wanted = _proc_address(host)
+    if wanted is None:
+        return None
+    anywhere = {"0" * 8, "0" * 32}
+    found: set[int] = set()
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as rows:
+                next(rows, None)  # the header
+                readable = True
+                for row in rows:
+                    fields = row.split()
+                    if len(fields) < 8 or fields[3] != "0A":  # 0A: LISTEN
+                        continue
+                    address, _, hex_port = fields[1].partition(":")
+                    if int(hex_port, 16) == port and (address == wanted or address in anywhere):
+                        found.add(int(fields[7]))
+        except (OSError, ValueError):
+            continue
+    return found if readable else None
+
+
+def _listener_is_another_users(host: str, port: int) -> bool:
+    uids = listening_uids(host, port)
+    getuid = getattr(os, "getuid", None)
+    return bool(uids) and getuid is not None and uids != {getuid()}
 
 
 def _read_key(config: LocalConfig) -> str:

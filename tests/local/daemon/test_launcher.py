@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -265,3 +267,91 @@ async def test_a_crashed_ephemeral_daemons_port_now_used_by_another_program_is_i
         server.close()
     assert handle.started and handle.base_url != f"http://127.0.0.1:{port}"
     assert (await _health(handle))["pid"] == _state_pid(config.data_dir)
+
+
+IMPOSTOR = r"""
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port, pid, version = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+
+class Impostor(BaseHTTPRequestHandler):
+    def _answer(self):
+        print(json.dumps({"line": self.requestline, "headers": dict(self.headers)}), flush=True)
+        body = json.dumps({"service": "mam-mcp-local", "version": version, "pid": pid,
+                           "httpPort": port, "smtpPort": 1}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+server = HTTPServer(("127.0.0.1", port), Impostor)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+# The impostor runs as another user: the system's Python (ours may live in a home only root reads).
+SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
+    reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
+)
+async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the_key(tmp_path: Path) -> None:
+    """Our daemon died without cleaning up (its state file stays); another user's program takes the
+    port and answers health with the pid from the state file (visible in `ps` while it ran). Nothing
+    in that answer is secret: only who owns the listening socket tells them apart. The tenant key
+    must never be sent to it."""
+    config = daemon_config(tmp_path / "data")
+    config.data_dir.mkdir(mode=0o700)
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    stale_pid = 2**22 + 7
+    config.state_path.write_text(json.dumps({"pid": stale_pid, "httpPort": port, "smtpPort": 1}))
+    config.key_path.write_text("tk_" + "s" * 40 + "\n")
+    os.chmod(config.key_path, 0o600)
+    config = config.model_copy(update={"http_port": port})
+
+    def as_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    impostor = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), str(stale_pid), mam_mcp.__version__],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
+    )  # fmt: skip
+    try:
+        assert impostor.stdout is not None and impostor.stdout.readline().strip() == b"ready"
+        probe = await probe_daemon(config)
+        assert probe.kind == "foreign"  # it says it is ours, names our pid: its socket is not ours
+        with pytest.raises(DaemonStartError, match=f"port {port}"):
+            await ensure_daemon(config, timeout=10)
+    finally:
+        impostor.terminate()
+        heard, _ = impostor.communicate(timeout=10)
+    assert b"tk_" not in heard, heard  # it was asked who it is, never sent the key
+    assert heard.count(b'"line"') >= 1
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux's /proc/net/tcp says who owns a socket")
+def test_the_owner_of_a_listening_socket_is_read_from_the_system() -> None:
+    from mam_mcp.local.daemon.launcher import listening_uids
+
+    with socket.socket() as listener, socket.socket() as bound_only:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        bound_only.bind(("127.0.0.1", 0))  # not listening: not counted
+        assert listening_uids("127.0.0.1", listener.getsockname()[1]) == {os.getuid()}
+        assert listening_uids("127.0.0.1", bound_only.getsockname()[1]) == set()
+    assert listening_uids("not an address", 1) is None
