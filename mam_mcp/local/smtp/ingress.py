@@ -91,7 +91,8 @@ class _IngressHandler:
             logger.exception("smtp: recipient check failed (peer %s)", _peer(session))
             return "451 4.3.0 Temporary failure checking recipient, try again later"
         if not known:
-            return "550 5.1.1 No such mailbox here"
+            # Said so an app's test failure explains itself: nothing by this name here, and how to add it.
+            return "550 5.1.1 No inbox has this address on this mam-mcp backend (create it, or set a catch-all)"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"

@@ -157,7 +157,8 @@ async def test_unknown_recipient_gets_550_5_1_1(ingress: SmtpIngress, ingest: Re
             with pytest.raises(aiosmtplib.SMTPRecipientRefused) as refused:
                 await client.rcpt("nobody@mam.localhost")
     assert refused.value.code == 550
-    assert refused.value.message.startswith("5.1.1")
+    assert refused.value.message.startswith("5.1.1 No inbox has this address")  # says why, and what to do
+    assert "catch-all" in refused.value.message
     assert ingest.calls == []
 
 
