@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -120,8 +121,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=clock), base_url=BASE) as http:
                 link = await http.post(f"{CONSOLE_PATH}/api/login-token", headers={"X-API-Key": key})
                 landed = await http.get(link.json()["path"])
-                # The page key rides in the redirect's fragment; the page sends it with every request.
-                http.headers["X-Console-Key"] = landed.headers["location"].partition("#key=")[2]
+                # The sign-in answer holds the page key; the page sends it with every request.
+                found = re.search(r'<meta name=mam-page-key content="([^"]+)">', landed.text)
+                assert found is not None, "the sign-in answer holds no page key"
+                http.headers["X-Console-Key"] = found.group(1)
                 api = f"{CONSOLE_PATH}/api/inboxes/{inbox_id}"
                 total = (await http.get(f"{CONSOLE_PATH}/api/inboxes")).json()["inboxes"][0]
                 cursor = await _cursor_at(http, api, args.deep_page)

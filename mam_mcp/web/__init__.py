@@ -16,6 +16,7 @@ ASSETS: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
     "draft_review.css": "text/css; charset=utf-8",
     "draft_review.js": "text/javascript; charset=utf-8",
+    "sign_in.js": "text/javascript; charset=utf-8",
 }
 
 

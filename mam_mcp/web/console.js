@@ -10,17 +10,20 @@
 
   var el = window.MamDraftReview.el;
   var base = document.querySelector('meta[name="mam-base"]').content;
-  // The session's page key: the sign-in link's redirect brings it once, in the fragment (#key=...);
-  // it is kept in this origin's storage (another port is another origin: it cannot read it) and
-  // sent with every request. The session cookie alone opens nothing: any server on this host can be
-  // sent that cookie, and the daemon never hands the key out again.
+  // The session's page key: the sign-in page (sign_in.js) keeps it in this origin's storage, where a
+  // page on another port (another origin) cannot read it, and every request sends it. The session
+  // cookie alone opens nothing: any server on this host can be sent that cookie, and the daemon
+  // never hands the key out again. Read at each request: a sign-in in another tab replaces both the
+  // cookie and the key, and this tab goes on with the new ones.
   var KEY_STORE = "mam-console-key:" + base;
-  var arrived = /^#key=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
-  if (arrived) {
-    window.localStorage.setItem(KEY_STORE, arrived[1]);
-    window.history.replaceState(null, "", base + "/");  // out of the address bar and the history
+
+  function pageKey() {
+    try {
+      return window.localStorage.getItem(KEY_STORE) || "";
+    } catch (error) {
+      return "";  // storage blocked: every request is refused, and the page says signed out
+    }
   }
-  var pageKey = window.localStorage.getItem(KEY_STORE) || "";
   var VIEWS = [
     ["messages", "Messages"],
     ["threads", "Threads"],
@@ -49,9 +52,10 @@
 
   // ---------------------------------------------------------------- talking to the daemon
 
-  function api(path, options) {
+  function api(path, options, retried) {
     options = options || {};
-    var init = {method: options.method || "GET", credentials: "same-origin", headers: {"X-Console-Key": pageKey}};
+    var sentKey = pageKey();
+    var init = {method: options.method || "GET", credentials: "same-origin", headers: {"X-Console-Key": sentKey}};
     if (options.body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(options.body);
@@ -59,7 +63,10 @@
     return fetch(base + "/api" + path, init).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         if (response.status === 401) {
-          showSignedOut();
+          if (!retried && pageKey() !== sentKey) {
+            return api(path, options, true);  // signed in again in another tab meanwhile: its key
+          }
+          showSignedOut(sentKey);
         }
         if (!response.ok) {
           throw {status: response.status, code: data.code, message: data.error || "HTTP " + response.status, data: data};
@@ -72,7 +79,7 @@
   // What the page cannot fetch with a header (the event stream, the mail frame, downloads) carries
   // the key in its query.
   function keyed(url) {
-    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "key=" + encodeURIComponent(pageKey);
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "key=" + encodeURIComponent(pageKey());
   }
 
   function inboxPath(suffix) {
@@ -86,12 +93,18 @@
     toast.timer = window.setTimeout(function () { box.textContent = ""; }, 4000);
   }
 
-  function showSignedOut() {
+  function showSignedOut(endedKey) {
     if (signedOut) {
       return;
     }
     signedOut = true;
-    window.localStorage.removeItem(KEY_STORE);  // the session is over: its key opens nothing now
+    try {
+      if (endedKey !== undefined && pageKey() === endedKey) {
+        window.localStorage.removeItem(KEY_STORE);  // that session is over; a newer one stays
+      }
+    } catch (error) {
+      // storage blocked: nothing kept, nothing to remove
+    }
     if (live.source) {
       live.source.close();
     }
@@ -616,6 +629,7 @@
 
   function connect() {
     var status = $("live");
+    var streamKey = pageKey();
     var source = new EventSource(keyed(base + "/api/events"));
     live.source = source;
     source.addEventListener("hello", function () {
@@ -634,7 +648,7 @@
     source.addEventListener("reset", function () { refreshSoon(); });
     source.addEventListener("signed-out", function () {
       source.close();
-      showSignedOut();
+      showSignedOut(streamKey);
     });
     source.onerror = function () {
       status.textContent = "reconnecting…";
@@ -683,9 +697,9 @@
   });
 
   $("signout").addEventListener("click", function () {
-    window.localStorage.removeItem(KEY_STORE);
-    fetch(base + "/logout", {method: "POST", credentials: "same-origin", headers: {"X-Console-Key": pageKey}})
-      .then(showSignedOut, showSignedOut);
+    var key = pageKey();
+    fetch(base + "/logout", {method: "POST", credentials: "same-origin", headers: {"X-Console-Key": key}})
+      .then(function () { showSignedOut(key); }, function () { showSignedOut(key); });
   });
 
   window.addEventListener("hashchange", go);

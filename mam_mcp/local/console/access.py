@@ -3,9 +3,9 @@ key, both needed), and the Host/Origin checks that keep other web pages (and DNS
 
 The flow: `mam-mcp console` asks the daemon for a login link with the tenant key; the link holds a
 one-time token (it works once, for `LOGIN_TOKEN_SECONDS`); opening it sets an HttpOnly,
-SameSite=Strict session cookie and redirects to the bare console URL with the session's *page key*
-in the fragment (`#key=...`: never sent to a server), which the page moves into its origin's
-storage and out of the address bar. Every API request must carry that key too (the
+SameSite=Strict session cookie and answers a small page holding the session's *page key* (in its
+body, never in a URL: URLs land in the browser's history), whose script keeps the key in the
+origin's storage and replaces itself with the console. Every API request must carry that key too (the
 `X-Console-Key` header; a `key` query parameter for what the page cannot fetch with a header: the
 event stream, the mail frame, downloads), and a state-changing one must come from the console's own
 origin. Why both: browsers send a cookie to every port of its host, so a server another local user

@@ -12,6 +12,7 @@ styles only from the console's own files, no framing by anyone else).
 from __future__ import annotations
 
 import html
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
@@ -20,7 +21,7 @@ from typing import Any, Final
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,6 +59,16 @@ _SIGNED_OUT_PAGE: Final = (
     "<p>{message}</p><p>Open it with <code>mam-mcp console</code> in a terminal: it prints (or opens) a "
     "one-time sign-in link.</p></main></html>"
 )
+
+_SIGN_IN_PAGE: Final = (
+    "<!DOCTYPE html><html lang=en><meta charset=utf-8><title>mam-mcp console</title>"
+    "<meta name=mam-base content=\"{base}\"><meta name=mam-page-key content=\"{key}\">"
+    "<link rel=stylesheet href=\"{base}/static/console.css\"><main class=signed-out><h1>mam-mcp console</h1>"
+    "<p>Signing in…</p></main><script src=\"{base}/static/sign_in.js\"></script></html>"
+)
+# GETs a page cannot make with a header (EventSource, a frame's src, a download link) may carry the
+# page key in their query instead; every other request must send the header.
+_KEY_IN_QUERY: Final = re.compile(r"^/api/(events|inboxes/[^/]+/messages/[^/]+/(html|raw|attachments/[^/]+))$")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -113,7 +124,7 @@ def _base(request: Request) -> str:
 
 
 async def _page(request: Request) -> Response:
-    """The page shell: it holds no secret (the page key reached the page once, in the fragment)."""
+    """The page shell: it holds no secret (the page key reached the page once, in the sign-in answer)."""
     page = asset("console.html").decode("utf-8")
     page = page.replace("{{base}}", html.escape(_base(request)))
     return Response(page, media_type="text/html; charset=utf-8")
@@ -127,9 +138,12 @@ async def _login(request: Request) -> Response:
         page = _SIGNED_OUT_PAGE.format(base=html.escape(_base(request)), message=message)
         return Response(page, status_code=403, media_type="text/html; charset=utf-8")
     session_id, session = redeemed
-    # 303 to the bare URL: the token leaves the address bar (it works only once anyway). The page key
-    # rides in the fragment, which no browser sends to a server; the page stores it and drops it.
-    response = RedirectResponse(f"{_base(request)}/#{KEY_PARAM}={session.page_key}", status_code=303)
+    # The page key goes in this one answer's body, never in a URL (URLs land in the browser's
+    # history): sign_in.js keeps it in the origin's storage and replaces this page with the console,
+    # so the token leaves the address bar too (it works only once anyway).
+    base = html.escape(_base(request))
+    page = _SIGN_IN_PAGE.format(base=base, key=html.escape(session.page_key))
+    response = Response(page, media_type="text/html; charset=utf-8")
     response.set_cookie(
         cookie_name(_port(request.scope)),
         session_id,
@@ -195,7 +209,7 @@ def _cookie(scope: MutableMapping[str, Any], name: str) -> str | None:
 
 
 def _presented_key(scope: MutableMapping[str, Any], *, header_only: bool) -> str | None:
-    """The page key a request carries: its header, or (reads only) the `key` query parameter."""
+    """The page key a request carries: its header, or (where `header_only` is False) the `key` query parameter."""
     presented = _header(scope, KEY_HEADER.encode())
     if presented is None and not header_only:
         query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -251,7 +265,8 @@ class _Guard:
             return _error(401, "CONSOLE_SIGNED_OUT", "not signed in to the console; run `mam-mcp console`")
         if method not in _SAFE_METHODS and origin is None:
             return _error(403, "FORBIDDEN_ORIGIN", "a state-changing request must name its Origin")
-        if not page and not session.key_matches(_presented_key(scope, header_only=method not in _SAFE_METHODS)):
+        query_ok = method in _SAFE_METHODS and _KEY_IN_QUERY.match(path) is not None
+        if not page and not session.key_matches(_presented_key(scope, header_only=not query_ok)):
             # The cookie alone is not enough: any server on this host can be sent it (access.py).
             return _error(
                 401,

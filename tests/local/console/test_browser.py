@@ -212,6 +212,40 @@ async def test_sign_in_then_new_mail_shows_up_without_a_reload(
     await page.screenshot(path=str(shots / "console-messages.png"))
 
 
+async def test_a_second_sign_in_in_another_tab_keeps_both_tabs_working_and_no_url_holds_the_key(
+    browser: Any, daemon: RunningDaemon, inbox: dict[str, Any]
+) -> None:
+    """Running `mam-mcp console` again opens a new session in a new tab while the first is open:
+    both share the cookie and the stored key, so the first tab goes on with the new ones instead of
+    signing the person out (and taking the new key with it). The key never appears in a URL (URLs
+    land in the browser's history)."""
+    context = await browser.new_context()
+    urls: list[str] = []
+    try:
+        first, second = await context.new_page(), await context.new_page()
+        for tab in (first, second):
+            tab.set_default_timeout(WAIT_MS)
+            tab.on("framenavigated", lambda frame: urls.append(frame.url))
+        await sign_in(first, daemon)
+        await first.locator("#live.on").wait_for()
+        old_key = await first.evaluate("() => Object.values(localStorage)[0]")
+        await sign_in(second, daemon)
+        new_key = await second.evaluate("() => Object.values(localStorage)[0]")
+        assert new_key and new_key != old_key
+        await send_mail(daemon, inbox, "Seen in both tabs", "A refresh in each.")
+        for tab in (first, second):
+            await tab.locator("#items a", has_text="Seen in both tabs").first.wait_for()
+        await first.locator("#views a", has_text="Threads").click()  # a new request from the first tab
+        await first.locator("#list-title", has_text="Threads").wait_for()
+        assert await first.locator(".signed-out").count() == 0
+        await second.reload()
+        await second.locator("#items a", has_text="Seen in both tabs").first.wait_for()
+        assert await second.evaluate("() => Object.values(localStorage)[0]") == new_key
+    finally:
+        await context.close()
+    assert urls and not [url for url in urls if old_key in url or new_key in url], urls
+
+
 async def test_a_refresh_that_finds_nothing_new_leaves_the_rows_in_place(
     page: Any, daemon: RunningDaemon, inbox: dict[str, Any]
 ) -> None:

@@ -22,6 +22,7 @@ from tests.asgi_server import serve_asgi
 from tests.local.conftest import LocalBackendFixture
 
 BASE = "http://127.0.0.1:8725"
+PAGE_KEY = re.compile(r'<meta name=mam-page-key content="([A-Za-z0-9_-]{43})">')
 ORIGIN = {"Origin": BASE}
 
 
@@ -79,13 +80,13 @@ async def stack(local_backend: LocalBackendFixture) -> AsyncIterator[ConsoleStac
 
 async def sign_in(stack: ConsoleStack, http: httpx2.AsyncClient) -> str:
     """Sign `http` in through a fresh one-time link, as the page does: the cookie, and the page key
-    from the redirect's fragment sent with every request (a default header of `http`). Returns the key."""
+    from the sign-in answer sent with every request (a default header of `http`). Returns the key."""
     link = await http.post(f"{CONSOLE_PATH}/api/login-token", headers={"X-API-Key": stack.key})
     assert link.status_code == 201, link.text
     landed = await http.get(link.json()["path"])
-    assert landed.status_code == 303
-    match = re.fullmatch(rf"{CONSOLE_PATH}/#key=([A-Za-z0-9_-]{{43}})", landed.headers["location"])
-    assert match is not None, landed.headers["location"]
+    assert landed.status_code == 200
+    match = PAGE_KEY.search(landed.text)
+    assert match is not None, landed.text
     http.headers["X-Console-Key"] = match.group(1)
     page = await http.get(f"{CONSOLE_PATH}/")
     assert page.status_code == 200, page.text
@@ -105,9 +106,10 @@ async def test_the_sign_in_link_works_once_and_sets_a_strict_http_only_cookie(st
         assert link.startswith(f"{CONSOLE_PATH}/login?token=")
 
         landed = await http.get(link)
-        assert landed.status_code == 303
-        location = landed.headers["location"]  # the token leaves the address bar; the page key comes in
-        assert location.startswith(f"{CONSOLE_PATH}/#key=") and "token" not in location  # the fragment
+        assert landed.status_code == 200  # a page that keeps the key and replaces itself with the console
+        assert "location" not in landed.headers and f"{CONSOLE_PATH}/static/sign_in.js" in landed.text
+        key_in_page = PAGE_KEY.search(landed.text)
+        assert key_in_page is not None
         cookie = landed.headers["set-cookie"]
         assert cookie.startswith("mam_console_8725=")
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
@@ -122,7 +124,7 @@ async def test_the_sign_in_link_works_once_and_sets_a_strict_http_only_cookie(st
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["referrer-policy"] == "no-referrer"
         assert (await http.get(f"{CONSOLE_PATH}/api/inboxes")).status_code == 401  # the cookie alone: no
-        page_key = location.partition("#key=")[2]
+        page_key = key_in_page.group(1)
         assert page_key not in page.text
         inboxes = (await http.get(f"{CONSOLE_PATH}/api/inboxes", headers={"X-Console-Key": page_key})).json()
         assert [i["email"] for i in inboxes["inboxes"]] == [stack.inbox["email"]]
@@ -233,6 +235,10 @@ async def test_the_session_cookie_alone_opens_nothing(stack: ConsoleStack) -> No
         )
         assert approve.status_code == 401
         assert await store.mail.list_messages(inbox, direction="outbound") == []
+        # The key in the query is taken only where a page cannot send a header (the event stream,
+        # the mail frame, downloads): a copied link to anything else carries nothing.
+        in_query = await thief.get(f"{CONSOLE_PATH}/api/inboxes", params={"key": key})
+        assert in_query.status_code == 401
         # With the key (the page's own requests), the same reads work: a header, or the query for
         # what the page cannot fetch with one (the mail frame, downloads, the event stream).
         assert (await thief.get(f"{msg}/raw", params={"key": key})).content.startswith(b"From: Jane")
