@@ -39,6 +39,8 @@ __all__ = [
     "DaemonProbe",
     "DaemonStartError",
     "ensure_daemon",
+    "listener_is_another_users",
+    "listening_uids",
     "probe_daemon",
     "stop_daemon",
     "wait_for_exit",
@@ -145,7 +147,7 @@ async def probe_daemon(config: LocalConfig, *, passive: bool = False) -> DaemonP
         or (health.get("service") != DAEMON_SERVICE_NAME)
     ):
         return DaemonProbe(kind="foreign", port=port)
-    if _listener_is_another_users(config.host, port):
+    if await anyio.to_thread.run_sync(listener_is_another_users, config.host, port):
         # It says it is a mam-mcp daemon, but another user's process listens there: never ours,
         # whatever pid it names (our key must not go to it).
         return DaemonProbe(kind="foreign", port=port)
@@ -154,26 +156,37 @@ async def probe_daemon(config: LocalConfig, *, passive: bool = False) -> DaemonP
     return DaemonProbe(kind="ours", port=port, health=health, owned=owned)
 
 
-def _proc_address(ip: str) -> str | None:
-    """`ip` as /proc/net/tcp{,6} write it: hex of 32-bit words in this machine's byte order."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            packed = socket.inet_pton(family, ip)
-        except OSError:
-            continue
-        words = struct.unpack(f"={len(packed) // 4}I", packed)
-        return "".join(f"{word:08X}" for word in words)
-    return None
+def _proc_address(ip: str) -> tuple[str, ...] | None:
+    """How /proc/net/tcp{,6} write `ip` (hex of 32-bit words in this machine's byte order): an IPv4
+    address both plainly (tcp) and IPv4-mapped (tcp6, `::ffff:a.b.c.d`)."""
+    def hexed(packed: bytes) -> str:
+        return "".join(f"{word:08X}" for word in struct.unpack(f"={len(packed) // 4}I", packed))
+
+    try:
+        v4 = socket.inet_pton(socket.AF_INET, ip)
+    except OSError:
+        pass
+    else:
+        return hexed(v4), hexed(b"\0" * 10 + b"\xff\xff" + v4)
+    try:
+        return (hexed(socket.inet_pton(socket.AF_INET6, ip)),)
+    except OSError:
+        return None
+
+
+_ANYWHERE = ("0" * 8, "0" * 32, "0" * 16 + "FFFF0000" + "0" * 8)  # 0.0.0.0, ::, ::ffff:0.0.0.0
 
 
 def listening_uids(host: str, port: int) -> set[int] | None:
-    """The user ids owning the TCP sockets listening on `host`:`port` (or on every address), from
-    /proc/net/tcp and tcp6; None where the system does not say (no /proc: macOS, Windows)."""
+    """The user ids owning the TCP sockets that accept connections to `host`:`port`, from
+    /proc/net/tcp and tcp6: the listeners on exactly that address (IPv4-mapped too) when there are
+    any, else those on every address. None where the system does not say (no /proc: macOS, Windows).
+    Reads two kernel tables (a few ms): call it off the event loop."""
     wanted = _proc_address(host)
     if wanted is None:
         return None
-    anywhere = {"0" * 8, "0" * 32}
-    found: set[int] = set()
+    exact: set[int] = set()
+    anywhere: set[int] = set()
     readable = False
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -185,14 +198,23 @@ def listening_uids(host: str, port: int) -> set[int] | None:
                     if len(fields) < 8 or fields[3] != "0A":  # 0A: LISTEN
                         continue
                     address, _, hex_port = fields[1].partition(":")
-                    if int(hex_port, 16) == port and (address == wanted or address in anywhere):
-                        found.add(int(fields[7]))
+                    if int(hex_port, 16) != port:
+                        continue
+                    if address in wanted:
+                        exact.add(int(fields[7]))
+                    elif address in _ANYWHERE:
+                        anywhere.add(int(fields[7]))
         except (OSError, ValueError):
             continue
-    return found if readable else None
+    if not readable:
+        return None
+    # The kernel hands a connection to the listener on its exact address before a wildcard one.
+    return exact or anywhere
 
 
-def _listener_is_another_users(host: str, port: int) -> bool:
+def listener_is_another_users(host: str, port: int) -> bool:
+    """Whether the socket that would take a connection to `host`:`port` belongs to another user
+    (False when the system does not say, or nothing listens)."""
     uids = listening_uids(host, port)
     getuid = getattr(os, "getuid", None)
     return bool(uids) and getuid is not None and uids != {getuid()}

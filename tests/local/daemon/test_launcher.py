@@ -270,10 +270,10 @@ async def test_a_crashed_ephemeral_daemons_port_now_used_by_another_program_is_i
 
 
 IMPOSTOR = r"""
-import json, os, sys
+import json, os, socket, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-port, pid, version = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, pid, version, address = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 
 class Impostor(BaseHTTPRequestHandler):
@@ -293,7 +293,16 @@ class Impostor(BaseHTTPRequestHandler):
         pass
 
 
-server = HTTPServer(("127.0.0.1", port), Impostor)
+class Server(HTTPServer):
+    address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    def server_bind(self):
+        if self.address_family == socket.AF_INET6:  # dual-stack unless it is the IPv6-only case
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(address == "::"))
+        super().server_bind()
+
+
+server = Server((address, port), Impostor)
 print("ready", flush=True)
 server.serve_forever()
 """
@@ -307,7 +316,10 @@ SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") 
     not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
     reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
 )
-async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("address", ["127.0.0.1", "::ffff:127.0.0.1", "0.0.0.0"])
+async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the_key(
+    tmp_path: Path, address: str
+) -> None:
     """Our daemon died without cleaning up (its state file stays); another user's program takes the
     port and answers health with the pid from the state file (visible in `ps` while it ran). Nothing
     in that answer is secret: only who owns the listening socket tells them apart. The tenant key
@@ -328,7 +340,7 @@ async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the
         os.setuid(65534)
 
     impostor = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), str(stale_pid), mam_mcp.__version__],
+        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), str(stale_pid), mam_mcp.__version__, address],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
     )  # fmt: skip
     try:
@@ -342,6 +354,35 @@ async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the
         heard, _ = impostor.communicate(timeout=10)
     assert b"tk_" not in heard, heard  # it was asked who it is, never sent the key
     assert heard.count(b'"line"') >= 1
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
+    reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
+)
+async def test_our_daemon_is_ours_beside_another_users_ipv6_only_listener_on_its_port(tmp_path: Path) -> None:
+    """Another user's IPv6-only wildcard listener on the same port number cannot take our IPv4
+    connections: the socket on our exact address decides, and the daemon is used."""
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+
+    def as_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    neighbour = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), "1", "0", "::"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
+    )  # fmt: skip
+    try:
+        assert neighbour.stdout is not None and neighbour.stdout.readline().strip() == b"ready"
+        async with daemon_process(daemon_config(tmp_path / "data", http_port=port)) as running:
+            probe = await probe_daemon(running.config)
+            assert probe.kind == "ours" and probe.owned, probe
+    finally:
+        neighbour.terminate()
+        neighbour.communicate(timeout=10)
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux's /proc/net/tcp says who owns a socket")
