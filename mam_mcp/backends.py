@@ -21,10 +21,11 @@ async def connect_backend(settings: Settings) -> MamClient:
     if settings.mode == "hosted":
         assert settings.api_key is not None  # Settings.load guarantees it
         return MamClient(base_url=settings.base_url, api_key=settings.api_key.get_secret_value())
-    from mam_mcp.local.daemon.launcher import DaemonStartError, ensure_daemon
+    from mam_mcp.local.daemon.launcher import DaemonStartError, daemon_port_guard, ensure_daemon
 
+    config = settings.local_config()
     try:
-        handle = await ensure_daemon(settings.local_config())
+        handle = await ensure_daemon(config)
     except DaemonStartError as error:
         raise MamError(
             str(error),
@@ -32,4 +33,10 @@ async def connect_backend(settings: Settings) -> MamClient:
             hint="Run `mam-mcp doctor`; or set MYAGENTMAIL_API_KEY to use the hosted API instead.",
         ) from None
     # The local backend honours Idempotency-Key on every create: a write whose answer was lost is sent once more.
-    return MamClient(base_url=handle.base_url, api_key=handle.api_key, write_retries=LOCAL_WRITE_RETRIES)
+    port = int(handle.base_url.rpartition(":")[2])
+    return MamClient(
+        base_url=handle.base_url,
+        api_key=handle.api_key,
+        write_retries=LOCAL_WRITE_RETRIES,
+        before_send=daemon_port_guard(config.host, port),  # the key goes only to this user's daemon
+    )

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -58,12 +59,15 @@ class MamClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         write_retries: int = 0,
+        before_send: Callable[[httpx2.Request], Awaitable[None]] | None = None,
     ) -> None:
         # write_retries: how often a create whose answer was lost is sent again with its Idempotency-Key
-        # (only for a backend that honours the key on every create: the local one).
+        # (only for a backend that honours the key on every create: the local one). before_send: see
+        # HttpCore (local mode: the daemon's port is still this user's before the key goes out).
         self.http = HttpCore(
-            base_url=base_url, api_key=api_key, transport=transport, timeout=timeout, write_retries=write_retries
-        )
+            base_url=base_url, api_key=api_key, transport=transport, timeout=timeout,
+            write_retries=write_retries, before_send=before_send,
+        )  # fmt: skip
         # The namespaces and the response models they validate with are imported by the first client,
         # i.e. the first tool call, never at `serve` start-up (~9 ms).
         from mam_mcp.client import email as namespaces

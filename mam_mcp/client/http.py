@@ -15,6 +15,7 @@ check. A connection that never opened sent nothing: that stays `CONNECTION_FAILE
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 from urllib.parse import quote
@@ -82,7 +83,10 @@ class HttpCore:
         max_retries: int = 3,
         max_retry_wait: float = 30.0,
         write_retries: int = 0,
+        before_send: Callable[[httpx2.Request], Awaitable[None]] | None = None,
     ) -> None:
+        # before_send: awaited before every request leaves, WebSocket handshakes included (httpx2's
+        # request hook); raising httpx2.ConnectError stops it unsent (the local daemon's owner check).
         root = base_url.rstrip("/")
         if not root.endswith("/v1"):
             root += "/v1"
@@ -108,6 +112,7 @@ class HttpCore:
             # A proxy from the environment cannot reach this machine's loopback (the local backend),
             # and would see the key in plain HTTP: loopback goes direct.
             trust_env=not is_loopback_url(root),
+            event_hooks={"request": [before_send]} if before_send is not None else None,
         )
 
     @property

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ __all__ = [
     "DaemonHandle",
     "DaemonProbe",
     "DaemonStartError",
+    "daemon_port_guard",
     "ensure_daemon",
     "listener_is_another_users",
     "listening_uids",
@@ -218,6 +220,31 @@ def listener_is_another_users(host: str, port: int) -> bool:
     uids = listening_uids(host, port)
     getuid = getattr(os, "getuid", None)
     return bool(uids) and getuid is not None and uids != {getuid()}
+
+
+OWNER_RECHECK_SECONDS = 10.0
+
+
+def daemon_port_guard(host: str, port: int) -> Callable[[httpx2.Request], Awaitable[None]]:
+    """A client's check before a request leaves for the daemon (`MamClient(before_send=...)`): the
+    port is still this user's. The daemon stops when idle; another user's program that takes its
+    port meanwhile would get the next request, key and all. At most every OWNER_RECHECK_SECONDS (a
+    few ms, in a thread); another user's socket stops the request unsent as a connection failure,
+    and the server's reconnect then finds the port foreign and says so."""
+    checked_at = [float("-inf")]
+
+    async def check(request: httpx2.Request) -> None:
+        now = time.monotonic()
+        if now - checked_at[0] < OWNER_RECHECK_SECONDS:
+            return
+        checked_at[0] = now
+        if await anyio.to_thread.run_sync(listener_is_another_users, host, port):
+            checked_at[0] = float("-inf")
+            raise httpx2.ConnectError(
+                f"another user's program now listens on {host}:{port}, the local daemon's port", request=request
+            )
+
+    return check
 
 
 def _read_key(config: LocalConfig) -> str:

@@ -396,3 +396,66 @@ def test_the_owner_of_a_listening_socket_is_read_from_the_system() -> None:
         assert listening_uids("127.0.0.1", listener.getsockname()[1]) == {os.getuid()}
         assert listening_uids("127.0.0.1", bound_only.getsockname()[1]) == set()
     assert listening_uids("not an address", 1) is None
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
+    reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
+)
+async def test_a_client_stops_sending_its_key_when_another_user_takes_the_daemons_port() -> None:
+    """The daemon stops when idle; a client made while it ran would send its next request (key and
+    all) to whatever took the port. The client's guard checks the port's owner before a request
+    leaves and stops it unsent."""
+    from mam_mcp.client import MamClient
+    from mam_mcp.client.errors import ConnectionFailed
+    from mam_mcp.local.daemon.launcher import daemon_port_guard
+
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+
+    def as_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    impostor = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), "1", mam_mcp.__version__, "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
+    )  # fmt: skip
+    try:
+        assert impostor.stdout is not None and impostor.stdout.readline().strip() == b"ready"
+        client = MamClient(
+            base_url=f"http://127.0.0.1:{port}", api_key="tk_" + "k" * 40,
+            before_send=daemon_port_guard("127.0.0.1", port),
+        )  # fmt: skip
+        async with client:
+            with pytest.raises(ConnectionFailed, match="could not connect"):
+                await client.inboxes.list()
+    finally:
+        impostor.terminate()
+        heard, _ = impostor.communicate(timeout=10)
+    assert heard == b"", heard  # not a single request reached it
+
+
+async def test_the_port_guard_lets_requests_to_our_own_listener_through_and_checks_at_most_every_10_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mam_mcp.local.daemon import launcher
+
+    calls: list[tuple[str, int]] = []
+    real = launcher.listener_is_another_users
+
+    def counting(host: str, port: int) -> bool:
+        calls.append((host, port))
+        return real(host, port)
+
+    monkeypatch.setattr(launcher, "listener_is_another_users", counting)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        guard = launcher.daemon_port_guard("127.0.0.1", port)
+        request = httpx2.Request("GET", f"http://127.0.0.1:{port}/v1/inboxes")
+        for _ in range(5):
+            await guard(request)  # ours: nothing raised
+    assert calls == [("127.0.0.1", port)]  # one look for five requests within the interval
