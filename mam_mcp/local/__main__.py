@@ -5,8 +5,8 @@ carries a password and a command line is visible to every user of the machine.
 
 `--stop-with-parent` (the pytest fixture's daemon): the config is the first line of stdin and the
 parent keeps the pipe open; when it closes (the parent stopped, or was killed by any signal, even
-SIGKILL: the kernel closes its end) the daemon stops as on SIGTERM. Nothing is left running after
-a killed test run.
+SIGKILL: the kernel closes its end) the daemon stops cleanly, as on SIGTERM. Nothing is left
+running after a killed test run.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mam_mcp.local.config import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT, LocalConfig
+
+if TYPE_CHECKING:
+    import anyio
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, argparse.Namespace]:
@@ -69,12 +73,13 @@ def parse_config(argv: list[str] | None = None) -> tuple[LocalConfig, argparse.N
     return LocalConfig.model_validate(values), args
 
 
-async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
+async def _run(config: LocalConfig, ready_line: bool, lock_wait: float, stop_with_parent: bool) -> None:
     import anyio
 
     from mam_mcp.local.daemon.run import run_daemon
 
     ready = anyio.Event()
+    parent_gone = _stop_when_stdin_closes() if stop_with_parent else None
     async with anyio.create_task_group() as tasks:
 
         async def announce() -> None:
@@ -84,15 +89,20 @@ async def _run(config: LocalConfig, ready_line: bool, lock_wait: float) -> None:
 
         if ready_line:
             tasks.start_soon(announce)
-        await run_daemon(config, ready=ready, lock_wait_seconds=lock_wait)
+        await run_daemon(config, ready=ready, lock_wait_seconds=lock_wait, stop_requested=parent_gone)
         tasks.cancel_scope.cancel()
 
 
-def _stop_when_stdin_closes() -> None:
-    """Watch stdin in a thread; at its end (the parent is gone) stop like SIGTERM does."""
-    import signal
+def _stop_when_stdin_closes() -> anyio.Event:
+    """An event set when stdin ends (the parent is gone), watched by a daemon thread: the daemon
+    then stops as on SIGTERM, on every platform (Windows has no SIGTERM handler to take)."""
+    import asyncio
     import threading
 
+    import anyio
+
+    gone = anyio.Event()
+    loop = asyncio.get_running_loop()
     fd = sys.stdin.fileno()  # raw reads: a thread blocked in the buffered reader aborts interpreter exit
 
     def watch() -> None:
@@ -101,15 +111,17 @@ def _stop_when_stdin_closes() -> None:
                 pass  # the parent writes nothing more; anything it does write is ignored
         except OSError:
             pass
-        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            loop.call_soon_threadsafe(gone.set)
+        except RuntimeError:
+            pass  # the loop is closed: the daemon has stopped already
 
     threading.Thread(target=watch, name="mam-parent-watch", daemon=True).start()
+    return gone
 
 
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
-    if args.stop_with_parent:
-        _stop_when_stdin_closes()
     from mam_mcp.logs import configure_logging
 
     # Redacting stderr handler; httpx2's URL-logging loggers kept at WARNING.
@@ -125,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         os.umask(PRIVATE_UMASK)  # whatever this process creates (SQLite, locks, libraries) is for this user only
     return_large_blocks_on_free()  # large mail: the peak stays near 2x the message (daemon/memory.py)
     try:
-        anyio.run(_run, config, args.ready_line, args.lock_wait)
+        anyio.run(_run, config, args.ready_line, args.lock_wait, args.stop_with_parent)
     except (DaemonError, BaseExceptionGroup) as exc:
         error = first_daemon_error(exc)
         if error is None:

@@ -134,8 +134,9 @@ class MailServer:
             try:
                 self._start_process(self.config.model_copy(update=ports))
                 return
-            except MailServerError:
-                pass  # a port was taken meanwhile: any free ones, below
+            except MailServerError as failure:
+                if "in use" not in str(failure):
+                    raise  # not a port taken meanwhile: starting again would fail the same way
         self._start_process(self.config)
 
     def _start_process(self, config: LocalConfig) -> None:
@@ -152,6 +153,10 @@ class MailServer:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
+                # Its own session: a Ctrl-C to the test run's process group does not stop it while
+                # the session's teardown may still use it (the pipe above stops it after pytest).
+                start_new_session=os.name == "posix",
+                creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
             )
         self._process = process
         assert process.stdin is not None and process.stdout is not None

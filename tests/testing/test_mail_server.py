@@ -72,7 +72,8 @@ from pathlib import Path
 
 def test_a_test_that_hangs(mam_inbox, mam_mail_server):
     state = json.loads(mam_mail_server.config.state_path.read_text())
-    Path(os.environ["MAM_TEST_INFO"]).write_text(json.dumps({"pid": state["pid"], "smtp": mam_mail_server.smtp_port}))
+    info = {"pid": state["pid"], "smtp": mam_mail_server.smtp_port, "log": str(mam_mail_server.log_path)}
+    Path(os.environ["MAM_TEST_INFO"]).write_text(json.dumps(info))
     time.sleep(120)
 """
 
@@ -111,6 +112,9 @@ def test_a_killed_test_run_leaves_no_daemon_behind(pytester: pytest.Pytester, ho
         assert not _alive(started["pid"]), "the daemon outlived the test run that started it"
         with socket.socket() as probe:  # and its SMTP port is free again
             probe.bind(("127.0.0.1", started["smtp"]))
+        log = Path(started["log"]).read_text(encoding="utf-8")
+        assert "the process that started this daemon is gone" in log  # a clean stop, not a kill
+        assert log.rstrip().endswith("stopped")
     finally:
         if run.poll() is None:
             run.kill()
@@ -149,3 +153,26 @@ def test_a_daemon_that_exits_while_starting_is_named_with_its_code_and_only_its_
     assert "an earlier daemon" not in str(failure.value)
     assert "cannot use the data dir" in str(failure.value)  # the daemon's own sentence, from its log
     assert "Traceback" not in str(failure.value) and "Fatal Python error" not in str(failure.value)
+
+
+def test_after_a_crash_with_its_port_taken_it_comes_back_on_other_ports(tmp_path: Path) -> None:
+    with MailServer.start(tmp_path / "mail") as server:
+        old_smtp = server.smtp_port
+        pid = json.loads(server.config.state_path.read_text())["pid"]
+        assert os.getpgid(pid) != os.getpgid(0)  # its own process group: a Ctrl-C to the run's is not for it
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while server.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", old_smtp))
+            squatter.listen()
+            inbox = server.new_inbox("moved")  # the old ports first: taken, so any free ones
+            assert server.running and server.smtp_port != old_smtp
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@app.test", inbox.address, "Moved"
+        message.set_content("code: 626262")
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            smtp.send_message(message)
+        assert inbox.last_code() == "626262"
+        inbox.close()

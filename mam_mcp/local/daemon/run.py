@@ -152,10 +152,12 @@ async def run_daemon(
     *,
     ready: anyio.Event | None = None,
     lock_wait_seconds: float = RUNNING_LOCK_WAIT_SECONDS,
+    stop_requested: anyio.Event | None = None,
 ) -> None:
     """Run the daemon until shutdown is requested; `ready` is set once both listeners listen.
 
     `lock_wait_seconds`: how long to wait for a predecessor on this data dir to finish stopping.
+    `stop_requested`: set by the caller to stop it cleanly, like SIGTERM (`--stop-with-parent`).
     """
     try:
         prepare_data_dir(config)
@@ -166,12 +168,12 @@ async def run_daemon(
         ) from None
     running_lock = await _acquire_running_lock(config, lock_wait_seconds)
     try:
-        await _serve(config, ready)
+        await _serve(config, ready, stop_requested)
     finally:
         running_lock.release()
 
 
-async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
+async def _serve(config: LocalConfig, ready: anyio.Event | None, stop_requested: anyio.Event | None) -> None:
     # Imported here so `import mam_mcp.local.daemon.run` stays cheap and free of side effects.
     from mam_mcp.local.api.app import create_app
     from mam_mcp.local.api.websocket import websocket_routes
@@ -262,7 +264,7 @@ async def _serve(config: LocalConfig, ready: anyio.Event | None) -> None:
         # Only this machine's own clients: a web page rebinding its name to 127.0.0.1 is refused.
         app = tracker.wrap(LoopbackRequestGuard(create_app(backend, extra_routes=routes)))
         try:
-            await _serve_http(bound, http_sock, app, tracker, stop, ready)
+            await _serve_http(bound, http_sock, app, tracker, stop, ready, stop_requested)
         finally:
             # No new mail once HTTP is down, before the dispatcher and store close (the stack unwinds next).
             await smtp.stop()
@@ -304,6 +306,7 @@ async def _serve_http(
     tracker: ActivityTracker,
     stop: anyio.Event,
     ready: anyio.Event | None,
+    stop_requested: anyio.Event | None = None,
 ) -> None:
     from mam_mcp.http_limits import uvicorn_config
 
@@ -345,6 +348,8 @@ async def _serve_http(
                 async with anyio.create_task_group() as watchers:
                     if config.idle_timeout_seconds > 0:
                         watchers.start_soon(watch_idle, tracker, config.idle_timeout_seconds, stop.set)
+                    if stop_requested is not None:
+                        watchers.start_soon(_relay_stop, stop_requested, stop)
                     await stop.wait()
                     watchers.cancel_scope.cancel()
             finally:
@@ -352,6 +357,12 @@ async def _serve_http(
     finally:
         # Removed only once the HTTP port is closed: until then a launcher must see this daemon as ours.
         remove_state_file(config)
+
+
+async def _relay_stop(requested: anyio.Event, stop: anyio.Event) -> None:
+    await requested.wait()
+    logger.info("stopping: the process that started this daemon is gone")
+    stop.set()
 
 
 async def _wait_first(*events: anyio.Event) -> None:
