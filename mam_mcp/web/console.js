@@ -76,10 +76,33 @@
     });
   }
 
-  // What the page cannot fetch with a header (the event stream, the mail frame, downloads) carries
-  // the key in its query.
+  // What the page cannot fetch with a header (the event stream, the mail frame) carries the key in
+  // its query.
   function keyed(url) {
     return url + (url.indexOf("?") >= 0 ? "&" : "?") + "key=" + encodeURIComponent(pageKey());
+  }
+
+  // A download link: fetched with the key in a header, saved from memory, so that no link, hover
+  // text or download history ever shows a URL with the key.
+  function downloadLink(path, filename, text) {
+    return el("a", {href: base + "/api" + path, download: filename, text: text, onclick: function (event) {
+      event.preventDefault();
+      fetch(base + "/api" + path, {credentials: "same-origin", headers: {"X-Console-Key": pageKey()}})
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error(response.status === 401 ? "signed out" : "HTTP " + response.status);
+          }
+          return response.blob();
+        })
+        .then(function (blob) {
+          var url = URL.createObjectURL(blob);
+          var save = el("a", {href: url, download: filename});
+          document.body.appendChild(save);
+          save.click();
+          save.remove();
+          window.setTimeout(function () { URL.revokeObjectURL(url); }, 60000);
+        }, function (error) { toast("Could not download " + filename + ": " + error.message); });
+    }});
   }
 
   function inboxPath(suffix) {
@@ -540,7 +563,7 @@
             }, function (error) { toast(error.message); });
           }}));
       }
-      toolbar.appendChild(el("a", {href: keyed(base + "/api" + path + "/raw"), download: m.id + ".eml", text: "Download .eml"}));
+      toolbar.appendChild(downloadLink(path + "/raw", m.id + ".eml", "Download .eml"));
       toolbar.appendChild(el("button", {type: "button", text: "Delete", onclick: function () {
         api(path, {method: "DELETE"}).then(function () {
           toast("Deleted.");
@@ -562,11 +585,9 @@
       if (m.attachments.length) {
         var files = el("ul", {});
         m.attachments.forEach(function (a) {
-          files.appendChild(el("li", {}, el("a", {
-            href: keyed(base + "/api" + path + "/attachments/" + encodeURIComponent(a.id)),
-            download: a.filename,
-            text: a.filename
-          }), " (" + a.contentType + ", " + a.size + " bytes)"));
+          files.appendChild(el("li", {},
+            downloadLink(path + "/attachments/" + encodeURIComponent(a.id), a.filename, a.filename),
+            " (" + a.contentType + ", " + a.size + " bytes)"));
         });
         article.appendChild(el("h3", {text: "Attachments"}));
         article.appendChild(files);

@@ -5,7 +5,9 @@ The flow: `mam-mcp console` asks the daemon for a login link with the tenant key
 one-time token (it works once, for `LOGIN_TOKEN_SECONDS`); opening it sets an HttpOnly,
 SameSite=Strict session cookie and answers a small page holding the session's *page key* (in its
 body, never in a URL: URLs land in the browser's history), whose script keeps the key in the
-origin's storage and replaces itself with the console. Every API request must carry that key too (the
+origin's storage and replaces itself with the console. The key names the session a request acts
+in; the cookie must be a live session of the same scope (two tabs of one browser signed in twice
+share the newer cookie and each keep working). Every API request must carry that key too (the
 `X-Console-Key` header; a `key` query parameter for what the page cannot fetch with a header: the
 event stream, the mail frame, downloads), and a state-changing one must come from the console's own
 origin. Why both: browsers send a cookie to every port of its host, so a server another local user
@@ -18,7 +20,6 @@ only: a restarted daemon signs everyone out. The page never sees an API key.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from collections.abc import Iterable
@@ -72,8 +73,6 @@ class Session:
     def live(self, now: float) -> bool:
         return not self.ended and self.expires_at >= now
 
-    def key_matches(self, presented: str | None) -> bool:
-        return bool(presented) and hmac.compare_digest(_digest(presented or ""), _digest(self.page_key))
 
 
 class ConsoleAccess:
@@ -83,6 +82,7 @@ class ConsoleAccess:
         self._now = time.monotonic
         self._tokens: dict[bytes, tuple[KeyScope, float]] = {}
         self._sessions: dict[bytes, Session] = {}
+        self._by_key: dict[bytes, Session] = {}  # page key digest -> its session
 
     def issue_login_token(self, scope: KeyScope) -> str:
         """A secret that opens one session for `scope`, once, within LOGIN_TOKEN_SECONDS."""
@@ -102,10 +102,11 @@ class ConsoleAccess:
             return None
         self._prune()
         while len(self._sessions) >= MAX_SESSIONS:
-            self._sessions.pop(next(iter(self._sessions))).ended = True
+            self._forget(next(iter(self._sessions)))
         session_id = secrets.token_urlsafe(32)
         session = Session(entry[0], secrets.token_urlsafe(32), self._now() + SESSION_SECONDS)
         self._sessions[_digest(session_id)] = session
+        self._by_key[_digest(session.page_key)] = session
         return session_id, session
 
     def session(self, session_id: str | None) -> Session | None:
@@ -116,17 +117,36 @@ class ConsoleAccess:
             return None
         return session
 
+    def session_by_key(self, page_key: str | None) -> Session | None:
+        """The live session whose page key this is (the digest lookup compares no secret bytes)."""
+        if not page_key or len(page_key) > 200:
+            return None
+        session = self._by_key.get(_digest(page_key))
+        if session is None or not session.live(self._now()):
+            return None
+        return session
+
     def end(self, session_id: str | None) -> None:
-        session = self._sessions.pop(_digest(session_id), None) if session_id else None
+        if session_id:
+            self._forget(_digest(session_id))
+
+    def end_session(self, session: Session) -> None:
+        for digest, known in list(self._sessions.items()):
+            if known is session:
+                self._forget(digest)
+
+    def _forget(self, digest: bytes) -> None:
+        session = self._sessions.pop(digest, None)
         if session is not None:
             session.ended = True
+            self._by_key.pop(_digest(session.page_key), None)
 
     def _prune(self) -> None:
         now = self._now()
         for key in [k for k, (_, expires) in self._tokens.items() if expires < now]:
             del self._tokens[key]
         for key in [k for k, s in self._sessions.items() if s.expires_at < now]:
-            del self._sessions[key]
+            self._forget(key)
 
 
 def _hosts(port: int) -> Iterable[str]:

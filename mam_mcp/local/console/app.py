@@ -35,6 +35,7 @@ from mam_mcp.local.console.access import (
     allowed_host,
     allowed_origin,
     cookie_name,
+    session_of,
 )
 from mam_mcp.local.console.api import api_routes
 from mam_mcp.local.console.live import event_stream
@@ -66,9 +67,9 @@ _SIGN_IN_PAGE: Final = (
     "<link rel=stylesheet href=\"{base}/static/console.css\"><main class=signed-out><h1>mam-mcp console</h1>"
     "<p>Signing in…</p></main><script src=\"{base}/static/sign_in.js\"></script></html>"
 )
-# GETs a page cannot make with a header (EventSource, a frame's src, a download link) may carry the
-# page key in their query instead; every other request must send the header.
-_KEY_IN_QUERY: Final = re.compile(r"^/api/(events|inboxes/[^/]+/messages/[^/]+/(html|raw|attachments/[^/]+))$")
+# GETs a page cannot make with a header (EventSource, a frame's src) may carry the page key in their
+# query instead; every other request (downloads included: fetched, then saved) must send the header.
+_KEY_IN_QUERY: Final = re.compile(r"^/api/(events|inboxes/[^/]+/messages/[^/]+/html)$")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -158,7 +159,8 @@ async def _login(request: Request) -> Response:
 async def _logout(request: Request) -> Response:
     access: ConsoleAccess = request.app.state.access
     name = cookie_name(_port(request.scope))
-    access.end(request.cookies.get(name))
+    access.end(request.cookies.get(name))  # the browser's session ...
+    access.end_session(session_of(request))  # ... and the one this page's key opened, if another
     response = JSONResponse({"ok": True})
     response.delete_cookie(name, path=_base(request) or "/", httponly=True, samesite="strict")
     return response
@@ -265,14 +267,19 @@ class _Guard:
             return _error(401, "CONSOLE_SIGNED_OUT", "not signed in to the console; run `mam-mcp console`")
         if method not in _SAFE_METHODS and origin is None:
             return _error(403, "FORBIDDEN_ORIGIN", "a state-changing request must name its Origin")
-        query_ok = method in _SAFE_METHODS and _KEY_IN_QUERY.match(path) is not None
-        if not page and not session.key_matches(_presented_key(scope, header_only=not query_ok)):
-            # The cookie alone is not enough: any server on this host can be sent it (access.py).
-            return _error(
-                401,
-                "CONSOLE_SIGNED_OUT",
-                "this page does not hold the console session's key; open a new sign-in link (`mam-mcp console`)",
-            )
+        if not page:
+            # The cookie alone is not enough: any server on this host can be sent it (access.py). The
+            # page key names the session; the cookie must be a live one of the same scope. Two tabs
+            # of one browser, signed in twice, share the newer cookie and each keep working.
+            query_ok = method in _SAFE_METHODS and _KEY_IN_QUERY.match(path) is not None
+            keyed = self.access.session_by_key(_presented_key(scope, header_only=not query_ok))
+            if keyed is None or keyed.scope != session.scope:
+                return _error(
+                    401,
+                    "CONSOLE_SIGNED_OUT",
+                    "this page does not hold the console session's key; open a new sign-in link (`mam-mcp console`)",
+                )
+            session = keyed
         scope[SESSION_SCOPE_KEY] = session
         return None
 

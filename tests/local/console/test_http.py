@@ -236,12 +236,14 @@ async def test_the_session_cookie_alone_opens_nothing(stack: ConsoleStack) -> No
         assert approve.status_code == 401
         assert await store.mail.list_messages(inbox, direction="outbound") == []
         # The key in the query is taken only where a page cannot send a header (the event stream,
-        # the mail frame, downloads): a copied link to anything else carries nothing.
+        # the mail frame): a copied link to anything else carries nothing.
         in_query = await thief.get(f"{CONSOLE_PATH}/api/inboxes", params={"key": key})
         assert in_query.status_code == 401
+        assert (await thief.get(f"{msg}/raw", params={"key": key})).status_code == 401  # downloads: header
         # With the key (the page's own requests), the same reads work: a header, or the query for
-        # what the page cannot fetch with one (the mail frame, downloads, the event stream).
-        assert (await thief.get(f"{msg}/raw", params={"key": key})).content.startswith(b"From: Jane")
+        # what the page cannot fetch with one (the mail frame, the event stream).
+        assert (await thief.get(f"{msg}/raw", headers={"X-Console-Key": key})).content.startswith(b"From: Jane")
+        assert b"the plans" in (await thief.get(f"{msg}/html", params={"key": key})).content
         assert (await thief.get(msg, headers={"X-Console-Key": key})).json()["subject"] == "Secret plans"
 
 
@@ -447,3 +449,22 @@ async def test_the_event_stream_pushes_new_mail_and_draft_changes(stack: Console
             assert await next_event() == "mail"
             await stack.backend.store.mail.create_draft(stack.inbox["id"], {"to": ["a@example.com"], "subject": "x"})
             assert await next_event() == "changed"
+
+
+async def test_two_sign_ins_in_one_browser_both_pages_keep_working_until_sign_out(stack: ConsoleStack) -> None:
+    """`mam-mcp console` run again while a console tab is open: the browser keeps the newer cookie,
+    and both pages (each with its own key) keep working; a key without a live cookie opens nothing;
+    signing out ends the session of the page that asked and the browser's."""
+    inboxes = f"{CONSOLE_PATH}/api/inboxes"
+    async with stack.http() as browser:
+        first_key = await sign_in(stack, browser)
+        second_key = await sign_in(stack, browser)  # the cookie is the second session's now
+        assert first_key != second_key and len(browser.cookies) == 1
+        for key in (first_key, second_key):
+            assert (await browser.get(inboxes, headers={"X-Console-Key": key})).status_code == 200
+        async with stack.http() as no_cookie:
+            assert (await no_cookie.get(inboxes, headers={"X-Console-Key": first_key})).status_code == 401
+        out = await browser.post(f"{CONSOLE_PATH}/logout", headers={**ORIGIN, "X-Console-Key": first_key})
+        assert out.status_code == 200
+        for key in (first_key, second_key):  # the page's session and the browser's cookie: both ended
+            assert (await browser.get(inboxes, headers={"X-Console-Key": key})).status_code == 401
