@@ -71,17 +71,17 @@ BROWSER_FLAGS = [
 WAIT_MS = 20_000  # every wait for the page is bounded by this (generous: the machine is shared)
 
 
-class RequestWatch:
-    """A loopback HTTP server that must receive nothing from a mail, except what the person allows."""
+class LoopbackServer:
+    """An HTTP server on a loopback address and a free port, for the time of an `async with`."""
+
+    host = "127.0.0.1"
 
     def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.arrived = asyncio.Event()
         self.port = 0
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -89,6 +89,18 @@ class RequestWatch:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class RequestWatch(LoopbackServer):
+    """A loopback HTTP server that must receive nothing from a mail, except what the person allows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+        self.arrived = asyncio.Event()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -291,27 +303,16 @@ async def test_a_refresh_that_finds_nothing_new_leaves_the_rows_in_place(
     assert await view_link.evaluate("a => a.dataset.marker") == "kept"  # the views did not change
 
 
-class OtherUsersServer:
+class OtherUsersServer(LoopbackServer):
     """An HTTP server another local user runs on a loopback address: it serves one page and keeps
     every request line and Cookie header a browser sends it."""
 
     def __init__(self, host: str, page: str) -> None:
+        super().__init__()
         self.host, self.page = host, page
         self.requests: list[str] = []
         self.cookies: list[str] = []
         self.heard_back = asyncio.Event()  # a request other than the page itself came
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

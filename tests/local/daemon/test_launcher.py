@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -310,12 +311,37 @@ server.serve_forever()
 
 # The impostor runs as another user: the system's Python (ours may live in a home only root reads).
 SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), None)
-
-
-@pytest.mark.skipif(
+AS_ANOTHER_USER = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
     reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
 )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        return int(probe_port.getsockname()[1])
+
+
+@contextlib.contextmanager
+def another_users_server(port: int, pid: int, version: str, address: str) -> Iterator[list[bytes]]:
+    """IMPOSTOR running as `nobody` on `address`:`port`; yields the list that gets what it heard
+    (one JSON line per request) once it has stopped."""
+    heard: list[bytes] = []
+    server = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), str(pid), version, address],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/",
+        user=65534, group=65534, extra_groups=[],  # nobody
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        yield heard
+    finally:
+        server.terminate()
+        heard.append(server.communicate(timeout=10)[0])
+
+
+@AS_ANOTHER_USER
 @pytest.mark.parametrize("address", ["127.0.0.1", "::ffff:127.0.0.1", "0.0.0.0"])
 async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the_key(
     tmp_path: Path, address: str
@@ -326,63 +352,29 @@ async def test_another_users_program_claiming_to_be_our_daemon_is_never_sent_the
     must never be sent to it."""
     config = daemon_config(tmp_path / "data")
     config.data_dir.mkdir(mode=0o700)
-    with socket.socket() as probe_port:
-        probe_port.bind(("127.0.0.1", 0))
-        port = probe_port.getsockname()[1]
-    stale_pid = 2**22 + 7
+    port, stale_pid = _free_port(), 2**22 + 7
     config.state_path.write_text(json.dumps({"pid": stale_pid, "httpPort": port, "smtpPort": 1}))
     config.key_path.write_text("tk_" + "s" * 40 + "\n")
     os.chmod(config.key_path, 0o600)
     config = config.model_copy(update={"http_port": port})
-
-    def as_nobody() -> None:
-        os.setgid(65534)
-        os.setuid(65534)
-
-    impostor = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), str(stale_pid), mam_mcp.__version__, address],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
-    )  # fmt: skip
-    try:
-        assert impostor.stdout is not None and impostor.stdout.readline().strip() == b"ready"
+    with another_users_server(port, stale_pid, mam_mcp.__version__, address) as heard:
         probe = await probe_daemon(config)
         assert probe.kind == "foreign"  # it says it is ours, names our pid: its socket is not ours
         with pytest.raises(DaemonStartError, match=f"port {port}"):
             await ensure_daemon(config, timeout=10)
-    finally:
-        impostor.terminate()
-        heard, _ = impostor.communicate(timeout=10)
-    assert b"tk_" not in heard, heard  # it was asked who it is, never sent the key
-    assert heard.count(b'"line"') >= 1
+    assert b"tk_" not in heard[0], heard  # it was asked who it is, never sent the key
+    assert heard[0].count(b'"line"') >= 1
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
-    reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
-)
+@AS_ANOTHER_USER
 async def test_our_daemon_is_ours_beside_another_users_ipv6_only_listener_on_its_port(tmp_path: Path) -> None:
     """Another user's IPv6-only wildcard listener on the same port number cannot take our IPv4
     connections: the socket on our exact address decides, and the daemon is used."""
-    with socket.socket() as probe_port:
-        probe_port.bind(("127.0.0.1", 0))
-        port = probe_port.getsockname()[1]
-
-    def as_nobody() -> None:
-        os.setgid(65534)
-        os.setuid(65534)
-
-    neighbour = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), "1", "0", "::"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
-    )  # fmt: skip
-    try:
-        assert neighbour.stdout is not None and neighbour.stdout.readline().strip() == b"ready"
+    port = _free_port()
+    with another_users_server(port, 1, "0", "::"):
         async with daemon_process(daemon_config(tmp_path / "data", http_port=port)) as running:
             probe = await probe_daemon(running.config)
             assert probe.kind == "ours" and probe.owned, probe
-    finally:
-        neighbour.terminate()
-        neighbour.communicate(timeout=10)
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux's /proc/net/tcp says who owns a socket")
@@ -398,10 +390,7 @@ def test_the_owner_of_a_listening_socket_is_read_from_the_system() -> None:
     assert listening_uids("not an address", 1) is None
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/proc/net/tcp").exists() or not SYSTEM_PYTHON,
-    reason="needs root (to run a program as another user), Linux's /proc/net/tcp and a system python3",
-)
+@AS_ANOTHER_USER
 async def test_a_client_stops_sending_its_key_when_another_user_takes_the_daemons_port() -> None:
     """The daemon stops when idle; a client made while it ran would send its next request (key and
     all) to whatever took the port. The client's guard checks the port's owner before a request
@@ -410,20 +399,8 @@ async def test_a_client_stops_sending_its_key_when_another_user_takes_the_daemon
     from mam_mcp.client.errors import ConnectionFailed
     from mam_mcp.local.daemon.launcher import daemon_port_guard
 
-    with socket.socket() as probe_port:
-        probe_port.bind(("127.0.0.1", 0))
-        port = probe_port.getsockname()[1]
-
-    def as_nobody() -> None:
-        os.setgid(65534)
-        os.setuid(65534)
-
-    impostor = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-I", "-c", IMPOSTOR, str(port), "1", mam_mcp.__version__, "127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=as_nobody, cwd="/",
-    )  # fmt: skip
-    try:
-        assert impostor.stdout is not None and impostor.stdout.readline().strip() == b"ready"
+    port = _free_port()
+    with another_users_server(port, 1, mam_mcp.__version__, "127.0.0.1") as heard:
         client = MamClient(
             base_url=f"http://127.0.0.1:{port}", api_key="tk_" + "k" * 40,
             before_send=daemon_port_guard("127.0.0.1", port),
@@ -431,10 +408,7 @@ async def test_a_client_stops_sending_its_key_when_another_user_takes_the_daemon
         async with client:
             with pytest.raises(ConnectionFailed, match="could not connect"):
                 await client.inboxes.list()
-    finally:
-        impostor.terminate()
-        heard, _ = impostor.communicate(timeout=10)
-    assert heard == b"", heard  # not a single request reached it
+    assert heard == [b""], heard  # not a single request reached it
 
 
 async def test_the_port_guard_lets_requests_to_our_own_listener_through_and_checks_at_most_every_10_s(
