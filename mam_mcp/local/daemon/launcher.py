@@ -232,17 +232,20 @@ def daemon_port_guard(host: str, port: int) -> Callable[[httpx2.Request], Awaita
     few ms, in a thread); another user's socket stops the request unsent as a connection failure,
     and the server's reconnect then finds the port foreign and says so."""
     checked_at = [float("-inf")]
+    lock = anyio.Lock()  # requests arriving during a look wait for its answer, none goes out before it
 
     async def check(request: httpx2.Request) -> None:
-        now = time.monotonic()
-        if now - checked_at[0] < OWNER_RECHECK_SECONDS:
+        if time.monotonic() - checked_at[0] < OWNER_RECHECK_SECONDS:
             return
-        checked_at[0] = now
-        if await anyio.to_thread.run_sync(listener_is_another_users, host, port):
-            checked_at[0] = float("-inf")
-            raise httpx2.ConnectError(
-                f"another user's program now listens on {host}:{port}, the local daemon's port", request=request
-            )
+        async with lock:
+            if time.monotonic() - checked_at[0] < OWNER_RECHECK_SECONDS:
+                return  # looked at while this request waited
+            if await anyio.to_thread.run_sync(listener_is_another_users, host, port):
+                raise httpx2.ConnectError(
+                    f"another user's program now listens on {host}:{port}, the local daemon's port",
+                    request=request,
+                )
+            checked_at[0] = time.monotonic()  # only a look that found our daemon counts
 
     return check
 

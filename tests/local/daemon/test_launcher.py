@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -433,3 +434,35 @@ async def test_the_port_guard_lets_requests_to_our_own_listener_through_and_chec
         for _ in range(5):
             await guard(request)  # ours: nothing raised
     assert calls == [("127.0.0.1", port)]  # one look for five requests within the interval
+
+
+async def test_requests_arriving_during_the_ports_owner_check_wait_for_its_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parallel tool calls after a quiet spell: none may leave while the look is still running, and
+    a look that found another user's program counts for none of them."""
+    from mam_mcp.local.daemon import launcher
+
+    looks: list[float] = []
+
+    def slow_and_foreign(host: str, port: int) -> bool:
+        looks.append(time.monotonic())
+        time.sleep(0.05)
+        return True
+
+    monkeypatch.setattr(launcher, "listener_is_another_users", slow_and_foreign)
+    guard = launcher.daemon_port_guard("127.0.0.1", 9)
+    request = httpx2.Request("GET", "http://127.0.0.1:9/v1/inboxes")
+    outcomes: list[str] = []
+
+    async def one() -> None:
+        try:
+            await guard(request)
+            outcomes.append("sent")
+        except httpx2.ConnectError:
+            outcomes.append("stopped")
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(3):
+            tasks.start_soon(one)
+    assert outcomes == ["stopped"] * 3 and len(looks) == 3
