@@ -85,7 +85,10 @@ async def _run(config: LocalConfig, ready_line: bool, lock_wait: float, stop_wit
         async def announce() -> None:
             await ready.wait()
             # One line, so a parent (tests, tooling) can wait for readiness without polling.
-            print(config.state_path.read_text(encoding="utf-8").strip(), flush=True)
+            try:
+                print(config.state_path.read_text(encoding="utf-8").strip(), flush=True)
+            except (BrokenPipeError, ValueError):
+                pass  # the parent is gone (its end of stdout closed): --stop-with-parent stops us
 
         if ready_line:
             tasks.start_soon(announce)

@@ -76,8 +76,8 @@
     });
   }
 
-  // What the page cannot fetch with a header (the event stream, the mail frame) carries the key in
-  // its query.
+  // The event stream (EventSource sends no header) carries the key in its query; it is no
+  // navigation, so no history keeps that URL.
   function keyed(url) {
     return url + (url.indexOf("?") >= 0 ? "&" : "?") + "key=" + encodeURIComponent(pageKey());
   }
@@ -85,8 +85,8 @@
   // A download link: fetched with the key in a header, saved from memory, so that no link, hover
   // text or download history ever shows a URL with the key.
   function downloadLink(path, filename, text) {
-    return el("a", {href: base + "/api" + path, download: filename, text: text, onclick: function (event) {
-      event.preventDefault();
+    // A button, not a link: a middle click or "Save link as" would skip the key and fail.
+    return el("button", {type: "button", className: "link-like", text: text, onclick: function () {
       fetch(base + "/api" + path, {credentials: "same-origin", headers: {"X-Console-Key": pageKey()}})
         .then(function (response) {
           if (!response.ok) {
@@ -518,18 +518,29 @@
     return section;
   }
 
-  function htmlSection(m, path) {
+  // The mail frame: its src is a navigation (kept in the browser's history), so it carries a
+  // one-use ticket the page asks for with its key, never the key; a new view is a new frame.
+  function mailFrame(path, images) {
     var frame = el("iframe", {
       className: "mail-frame",
       title: "HTML body of the message",
       sandbox: "allow-popups allow-popups-to-escape-sandbox",
-      referrerpolicy: "no-referrer",
-      src: keyed(base + "/api" + path + "/html")
+      referrerpolicy: "no-referrer"
     });
+    api(path + "/frame", {method: "POST", body: {images: images}}).then(function (data) {
+      frame.src = data.src;
+    }, function (error) { toast("Could not show the HTML: " + error.message); });
+    return frame;
+  }
+
+  function htmlSection(m, path) {
+    var frame = mailFrame(path, false);
     var note = el("p", {className: "blocked-note"},
       "Shown without scripts or forms; remote images and other remote content are blocked. ");
     var load = el("button", {type: "button", text: "Load remote images", onclick: function () {
-      frame.src = keyed(base + "/api" + path + "/html?images=1");
+      var withImages = mailFrame(path, true);
+      frame.replaceWith(withImages);
+      frame = withImages;
       load.remove();
       note.appendChild(document.createTextNode("Remote images loaded (the sender can see that you opened it)."));
     }});

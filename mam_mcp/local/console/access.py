@@ -7,10 +7,12 @@ SameSite=Strict session cookie and answers a small page holding the session's *p
 body, never in a URL: URLs land in the browser's history), whose script keeps the key in the
 origin's storage and replaces itself with the console. The key names the session a request acts
 in; the cookie must be a live session of the same scope (two tabs of one browser signed in twice
-share the newer cookie and each keep working). Every API request must carry that key too (the
-`X-Console-Key` header; a `key` query parameter for what the page cannot fetch with a header: the
-event stream, the mail frame, downloads), and a state-changing one must come from the console's own
-origin. Why both: browsers send a cookie to every port of its host, so a server another local user
+share the newer cookie and each keep working; signing out ends every session of the person).
+Every API request must carry that key too: the `X-Console-Key` header (downloads are fetched with
+it), a `key` query parameter only for the event stream (EventSource sends no header; it is no
+navigation, so no history keeps its URL), and for the mail frame, whose src is a navigation, a
+one-use ticket for that one view (`issue_frame_ticket`). A state-changing request must also come
+from the console's own origin. Why both: browsers send a cookie to every port of its host, so a server another local user
 runs on 127.0.0.1 can collect it from a person's browser; the page key is handed out once, to the
 page at the console's own origin (port included), and no answer ever repeats it. A header no other
 web page can set also makes it the CSRF token. Sessions and tokens live in the daemon's memory
@@ -49,6 +51,8 @@ LOGIN_TOKEN_SECONDS: Final = 300.0  # time to open the link `mam-mcp console --n
 SESSION_SECONDS: Final = 12 * 3600.0
 MAX_SESSIONS: Final = 64  # the oldest is signed out beyond this (each login makes one)
 MAX_PENDING_TOKENS: Final = 32
+FRAME_TICKET_SECONDS: Final = 60.0  # from the page asking to the frame loading: a moment
+MAX_FRAME_TICKETS: Final = 64
 KEY_HEADER: Final = "x-console-key"  # the session's page key, on every API request the page makes
 KEY_PARAM: Final = "key"  # the same, in the query of what the page cannot fetch with a header
 SESSION_SCOPE_KEY: Final = "mam_console_session"  # where the guard leaves the session in the ASGI scope
@@ -83,6 +87,9 @@ class ConsoleAccess:
         self._tokens: dict[bytes, tuple[KeyScope, float]] = {}
         self._sessions: dict[bytes, Session] = {}
         self._by_key: dict[bytes, Session] = {}  # page key digest -> its session
+        # One-use tickets for the mail frame's src (a URL: URLs land in the browser's history, so it
+        # holds this, never the page key): digest -> (session, path, expiry).
+        self._tickets: dict[bytes, tuple[Session, str, float]] = {}
 
     def issue_login_token(self, scope: KeyScope) -> str:
         """A secret that opens one session for `scope`, once, within LOGIN_TOKEN_SECONDS."""
@@ -126,14 +133,35 @@ class ConsoleAccess:
             return None
         return session
 
+    def issue_frame_ticket(self, session: Session, path: str) -> str:
+        """A secret that loads `path` once, in `session`, within FRAME_TICKET_SECONDS."""
+        now = self._now()
+        for digest in [d for d, (_, _, expires) in self._tickets.items() if expires < now]:
+            del self._tickets[digest]
+        while len(self._tickets) >= MAX_FRAME_TICKETS:
+            self._tickets.pop(next(iter(self._tickets)))
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[_digest(ticket)] = (session, path, now + FRAME_TICKET_SECONDS)
+        return ticket
+
+    def redeem_frame_ticket(self, ticket: str | None, path: str) -> Session | None:
+        """The live session a ticket for `path` was issued in; the ticket is used up either way."""
+        if not ticket or len(ticket) > 200:
+            return None
+        entry = self._tickets.pop(_digest(ticket), None)
+        if entry is None or entry[1] != path or entry[2] < self._now() or not entry[0].live(self._now()):
+            return None
+        return entry[0]
+
+    def end_scope(self, scope: KeyScope) -> None:
+        """Sign out every session of `scope` (one person per daemon: sign-out means all their tabs)."""
+        for digest, session in list(self._sessions.items()):
+            if session.scope == scope:
+                self._forget(digest)
+
     def end(self, session_id: str | None) -> None:
         if session_id:
             self._forget(_digest(session_id))
-
-    def end_session(self, session: Session) -> None:
-        for digest, known in list(self._sessions.items()):
-            if known is session:
-                self._forget(digest)
 
     def _forget(self, digest: bytes) -> None:
         session = self._sessions.pop(digest, None)

@@ -10,6 +10,7 @@ the answer then carries the new revision for the page to show.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -28,7 +29,7 @@ from mam_mcp.local.api.params import (
     parse_body,
 )
 from mam_mcp.local.api.wire import draft_wire
-from mam_mcp.local.console.access import session_of
+from mam_mcp.local.console.access import ConsoleAccess, session_of
 from mam_mcp.local.console.mail_view import (
     HTML_CSP,
     HTML_CSP_WITH_IMAGES,
@@ -231,6 +232,23 @@ async def message(request: Request) -> JSONResponse:
     return JSONResponse(view)
 
 
+async def frame_ticket(request: Request) -> Response:
+    """The src of the mail frame: the HTML view with a one-use ticket, never the page key (a frame's
+    URL lands in the browser's history). `{"images": true}` for the view with remote images."""
+    body = await request.body()
+    try:
+        images = bool(json.loads(body or b"{}").get("images"))
+    except (ValueError, AttributeError):
+        raise BackendError.validation("body", "a JSON object is expected") from None
+    params = request.path_params
+    path = f"/api/inboxes/{params['inbox_id']}/messages/{params['message_id']}/html"
+    access: ConsoleAccess = request.app.state.access
+    ticket = access.issue_frame_ticket(session_of(request), path)
+    root = str(request.scope.get("root_path", ""))
+    src = f"{root}{path}?" + urllib.parse.urlencode({"ticket": ticket, **({"images": "1"} if images else {})})
+    return JSONResponse({"src": src}, status_code=201)
+
+
 async def message_html(request: Request) -> Response:
     inbox_id, row = await _message_row(request)
     html = row.get("html_body") or ""
@@ -410,6 +428,7 @@ def api_routes() -> list[Route]:
         Route(msg, mark, methods=["PATCH"]),
         Route(msg, delete_message, methods=["DELETE"]),
         Route(msg + "/html", message_html, methods=["GET"]),
+        Route(msg + "/frame", frame_ticket, methods=["POST"]),
         Route(msg + "/raw", message_raw, methods=["GET"]),
         Route(msg + "/attachments/{attachment_id}", attachment, methods=["GET"]),
         Route(inbox + "/drafts", drafts, methods=["GET"]),

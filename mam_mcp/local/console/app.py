@@ -67,9 +67,12 @@ _SIGN_IN_PAGE: Final = (
     "<link rel=stylesheet href=\"{base}/static/console.css\"><main class=signed-out><h1>mam-mcp console</h1>"
     "<p>Signing in…</p></main><script src=\"{base}/static/sign_in.js\"></script></html>"
 )
-# GETs a page cannot make with a header (EventSource, a frame's src) may carry the page key in their
-# query instead; every other request (downloads included: fetched, then saved) must send the header.
-_KEY_IN_QUERY: Final = re.compile(r"^/api/(events|inboxes/[^/]+/messages/[^/]+/html)$")
+# The event stream (EventSource sends no header) may carry the page key in its query: it is no
+# navigation, so its URL is kept in no history. The mail frame's src is one: it carries a one-use
+# ticket instead (`/frame`). Every other request (downloads included: fetched, then saved) sends
+# the header.
+_KEY_IN_QUERY: Final = re.compile(r"^/api/events$")
+_FRAME: Final = re.compile(r"^/api/inboxes/[^/]+/messages/[^/]+/html$")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -160,7 +163,7 @@ async def _logout(request: Request) -> Response:
     access: ConsoleAccess = request.app.state.access
     name = cookie_name(_port(request.scope))
     access.end(request.cookies.get(name))  # the browser's session ...
-    access.end_session(session_of(request))  # ... and the one this page's key opened, if another
+    access.end_scope(session_of(request).scope)  # ... and every other one of this person (all tabs)
     response = JSONResponse({"ok": True})
     response.delete_cookie(name, path=_base(request) or "/", httponly=True, samesite="strict")
     return response
@@ -210,13 +213,16 @@ def _cookie(scope: MutableMapping[str, Any], name: str) -> str | None:
     return morsel.value if morsel is not None else None
 
 
+def _query_value(scope: MutableMapping[str, Any], name: str) -> str | None:
+    values = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
 def _presented_key(scope: MutableMapping[str, Any], *, header_only: bool) -> str | None:
     """The page key a request carries: its header, or (where `header_only` is False) the `key` query parameter."""
     presented = _header(scope, KEY_HEADER.encode())
     if presented is None and not header_only:
-        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        values = query.get(KEY_PARAM)
-        presented = values[0] if values else None
+        presented = _query_value(scope, KEY_PARAM)
     return presented
 
 
@@ -273,6 +279,8 @@ class _Guard:
             # of one browser, signed in twice, share the newer cookie and each keep working.
             query_ok = method in _SAFE_METHODS and _KEY_IN_QUERY.match(path) is not None
             keyed = self.access.session_by_key(_presented_key(scope, header_only=not query_ok))
+            if keyed is None and method in _SAFE_METHODS and _FRAME.match(path):
+                keyed = self.access.redeem_frame_ticket(_query_value(scope, "ticket"), path)
             if keyed is None or keyed.scope != session.scope:
                 return _error(
                     401,

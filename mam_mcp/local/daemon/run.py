@@ -331,10 +331,11 @@ async def _serve_http(
 
             tasks.start_soon(serve)
             try:
+                waits = [server.listening, stop, *([stop_requested] if stop_requested is not None else [])]
                 with anyio.fail_after(30):
-                    await _wait_first(server.listening, stop)
-                if stop.is_set():
-                    return
+                    await _wait_first(*waits)
+                if stop.is_set() or (stop_requested is not None and stop_requested.is_set()):
+                    return  # asked to stop while starting: never announced, nothing to undo
                 write_state_file(config)
                 logger.info(
                     "listening: http://%s:%d smtp %s:%d",

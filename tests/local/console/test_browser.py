@@ -404,6 +404,7 @@ async def test_an_html_mail_runs_no_script_and_loads_nothing_until_asked(
         frame_element = await page.wait_for_selector("iframe.mail-frame")
         frame = await frame_element.content_frame()
         assert frame is not None
+        await frame.wait_for_url("**/html?ticket=*")  # a one-use ticket, asked for with the page key
         await frame.wait_for_load_state("load")
         assert "483921" in await frame.inner_text("body")
         assert await frame.evaluate("document.body.getAttribute('data-ran')") is None  # the script never ran
@@ -417,7 +418,10 @@ async def test_an_html_mail_runs_no_script_and_loads_nothing_until_asked(
         with anyio.fail_after(10):
             await watch.arrived.wait()
         assert watch.paths == ["/pixel.gif"]  # only the image came, and only once asked for
-        assert await frame.evaluate("document.body") is not None
+        shown = await (await page.wait_for_selector("iframe.mail-frame")).content_frame()  # a new frame
+        assert shown is not None
+        await shown.wait_for_url("**/html?ticket=*&images=1")
+        assert "483921" in await shown.inner_text("body")
 
 
 async def test_search_finds_the_mail_and_the_source_downloads(
@@ -436,7 +440,7 @@ async def test_search_finds_the_mail_and_the_source_downloads(
     await results.first.click()
     await page.locator("#detail h2", has_text="Invoice for zephyrine").wait_for()
     async with page.expect_download() as download_info:
-        await page.get_by_role("link", name="Download .eml").click()
+        await page.get_by_role("button", name="Download .eml").click()
     download = await download_info.value
     assert download.suggested_filename == f"{message['id']}.eml"
     saved = Path(await download.path()).read_bytes()

@@ -243,7 +243,16 @@ async def test_the_session_cookie_alone_opens_nothing(stack: ConsoleStack) -> No
         # With the key (the page's own requests), the same reads work: a header, or the query for
         # what the page cannot fetch with one (the mail frame, the event stream).
         assert (await thief.get(f"{msg}/raw", headers={"X-Console-Key": key})).content.startswith(b"From: Jane")
-        assert b"the plans" in (await thief.get(f"{msg}/html", params={"key": key})).content
+        assert (await thief.get(f"{msg}/html", params={"key": key})).status_code == 401  # a frame: a ticket
+        # The mail frame's src is a navigation (kept in history): a one-use ticket, asked for with the key.
+        src = (await thief.post(f"{msg}/frame", json={}, headers={"X-Console-Key": key})).json()["src"]
+        assert key not in src and src.startswith(f"{msg}/html?ticket=")
+        assert b"the plans" in (await thief.get(src)).content
+        assert (await thief.get(src)).status_code == 401  # used up
+        other = (await thief.post(f"{msg}/frame", json={"images": True}, headers={"X-Console-Key": key})).json()
+        assert other["src"].endswith("&images=1")
+        elsewhere = other["src"].replace(message["id"], "another-message")
+        assert (await thief.get(elsewhere)).status_code == 401  # bound to its message's view
         assert (await thief.get(msg, headers={"X-Console-Key": key})).json()["subject"] == "Secret plans"
 
 
@@ -468,3 +477,11 @@ async def test_two_sign_ins_in_one_browser_both_pages_keep_working_until_sign_ou
         assert out.status_code == 200
         for key in (first_key, second_key):  # the page's session and the browser's cookie: both ended
             assert (await browser.get(inboxes, headers={"X-Console-Key": key})).status_code == 401
+        # Signing out ends every session of the person, not only the two this request touched.
+        keys = [await sign_in(stack, browser) for _ in range(3)]
+        out = await browser.post(f"{CONSOLE_PATH}/logout", headers={**ORIGIN, "X-Console-Key": keys[2]})
+        assert out.status_code == 200
+        fresh = await sign_in(stack, browser)  # a new live cookie: the old keys still open nothing
+        for key in keys:
+            assert (await browser.get(inboxes, headers={"X-Console-Key": key})).status_code == 401
+        assert (await browser.get(inboxes, headers={"X-Console-Key": fresh})).status_code == 200
