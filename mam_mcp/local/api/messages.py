@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import anyio
-
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

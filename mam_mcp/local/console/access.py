@@ -12,9 +12,10 @@ Every API request must carry that key too: the `X-Console-Key` header (downloads
 it), a `key` query parameter only for the event stream (EventSource sends no header; it is no
 navigation, so no history keeps its URL), and for the mail frame, whose src is a navigation, a
 one-use ticket for that one view (`issue_frame_ticket`). A state-changing request must also come
-from the console's own origin. Why both: browsers send a cookie to every port of its host, so a server another local user
-runs on 127.0.0.1 can collect it from a person's browser; the page key is handed out once, to the
-page at the console's own origin (port included), and no answer ever repeats it. A header no other
+from the console's own origin. Why both: browsers send a cookie to every port of its host, so a
+server another local user runs on 127.0.0.1 can collect it from a person's browser; the page key is
+handed out once, to the page at the console's own origin (port included), and no answer ever
+repeats it. A header no other
 web page can set also makes it the CSRF token. Sessions and tokens live in the daemon's memory
 only: a restarted daemon signs everyone out. The page never sees an API key.
 """
@@ -78,7 +79,6 @@ class Session:
         return not self.ended and self.expires_at >= now
 
 
-
 class ConsoleAccess:
     """One-time login tokens and the sessions they open (in memory; secrets kept as digests)."""
 
@@ -135,13 +135,11 @@ class ConsoleAccess:
 
     def issue_frame_ticket(self, session: Session, path: str) -> str:
         """A secret that loads `path` once, in `session`, within FRAME_TICKET_SECONDS."""
-        now = self._now()
-        for digest in [d for d, (_, _, expires) in self._tickets.items() if expires < now]:
-            del self._tickets[digest]
+        self._prune()
         while len(self._tickets) >= MAX_FRAME_TICKETS:
             self._tickets.pop(next(iter(self._tickets)))
         ticket = secrets.token_urlsafe(24)
-        self._tickets[_digest(ticket)] = (session, path, now + FRAME_TICKET_SECONDS)
+        self._tickets[_digest(ticket)] = (session, path, self._now() + FRAME_TICKET_SECONDS)
         return ticket
 
     def redeem_frame_ticket(self, ticket: str | None, path: str) -> Session | None:
@@ -175,6 +173,8 @@ class ConsoleAccess:
             del self._tokens[key]
         for key in [k for k, s in self._sessions.items() if s.expires_at < now]:
             self._forget(key)
+        for key in [k for k, (_, _, expires) in self._tickets.items() if expires < now]:
+            del self._tickets[key]
 
 
 def _hosts(port: int) -> Iterable[str]:

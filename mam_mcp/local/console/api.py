@@ -67,6 +67,10 @@ class DraftEdit(StrictBody):
     base_updated_at: str | None = Field(default=None, max_length=40)
 
 
+class FrameRequest(StrictBody):
+    images: bool = False  # the view with remote images (the person asked for them)
+
+
 class Approval(StrictBody):
     content_hash: str = Field(min_length=8, max_length=64)
 
@@ -235,11 +239,7 @@ async def message(request: Request) -> JSONResponse:
 async def frame_ticket(request: Request) -> Response:
     """The src of the mail frame: the HTML view with a one-use ticket, never the page key (a frame's
     URL lands in the browser's history). `{"images": true}` for the view with remote images."""
-    body = await request.body()
-    try:
-        images = bool(json.loads(body or b"{}").get("images"))
-    except (ValueError, AttributeError):
-        raise BackendError.validation("body", "a JSON object is expected") from None
+    images = (await parse_body(request, FrameRequest, optional=True)).images
     params = request.path_params
     path = f"/api/inboxes/{params['inbox_id']}/messages/{params['message_id']}/html"
     access: ConsoleAccess = request.app.state.access

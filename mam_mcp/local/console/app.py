@@ -71,7 +71,7 @@ _SIGN_IN_PAGE: Final = (
 # navigation, so its URL is kept in no history. The mail frame's src is one: it carries a one-use
 # ticket instead (`/frame`). Every other request (downloads included: fetched, then saved) sends
 # the header.
-_KEY_IN_QUERY: Final = re.compile(r"^/api/events$")
+_EVENTS: Final = "/api/events"
 _FRAME: Final = re.compile(r"^/api/inboxes/[^/]+/messages/[^/]+/html$")
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -277,8 +277,8 @@ class _Guard:
             # The cookie alone is not enough: any server on this host can be sent it (access.py). The
             # page key names the session; the cookie must be a live one of the same scope. Two tabs
             # of one browser, signed in twice, share the newer cookie and each keep working.
-            query_ok = method in _SAFE_METHODS and _KEY_IN_QUERY.match(path) is not None
-            keyed = self.access.session_by_key(_presented_key(scope, header_only=not query_ok))
+            from_query = method in _SAFE_METHODS and path == _EVENTS
+            keyed = self.access.session_by_key(_presented_key(scope, header_only=not from_query))
             if keyed is None and method in _SAFE_METHODS and _FRAME.match(path):
                 keyed = self.access.redeem_frame_ticket(_query_value(scope, "ticket"), path)
             if keyed is None or keyed.scope != session.scope:
